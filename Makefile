@@ -1,0 +1,39 @@
+# placer: `make demo` sets up and runs the main job; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.stamp-install
+DEMO_DIR ?= .demo
+
+.PHONY: setup test test-fast demo lint clean system-deps
+
+setup: $(STAMP)
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+$(STAMP): pyproject.toml
+	@bash scripts/system-deps.sh
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "placer needs Python >= 3.11, found " + sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev,pipelines,tf]'
+	@touch $(STAMP)
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+test-fast: setup
+	$(VENV)/bin/pytest -q -m 'not slow'
+
+demo: setup
+	@DEMO_DIR=$(DEMO_DIR) VENV=$(VENV) bash scripts/demo.sh
+
+lint: setup
+	$(VENV)/bin/ruff check placer collectors tuners tests
+	$(VENV)/bin/ruff format --check placer collectors tuners tests
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) build dist *.egg-info

@@ -1,0 +1,407 @@
+"""Pipeline tuning benchmark: placer's tuner against the alternatives, side by side.
+
+For every pipeline, in one run on this host:
+
+- **naive**: the pipeline's naive config (no workers, no prefetch, no cache);
+- **workers=cores**: the common heuristic (every parallel knob / ``num_workers`` = cores,
+  the knobs' defaults otherwise, no cache);
+- **analysis**: the operational analysis's config alone (placer's first trial);
+- **placer**: analysis + Optuna (``tuners.tuning.tune`` on a SQLite store), with at most
+  a tenth of the grid's trials;
+- **optuna alone**: TPE with the same trial budget, no analysis seed;
+- **random**: random search with the same trial budget;
+- **grid**: every config of a grid over the same knobs (see :func:`grid_values` for the
+  values: the full power-of-two grid would take days here) that fits the budget;
+- **tf.data AUTOTUNE** where a ``<name>-tfdata-autotune`` twin exists.
+
+Each method's chosen config is measured again at the end (``--final-runs`` runs of
+``--final-seconds``, probes off, mean) so all are compared under the same conditions.
+
+    python benchmarks/pipeline_tuning.py                       # the example pipelines
+    python benchmarks/pipeline_tuning.py synthetic-cpu synthetic-remote --trial-seconds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from collectors.pipeline.api import ChoiceKnob, Config, IntKnob, PipelineDef  # noqa: E402
+from tuners.analysis import Analysis, core_demand  # noqa: E402
+from tuners.resolve import load_pipeline, resolve_measure  # noqa: E402
+from tuners.tuning import Budget, Objective, TrialFailed, best_trial, tune  # noqa: E402
+
+DEFAULT_PIPELINES = [
+    "remote-torchdata",
+    "tabular-torchdata",
+    "text-torchdata",
+    "images-torchdata",
+    "tabular-tfdata",
+    "images-tfdata",
+]
+
+
+def knob_values(knob: Any) -> list[Any]:
+    """Grid values of a knob: integer ends and powers of two between, or every choice."""
+    if isinstance(knob, ChoiceKnob):
+        return list(knob.choices)
+    values = {knob.low, knob.high}
+    p = 1
+    while p < knob.high:
+        if p > knob.low:
+            values.add(p)
+        p *= 2
+    return sorted(values)
+
+
+def grid_values(defn: PipelineDef, analysis: Analysis) -> dict[str, list[Any]]:
+    """The benchmark's grid: every knob, at the values that can matter on this host.
+
+    The full power-of-two grid has up to 23,000 configs per pipeline here (days of
+    measuring), so: a stage's parallelism is searched only if the stage takes at least 10%
+    of the profiled per-batch time (else kept at 1), at 1 and the powers of two up to the
+    CPU budget for CPU-bound stages, at {1, 2, 4, the knob's top} for stages that wait;
+    prefetch at {its low end, 2, 8}; DataLoader's ``num_workers`` at all powers of two;
+    every choice knob (cache position, flags) fully.
+    """
+    total = sum(s.wall_per_batch for s in analysis.stages) or 1.0
+    by_knob = {(s.parallelism_knob or f"parallelism.{s.name}"): s.name for s in defn.stages}
+    out: dict[str, list[Any]] = {}
+    for key, knob in defn.knobs.items():
+        if isinstance(knob, ChoiceKnob):
+            out[key] = list(knob.choices)
+        elif key in by_knob:
+            st = analysis.stage(by_knob[key])
+            if st.wall_per_batch / total < 0.10:
+                out[key] = [max(knob.low, min(1, knob.high))]
+                continue
+            waits = bool(st.worker_rate and st.core_rate and st.worker_rate < 0.5 * st.core_rate)
+            # CPU-bound: 1 and powers of two up to the cores (more only time-share them);
+            # stages that wait: 1, 2, 4 and the knob's top.
+            tops = (1, 2, 4, knob.high) if waits else _pow2_upto(max(analysis.budget_cores, 2))
+            vals = {v for v in tops if knob.low <= v <= knob.high}
+            out[key] = sorted(vals) or [knob.low]
+        elif key == "prefetch" or key == "prefetch_factor":
+            out[key] = sorted({v for v in (knob.low, 2, 8) if knob.low <= v <= knob.high})
+        else:
+            out[key] = knob_values(knob)
+    return out
+
+
+def _pow2_upto(limit: float) -> tuple[int, ...]:
+    out, p = [], 1
+    while p <= limit:
+        out.append(p)
+        p *= 2
+    return tuple(out)
+
+
+def grid(defn: PipelineDef, analysis: Analysis) -> list[Config]:
+    values = grid_values(defn, analysis)
+    keys = list(values)
+    combos = itertools.product(*(values[k] for k in keys))
+    return [{**defn.naive_config, **dict(zip(keys, c, strict=True))} for c in combos]
+
+
+def heuristic(defn: PipelineDef, cores: int) -> Config:
+    """workers = cores everywhere it can be set; no cache; knobs' defaults otherwise."""
+    config = dict(defn.naive_config)
+    for key, knob in defn.knobs.items():
+        if isinstance(knob, IntKnob) and (key.startswith("parallelism.") or key == "num_workers"):
+            config[key] = min(max(cores, knob.low), knob.high)
+        elif key == "prefetch" and isinstance(knob, IntKnob):
+            config[key] = min(max(2, knob.low), knob.high)
+        elif key == "prefetch_factor" and isinstance(knob, IntKnob):
+            config[key] = min(max(2, knob.low), knob.high)
+        elif key == "cache":
+            config[key] = None
+    return config
+
+
+def search(
+    defn: PipelineDef,
+    analysis: Analysis,
+    budget: Budget,
+    measure: Any,
+    *,
+    sampler: Any,
+    n_trials: int,
+    trial_seconds: float,
+) -> tuple[Config | None, float | None]:
+    """An in-memory Optuna study with ``sampler`` and no analysis seed."""
+    import optuna
+
+    from tuners.tuning import make_pruner
+
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=make_pruner())
+    objective = Objective(
+        defn=defn, analysis=analysis, budget=budget, measure=measure, trial_seconds=trial_seconds
+    )
+    study.optimize(objective, n_trials=n_trials, catch=(TrialFailed,))
+    best = best_trial(study)
+    if best is None:
+        return None, None
+    return dict(best.user_attrs["config"]), float(best.value)
+
+
+def measure_final(
+    defn: PipelineDef, config: Config | None, measure: Any, runs: int, seconds: float
+) -> float | None:
+    if config is None:
+        return None
+    values = []
+    for _ in range(runs):
+        m = measure(defn, config, max_batches=1_000_000, max_seconds=seconds, probes=False)
+        if m.error or m.batches <= 0:
+            return None
+        values.append(m.samples_per_second)
+    return statistics.fmean(values)
+
+
+def bench_one(name: str, args: argparse.Namespace, store_dir: Path) -> dict[str, Any]:
+    import optuna
+
+    measure = resolve_measure()
+    defn = load_pipeline(name)
+    cores = os.cpu_count() or 1
+    budget_cores = float(args.budget_cores or cores)
+    # The grid depends on the profile: profile once (the tuner profiles again, as a user's
+    # `placer tune` would), size the grid, then give the tuner a tenth of its trials.
+    from tuners.analysis import analyze
+
+    profile = measure(
+        defn,
+        dict(defn.naive_config),
+        max_batches=1_000_000,
+        max_seconds=max(args.trial_seconds, 2.0),
+    )
+    if profile.error:
+        raise RuntimeError(f"profiling failed: {profile.error}")
+    pre = analyze(
+        defn,
+        profile,
+        budget_cores=budget_cores,
+        budget_memory_bytes=args.budget_mem or profile.host.free_memory_bytes // 2,
+    )
+    configs = grid(defn, pre)
+    n_trials = max(3, len(configs) // 10) if args.trials is None else args.trials
+    print(
+        f"{name}: grid of {len(configs)} configs, {n_trials} tuner trials",
+        file=sys.stderr,
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    result = tune(
+        name,
+        f"sqlite:///{store_dir / 'bench.db'}",
+        budget_cores=budget_cores,
+        budget_memory_bytes=args.budget_mem,
+        n_trials=n_trials,
+        trial_seconds=args.trial_seconds,
+        study_name=f"bench-{name}-{os.getpid()}",
+        seed=args.seed,
+    )
+    tune_seconds = time.perf_counter() - t0
+    analysis = result.analysis
+    budget = Budget(budget_cores, analysis.budget_memory_bytes)
+
+    # the grid, within the same budget
+    fits = [c for c in configs if core_demand(defn, analysis, c) <= budget_cores + 1e-6]
+    grid_best: tuple[float, Config | None] = (-1.0, None)
+    t0 = time.perf_counter()
+    for config in fits:
+        m = measure(
+            defn, config, max_batches=1_000_000, max_seconds=args.trial_seconds, probes=False
+        )
+        if not m.error and m.samples_per_second > grid_best[0]:
+            grid_best = (m.samples_per_second, config)
+    grid_seconds = time.perf_counter() - t0
+
+    optuna_cfg, _ = search(
+        defn,
+        analysis,
+        budget,
+        measure,
+        n_trials=n_trials,
+        trial_seconds=args.trial_seconds,
+        sampler=optuna.samplers.TPESampler(seed=args.seed, n_startup_trials=max(2, n_trials // 3)),
+    )
+    random_cfg, _ = search(
+        defn,
+        analysis,
+        budget,
+        measure,
+        n_trials=n_trials,
+        trial_seconds=args.trial_seconds,
+        sampler=optuna.samplers.RandomSampler(seed=args.seed),
+    )
+
+    chosen: dict[str, Config | None] = {
+        "naive": dict(defn.naive_config),
+        "workers=cores": heuristic(defn, cores),
+        "analysis": result.analysis_config,
+        "placer": result.best_config,
+        "optuna alone": optuna_cfg,
+        "random": random_cfg,
+        "grid": grid_best[1],
+    }
+    autotune_name = f"{name}-autotune" if name.endswith("-tfdata") else None
+    final: dict[str, float | None] = {}
+    for method, config in chosen.items():
+        final[method] = measure_final(defn, config, measure, args.final_runs, args.final_seconds)
+    if autotune_name is not None:
+        try:
+            tf_defn = load_pipeline(autotune_name)
+            final["tf.data AUTOTUNE"] = measure_final(
+                tf_defn, dict(tf_defn.naive_config), measure, args.final_runs, args.final_seconds
+            )
+        except Exception as exc:  # noqa: BLE001 - reported, the rest of the row stands
+            final["tf.data AUTOTUNE"] = None
+            print(f"{autotune_name}: {exc}", file=sys.stderr)
+
+    def ratio(a: str, b: str) -> float | None:
+        x, y = final.get(a), final.get(b)
+        return None if x is None or not y else x / y
+
+    upper = analysis.upper_bound_samples_per_second
+    placer = final.get("placer")
+    return {
+        "pipeline": name,
+        "engine": defn.engine,
+        "grid_configs": len(configs),
+        "grid_values": grid_values(defn, pre),
+        "grid_fitting_budget": len(fits),
+        "trials": n_trials,
+        "samples_per_second": final,
+        "configs": chosen,
+        "upper_bound": upper if math.isfinite(upper) else None,
+        "cache": analysis.cache,
+        "bottleneck": analysis.bottleneck,
+        "explanation": analysis.explanation,
+        "placer_vs_grid": ratio("placer", "grid"),
+        "placer_vs_upper_bound": (placer / upper) if placer and math.isfinite(upper) else None,
+        "placer_vs_naive": ratio("placer", "naive"),
+        "placer_vs_autotune": ratio("placer", "tf.data AUTOTUNE"),
+        "placer_vs_optuna_alone": ratio("placer", "optuna alone"),
+        "placer_vs_random": ratio("placer", "random"),
+        "placer_vs_heuristic": ratio("placer", "workers=cores"),
+        "tune_seconds": tune_seconds,
+        "grid_seconds": grid_seconds,
+    }
+
+
+METHODS = [
+    "naive",
+    "workers=cores",
+    "analysis",
+    "placer",
+    "optuna alone",
+    "random",
+    "grid",
+    "tf.data AUTOTUNE",
+]
+
+
+def _fmt(v: float | None, pct: bool = False) -> str:
+    if v is None:
+        return "-"
+    if pct:
+        return f"{100 * v:.0f}%"
+    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
+
+def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    head = (
+        ["pipeline", "trials (grid)"]
+        + METHODS
+        + ["upper bound", "placer/grid", "placer/bound", "placer/naive"]
+    )
+    lines = [
+        f"Measured {meta['date']} on {meta['host']} ({meta['cores']} cores, "
+        f"{meta['memory_gib']:.0f} GiB, {meta['platform']}); budget {meta['budget_cores']} cores; "
+        f"trials of {meta['trial_seconds']} s, "
+        f"final {meta['final_runs']}x{meta['final_seconds']} s; "
+        f"samples/s. Load average (1/5/15 min) at start {meta['load_average_at_start']}, "
+        f"at end {meta.get('load_average_at_end')}: the host was shared with other jobs.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for r in rows:
+        sps = r["samples_per_second"]
+        cells = [r["pipeline"], f"{r['trials']} ({r['grid_fitting_budget']})"]
+        cells += [_fmt(sps.get(m)) for m in METHODS]
+        cells += [
+            _fmt(r["upper_bound"]),
+            _fmt(r["placer_vs_grid"], True),
+            _fmt(r["placer_vs_upper_bound"], True),
+            _fmt(r["placer_vs_naive"]) + "x",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("pipelines", nargs="*", default=None)
+    parser.add_argument("--trial-seconds", type=float, default=1.5)
+    parser.add_argument("--final-seconds", type=float, default=3.0)
+    parser.add_argument("--final-runs", type=int, default=2)
+    parser.add_argument("--trials", type=int, default=None, help="default: grid size / 10")
+    parser.add_argument("--budget-cores", type=float, default=None)
+    parser.add_argument("--budget-mem", type=int, default=None, help="bytes")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args(argv)
+    names = args.pipelines or DEFAULT_PIPELINES
+
+    meta = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "host": platform.node(),
+        "cores": os.cpu_count(),
+        "memory_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3,
+        "platform": f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
+        "budget_cores": args.budget_cores or os.cpu_count(),
+        "trial_seconds": args.trial_seconds,
+        "final_seconds": args.final_seconds,
+        "final_runs": args.final_runs,
+        "load_average_at_start": os.getloadavg(),
+    }
+    rows: list[dict[str, Any]] = []
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M")
+    with tempfile.TemporaryDirectory(prefix="placer-bench-") as tmp:
+        for name in names:
+            print(f"== {name}", file=sys.stderr, flush=True)
+            try:
+                rows.append(bench_one(name, args, Path(tmp)))
+            except Exception as exc:  # noqa: BLE001 - one broken pipeline spoils no others
+                print(f"{name}: skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
+                continue
+            meta["load_average_at_end"] = os.getloadavg()
+            doc = {"meta": meta, "rows": rows}
+            (out / f"pipeline_tuning-{stamp}.json").write_text(
+                json.dumps(doc, indent=2, default=str) + "\n"
+            )
+            (out / f"pipeline_tuning-{stamp}.md").write_text(markdown(rows, meta))
+    print(markdown(rows, meta))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Collectors: sense what programs do (object profiling, access sampling, pipeline probes)."""

@@ -1,0 +1,1 @@
+"""Pipeline probes and engine adapters (see ``collectors.pipeline.api`` for the contract)."""

@@ -1,0 +1,1 @@
+"""Engine adapters: build a probed pipeline from a spec or a config."""

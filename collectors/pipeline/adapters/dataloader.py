@@ -1,0 +1,208 @@
+"""PyTorch DataLoader engine: one pool of worker processes for every stage.
+
+The dataset's ``__getitem__`` runs the source fetch and each transform through their
+probes; ``collate_fn`` runs the batch and collate probes and copies the worker's counters
+to shared memory, where the parent sums them (see :class:`collectors.pipeline.probe.Probes`).
+Knobs: ``num_workers``, ``prefetch_factor``, ``persistent_workers``, ``pin_memory`` and
+``cache`` (a per-process, per-index cache after a stage: it survives epochs in the main
+process and in persistent workers, as a real job's in-dataset cache would).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from collectors.pipeline.api import Config
+from collectors.pipeline.probe import Probes
+from collectors.pipeline.spec import BATCH_STAGE, PipelineSpec, StageSpec
+
+_clock = time.perf_counter_ns
+
+
+def _dataset_base() -> type:
+    from torch.utils.data import Dataset
+
+    return Dataset
+
+
+class ProbedDataset:
+    """Map-style dataset: item ``i`` through the source and map stages, each probed."""
+
+    def __init__(
+        self,
+        items: Sequence[Any],
+        stages: Sequence[StageSpec],
+        probes: Probes | None,
+        cache_after: str | None = None,
+    ) -> None:
+        self.items = items
+        self.stages = list(stages)
+        self.probes = probes
+        self.cache_after = cache_after
+        names = [s.name for s in self.stages]
+        self._cache_pos = names.index(cache_after) if cache_after in names else -1
+        self._cache: dict[int, Any] = {}
+        self._fns: list[Callable[[Any], Any]] = [
+            probes.wrap(s.name, s.fn) if probes is not None else s.fn for s in self.stages
+        ]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Any:
+        start = 0
+        if self._cache_pos >= 0 and index in self._cache:
+            x = self._cache[index]
+            start = self._cache_pos + 1
+        else:
+            x = self.items[index]
+        for pos in range(start, len(self._fns)):
+            x = self._fns[pos](x)
+            if pos == self._cache_pos:
+                self._cache[index] = x
+        return x
+
+
+def to_torch(value: Any) -> Any:
+    """numpy arrays (also inside dicts/tuples/lists) as torch tensors, without copying.
+
+    Tensors travel from DataLoader workers through shared memory; numpy arrays would be
+    pickled through a pipe, which is not what a real job pays.
+    """
+    import numpy as np
+    import torch
+
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, dict):
+        return {k: to_torch(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return type(value)(to_torch(v) for v in value)
+    return value
+
+
+class ProbedCollate:
+    """Batch + collate probes; flushes worker counters once per batch."""
+
+    def __init__(
+        self,
+        collate: Callable[[list[Any]], Any],
+        name: str,
+        probes: Probes | None,
+        tensors: bool = True,
+    ) -> None:
+        self.collate = collate
+        self.name = name
+        self.probes = probes
+        self.tensors = tensors
+
+    def _collate(self, batch: list[Any]) -> Any:
+        out = self.collate(batch)
+        return to_torch(out) if self.tensors else out
+
+    def __call__(self, batch: list[Any]) -> Any:
+        if self.probes is None:
+            return self._collate(batch)
+        self.probes.stage(BATCH_STAGE).record(n_in=len(batch), n_out=1)
+        out = self.probes.stage(self.name).call(self._collate, batch)
+        self.probes.flush()
+        return out
+
+
+class _WorkerInit:
+    def __init__(self, probes: Probes | None, user: Callable[[int], None] | None = None):
+        self.probes = probes
+        self.user = user
+
+    def __call__(self, worker_id: int) -> None:
+        if self.probes is not None:
+            self.probes.worker_init(worker_id)
+        if self.user is not None:
+            self.user(worker_id)
+
+
+def make_dataloader(
+    dataset: Any,
+    *,
+    batch_size: int,
+    collate_fn: Callable[[list[Any]], Any],
+    config: Config,
+    probes: Probes | None = None,
+    collate_name: str = "collate",
+    shuffle: bool = False,
+    worker_init_fn: Callable[[int], None] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A ``torch.utils.data.DataLoader`` configured from the DataLoader knobs of ``config``."""
+    from torch.utils.data import DataLoader
+
+    workers = int(config.get("num_workers", 0))
+    opts: dict[str, Any] = {
+        "batch_size": batch_size,
+        "shuffle": shuffle,
+        "num_workers": workers,
+        "pin_memory": bool(config.get("pin_memory", False)),
+        "collate_fn": ProbedCollate(collate_fn, collate_name, probes),
+    }
+    if workers > 0:
+        opts["prefetch_factor"] = int(config.get("prefetch_factor", 2))
+        opts["persistent_workers"] = bool(config.get("persistent_workers", False))
+        if probes is not None:
+            probes.stage(BATCH_STAGE)
+            probes.stage(collate_name)
+            probes.enable_workers(workers)
+        opts["worker_init_fn"] = _WorkerInit(probes, worker_init_fn)
+    elif worker_init_fn is not None:
+        pass  # no workers: nothing to initialise
+    opts.update(kwargs)
+    # torch warns when workers exceed cores; for I/O-bound stages that is the point
+    warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
+    return DataLoader(dataset, **opts)
+
+
+class DataLoaderPipeline:
+    """Re-iterable DataLoader over a spec; samples the parent's view of the output queue."""
+
+    def __init__(self, spec: PipelineSpec, config: Config, probes: Probes | None) -> None:
+        self.spec = spec
+        self.probes = probes
+        if probes is not None:
+            for name in spec.stage_names():
+                probes.stage(name)
+        base = _dataset_base()
+        ds_cls = type("ProbedTorchDataset", (ProbedDataset, base), {})
+        self.dataset = ds_cls(spec.items(), spec.element_stages, probes, config.get("cache"))
+        self.loader = make_dataloader(
+            self.dataset,
+            batch_size=spec.batch_size,
+            collate_fn=spec.collate.fn,
+            config=config,
+            probes=probes,
+            collate_name=spec.collate.name,
+        )
+        self.workers = int(config.get("num_workers", 0))
+
+    def __iter__(self) -> Iterator[Any]:
+        probes = self.probes
+        if probes is None or self.workers == 0:
+            yield from self.loader
+            return
+        probe = probes.stage(self.spec.collate.name)
+        name = probe.name
+        start = probes.snapshot()[name]["elements_out"]
+        consumed = 0
+        for batch in self.loader:
+            consumed += 1
+            if consumed % 4 == 1:  # batches the workers finished that the parent has not taken
+                produced = probes.snapshot()[name]["elements_out"] - start
+                probe.sample_queue(max(0, produced - consumed))
+            yield batch
+
+
+def build_dataloader_from_spec(
+    spec: PipelineSpec, config: Config, probes: Probes | None
+) -> DataLoaderPipeline:
+    return DataLoaderPipeline(spec, config, probes)

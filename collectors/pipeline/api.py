@@ -1,0 +1,135 @@
+"""The contract between pipeline collectors and tuners.
+
+A *pipeline definition* (:class:`PipelineDef`) describes an input pipeline as ordered
+stages and the knobs that configure it, and can build a runnable pipeline from a config.
+:func:`collectors.pipeline.measure.measure` runs a built pipeline for a short while with
+probes on and returns a :class:`Measurement`. Tuners (``tuners/``) only see these types:
+they never import an engine (torch, tf) themselves.
+
+Config keys are flat strings so that Optuna can search them directly:
+
+- ``"parallelism.<stage>"``: worker threads/processes for a stage (torchdata.nodes,
+  tf.data, plain Python) — ``int >= 1``;
+- ``"num_workers"`` / ``"prefetch_factor"`` / ``"persistent_workers"`` / ``"pin_memory"``:
+  PyTorch DataLoader's one pool;
+- ``"prefetch"``: prefetch depth at the output (batches);
+- ``"cache"``: name of the stage after which elements are cached in memory, or ``None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Config = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IntKnob:
+    """An integer knob searched in ``[low, high]`` (log scale when ``log``)."""
+
+    low: int
+    high: int
+    log: bool = False
+
+
+@dataclass(frozen=True)
+class ChoiceKnob:
+    """A categorical knob (``None`` allowed as a choice, e.g. no cache)."""
+
+    choices: tuple[Any, ...]
+
+
+Knob = IntKnob | ChoiceKnob
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    """One stage, source first.
+
+    ``sequential`` stages cannot run in parallel (a source reading one file, batching);
+    ``random`` stages produce different output every epoch (random crop, shuffle), so
+    nothing after them may be cached. ``parallelism_knob`` names the config key that sets
+    this stage's parallelism, if any.
+    """
+
+    name: str
+    kind: str = "map"  # source | map | filter | batch | shuffle | prefetch | collate
+    sequential: bool = False
+    random: bool = False
+    parallelism_knob: str | None = None
+
+
+@dataclass(frozen=True)
+class StageStats:
+    """What probes measured for one stage during one measurement window."""
+
+    name: str
+    elements_in: int
+    elements_out: int
+    wall_seconds: float  # time spent inside the stage's own code, summed over workers
+    cpu_seconds: float  # thread CPU time inside the stage's own code, summed over workers
+    bytes_out: int
+    wait_seconds: float  # time the stage waited on its upstream
+    queue_occupancy: float  # mean items waiting in the stage's output queue (0 if none)
+    parallelism: int
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the host offers a pipeline: cores, free memory, source read bandwidth."""
+
+    cores: int
+    free_memory_bytes: int
+    source_read_bytes_per_second: float | None = None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A short run of one configuration: output throughput plus per-stage stats."""
+
+    config: Config
+    samples_per_second: float
+    batches: int
+    samples: int
+    wall_seconds: float
+    stages: list[StageStats]
+    host: HostFacts
+    peak_rss_bytes: int = 0
+    error: str | None = None
+    # extensions (collectors side, compatible defaults):
+    status: str = "ok"  # ok | timeout | error  (error/timeout: ``error`` says what happened)
+    consumer_wait_seconds: float = 0.0  # time the consumer blocked waiting for batches
+    process_cpu_seconds: float = 0.0  # CPU of the measuring process tree in the window
+
+
+class ProbeSink(Protocol):
+    """Where adapters report stage events; :mod:`collectors.pipeline.probe` implements it."""
+
+    def stage(self, name: str) -> Any: ...
+
+
+@dataclass
+class PipelineDef:
+    """A pipeline the tuner can build under any config from ``knobs``.
+
+    ``build(config, probes)`` returns an iterable of batches; ``probes`` is None when
+    measuring without probes (for probe-overhead benchmarks). ``batch_size`` converts
+    batches to samples. ``naive_config`` is the misconfigured starting point users often
+    run (no workers, no prefetch, no cache); ``materialized_bytes`` estimates, per stage,
+    how much memory caching that stage's full output takes (filled in by profiling).
+    """
+
+    name: str
+    engine: str  # torchdata | dataloader | tfdata | python
+    stages: list[StageInfo]
+    knobs: Mapping[str, Knob]
+    build: Callable[[Config, ProbeSink | None], Iterable[Any]]
+    batch_size: int
+    naive_config: Config
+    dataset_samples: int
+    materialized_bytes: dict[str, int] = field(default_factory=dict)
+    description: str = ""
+    # extension: a path or http(s) URL that host_facts() reads to measure source bandwidth
+    source: str | None = None

@@ -1,0 +1,477 @@
+"""Short benchmarks of one pipeline configuration, and what the host offers.
+
+:func:`measure` runs a built pipeline in a forked child process (its own process group,
+so DataLoader workers die with it) and enforces a hard deadline from the parent: a
+hanging stage cannot hang the caller. It never raises for a pipeline's failure; the
+returned :class:`Measurement` says ``status="timeout"`` or ``status="error"`` with a
+one-line ``error`` (for a timeout, which stages had elements in flight). Only bad
+arguments raise (:class:`placer.errors.InvalidInputError`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from collectors.pipeline.api import Config, HostFacts, Measurement, PipelineDef, StageStats
+from collectors.pipeline.probe import Counters, Probes
+
+_HEARTBEAT_SECONDS = 0.25
+
+
+def batch_samples(batch: Any, default: int) -> int:
+    """Samples in one batch: ``batch["num_samples"]`` if given, else the leading dimension
+    of the first array in it, else ``default``."""
+    if isinstance(batch, Mapping):
+        n = batch.get("num_samples")
+        if isinstance(n, int):
+            return n
+        batch = next(iter(batch.values()), None)
+    if isinstance(batch, tuple | list) and batch:
+        first = batch[0]
+        shape = getattr(first, "shape", None)
+        if shape is not None and len(shape) > 0:
+            return int(shape[0])
+        return len(batch)
+    shape = getattr(batch, "shape", None)
+    if shape is not None and len(shape) > 0:
+        return int(shape[0])
+    return default
+
+
+def _parallelism(defn: PipelineDef, config: Config) -> dict[str, int]:
+    out: dict[str, int] = {}
+    workers = int(config.get("num_workers", 0) or 0)
+    for s in defn.stages:
+        if s.parallelism_knob and s.parallelism_knob in config:
+            out[s.name] = int(config[s.parallelism_knob])
+        elif defn.engine == "dataloader":
+            out[s.name] = max(1, workers)
+        else:
+            out[s.name] = 1
+    return out
+
+
+def _in_flight(counters: Counters | None) -> list[str]:
+    """Stages that started elements they have not finished (map stages count in first)."""
+    if not counters:
+        return []
+    return [
+        name
+        for name, c in counters.items()
+        if name != "batch" and c["elements_in"] > c["elements_out"]
+    ]
+
+
+def _peak_rss() -> int:
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return int((own + kids) * 1024)
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                out.extend(int(c) for c in fh.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def tree_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process, its reaped children and its live
+    descendants (DataLoader workers), read from getrusage and /proc/<pid>/stat."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+    tick = os.sysconf("SC_CLK_TCK")
+    stack = _children(os.getpid())
+    seen: set[int] = set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        stack.extend(_children(pid))
+    return total
+
+
+def _run(
+    defn: PipelineDef,
+    config: Config,
+    max_batches: int,
+    max_seconds: float,
+    warmup_batches: int,
+    use_probes: bool,
+    send: Any,
+    state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The benchmark loop. ``state`` (phase, batches, probes) is what heartbeats report."""
+    probes = Probes([s.name for s in defn.stages]) if use_probes else None
+    state = state if state is not None else {}
+    state.update({"batches": 0, "phase": "build", "probes": probes})
+
+    pipeline = defn.build(dict(config), probes)
+    state["phase"] = "warmup"
+
+    def batches() -> Iterator[Any]:
+        while True:
+            n = 0
+            for b in pipeline:
+                n += 1
+                yield b
+            if n == 0:  # a one-shot iterable (or empty dataset): no further epochs
+                return
+
+    it = batches()
+    for _ in range(warmup_batches):
+        if next(it, None) is None:
+            break
+    state["phase"] = "measure"
+    since = probes.snapshot() if probes is not None else None
+    cpu0 = tree_cpu_seconds()
+    n_batches = 0
+    n_samples = 0
+    waited = 0.0
+    t0 = time.perf_counter()
+    deadline = t0 + max_seconds
+    while n_batches < max_batches:
+        w0 = time.perf_counter()
+        b = next(it, None)
+        now = time.perf_counter()
+        if b is None:
+            break
+        waited += now - w0
+        n_batches += 1
+        n_samples += batch_samples(b, defn.batch_size)
+        state["batches"] = n_batches
+        if now >= deadline:
+            break
+    wall = time.perf_counter() - t0
+    cpu = tree_cpu_seconds() - cpu0
+    stats: list[StageStats] = []
+    if probes is not None:
+        stats = probes.stats(since=since, parallelism=_parallelism(defn, config))
+    close = getattr(it, "close", None)
+    if close is not None:
+        close()
+    return {
+        "batches": n_batches,
+        "samples": n_samples,
+        "wall_seconds": wall,
+        "stages": stats,
+        "consumer_wait_seconds": waited,
+        "process_cpu_seconds": cpu,
+        "peak_rss_bytes": _peak_rss(),
+    }
+
+
+def _preload(engine: str) -> None:
+    """Import the engine here once, so each forked trial does not pay seconds for it."""
+    try:
+        if engine in ("torchdata", "dataloader"):
+            import torch.utils.data  # noqa: F401
+        if engine == "torchdata":
+            import torchdata.nodes  # noqa: F401
+        if engine == "tfdata":  # importing starts no TF runtime; running ops would
+            from collectors.pipeline.adapters.tfdata import preload
+
+            preload()
+    except ImportError:
+        pass  # the child reports the missing engine as the measurement's error
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {msg[0] if msg else ''}{where}"
+
+
+def _child(conn: Any, args: tuple[Any, ...]) -> None:
+    os.setpgrp()  # our DataLoader workers join our group; the parent kills the group
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    code = 0
+    lock = threading.Lock()
+    state: dict[str, Any] = {"phase": "build", "batches": 0, "probes": None}
+    finished = threading.Event()
+
+    def send(msg: Any) -> None:
+        with lock:
+            conn.send(msg)
+
+    def beat() -> None:  # reports progress even while the main thread hangs in a stage
+        while not finished.wait(_HEARTBEAT_SECONDS):
+            probes = state.get("probes")
+            try:
+                snap = probes.snapshot() if probes is not None else None
+                send(("progress", state["phase"], state["batches"], snap))
+            except Exception:  # noqa: BLE001 - the parent may be gone; nothing to report to
+                return
+
+    threading.Thread(target=beat, name="placer-heartbeat", daemon=True).start()
+    try:
+        result = _run(*args, send=send, state=state)  # type: ignore[misc]
+        finished.set()
+        send(("done", result))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, never raised there
+        finished.set()
+        try:
+            send(("error", _one_line(exc)))
+        except Exception:  # noqa: BLE001
+            code = 1
+    finally:
+        conn.close()
+    os._exit(code)
+
+
+def _result(
+    defn: PipelineDef,
+    config: Config,
+    host: HostFacts,
+    *,
+    status: str = "ok",
+    error: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> Measurement:
+    d = data or {}
+    wall = float(d.get("wall_seconds", 0.0))
+    samples = int(d.get("samples", 0))
+    return Measurement(
+        config=dict(config),
+        samples_per_second=samples / wall if wall > 0 and status == "ok" else 0.0,
+        batches=int(d.get("batches", 0)),
+        samples=samples,
+        wall_seconds=wall,
+        stages=list(d.get("stages", [])),
+        host=host,
+        peak_rss_bytes=int(d.get("peak_rss_bytes", 0)),
+        error=error,
+        status=status,
+        consumer_wait_seconds=float(d.get("consumer_wait_seconds", 0.0)),
+        process_cpu_seconds=float(d.get("process_cpu_seconds", 0.0)),
+    )
+
+
+def measure(
+    defn: PipelineDef,
+    config: Config,
+    *,
+    max_batches: int,
+    max_seconds: float,
+    warmup_batches: int = 2,
+    probes: bool = True,
+    timeout: float | None = None,
+    isolation: str = "fork",
+    host: HostFacts | None = None,
+) -> Measurement:
+    """Run ``defn`` under ``config`` for at most ``max_batches`` / ``max_seconds``.
+
+    ``warmup_batches`` are consumed first and not counted (worker start-up, first fetches).
+    ``timeout`` (default ``3 * max_seconds + 10``) bounds everything, build and warmup
+    included; past it the child's whole process group is killed and the result has
+    ``status="timeout"``. ``isolation="inline"`` runs in this process instead (no hard
+    timeout: for debugging and for callers that already isolate).
+    """
+    from placer.errors import InvalidInputError
+
+    if max_batches < 1 or max_seconds <= 0 or warmup_batches < 0:
+        raise InvalidInputError(
+            "measure needs max_batches >= 1, max_seconds > 0 and warmup_batches >= 0"
+        )
+    if isolation not in ("fork", "inline"):
+        raise InvalidInputError(f"isolation must be 'fork' or 'inline', not {isolation!r}")
+    host = host or host_facts(defn.source)
+    args = (defn, dict(config), max_batches, float(max_seconds), warmup_batches, probes)
+    if isolation == "inline":
+        try:
+            data = _run(*args, send=lambda _msg: None)
+        except Exception as exc:  # noqa: BLE001
+            return _result(defn, config, host, status="error", error=_one_line(exc))
+        return _result(defn, config, host, data=data)
+
+    import multiprocessing
+
+    _preload(defn.engine)
+    limit = timeout if timeout is not None else 3 * max_seconds + 10
+    ctx = multiprocessing.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(send, args), name=f"placer-measure-{defn.name}")
+    proc.start()
+    send.close()
+    deadline = time.monotonic() + limit
+    last: tuple[Any, ...] | None = None
+    outcome: tuple[Any, ...] | None = None
+    try:
+        while outcome is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                ready = recv.poll(min(left, 0.5))
+            except (EOFError, OSError):
+                break
+            if ready:
+                try:
+                    msg = recv.recv()
+                except (EOFError, OSError):
+                    break
+                if msg[0] == "progress":
+                    last = msg
+                else:
+                    outcome = msg
+            elif not proc.is_alive() and not recv.poll(0):
+                break
+    finally:
+        try:
+            if proc.pid is not None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.join(timeout=5)
+        recv.close()
+    if outcome is not None and outcome[0] == "done":
+        return _result(defn, config, host, data=outcome[1])
+    if outcome is not None:
+        return _result(defn, config, host, status="error", error=str(outcome[1]))
+    if time.monotonic() >= deadline:
+        phase, done = (last[1], last[2]) if last else ("build", 0)
+        stuck = _in_flight(last[3]) if last else []
+        where = f"; stage(s) with elements in flight: {', '.join(stuck)}" if stuck else ""
+        return _result(
+            defn,
+            config,
+            host,
+            status="timeout",
+            error=f"timeout after {limit:.1f}s during {phase} ({done} batches measured){where}",
+        )
+    return _result(
+        defn,
+        config,
+        host,
+        status="error",
+        error=f"measurement process died (exit code {proc.exitcode}) without a result",
+    )
+
+
+# -- host facts ------------------------------------------------------------------------
+
+
+def _mem_available() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def _read_files(paths: list[str], limit_bytes: int, limit_seconds: float) -> float | None:
+    """Bytes/second reading ``paths`` cold (page cache dropped per file where allowed)."""
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    total = 0
+    t0 = time.perf_counter()
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            except OSError:
+                pass
+            while True:
+                n = os.readv(fd, [view])
+                if n <= 0:
+                    break
+                total += n
+                if total >= limit_bytes:
+                    break
+        finally:
+            os.close(fd)
+        if total >= limit_bytes or time.perf_counter() - t0 > limit_seconds:
+            break
+    elapsed = time.perf_counter() - t0
+    return total / elapsed if total and elapsed > 0 else None
+
+
+def _read_url(url: str, limit_bytes: int, limit_seconds: float) -> float | None:
+    import urllib.request
+
+    total = 0
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=limit_seconds) as resp:  # noqa: S310 - user's source
+        while total < limit_bytes and time.perf_counter() - t0 < limit_seconds:
+            chunk = resp.read(1 << 16)
+            if not chunk:
+                break
+            total += len(chunk)
+    elapsed = time.perf_counter() - t0
+    return total / elapsed if total and elapsed > 0 else None
+
+
+@functools.lru_cache(maxsize=32)
+def host_facts(
+    source: str | os.PathLike[str] | None = None,
+    *,
+    limit_bytes: int = 256 << 20,
+    limit_seconds: float = 2.0,
+) -> HostFacts:
+    """Cores this process may use, available memory, and the source's read bandwidth.
+
+    ``source`` is a file, a directory (its files are read in name order) or an http(s)
+    URL (one GET); at most ``limit_bytes`` / ``limit_seconds`` are read. Files are read
+    after ``POSIX_FADV_DONTNEED`` so the number is a cold read where the kernel drops the
+    cached pages (it may not for pages another process holds). Cached per source.
+    """
+    from placer.errors import InvalidInputError
+
+    cores = len(os.sched_getaffinity(0))
+    bandwidth: float | None = None
+    if source is not None:
+        src = os.fspath(source)
+        if src.startswith(("http://", "https://")):
+            try:
+                bandwidth = _read_url(src, limit_bytes, limit_seconds)
+            except OSError as exc:
+                raise InvalidInputError(f"cannot read source {src}: {exc}") from exc
+        elif os.path.isdir(src):
+            files = sorted(
+                os.path.join(root, f) for root, _dirs, names in os.walk(src) for f in names
+            )
+            bandwidth = _read_files(files, limit_bytes, limit_seconds)
+        elif os.path.isfile(src):
+            bandwidth = _read_files([src], limit_bytes, limit_seconds)
+        else:
+            raise InvalidInputError(f"source {src} is not a file, a directory or an http(s) URL")
+    return HostFacts(
+        cores=cores,
+        free_memory_bytes=_mem_available(),
+        source_read_bytes_per_second=bandwidth,
+    )

@@ -1,0 +1,404 @@
+"""Read the shim's binary log (format: ``docs/shim-log.md``).
+
+``read_log(path)`` parses one process's log into a :class:`ShimLog`; ``find_logs(pattern)``
+lists every per-process log a run produced. Fixed-size records are decoded with numpy in
+bulk, so a log of a million allocations reads in about a second.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from placer.errors import InvalidInputError
+
+__all__ = [
+    "ALLOC_KINDS",
+    "END_EXEC",
+    "FREE_KINDS",
+    "STATS_NAMES",
+    "AllocRecord",
+    "BindRecord",
+    "EndRecord",
+    "FreeRecord",
+    "LogHeader",
+    "SampleRecord",
+    "ShimLog",
+    "find_logs",
+    "read_log",
+]
+
+MAGIC = b"PLSHIM01"
+VERSION = 1
+HEADER_SIZE = 64
+MAX_RECORD = 1 << 20  # no record the shim writes comes near this
+
+REC_MODULE, REC_SITE, REC_ALLOC, REC_FREE, REC_SAMPLE, REC_END, REC_BIND, REC_STATS = range(1, 9)
+_MIN_LEN = {
+    REC_MODULE: 24,
+    REC_SITE: 24,
+    REC_ALLOC: 56,
+    REC_FREE: 40,
+    REC_SAMPLE: 48,
+    REC_END: 32,
+    REC_BIND: 24,
+    REC_STATS: 16,
+}
+
+ALLOC_KINDS = (
+    "malloc",
+    "calloc",
+    "realloc",
+    "posix_memalign",
+    "aligned_alloc",
+    "memalign",
+    "mmap",
+    "valloc",
+)
+FREE_KINDS = ("free", "realloc", "munmap")
+#: END reason when the process image was replaced by exec (the next image logs elsewhere).
+END_EXEC = 256
+#: Counters of the STATS record, in order.
+STATS_NAMES = (
+    "dropped_records",
+    "untracked_objects",
+    "log_write_errors",
+    "log_reopens",
+    "sample_intervals",
+    "sample_faults",
+    "io_unpoisons",
+    "busy_skips",
+    "foreign_segv",
+    "mprotect_failures",
+    "binds_ok",
+    "binds_failed",
+    "stale_objects",
+    "module_rebuilds",
+    "unsampleable_objects",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LogHeader:
+    version: int
+    start_ns: int
+    pid: int
+    ppid: int
+    page_size: int
+    stack_depth: int
+    flags: int
+    threshold: int
+    sample_period_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AllocRecord:
+    seq: int
+    time_ns: int
+    address: int
+    size: int
+    site_hash: int
+    tid: int
+    kind: str  # one of ALLOC_KINDS
+
+
+@dataclass(frozen=True, slots=True)
+class FreeRecord:
+    seq: int  # the ALLOC's seq (in a forked child: maybe an ALLOC of the parent's log)
+    time_ns: int
+    address: int
+    kind: str  # "free" | "realloc" | "munmap"
+
+
+@dataclass(frozen=True, slots=True)
+class SampleRecord:
+    seq: int
+    start_ns: int
+    end_ns: int
+    interval: int
+    sampled_pages: int
+    touched_pages: int
+    written_pages: int
+
+
+@dataclass(frozen=True, slots=True)
+class BindRecord:
+    seq: int
+    node: int
+    errno: int
+
+
+@dataclass(frozen=True, slots=True)
+class EndRecord:
+    time_ns: int
+    dropped_records: int
+    reason: int  # 0 exit, a signal number, or END_EXEC
+
+
+@dataclass
+class ShimLog:
+    header: LogHeader
+    modules: dict[int, tuple[str, bytes]]  # module id -> (real path, GNU build id)
+    sites: dict[int, list[tuple[str, int]]]  # site hash -> [(module path, offset), ...]
+    allocs: list[AllocRecord]
+    frees: list[FreeRecord]
+    samples: list[SampleRecord]
+    binds: list[BindRecord]
+    end: EndRecord | None
+    truncated: bool  # the log does not end with a complete END record
+    stats: dict[str, int] = field(default_factory=dict)  # the STATS record's counters
+
+
+def _kind_names(codes: np.ndarray, names: tuple[str, ...]) -> list[str]:
+    table = np.array([*names, "unknown"], dtype=object)
+    return table[np.minimum(codes, len(names))].tolist()
+
+
+def read_log(path: str | os.PathLike[str]) -> ShimLog:
+    """Parse one shim log.
+
+    Raises :class:`InvalidInputError` when the file is not a shim log (bad magic, too
+    short), has another format version, or holds a record with an impossible length. A
+    tail cut short (a killed program) is not an error: the complete records are returned
+    with ``truncated=True``.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(f"{p}: cannot read shim log: {exc.strerror or exc}") from None
+    if len(data) < HEADER_SIZE or data[:8] != MAGIC:
+        raise InvalidInputError(f"{p}: not a placer shim log")
+    version, hsize = struct.unpack_from("<II", data, 8)
+    if version != VERSION:
+        raise InvalidInputError(
+            f"{p}: shim log format version {version}; this placer reads version {VERSION}"
+        )
+    if hsize < HEADER_SIZE or hsize % 8 or hsize > len(data):
+        raise InvalidInputError(f"{p}: not a placer shim log (header size {hsize})")
+    (start_ns, pid, page_size, depth, flags, threshold, period, ppid) = struct.unpack_from(
+        "<QIIIIQII", data, 16
+    )
+    header = LogHeader(
+        version=version,
+        start_ns=start_ns,
+        pid=pid,
+        ppid=ppid,
+        page_size=page_size,
+        stack_depth=depth,
+        flags=flags,
+        threshold=threshold,
+        sample_period_ms=period,
+    )
+
+    # Walk the record chain (lengths only), then decode each type in bulk.
+    n = len(data)
+    u32 = np.frombuffer(data, dtype="<u4", count=n // 4)
+    lens = u32[hsize // 4 + 1 :: 2].tolist()  # length field of every 8-byte unit
+    starts: list[int] = []
+    append = starts.append
+    pos, body = 0, n - hsize
+    partial = False
+    while pos < body:
+        if pos + 8 > body:
+            partial = True
+            break
+        length = lens[pos >> 3]
+        if length < 8 or length & 7 or length > MAX_RECORD:
+            raise InvalidInputError(
+                f"{p}: record at byte {hsize + pos} has an impossible length ({length})"
+            )
+        if pos + length > body:
+            partial = True
+            break
+        append(pos)
+        pos += length
+    offs = np.asarray(starts, dtype=np.int64) + hsize
+    types = u32[offs // 4] if len(offs) else np.zeros(0, dtype=np.uint32)
+    rlens = u32[offs // 4 + 1] if len(offs) else np.zeros(0, dtype=np.uint32)
+    for rtype, minimum in _MIN_LEN.items():
+        bad = np.nonzero((types == rtype) & (rlens < minimum))[0]
+        if len(bad):
+            at = int(offs[bad[0]])
+            raise InvalidInputError(
+                f"{p}: record at byte {at} has an impossible length ({int(rlens[bad[0]])}) "
+                f"for its type {rtype}"
+            )
+    u64 = np.frombuffer(data, dtype="<u8", count=n // 8)
+    w = offs // 8  # records start on 8-byte boundaries
+    gc_was_on = gc.isenabled()
+    gc.disable()  # a million new objects would trigger full collections again and again
+    try:
+        return _decode(p, data, header, offs, types, rlens, u64, w, partial)
+    finally:
+        if gc_was_on:
+            gc.enable()
+
+
+def _decode(
+    p: Path,
+    data: bytes,
+    header: LogHeader,
+    offs: np.ndarray,
+    types: np.ndarray,
+    rlens: np.ndarray,
+    u64: np.ndarray,
+    w: np.ndarray,
+    partial: bool,
+) -> ShimLog:
+
+    def col(sel: np.ndarray, k: int) -> np.ndarray:
+        return u64[sel + k]
+
+    # ALLOC
+    a = w[types == REC_ALLOC]
+    tk = col(a, 6)
+    allocs = list(
+        map(
+            AllocRecord,
+            col(a, 1).tolist(),
+            col(a, 2).tolist(),
+            col(a, 3).tolist(),
+            col(a, 4).tolist(),
+            col(a, 5).tolist(),
+            (tk & 0xFFFFFFFF).tolist(),
+            _kind_names((tk >> 32) & 0xFF, ALLOC_KINDS),
+        )
+    )
+    # FREE
+    f = w[types == REC_FREE]
+    frees = list(
+        map(
+            FreeRecord,
+            col(f, 1).tolist(),
+            col(f, 2).tolist(),
+            col(f, 3).tolist(),
+            _kind_names(col(f, 4) & 0xFF, FREE_KINDS),
+        )
+    )
+    # SAMPLE
+    s = w[types == REC_SAMPLE]
+    c4, c5 = col(s, 4), col(s, 5)
+    samples = list(
+        map(
+            SampleRecord,
+            col(s, 1).tolist(),
+            col(s, 2).tolist(),
+            col(s, 3).tolist(),
+            (c4 & 0xFFFFFFFF).tolist(),
+            (c4 >> 32).tolist(),
+            (c5 & 0xFFFFFFFF).tolist(),
+            (c5 >> 32).tolist(),
+        )
+    )
+    # BIND
+    b = w[types == REC_BIND]
+    c2 = col(b, 2)
+    errs = (c2 >> 32).astype(np.uint32).view(np.int32)
+    binds = list(map(BindRecord, col(b, 1).tolist(), (c2 & 0xFFFFFFFF).tolist(), errs.tolist()))
+    # END: the last one counts (an exec that failed wrote one before going on)
+    end: EndRecord | None = None
+    e_idx = np.nonzero(types == REC_END)[0]
+    if len(e_idx):
+        ew = int(w[e_idx[-1]])
+        end = EndRecord(int(u64[ew + 1]), int(u64[ew + 2]), int(u64[ew + 3] & 0xFFFFFFFF))
+    ends_with_end = bool(len(types)) and int(types[-1]) == REC_END
+    # STATS: the last one
+    stats: dict[str, int] = {}
+    st_idx = np.nonzero(types == REC_STATS)[0]
+    if len(st_idx):
+        o = int(offs[st_idx[-1]])
+        count = struct.unpack_from("<I", data, o + 8)[0]
+        count = min(count, (int(rlens[st_idx[-1]]) - 16) // 8)
+        values = struct.unpack_from(f"<{count}Q", data, o + 16)
+        for i, v in enumerate(values):
+            stats[STATS_NAMES[i] if i < len(STATS_NAMES) else f"stat{i}"] = v
+
+    # MODULE and SITE: few, variable length
+    modules: dict[int, tuple[str, bytes]] = {}
+    for i in np.nonzero(types == REC_MODULE)[0].tolist():
+        o, length = int(offs[i]), int(rlens[i])
+        mid, plen, blen = struct.unpack_from("<IIB", data, o + 8)
+        if 20 + plen + blen > length:
+            raise InvalidInputError(f"{p}: MODULE record at byte {o} overruns its length")
+        mpath = data[o + 20 : o + 20 + plen].decode("utf-8", "surrogateescape")
+        modules[mid] = (mpath, bytes(data[o + 20 + plen : o + 20 + plen + blen]))
+    sites: dict[int, list[tuple[str, int]]] = {}
+    for i in np.nonzero(types == REC_SITE)[0].tolist():
+        o, length = int(offs[i]), int(rlens[i])
+        h, d = struct.unpack_from("<QI", data, o + 8)
+        if 24 + 16 * d > length:
+            raise InvalidInputError(f"{p}: SITE record at byte {o} overruns its length")
+        frames = []
+        for k in range(d):
+            mid, _pad, off = struct.unpack_from("<IIQ", data, o + 24 + 16 * k)
+            mpath = modules[mid][0] if mid in modules else f"[module {mid}]"
+            frames.append((mpath, off))
+        sites[h] = frames
+
+    return ShimLog(
+        header=header,
+        modules=modules,
+        sites=sites,
+        allocs=allocs,
+        frees=frees,
+        samples=samples,
+        binds=binds,
+        end=end,
+        truncated=partial or not ends_with_end,
+        stats=stats,
+    )
+
+
+def find_logs(pattern_path: str | os.PathLike[str]) -> list[Path]:
+    """Every per-process log a run with ``PLACER_SHIM_LOG=pattern_path`` produced.
+
+    ``%p`` in the pattern stands for a PID, optionally followed by ``.N`` (the N-th exec'd
+    image of the same process). Without ``%p`` the pattern itself is the first process's
+    log, and forked children wrote ``NAME.PID[.N]EXT``. Sorted by start time (header),
+    unreadable files last.
+    """
+    pattern = os.fspath(pattern_path)
+    directory, name = os.path.split(pattern)
+    folder = Path(directory or ".")
+    pid = r"\d+(?:\.\d+)?"
+    if "%p" in name:
+        rx = re.compile("^" + pid.join(re.escape(part) for part in name.split("%p")) + "$")
+    else:
+        stem, dot, ext = name.rpartition(".")
+        if not dot or not stem:
+            stem, ext = name, ""
+        rx = re.compile(
+            "^(?:"
+            + re.escape(name)
+            + "|"
+            + re.escape(stem)
+            + r"\."
+            + pid
+            + (re.escape("." + ext) if ext else "")
+            + ")$"
+        )
+    if "%p" in directory:
+        raise InvalidInputError(f"{pattern}: %p is only expanded in the file name")
+    try:
+        names = [e for e in os.listdir(folder) if rx.match(e)]
+    except OSError:
+        return []
+
+    def key(path: Path) -> tuple[int, int, str]:
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(HEADER_SIZE)
+            if head[:8] == MAGIC and len(head) == HEADER_SIZE:
+                return (0, struct.unpack_from("<Q", head, 16)[0], path.name)
+        except OSError:
+            pass
+        return (1, 0, path.name)
+
+    return sorted((folder / nm for nm in names), key=key)

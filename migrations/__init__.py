@@ -1,0 +1,1 @@
+"""Alembic migrations of the placer store; run from code by ``placer db upgrade``."""

@@ -1,0 +1,195 @@
+"""``placer experiment``: produce placement labels (measured on a slow tier, else emulated)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from placer.cli.context import Context
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "experiment",
+        parents=[common],
+        help="label a program's objects and plans under DRAM budgets (measured or emulated)",
+        description="Profile CMD (or take --run), then store labels: each object's penalty "
+        "alone in the slow tier and, per DRAM budget, the runtime of candidate plans. "
+        "Measured when this host has a slow NUMA node (or --slow-node), else emulated with "
+        "--tier. --suite examples labels the whole example suite.",
+    )
+    p.add_argument("--app", metavar="NAME", help="application name (default: program name)")
+    p.add_argument("--run", type=int, metavar="ID", help="label this stored run, no profiling")
+    p.add_argument("--suite", choices=["examples"], help="label a whole suite")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="with --suite: one small scale per graph (a smoke test)",
+    )
+    p.add_argument(
+        "--budgets",
+        default="30,50,70",
+        help="DRAM budgets in %% of the footprint (default 30,50,70)",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="measured mode: runs per plan, median and spread stored (default 3)",
+    )
+    p.add_argument(
+        "--tier",
+        default="optane",
+        metavar="optane|cxl|FILE",
+        help="emulated mode: slow-tier spec (default optane)",
+    )
+    p.add_argument("--emulate", action="store_true", help="emulate even if a slow node exists")
+    p.add_argument(
+        "--slow-node",
+        type=int,
+        default=None,
+        metavar="N",
+        help="measured mode on NUMA node N (e.g. 0 to check the path on one node)",
+    )
+    p.add_argument("--sys-root", default="/", help="read NUMA topology under this root")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random strategy")
+    p.add_argument(
+        "--reference-dram",
+        action="store_true",
+        help="emulated mode: reference DRAM spec instead of this host's measured DRAM",
+    )
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
+    p.set_defaults(handler=_experiment)
+
+
+def _render(doc: dict[str, Any]) -> None:
+    rows = [
+        [
+            e.get("app", ""),
+            e["run"],
+            e["experiment"],
+            e["mode"],
+            e["tier"],
+            f"{e['baseline_seconds']:.3f}",
+            f"{e['all_slow_seconds']:.3f}" if "all_slow_seconds" in e else "",
+            e["object_labels"],
+            e["plan_labels"],
+        ]
+        for e in doc["experiments"]
+    ]
+    Context.table(
+        f"labels ({doc['mode']}, {doc['runs_labeled']} run(s), {doc['elapsed_seconds']} s)",
+        [
+            "app",
+            "run",
+            "experiment",
+            "mode",
+            "tier",
+            "base s",
+            "all-slow s",
+            "object labels",
+            "plan labels",
+        ],
+        rows,
+    )
+    for f in doc.get("failed", []):
+        print(f"failed: {f['app']}: {f['error']}")
+
+
+def _experiment(args: argparse.Namespace, ctx: Context) -> int:
+    import contextlib
+    import os
+    import time
+    from pathlib import Path
+
+    from placer.emulator.host import reference
+    from placer.errors import InvalidInputError
+    from placer.experiments.runner import ExperimentRequest, decide_mode
+    from placer.experiments.session import run_experiment, stdout_to_stderr
+    from placer.experiments.strategies import parse_budgets
+    from placer.tiers import detect_nodes
+    from placer.tiers.specs import load_spec
+
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    given = sum(bool(x) for x in (cmd, args.run is not None, args.suite))
+    if given != 1:
+        raise InvalidInputError("give exactly one of: -- CMD, --run ID, --suite examples")
+    if args.repeat < 1:
+        raise InvalidInputError("--repeat must be >= 1")
+    budgets = parse_budgets(args.budgets)
+    load_spec(args.tier)  # unknown tier: error before anything runs
+    root = Path(args.sys_root)
+    if not (root / "sys/devices/system/node").is_dir():
+        raise InvalidInputError(f"no NUMA information under {root}/sys/devices/system/node")
+    mode = decide_mode(detect_nodes(root), slow_node=args.slow_node, force_emulate=args.emulate)
+    req = ExperimentRequest(tier=args.tier, budgets=budgets, repeat=args.repeat, seed=args.seed)
+    # emulated: this host's DRAM is measured right before each program is profiled (or
+    # read from the cache for --run); --reference-dram uses the reference spec instead
+    host = reference() if args.reference_dram and mode.kind == "emulated" else None
+    t0 = time.monotonic()
+    with ctx.open_store() as store:
+        if args.suite:
+            doc = _suite(store, req, mode, host, quick=args.quick)
+        else:
+            app = args.app or (Path(cmd[0]).name if cmd else "")
+            quiet = stdout_to_stderr() if ctx.format == "json" else contextlib.nullcontext()
+            with quiet:
+                summary = run_experiment(
+                    store, req, mode, host, app=app, command=cmd or None, run_id=args.run
+                )
+            summary["app"] = app or f"run {summary['run']}"
+            doc = {
+                "mode": mode.kind,
+                "tier": summary["tier"],
+                "runs_labeled": 1,
+                "failed": [],
+                "elapsed_seconds": round(time.monotonic() - t0, 1),
+                "experiments": [summary],
+            }
+    doc["mode_reason"] = mode.reason
+    doc["host"] = os.uname().nodename
+    ctx.emit(doc, _render)
+    return 1 if doc["failed"] else 0
+
+
+def _suite(store: Any, req: Any, mode: Any, host: Any, *, quick: bool) -> dict[str, Any]:
+    import os
+    import sys
+
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from placer.experiments.session import run_suite
+    from placer.experiments.workloads import suite
+
+    workloads = suite(quick=quick)
+    # the progress bar keeps its own handle on the terminal: programs' output is redirected
+    console = Console(file=open(os.dup(sys.stderr.fileno()), "w", closefd=True))  # noqa: SIM115
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("labeling", total=len(workloads))
+
+        def step(app: str, status: str) -> None:
+            if status == "start":
+                progress.update(task, description=f"labeling {app}")
+            else:
+                progress.advance(task)
+                if status != "ok":
+                    progress.console.print(f"[red]{app}: {status}")
+
+        doc = run_suite(store, req, mode, host, workloads, on_step=step)
+    console.file.close()
+    return doc

@@ -1,0 +1,286 @@
+"""``placer train | evaluate | recommend | run``: the placement model and its plans.
+
+Heavy libraries (lightgbm, pandas, sqlalchemy) are imported inside the handlers.
+Documents printed with ``--format json`` are described in docs/cli.md (Placement).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from placer.errors import InvalidInputError
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("train", parents=[common],
+                       help="train the placement model (ranker + penalty) on labeled runs")
+    p.add_argument("--from-labels", choices=["measured", "emulated", "all"], default="all",
+                   help="which labels to learn from (all: measured preferred per run)")
+    p.add_argument("--tier", default="optane",
+                   help="tier spec of emulated labels to use (default optane)")
+    p.add_argument("--name", default="placement", help="model name (versions count up)")
+    p.set_defaults(handler=train)
+
+    p = sub.add_parser("evaluate", parents=[common],
+                       help="leave-one-application-out: model plans vs baselines vs oracle")
+    p.add_argument("--budgets", default="30,50,70", help="DRAM budgets in %% of footprint")
+    p.add_argument("--from-labels", choices=["measured", "emulated", "all"], default="all")
+    p.add_argument("--tier", default="optane")
+    p.add_argument("--features", action="store_true",
+                   help="feature study: train on each single feature and on feature sets")
+    p.set_defaults(handler=evaluate)
+
+    p = sub.add_parser("recommend", parents=[common],
+                       help="rank a run's objects and plan them under a DRAM budget")
+    p.add_argument("run", type=int, metavar="RUN", help="profiled run id")
+    p.add_argument("--dram-budget", required=True, metavar="BUDGET",
+                   help="share of the run's footprint (50%%) or a size (8GiB)")
+    p.add_argument("-o", "--output", type=Path, help="write the plan file here")
+    p.add_argument("--dram-node", type=int, help="DRAM NUMA node (default: detected)")
+    p.add_argument("--slow-node", type=int, help="slow-tier NUMA node (default: detected)")
+    p.add_argument("--top", type=int, default=15, help="ranked objects to list")
+    p.set_defaults(handler=recommend)
+
+    p = sub.add_parser("run", parents=[common],
+                       help="run a program with a plan applied by the shim (mbind)")
+    p.add_argument("--plan", required=True, type=Path, help="plan file (placer recommend -o)")
+    p.add_argument("--force", action="store_true",
+                   help="apply a plan made for another build of the program")
+    p.add_argument("--name", help="application name (default: the plan's)")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
+    p.set_defaults(handler=run)
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.2f}%"
+
+
+# ----------------------------------------------------------------------------- train
+def train(args: argparse.Namespace, ctx: Any) -> int:
+    from placer.placement import evaluation
+    from placer.placement.labels import load_labels
+    from placer.placement.registry import save_model
+
+    store = ctx.open_store()
+    with store.session() as s:
+        data = evaluation.build_dataset(s, load_labels(s, args.from_labels, args.tier))
+        model = evaluation.fit(data)
+        loaded = save_model(s, model, args.name)
+    doc = {"model": loaded.describe(), "training": model.meta_["training"],
+           "label_source": args.from_labels, "tier": args.tier}
+
+    def render(d: dict[str, Any]) -> None:
+        t = d["training"]
+        print(f"trained {d['model']['version']} on {t['objects']} objects of {t['runs']} runs "
+              f"({', '.join(t['apps'])}); labels: {', '.join(t['label_sources'])}")
+    ctx.emit(doc, render)
+    return 0
+
+
+# -------------------------------------------------------------------------- evaluate
+def _budgets(text: str) -> list[int]:
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InvalidInputError(f"--budgets {text!r}: give percentages like 30,50,70") from None
+    if not out or any(not 0 < b < 100 for b in out):
+        raise InvalidInputError(f"--budgets {text!r}: each budget must be between 1 and 99")
+    return out
+
+
+def evaluate(args: argparse.Namespace, ctx: Any) -> int:
+    from placer.placement import evaluation
+    from placer.placement.features import FEATURE_SETS, FEATURES
+
+    budgets = _budgets(args.budgets)
+    store = ctx.open_store()
+    with store.session() as s:
+        data = evaluation.training_labels(s, args.from_labels, args.tier)
+    doc = evaluation.evaluate(data, budgets)
+    doc.update({"label_source": args.from_labels, "tier": args.tier,
+                "labels": [lab.describe() for lab in data.labels]})
+    if args.features:
+        sets = {f: [f] for f in FEATURES}
+        sets.update({f"set:{k}": v for k, v in FEATURE_SETS.items()})
+        doc["feature_study"] = evaluation.feature_study(data, budgets, sets)
+
+    def render(d: dict[str, Any]) -> None:
+        names = list(d["rows"][0]["slowdown"]) if d["rows"] else []
+        ctx.table("slowdown over all-DRAM (leave-one-application-out)",
+                  ["app", "run", "budget", *names],
+                  [[r["app"], r["run"], f"{r['budget']}%",
+                    *(f"{r['slowdown'][n]:.4f}" for n in names)] for r in d["rows"]])
+        sm = d["summary"]
+        ctx.table("mean degradation", ["budget", *names],
+                  [[f"{b}%", *(_pct(v[n]) for n in names)]
+                   for b, v in sm["mean_degradation_by_budget"].items()]
+                  + [["all", *(_pct(sm["mean_degradation"][n]) for n in names)]])
+        print(f"model vs density-greedy: {_pct(sm.get('model_vs_density_greedy'))} less "
+              f"degradation; model over oracle: {_pct(sm.get('model_over_oracle_slowdown'))} "
+              f"slower; NDCG@5 {sm['ndcg@5']}; top-1 {sm['top1']}")
+        if "feature_study" in d:
+            ctx.table("feature study (model trained on the feature or set alone)",
+                      ["features", "mean degradation", "vs density-greedy", "over oracle",
+                       "NDCG@5", "top-1", "diff to best"],
+                      [[r["set"], _pct(r["mean_degradation"]), _pct(r["vs_density_greedy"]),
+                        _pct(r["over_oracle"]), r["ndcg@5"], r["top1"],
+                        _pct(r["difference_to_best"])] for r in d["feature_study"]])
+    ctx.emit(doc, render)
+    return 0
+
+
+# ------------------------------------------------------------------------- recommend
+def recommend(args: argparse.Namespace, ctx: Any) -> int:
+    from placer.placement.planfile import write_plan
+    from placer.placement.recommend import Nodes, host_nodes, recommend
+    from placer.placement.registry import load_model
+
+    nodes = host_nodes()
+    if args.dram_node is not None or args.slow_node is not None:
+        dram = nodes.dram if args.dram_node is None else args.dram_node
+        slow = nodes.slow if args.slow_node is None else args.slow_node
+        if dram < 0 or slow < 0:
+            raise InvalidInputError("NUMA nodes are numbers >= 0")
+        nodes = Nodes(dram, slow, "" if slow != dram else nodes.note)
+    store = ctx.open_store()
+    with store.session() as s:
+        loaded = load_model(s)
+        doc = recommend(s, args.run, args.dram_budget, loaded, nodes, top=args.top)
+        if args.output:
+            try:
+                write_plan(args.output, doc["plan"])
+            except OSError as exc:
+                raise InvalidInputError(f"cannot write {args.output}: {exc.strerror}") from None
+            doc["plan_file"] = str(args.output)
+
+    def render(d: dict[str, Any]) -> None:
+        plan = d["plan"]
+        ctx.table(f"run {d['run']}: objects ranked by the model ({plan['model']['version']})",
+                  ["rank", "site", "chunk", "name", "size", "score", "pred. penalty"],
+                  [[r["rank"], r["site"][:16], r["chunk"], r["name"], r["size_bytes"],
+                    f"{r['score']:.3f}", _pct(r["predicted_penalty"])] for r in d["ranked"]])
+        b = plan["budget"]
+        ctx.table(f"plan {d['plan_id']}: {b['bytes']} of {b['footprint_bytes']} bytes in DRAM "
+                  f"({100 * b['fraction']:.1f}%)",
+                  ["site", "chunk", "name", "tier", "node", "bytes", "value"],
+                  [[x["site"][:16], x["chunk"], x.get("name", ""), x["tier"], x["node"],
+                    x["size_bytes"], _pct(x["score"])] for x in plan["decisions"][:40]])
+        ctx.table("predicted slowdown (model's penalties)", ["strategy", "slowdown"],
+                  [[k, f"{v:.4f}"] for k, v in d["predicted_slowdown"].items()])
+        if plan["nodes"].get("note"):
+            print(f"note: {plan['nodes']['note']}")
+        if d.get("plan_file"):
+            print(f"plan written to {d['plan_file']}")
+    ctx.emit(doc, render)
+    return 0
+
+
+# ------------------------------------------------------------------------------- run
+def run(args: argparse.Namespace, ctx: Any) -> int:
+    import sys
+
+    from collectors.profile.session import prepare
+    from placer.placement import apply
+    from placer.placement.planfile import read_plan, shim_lines, split_sites
+
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise InvalidInputError("nothing to run: give a command after --")
+    doc = read_plan(args.plan)
+    prep = prepare(cmd, args.name or doc.get("app") or None)
+    if doc["build_id"] and prep.build_id != doc["build_id"] and not args.force:
+        raise InvalidInputError(
+            f"plan {args.plan} is for another binary (build id {doc['build_id'][:16]}, "
+            f"{prep.binary} has {prep.build_id[:16] or 'none'}); use --force to apply it anyway"
+        )
+    store = ctx.open_store()
+    store.ping()
+    lines = shim_lines(doc)
+    split = split_sites(doc)
+    print(f"placer: applying {len(lines)} site bindings from {args.plan}"
+          + (f" ({len(split)} sites split across nodes: bound whole)" if split else ""),
+          file=sys.stderr, flush=True)
+    outcome = apply.run_with_plan(prep.argv, lines)
+    main = outcome.logs[0] if outcome.logs else None
+    site_of: dict[int, str] = {}
+    planned: dict[str, int] = {}
+    for line in lines:
+        h, node = line.split()
+        site_of[int(h, 16)] = h[2:]
+        planned[h[2:]] = int(node)
+    if main is not None:
+        got = apply.achieved(main.allocs, main.binds, main.frees, outcome.snapshots, site_of,
+                             planned)
+        got["log_truncated"] = bool(main.truncated)
+    else:
+        got = {"sites": {}, "error": "the shim wrote no log (did the program start?)"}
+    got.update({"forced": bool(args.force and prep.build_id != doc["build_id"]),
+                "split_sites": split, "default_tier": doc["nodes"]["default_tier"]})
+    run_id, plan_id = _store_run(store, doc, prep, cmd, outcome, got)
+    result = {"run": run_id, "plan_id": plan_id, "status": outcome.status,
+              "exit_code": outcome.exit_code, "wall_seconds": round(outcome.wall_seconds, 6),
+              "achieved": got}
+
+    def render(d: dict[str, Any]) -> None:
+        a = d["achieved"]
+        rows = [[k[:16], v["node"], v["allocations"], v["binds_ok"], v["binds_failed"],
+                 " ".join(f"N{n}={c}" for n, c in sorted(v["pages"].items())),
+                 _pct(v["share_on_planned_node"])] for k, v in a["sites"].items()]
+        ctx.table(f"run {d['run']} ({d['status']}, {d['wall_seconds']:.2f} s): placement "
+                  f"achieved", ["site", "node", "allocs", "binds ok", "binds failed",
+                                "pages seen", "on planned node"], rows)
+        print(f"pages on planned node: {_pct(a.get('share_on_planned_node'))} "
+              f"of {a.get('pages_seen', 0)} seen in {a.get('snapshots', 0)} numa_maps samples",
+              file=sys.stderr)
+    ctx.emit(result, render)
+    return outcome.exit_code
+
+
+def _store_run(store: Any, doc: dict[str, Any], prep: Any, cmd: list[str], outcome: Any,
+               got: dict[str, Any]) -> tuple[int, int]:
+    import os
+
+    from sqlalchemy import select
+
+    from placer.store.models import Application, Plan, PlanDecision, Run, Site
+
+    with store.session() as s:
+        app = s.scalar(select(Application).where(Application.name == prep.app_name))
+        if app is None:
+            app = Application(name=prep.app_name)
+            s.add(app)
+            s.flush()
+        run = Run(application_id=app.id, kind="plan", command=cmd, cwd=os.getcwd(),
+                  binary_path=prep.binary, build_id=prep.build_id,
+                  inputs={"plan_run": doc.get("run"), "plan_strategy": doc.get("strategy")},
+                  status=outcome.status, exit_code=outcome.exit_code,
+                  wall_seconds=outcome.wall_seconds, signals={"plan": {
+                      "share_on_planned_node": got.get("share_on_planned_node")}})
+        s.add(run)
+        s.flush()
+        plan = Plan(run_id=run.id, model_id=(doc.get("model") or {}).get("id"),
+                    strategy=str(doc.get("strategy") or "file"), build_id=doc["build_id"],
+                    budget_bytes=doc["budget"]["bytes"],
+                    predicted_slowdown=doc.get("predicted_slowdown"), document=doc,
+                    achieved=got)
+        hashes = {d["site"] for d in doc["decisions"]}
+        known = {row.site_hash: row.id for row in s.scalars(
+            select(Site).where(Site.site_hash.in_(hashes)))} if hashes else {}
+        for d in doc["decisions"]:
+            if d["site"] in known:
+                plan.decisions.append(PlanDecision(
+                    site_id=known[d["site"]], chunk_index=d["chunk"], tier=d["tier"],
+                    numa_node=d["node"], size_bytes=int(d.get("size_bytes", 0)),
+                    score=float(d.get("score", 0.0)), reason="from plan file"))
+        if plan.model_id is not None:
+            from placer.store.models import TrainedModel
+
+            if s.get(TrainedModel, plan.model_id) is None:
+                plan.model_id = None  # the plan came from another store
+        s.add(plan)
+        s.flush()
+        return run.id, plan.id

@@ -1,0 +1,178 @@
+"""Read a profiled run from the store into the emulator's :class:`RunProfile`.
+
+Deep mode runs the program under valgrind, so its wall time is not a native baseline, and
+a native run has no exact byte counts. The emulator therefore pairs runs of the same
+command and binary (build id): the *native* run gives the base time, objects, lifetimes and
+page-poison series; the *deep* run gives DHAT's exact bytes read/written per site, shared
+among the native run's objects of that site by size x sampled access density.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from typing import Any
+
+from placer.emulator.model import ObjectTraffic, RunProfile
+from placer.errors import InvalidInputError, NotFoundError
+
+
+def _is_deep(run: Any) -> bool:
+    return bool((run.inputs or {}).get("deep"))
+
+
+def _companion(session: Any, run: Any, *, deep: bool) -> Any | None:
+    """The newest finished run of the same command and binary, deep or native."""
+    from sqlalchemy import select
+
+    from placer.store.models import DeepSiteStat, Run
+
+    rows = session.scalars(
+        select(Run)
+        .where(Run.build_id == run.build_id, Run.status == "succeeded", Run.id != run.id)
+        .order_by(Run.id.desc())
+    ).all()
+    for other in rows:
+        if list(other.command or []) != list(run.command or []) or _is_deep(other) != deep:
+            continue
+        if (
+            deep
+            and session.scalar(
+                select(DeepSiteStat.id).where(DeepSiteStat.run_id == other.id).limit(1)
+            )
+            is None
+        ):
+            continue
+        return other
+    return None
+
+
+def load_profile_native(session: Any, run_id: int) -> RunProfile:
+    """A native run's objects without traffic (the measured path needs no deep data)."""
+    return load_profile(session, run_id, require_deep=False)
+
+
+def load_profile(
+    session: Any, run_id: int, *, threads: int | None = None, require_deep: bool = True
+) -> RunProfile:
+    """The run (or its native companion) with deep traffic; one-line errors otherwise."""
+    from sqlalchemy import select
+
+    from placer.store.models import AllocObject, Application, DeepSiteStat, Run, Site
+
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFoundError(f"run {run_id} is not in the store (see `placer runs`)")
+    notes: list[str] = []
+    native, deep = run, None
+    if _is_deep(run):
+        deep = run
+        native = _companion(session, run, deep=False)
+        if native is None:
+            raise InvalidInputError(
+                f"run {run_id} ran under valgrind (--deep), so its wall time is no baseline: "
+                f"profile the same command without --deep first"
+            )
+        notes.append(f"base time and objects from native run {native.id}")
+    elif session.scalar(select(DeepSiteStat.id).where(DeepSiteStat.run_id == run.id).limit(1)):
+        deep = run
+    elif require_deep and (run.inputs or {}).get("python"):
+        # Python objects are named by their Python call site; DHAT sees only the C stacks
+        # (all numpy buffers share one), so no DHAT point can be joined to them.
+        notes.append("Python run: DHAT cannot name Python objects; sampled lower bound used")
+    elif require_deep:
+        deep = _companion(session, run, deep=True)
+        if deep is None:
+            raise InvalidInputError(
+                f"run {run_id} has no deep-mode data (exact DHAT bytes per site), which the "
+                f"emulator needs: run `placer profile --deep` on the same command"
+            )
+        notes.append(f"DHAT traffic from deep run {deep.id}")
+    if native.status != "succeeded" or not native.wall_seconds:
+        raise InvalidInputError(f"run {native.id} did not succeed ({native.status}): no baseline")
+
+    app = session.get(Application, native.application_id)
+    stats = (
+        {
+            row.site_id: row
+            for row in session.scalars(select(DeepSiteStat).where(DeepSiteStat.run_id == deep.id))
+        }
+        if deep
+        else {}
+    )
+    objs = session.scalars(
+        select(AllocObject).where(AllocObject.run_id == native.id).order_by(AllocObject.id)
+    ).all()
+    sites = (
+        {
+            s.id: s
+            for s in session.scalars(select(Site).where(Site.id.in_({o.site_id for o in objs})))
+        }
+        if objs
+        else {}
+    )
+    period_ms = ((native.signals or {}).get("shim") or {}).get("sample_period_ms") or 0
+
+    weight: dict[int, float] = {}
+    per_site: dict[int, float] = defaultdict(float)
+    for o in objs:
+        density = (o.summary or {}).get("density")
+        w = o.size_bytes * (density if isinstance(density, int | float) and density > 0 else 1.0)
+        weight[o.id] = w
+        per_site[o.site_id] += w
+
+    objects: list[ObjectTraffic] = []
+    unmatched = 0
+    for o in objs:
+        summary = o.summary or {}
+        site = sites.get(o.site_id)
+        stat = stats.get(o.site_id)
+        series = [d if isinstance(d, int | float) else None for d in summary.get("series", [])]
+        lifetime = summary.get("lifetime_ns")
+        if not isinstance(lifetime, int | float):
+            end = o.free_ns if o.free_ns is not None else o.alloc_ns
+            lifetime = max(end - o.alloc_ns, 0)
+        if stat is not None and per_site[o.site_id] > 0:
+            share = weight[o.id] / per_site[o.site_id]
+            r, w, source = stat.bytes_read * share, stat.bytes_written * share, "dhat"
+        else:
+            # Lower bound from sampling: every touched page was accessed once per interval.
+            unmatched += 1
+            active = sum(d for d in series if d)
+            r = active * o.size_bytes
+            wshare = summary.get("write_share") or 0.0
+            w, r = r * wshare, r * (1 - wshare)
+            source = "sampled-lower-bound" if active else "none"
+        name = ""
+        if site is not None:
+            chain = list(site.symbolized or [])
+            name = os.path.basename(chain[0]) if chain else site.site_hash
+        objects.append(
+            ObjectTraffic(
+                object_id=o.id,
+                site_id=o.site_id,
+                site_hash=site.site_hash if site else "",
+                name=name,
+                chunk_index=o.chunk_index,
+                size_bytes=o.size_bytes,
+                bytes_read=float(r),
+                bytes_written=float(w),
+                lifetime_s=float(lifetime) / 1e9,
+                density_series=series,
+                sample_period_s=period_ms / 1000.0,
+                traffic_source=source,
+                sampled_pages=int(summary.get("sampled_pages") or 0),
+            )
+        )
+    if unmatched:
+        notes.append(f"{unmatched} objects have no DHAT match: sampled lower bound used")
+    return RunProfile(
+        run_id=native.id,
+        app=app.name if app else "",
+        build_id=native.build_id,
+        wall_seconds=float(native.wall_seconds),
+        threads=threads or os.cpu_count() or 1,
+        objects=objects,
+        deep_run_id=deep.id if deep else None,
+        notes=notes,
+    )

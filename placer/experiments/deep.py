@@ -1,0 +1,116 @@
+"""Exact traffic for a native run: one valgrind DHAT pass joined to the run's own sites.
+
+Under valgrind the allocator is valgrind's, so the preloaded shim sees no allocation and a
+``placer profile --deep`` run may hold DHAT points but no objects to join them to. The
+emulator needs DHAT bytes per *native* site, so the experiment runs the same command once
+under DHAT (no shim) and joins its allocation points to the native run's sites by their
+``file:line`` chains (:func:`collectors.profile.dhat.match_points`). Rows are stored as the
+native run's DeepSiteStat, marked with where they came from, in one transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from placer.errors import ExternalToolError, InvalidInputError
+
+
+def _chains(session: Any, run_id: int) -> dict[int, Sequence[str]]:
+    """Site id → file:line chain, symbolizing frames again where the stored chain has none."""
+    from sqlalchemy import select
+
+    from collectors.profile.symbolize import Symbolizer
+    from placer.store.models import AllocObject, Site
+
+    rows = session.execute(
+        select(Site.id, Site.symbolized, Site.frames).where(
+            Site.id.in_(select(AllocObject.site_id).where(AllocObject.run_id == run_id))
+        )
+    ).all()
+    sym = Symbolizer(None)
+    out: dict[int, Sequence[str]] = {}
+    for sid, chain, frames in rows:
+        chain = list(chain or [])
+        if not any(":" in c and c.rsplit(":", 1)[1].isdigit() for c in chain):
+            chain = []
+            for module, offset in frames or []:
+                if os.path.isfile(str(module)):
+                    got = sym.symbolize(str(module), "", [int(offset)])
+                    chain.extend(got.get(int(offset), []))
+        out[sid] = chain
+    return out
+
+
+def dhat_pass(
+    store: Any, run_id: int, command: list[str], *, timeout: float = 900.0
+) -> dict[str, Any]:
+    """Run ``command`` under DHAT and store its bytes per site for native run ``run_id``."""
+    from sqlalchemy import delete
+
+    from collectors.profile.dhat import match_points, read_dhat
+    from placer.store.models import DeepSiteStat, Run
+
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise ExternalToolError("emulated labels need valgrind (Debian: valgrind) for DHAT")
+    with tempfile.TemporaryDirectory(prefix="placer-dhat-") as tmp:
+        out = Path(tmp) / "dhat.json"
+        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+        try:
+            proc = subprocess.run(
+                [valgrind, "--tool=dhat", f"--dhat-out-file={out}", "-q", *command],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise ExternalToolError(f"DHAT run of {command[0]} took over {timeout:.0f} s") from None
+        if proc.returncode != 0 or not out.exists():
+            tail = (proc.stderr or "").strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+            raise ExternalToolError(f"DHAT run of {Path(command[0]).name} failed: {tail[0]}")
+        profile = read_dhat(out)
+    with store.session() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            raise InvalidInputError(f"run {run_id} is not in the store")
+        groups = match_points(profile.points, _chains(s, run_id))
+        if not groups:
+            raise InvalidInputError(
+                f"run {run_id}: no DHAT allocation point matched a site of the run (are the "
+                f"sites symbolized to file:line? build with -g)"
+            )
+        s.execute(delete(DeepSiteStat).where(DeepSiteStat.run_id == run_id))
+        for sid, points in groups.items():
+            s.add(
+                DeepSiteStat(
+                    run_id=run_id,
+                    site_id=sid,
+                    blocks=sum(p.blocks for p in points),
+                    total_bytes=sum(p.total_bytes for p in points),
+                    bytes_read=sum(p.bytes_read for p in points),
+                    bytes_written=sum(p.bytes_written for p in points),
+                    total_lifetime_ns=0,
+                    details={
+                        "points": len(points),
+                        "source": "placer experiment DHAT pass",
+                        "time_unit": profile.time_unit,
+                        "total_lifetime": sum(p.total_lifetime for p in points),
+                    },
+                )
+            )
+        merged = dict(run.signals or {})
+        merged["deep_pass"] = {
+            "tool": "dhat",
+            "points": len(profile.points),
+            "sites_matched": len(groups),
+        }
+        run.signals = merged
+    return {"points": len(profile.points), "sites_matched": len(groups)}

@@ -1,0 +1,166 @@
+"""``placer experiment`` end to end: profile (native + deep), then label, one program or a suite.
+
+Kept apart from the CLI so tests and scripts can drive experiments directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from placer.emulator.model import HostDram
+from placer.errors import PlacerError
+from placer.experiments.runner import ExperimentRequest, Mode, emulate_labels, measured_labels
+
+
+@contextlib.contextmanager
+def quiet_fds(log_path: Path) -> Iterator[None]:
+    """Send fds 1 and 2 (the profiled program's and the profiler's chatter) to a file."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send fd 1 to fd 2 for a while (programs' output must not mix into a JSON document)."""
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def profile_native(store: Any, command: list[str], app: str) -> int:
+    """Profile ``command`` natively (shim, perf where it works); returns the run id."""
+    from collectors.profile.session import ProfileRequest, run_profile
+
+    native, code, _ = run_profile(store, ProfileRequest(command=list(command), name=app))
+    if code != 0:
+        raise PlacerError(
+            f"{app}: the program exited with {code} while being profiled (run {native})"
+        )
+    return native
+
+
+def deep_step(store: Any, run_id: int, command: list[str]) -> dict[str, Any] | None:
+    """Add DHAT traffic to a native run (not for Python runs, see below)."""
+    from placer.experiments.deep import dhat_pass
+    from placer.store.models import Run
+
+    with store.session() as s:
+        python = bool((s.get(Run, run_id).inputs or {}).get("python"))
+    if python:  # numpy buffers share one C allocation stack: DHAT cannot tell them apart
+        return None
+    return dhat_pass(store, run_id, list(command))
+
+
+def profile_pair(
+    store: Any, command: list[str], app: str, *, deep: bool = True
+) -> tuple[int, dict[str, Any] | None]:
+    """Profile ``command`` natively, then (``deep``) add its DHAT traffic to that run."""
+    native = profile_native(store, command, app)
+    return native, deep_step(store, native, command) if deep else None
+
+
+def run_experiment(
+    store: Any,
+    req: ExperimentRequest,
+    mode: Mode,
+    host: HostDram | None,
+    *,
+    app: str,
+    command: list[str] | None = None,
+    run_id: int | None = None,
+) -> dict[str, Any]:
+    """Label one program (profiling it first) or one stored run."""
+    if run_id is None:
+        assert command
+        if mode.kind == "emulated" and host is None:
+            from placer.emulator.host import mean_host, measure_now
+
+            # the host is shared: take its DRAM as seen just before and just after the run
+            before = measure_now()
+            run_id = profile_native(store, command, app)
+            host = mean_host(before, measure_now())
+            deep_step(store, run_id, command)
+        else:
+            run_id, _ = profile_pair(store, command, app, deep=mode.kind == "emulated")
+    if mode.kind == "emulated":
+        return emulate_labels(store, run_id, req, host)
+    if command is None:
+        from placer.store.models import Run
+
+        with store.session() as s:
+            run = s.get(Run, run_id)
+            command = list(run.command) if run else []
+    with tempfile.TemporaryDirectory(prefix="placer-measure-") as tmp:
+        return measured_labels(store, run_id, req, mode, command, Path(tmp))
+
+
+def run_suite(
+    store: Any,
+    req: ExperimentRequest,
+    mode: Mode,
+    host: HostDram | None,
+    workloads: list[Any],
+    *,
+    on_step: Callable[[str, str], None] | None = None,
+    log_path: Path | None = None,
+) -> dict[str, Any]:
+    """Label every workload; a failing workload is reported and the others go on."""
+    done: list[dict[str, Any]] = []
+    failed: list[dict[str, str]] = []
+    t0 = time.monotonic()
+    log_path = log_path or Path(tempfile.gettempdir()) / f"placer-suite-{os.getpid()}.log"
+    for w in workloads:
+        if on_step:
+            on_step(w.app, "start")
+        started = time.monotonic()
+        try:
+            with quiet_fds(log_path):
+                summary = run_experiment(store, req, mode, host, app=w.app, command=w.command)
+            summary["app"] = w.app
+            summary["group"] = w.group
+            summary["seconds"] = round(time.monotonic() - started, 2)
+            done.append(summary)
+            status = "ok"
+        except PlacerError as exc:
+            failed.append({"app": w.app, "error": str(exc)})
+            status = "failed"
+        if on_step:
+            on_step(w.app, status)
+    return {
+        "mode": mode.kind,
+        "tier": req.tier if mode.kind == "emulated" else f"node{mode.slow_node}",
+        "runs_labeled": len(done),
+        "failed": failed,
+        "elapsed_seconds": round(time.monotonic() - t0, 1),
+        "experiments": done,
+        "log": str(log_path),
+    }

@@ -1,0 +1,209 @@
+"""``placer run --plan``: run a program with the shim binding planned sites to their nodes.
+
+The shim reads ``PLACER_SHIM_PLAN`` (``site_hash node`` lines, :func:`planfile.shim_lines`)
+and ``mbind``\\ s each matching allocation to its node when it is made, logging a BIND
+record (node, errno). Allocations of sites the plan does not name keep the kernel's
+default local policy: DRAM first (``default_tier: dram``), so unknown or small data is never
+pushed to the slow tier by a guess.
+
+While the program runs, ``/proc/PID/numa_maps`` is sampled; afterwards every bound
+allocation is joined (by address range and lifetime) to the VMAs seen while it was alive,
+giving the pages it really had on each node. That is what ``achieved`` stores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from placer.errors import InvalidInputError
+
+_NODE = re.compile(r"\bN(\d+)=(\d+)")
+_KPS = re.compile(r"\bkernelpagesize_kB=(\d+)")
+
+
+@dataclass
+class Vma:
+    start: int
+    policy: str
+    pages: dict[int, int]  # node → pages (of ``page_kb`` KiB)
+    page_kb: int = 4
+
+
+@dataclass
+class Snapshot:
+    time_ns: int
+    vmas: list[Vma] = field(default_factory=list)
+
+
+def parse_numa_maps(text: str) -> list[Vma]:
+    """``/proc/PID/numa_maps`` text → VMAs with their policy and per-node page counts."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split(None, 2)
+        if len(parts) < 2:
+            continue
+        try:
+            start = int(parts[0], 16)
+        except ValueError:
+            continue
+        rest = parts[2] if len(parts) > 2 else ""
+        kps = _KPS.search(rest)
+        out.append(Vma(start, parts[1], {int(n): int(c) for n, c in _NODE.findall(rest)},
+                       int(kps.group(1)) if kps else 4))
+    return out
+
+
+def vma_ends(vmas: list[Vma], maps_text: str | None) -> dict[int, int]:
+    """VMA start → end from ``/proc/PID/maps`` (numa_maps gives starts only)."""
+    ends: dict[int, int] = {}
+    for line in (maps_text or "").splitlines():
+        span = line.split(None, 1)[0] if line else ""
+        if "-" in span:
+            lo, hi = span.split("-", 1)
+            with contextlib.suppress(ValueError):
+                ends[int(lo, 16)] = int(hi, 16)
+    return ends
+
+
+def sample(pid: int) -> tuple[Snapshot, dict[int, int]] | None:
+    """One numa_maps snapshot of ``pid`` (None once the process is gone)."""
+    t = time.monotonic_ns()
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        numa = Path(f"/proc/{pid}/numa_maps").read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    vmas = parse_numa_maps(numa)
+    return Snapshot(t, vmas), vma_ends(vmas, maps)
+
+
+def achieved(allocs: list[Any], binds: list[Any], frees: list[Any],
+             snapshots: list[tuple[Snapshot, dict[int, int]]], site_of: dict[int, str],
+             planned: dict[str, int]) -> dict[str, Any]:
+    """Per planned site: allocations, binds ok/failed, pages per node seen, share on plan.
+
+    ``site_of`` maps the shim's integer site hash to the plan's site key; ``planned`` maps
+    the plan's site key to its node.
+    """
+    free_at = {f.seq: f.time_ns for f in frees}
+    bind_of = {b.seq: b for b in binds}
+    sites: dict[str, dict[str, Any]] = {}
+    for a in allocs:
+        key = site_of.get(a.site_hash)
+        if key is None or key not in planned:
+            continue
+        entry = sites.setdefault(key, {"node": planned[key], "allocations": 0, "binds_ok": 0,
+                                       "binds_failed": 0, "errnos": [], "pages": {}})
+        entry["allocations"] += 1
+        b = bind_of.get(a.seq)
+        if b is not None:
+            if b.errno == 0:
+                entry["binds_ok"] += 1
+            else:
+                entry["binds_failed"] += 1
+                if b.errno not in entry["errnos"]:
+                    entry["errnos"].append(b.errno)
+        end_t = free_at.get(a.seq)
+        lo, hi = a.address, a.address + a.size
+        best: dict[int, int] | None = None
+        for snap, ends in snapshots:  # latest snapshot within the allocation's lifetime
+            if snap.time_ns < a.time_ns or (end_t is not None and snap.time_ns > end_t):
+                continue
+            pages: dict[int, int] = {}
+            for v in snap.vmas:
+                v_end = ends.get(v.start, v.start + 1)
+                if v.start < hi and v_end > lo:
+                    # a VMA the allocation only partly covers (a heap arena): its share
+                    part = (min(hi, v_end) - max(lo, v.start)) / (v_end - v.start)
+                    for node, n in v.pages.items():
+                        got = round(n * v.page_kb * 1024 / 4096 * part)
+                        if got:
+                            pages[node] = pages.get(node, 0) + got
+            if pages:
+                best = pages
+        if best:
+            for node, n in best.items():
+                entry["pages"][str(node)] = entry["pages"].get(str(node), 0) + n
+    total_on = total = 0
+    for entry in sites.values():
+        n_all = sum(entry["pages"].values())
+        n_on = entry["pages"].get(str(entry["node"]), 0)
+        entry["share_on_planned_node"] = round(n_on / n_all, 6) if n_all else None
+        total += n_all
+        total_on += n_on
+    return {"sites": sites, "pages_seen": total, "pages_on_planned_node": total_on,
+            "share_on_planned_node": round(total_on / total, 6) if total else None,
+            "snapshots": len(snapshots)}
+
+
+@dataclass
+class RunOutcome:
+    status: str
+    exit_code: int
+    wall_seconds: float
+    snapshots: list[tuple[Snapshot, dict[int, int]]]
+    logs: list[Any]
+
+
+def run_with_plan(argv: list[str], shim_plan_lines: list[str], *, period_s: float = 0.05,
+                  threshold: int | None = None) -> RunOutcome:
+    """Run ``argv`` with the shim and the plan; sample numa_maps of the main process."""
+    from collectors.profile.runner import FORWARDED, classify
+    from collectors.shim import shim_env
+    from collectors.shim.log import find_logs, read_log
+
+    with tempfile.TemporaryDirectory(prefix="placer-run-") as tmp:
+        plan_path = Path(tmp) / "plan.txt"
+        plan_path.write_text("\n".join(shim_plan_lines) + "\n")
+        settings: dict[str, object] = {"plan": plan_path, "sample_period_ms": 0}
+        if threshold is not None:
+            settings["threshold"] = threshold
+        env = dict(os.environ)
+        env.update(shim_env(Path(tmp) / "shim.%p.log", **settings))
+        forwarded: list[int] = []
+        child: list[subprocess.Popen[bytes]] = []
+
+        def forward(signum: int, _frame: object) -> None:
+            forwarded.append(signum)
+            if child:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(child[0].pid, signum)
+
+        previous = {s: signal.signal(s, forward) for s in FORWARDED}
+        snaps: list[tuple[Snapshot, dict[int, int]]] = []
+        try:
+            t0 = time.monotonic()
+            try:
+                proc = subprocess.Popen(argv, env=env, process_group=0)
+            except FileNotFoundError:
+                raise InvalidInputError(f"command not found: {argv[0]}") from None
+            except OSError as exc:
+                raise InvalidInputError(f"cannot run {argv[0]}: {exc.strerror}") from None
+            child.append(proc)
+            while proc.poll() is None:
+                got = sample(proc.pid)
+                if got is not None and proc.poll() is None:
+                    snaps.append(got)
+                    if len(snaps) > 2000:  # keep memory bounded on long runs
+                        del snaps[1:1000:2]
+                time.sleep(period_s)
+            returncode = proc.wait()
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+        wall = time.monotonic() - t0
+        status, code, _sig = classify(returncode, forwarded)
+        logs = []
+        for p in find_logs(Path(tmp) / "shim.%p.log"):
+            with contextlib.suppress(Exception):
+                logs.append(read_log(p))
+        return RunOutcome(status, code, wall, snaps, logs)

@@ -1,0 +1,78 @@
+"""Build the shipped default placement model from a labeled example corpus.
+
+    placer experiment --suite examples          # label the example corpus (emulated Optane)
+    python -m placer.placement.default_model    # train on it, write placer/placement/default/
+
+The default model lets ``placer recommend`` work on a fresh install before the user has
+labels of their own; ``placer train`` on the user's labels then takes over (the newest
+stored model wins). Output: ``ranker.txt`` and ``penalty.txt`` (LightGBM text) and
+``meta.json`` (features, training runs, evaluation, library versions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+from placer.errors import PlacerError
+
+OUT = Path(__file__).resolve().parent / "default"
+#: Smaller than a user's model: the files ship in the wheel.
+PARAMS = {"n_estimators": 80, "num_leaves": 7}
+
+
+def build(store_url: str, out: Path, source: str = "all", tier: str = "optane",
+          evaluate: bool = True) -> dict:
+    from placer.placement import evaluation
+    from placer.store import Store
+
+    store = Store(store_url, create=False)
+    with store.session() as s:
+        data = evaluation.training_labels(s, source, tier)
+    summary = None
+    if evaluate and len(data.apps()) >= 2:
+        summary = evaluation.evaluate(data, list(evaluation.DEFAULT_BUDGETS), PARAMS)["summary"]
+    model = evaluation.fit(data, PARAMS)
+    ranker, penalty, meta = model.to_texts()
+    meta["tag"] = dt.date.today().isoformat()
+    meta["built_by"] = "python -m placer.placement.default_model"
+    meta["label_source"] = source
+    meta["tier"] = tier
+    if summary is not None:
+        meta["loao_summary"] = summary
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ranker.txt").write_text(ranker, "utf-8")
+    (out / "penalty.txt").write_text(penalty, "utf-8")
+    (out / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", "utf-8")
+    store.dispose()
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    from placer.config import resolve_store_url
+
+    p = argparse.ArgumentParser(prog="python -m placer.placement.default_model",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--store", help="store with the labeled corpus (default: placer's store)")
+    p.add_argument("--out", type=Path, default=OUT, help=f"output directory (default {OUT})")
+    p.add_argument("--from-labels", default="all", choices=["measured", "emulated", "all"])
+    p.add_argument("--tier", default="optane")
+    p.add_argument("--no-evaluate", action="store_true", help="skip the LOAO summary")
+    args = p.parse_args(argv)
+    try:
+        meta = build(resolve_store_url(args.store), args.out, args.from_labels, args.tier,
+                     not args.no_evaluate)
+    except PlacerError as exc:
+        print(f"default_model: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    t = meta["training"]
+    print(f"default model written to {args.out}: {t['objects']} objects, {t['runs']} runs, "
+          f"apps {', '.join(t['apps'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

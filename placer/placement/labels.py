@@ -1,0 +1,118 @@
+"""Per-object labels from the store: what each object costs alone in the slow tier.
+
+Labels come from experiments (``placer experiment``): measured on a host with a slow tier,
+or emulated. For each profiled run one experiment is used: a measured one when the run has
+one and measured labels are allowed (measured beats emulated), else the newest emulated
+experiment on the requested tier spec. Penalties are divided by the experiment's all-DRAM
+baseline, so a label is a *share of runtime* (0.05 = 5% slower) comparable across programs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from placer.errors import InvalidInputError
+
+SOURCES = ("measured", "emulated", "all")
+
+
+def program_of(run: Any, app_name: str) -> str:
+    """The program a run executed: leave-one-*application*-out holds out every input and
+    scale of one program (bfs on kron14 and on kron16 are one application), so a model is
+    never judged on a program it saw. Python runs are named by their script."""
+    import os
+
+    cmd = [str(c) for c in (run.command or [])] if run is not None else []
+    if not cmd:
+        return app_name
+    name = os.path.basename(cmd[0])
+    if name.startswith("python"):
+        rest = [c for c in cmd[1:] if not c.startswith("-")]
+        if "-m" in cmd[1:-1]:
+            return cmd[cmd.index("-m") + 1]
+        return os.path.basename(rest[0]) if rest else app_name
+    return name
+
+
+@dataclass
+class RunLabels:
+    """The labels of one profiled run from one experiment."""
+
+    run_id: int
+    app: str
+    build_id: str
+    experiment_id: int
+    emulated: bool
+    tier_spec_name: str
+    host_id: int | None
+    baseline_seconds: float
+    penalties: dict[int, float] = field(default_factory=dict)  # object id → seconds
+    app_name: str = ""  # the Application row's name (e.g. bfs-kron16); ``app`` is the program
+
+    def shares(self) -> dict[int, float]:
+        """object id → penalty / baseline (slowdown share if that object alone is slow)."""
+        return {k: v / self.baseline_seconds for k, v in self.penalties.items()}
+
+    def describe(self) -> dict[str, Any]:
+        return {"run": self.run_id, "app": self.app, "app_name": self.app_name,
+                "experiment": self.experiment_id,
+                "emulated": self.emulated, "tier_spec": self.tier_spec_name,
+                "host": self.host_id, "objects": len(self.penalties)}
+
+
+def load_labels(session: Any, source: str = "all", tier: str | None = "optane",
+                run_ids: list[int] | None = None) -> list[RunLabels]:
+    """Labels per run, one experiment each (measured preferred when ``source`` is all).
+
+    ``tier`` filters emulated experiments by tier spec name (None: any); measured ones are
+    on whatever slow tier their host has and are never filtered out by it.
+    """
+    from sqlalchemy import select
+
+    from placer.store.models import AllocObject, Application, Experiment, Label, Run
+
+    if source not in SOURCES:
+        raise InvalidInputError(f"--from-labels must be one of {', '.join(SOURCES)}")
+    q = select(Experiment).order_by(Experiment.id)
+    if run_ids is not None:
+        q = q.where(Experiment.run_id.in_(run_ids))
+    chosen: dict[int, Any] = {}
+    for exp in session.scalars(q):
+        if exp.emulated and (source == "measured" or (tier and exp.tier_spec_name != tier)):
+            continue
+        if not exp.emulated and source == "emulated":
+            continue
+        has = session.scalar(select(Label.id).where(
+            Label.experiment_id == exp.id, Label.kind == "object").limit(1))
+        if has is None:
+            continue
+        prev = chosen.get(exp.run_id)
+        # measured beats emulated; among equals the newest wins
+        if prev is None or (prev.emulated and not exp.emulated) or prev.emulated == exp.emulated:
+            chosen[exp.run_id] = exp
+    out: list[RunLabels] = []
+    for run_id, exp in sorted(chosen.items()):
+        run = session.get(Run, run_id)
+        app = session.get(Application, run.application_id) if run else None
+        rows = session.execute(
+            select(Label.object_id, Label.penalty_seconds, AllocObject.run_id)
+            .join(AllocObject, AllocObject.id == Label.object_id)
+            .where(Label.experiment_id == exp.id, Label.kind == "object")
+        ).all()
+        penalties: dict[int, float] = {}
+        obj_run = run_id
+        for oid, pen, orun in rows:
+            penalties[oid] = max(float(pen or 0.0), 0.0)
+            obj_run = orun
+        base = exp.baseline_seconds or (run.wall_seconds if run else None)
+        if not base or base <= 0 or not penalties:
+            continue
+        out.append(RunLabels(
+            run_id=obj_run, app=program_of(run, app.name if app else str(run_id)),
+            app_name=app.name if app else str(run_id),
+            build_id=run.build_id if run else "", experiment_id=exp.id,
+            emulated=bool(exp.emulated), tier_spec_name=exp.tier_spec_name,
+            host_id=exp.host_id, baseline_seconds=float(base), penalties=penalties,
+        ))
+    return out

@@ -1,0 +1,144 @@
+"""The plan file: versioned JSON, validated with a JSON Schema before anything uses it.
+
+It is a superset of the emulator's plan format (``format``, ``version``, ``build_id``,
+``decisions[].site/chunk/tier``), so ``placer emulate --plan`` scores the same file that
+``placer run --plan`` applies. See docs/placement.md for every field.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from placer.errors import InvalidInputError
+
+PLAN_FORMAT = "placer-plan"
+PLAN_VERSION = 1
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "placer plan",
+    "type": "object",
+    "required": ["format", "version", "build_id", "budget", "nodes", "decisions"],
+    "properties": {
+        "format": {"const": PLAN_FORMAT},
+        "version": {"const": PLAN_VERSION},
+        "build_id": {"type": "string"},
+        "binary": {"type": "string"},
+        "app": {"type": "string"},
+        "run": {"type": ["integer", "null"]},
+        "created": {"type": "string"},
+        "strategy": {"type": "string"},
+        "model": {
+            "type": ["object", "null"],
+            "required": ["name", "version"],
+            "properties": {"name": {"type": "string"}, "version": {"type": "string"},
+                           "id": {"type": ["integer", "null"]}},
+        },
+        "budget": {
+            "type": "object",
+            "required": ["bytes", "fraction", "footprint_bytes"],
+            "properties": {
+                "bytes": {"type": "integer", "minimum": 0},
+                "fraction": {"type": "number", "minimum": 0, "maximum": 1},
+                "footprint_bytes": {"type": "integer", "minimum": 0},
+                "spec": {"type": "string"},
+            },
+        },
+        "nodes": {
+            "type": "object",
+            "required": ["dram", "slow", "default_tier"],
+            "properties": {
+                "dram": {"type": "integer", "minimum": 0},
+                "slow": {"type": "integer", "minimum": 0},
+                "default_tier": {"enum": ["dram", "slow"]},
+                "note": {"type": "string"},
+            },
+        },
+        "predicted_slowdown": {"type": ["number", "null"], "minimum": 1},
+        "baselines": {"type": "object", "additionalProperties": {"type": ["number", "null"]}},
+        "decisions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["site", "chunk", "tier", "node"],
+                "properties": {
+                    "site": {"type": "string", "pattern": "^(py-)?[0-9a-f]{1,64}$"},
+                    "native_site": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
+                    "chunk": {"type": "integer", "minimum": 0},
+                    "tier": {"enum": ["dram", "slow"]},
+                    "node": {"type": "integer", "minimum": 0},
+                    "size_bytes": {"type": "integer", "minimum": 0},
+                    "score": {"type": "number"},
+                    "name": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
+def validate(doc: Any, where: str = "plan") -> dict[str, Any]:
+    """Raise a one-line :class:`InvalidInputError` unless ``doc`` is a valid plan."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+    if error is not None:
+        path = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise InvalidInputError(f"{where} is not a valid placer plan: at {path}: "
+                                f"{error.message}")
+    seen: set[tuple[str, int]] = set()
+    for d in doc["decisions"]:
+        key = (d["site"], d["chunk"])
+        if key in seen:
+            raise InvalidInputError(f"{where}: site {d['site']} chunk {d['chunk']} is planned "
+                                    f"twice")
+        seen.add(key)
+    return doc
+
+
+def read_plan(path: Path) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text("utf-8")
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read plan {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"plan {path} is not UTF-8 text") from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise InvalidInputError(f"plan {path} is not JSON: {exc}") from None
+    return validate(doc, f"plan {path}")
+
+
+def write_plan(path: Path, doc: dict[str, Any]) -> None:
+    validate(doc)
+    Path(path).write_text(json.dumps(doc, indent=1) + "\n", "utf-8")
+
+
+def shim_lines(doc: dict[str, Any]) -> list[str]:
+    """The shim's plan text (``PLACER_SHIM_PLAN``): ``0x<site hash> node`` per planned site.
+
+    The shim binds whole allocations by their native site (Python sites use the native
+    hash recorded with them); a site whose chunks the plan splits between nodes is bound
+    to the node holding most of its planned bytes (:func:`split_sites` lists them).
+    """
+    weight: dict[str, dict[int, int]] = {}
+    for d in doc["decisions"]:
+        site = d.get("native_site") or d["site"]
+        if site.startswith("py-"):
+            continue  # no native hash known: the shim cannot match it
+        per = weight.setdefault(site, {})
+        per[d["node"]] = per.get(d["node"], 0) + max(int(d.get("size_bytes", 0)), 1)
+    return [f"0x{site} {max(per, key=lambda n: (per[n], -n))}"
+            for site, per in weight.items()]
+
+
+def split_sites(doc: dict[str, Any]) -> list[str]:
+    """Sites whose chunks the plan puts on different nodes (the shim binds whole sites)."""
+    nodes: dict[str, set[int]] = {}
+    for d in doc["decisions"]:
+        nodes.setdefault(d["site"], set()).add(d["node"])
+    return sorted(s for s, n in nodes.items() if len(n) > 1)

@@ -1,0 +1,104 @@
+"""Where placement models live: TrainedModel rows in the store, or the shipped default.
+
+A trained model is two rows with the same name stem and version: ``<name>.ranker`` (kind
+``ranker``) and ``<name>.penalty`` (kind ``penalty``), each holding LightGBM text and the
+shared JSON metadata. The shipped default model is the same three things as files in
+``placer/placement/default/`` (``ranker.txt``, ``penalty.txt``, ``meta.json``), built by
+``python -m placer.placement.default_model``. The newest stored model wins over the
+default, so ``placer train`` on the user's own labels takes over from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from placer.errors import NotFoundError
+from placer.placement.model import PlacementModel
+
+DEFAULT_NAME = "placement"
+DEFAULT_DIR = ("placer.placement", "default")
+DIR_ENV = "PLACER_DEFAULT_MODEL_DIR"
+
+
+@dataclass
+class LoadedModel:
+    model: PlacementModel
+    name: str
+    version: str  # "placement@3" or "default@<placer version>"
+    source: str  # store | default
+    penalty_row_id: int | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "source": self.source,
+                "id": self.penalty_row_id, "features": self.model.feature_names_,
+                "trained_on": (self.model.meta_ or {}).get("training", {})}
+
+
+def save_model(session: Any, model: PlacementModel, name: str = DEFAULT_NAME) -> LoadedModel:
+    """Store both boosters as a new version of ``name``; returns what was stored."""
+    from sqlalchemy import func, select
+
+    from placer.store.models import TrainedModel
+
+    ranker_text, penalty_text, meta = model.to_texts()
+    current = session.scalar(select(func.max(TrainedModel.version)).where(
+        TrainedModel.name.in_([f"{name}.ranker", f"{name}.penalty"])))
+    version = int(current or 0) + 1
+    meta = dict(meta, name=name, version=version)
+    session.add(TrainedModel(name=f"{name}.ranker", version=version, kind="ranker",
+                             model_text=ranker_text, meta=meta))
+    pen = TrainedModel(name=f"{name}.penalty", version=version, kind="penalty",
+                       model_text=penalty_text, meta=meta)
+    session.add(pen)
+    session.flush()
+    model.meta_ = meta
+    return LoadedModel(model, name, f"{name}@{version}", "store", pen.id)
+
+
+def default_files() -> dict[str, Any] | None:
+    """The shipped default model's texts and metadata, or None if not built.
+
+    ``$PLACER_DEFAULT_MODEL_DIR`` points at another directory of the same three files.
+    """
+    override = os.environ.get(DIR_ENV)
+    base: Any = Path(override) if override else \
+        resources.files(DEFAULT_DIR[0]).joinpath(DEFAULT_DIR[1])
+    try:
+        return {
+            "ranker": base.joinpath("ranker.txt").read_text("utf-8"),
+            "penalty": base.joinpath("penalty.txt").read_text("utf-8"),
+            "meta": json.loads(base.joinpath("meta.json").read_text("utf-8")),
+        }
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def load_model(session: Any, name: str = DEFAULT_NAME, *, allow_default: bool = True
+               ) -> LoadedModel:
+    """The newest stored model ``name``, else the shipped default; one-line error if none."""
+    from sqlalchemy import select
+
+    from placer.store.models import TrainedModel
+
+    pen = session.scalars(select(TrainedModel).where(TrainedModel.name == f"{name}.penalty")
+                          .order_by(TrainedModel.version.desc()).limit(1)).first()
+    if pen is not None:
+        rank = session.scalars(select(TrainedModel).where(
+            TrainedModel.name == f"{name}.ranker", TrainedModel.version == pen.version)).first()
+        if rank is not None:
+            model = PlacementModel.from_texts(rank.model_text, pen.model_text, pen.meta or {})
+            return LoadedModel(model, name, f"{name}@{pen.version}", "store", pen.id)
+    files = default_files() if allow_default else None
+    if files is None:
+        raise NotFoundError(
+            "no placement model: none trained in this store and no default model shipped; "
+            "run `placer train` on labeled runs (see `placer experiment`)"
+        )
+    model = PlacementModel.from_texts(files["ranker"], files["penalty"], files["meta"])
+    tag = files["meta"].get("tag") or files["meta"].get("versions", {}).get("placer", "?")
+    return LoadedModel(model, "default", f"default@{tag}", "default", None)

@@ -1,0 +1,65 @@
+"""``placer report``: recommendation reports people read and their JSON twins.
+
+:func:`build` reads one report from the store into a plain document
+(:mod:`placer.reports.run`, :mod:`~placer.reports.pipeline`, :mod:`~placer.reports.fleet`);
+:func:`placer.reports.render.render` turns it into self-contained HTML (inline CSS and SVG,
+no network), Markdown or JSON; :func:`write` stores it atomically (temp file + rename, so a
+failed report never leaves a file behind). The documents are described in docs/reports.md.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from placer.errors import InvalidInputError
+
+KINDS = ("run", "pipeline", "fleet")
+
+
+def build(store: Any, kind: str, ident: int | None = None) -> dict[str, Any]:
+    """The report document of ``kind`` (``run``/``pipeline`` need ``ident``)."""
+    if kind == "run":
+        from placer.reports.run import RunReport
+
+        return RunReport(store, int(ident)).build()  # type: ignore[arg-type]
+    if kind == "pipeline":
+        from placer.reports.pipeline import PipelineReport
+
+        return PipelineReport(store, int(ident)).build()  # type: ignore[arg-type]
+    if kind == "fleet":
+        from placer.reports.fleet import FleetReport
+
+        return FleetReport(store).build()
+    raise ValueError(f"unknown report kind {kind!r}")
+
+
+def write(text: str, path: Path) -> Path:
+    """Write ``text`` to ``path`` atomically; one-line error if the place is not writable."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InvalidInputError(f"cannot write report {path}: it is a directory")
+    if not parent.is_dir():
+        raise InvalidInputError(f"cannot write report {path}: directory {parent} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot write report {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise InvalidInputError(f"cannot write report {path}: {exc.strerror}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+__all__ = ["KINDS", "build", "write"]

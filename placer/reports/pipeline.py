@@ -1,0 +1,323 @@
+"""The pipeline report: stage graph, bottleneck, the analysis's bound, the tuning history.
+
+Every number here was *measured* on the host that ran the pipeline (probes and Optuna
+trials), except the upper bound, which is the operational analysis's LP optimum computed
+from those measurements. No tier spec applies: pipelines run in DRAM.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from placer.errors import NotFoundError
+from placer.reports.base import ReportBuilder, absent, iso, provenance
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+class PipelineReport(ReportBuilder):
+    """``placer report --pipeline ID``."""
+
+    kind = "pipeline"
+
+    def __init__(self, store: Any, pipeline_id: int) -> None:
+        super().__init__(store)
+        self.pipeline_id = pipeline_id
+
+    def title(self, doc: dict[str, Any]) -> str:
+        return f"Pipeline report: {doc['pipeline']['name']} (pipeline {doc['pipeline']['id']})"
+
+    def collect(self) -> dict[str, Any]:
+        from sqlalchemy import select
+
+        from placer.store.models import Host, Pipeline, PipelineRun, StageMetric, TuningStudy
+
+        with self.store.session() as s:
+            p = s.get(Pipeline, self.pipeline_id)
+            if p is None:
+                raise NotFoundError(
+                    f"pipeline {self.pipeline_id} not found (see `placer pipelines`)"
+                )
+            stages = list(p.stages)
+            host = s.get(Host, p.host_id) if p.host_id is not None else None
+            runs = s.scalars(
+                select(PipelineRun).where(PipelineRun.pipeline_id == p.id).order_by(PipelineRun.id)
+            ).all()
+            studies = s.scalars(
+                select(TuningStudy).where(TuningStudy.pipeline_id == p.id).order_by(TuningStudy.id)
+            ).all()
+            profile = next((r for r in reversed(runs) if r.purpose == "profile"), None)
+            metrics = (
+                {
+                    m.stage_id: m
+                    for m in s.scalars(
+                        select(StageMetric).where(StageMetric.pipeline_run_id == profile.id)
+                    )
+                }
+                if profile is not None
+                else {}
+            )
+            host_facts = dict(profile.host_facts or {}) if profile is not None else {}
+            hostname = host.hostname if host is not None else None
+            pipe_doc = {
+                "id": p.id,
+                "name": p.name,
+                "engine": p.engine,
+                "builder": p.builder,
+                "created_at": iso(p.created_at),
+                "host": hostname,
+                "host_cores": host_facts.get("cores"),
+                "runs": {
+                    "profile": sum(1 for r in runs if r.purpose == "profile"),
+                    "trial": sum(1 for r in runs if r.purpose != "profile"),
+                },
+            }
+            analysis = dict(p.analysis or {})
+            stage_sec = self._stages(stages, analysis, profile, metrics, host_facts, hostname)
+            study = studies[-1] if studies else None
+            study_doc = None
+            if study is not None:
+                study_doc = {
+                    "name": study.optuna_study_name,
+                    "status": study.status,
+                    "budget_cores": study.budget_cores,
+                    "budget_memory_bytes": study.budget_memory_bytes,
+                    "n_trials": study.n_trials,
+                    "best_config": study.best_config or None,
+                    "best": study.best_throughput,
+                    "naive": study.naive_throughput,
+                    "upper_bound": study.upper_bound,
+                    "created_at": iso(study.created_at),
+                }
+            trial_runs = [
+                {
+                    "number": r.trial_number,
+                    "state": r.status,
+                    "samples_per_second": r.throughput,
+                    "config": r.config,
+                }
+                for r in runs
+                if study is not None
+                and r.study_name == study.optuna_study_name
+                and r.trial_number is not None
+            ]
+            best_config = dict(p.best_config or {}) or None
+            naive_config = dict(profile.config or {}) if profile is not None else None
+            best_pipe = p.best_throughput
+        tuning = self._tuning(study_doc, trial_runs, hostname, host_facts)
+        throughput = self._throughput(
+            study_doc,
+            profile,
+            best_pipe,
+            best_config,
+            naive_config,
+            analysis,
+            hostname,
+            host_facts,
+        )
+        return {
+            "pipeline": pipe_doc,
+            "stages": stage_sec,
+            "tuning": tuning,
+            "throughput": throughput,
+            "other_studies": [
+                {
+                    "name": x.optuna_study_name,
+                    "status": x.status,
+                    "trials": x.n_trials,
+                    "best": x.best_throughput,
+                }
+                for x in studies[:-1]
+            ],
+        }
+
+    @staticmethod
+    def _host_label(hostname: str | None, facts: dict[str, Any]) -> str | None:
+        cores = facts.get("cores")
+        if hostname and cores:
+            return f"{hostname} ({cores} cores)"
+        return hostname or (f"{cores} cores" if cores else None)
+
+    def _stages(
+        self,
+        stages: list[Any],
+        analysis: dict[str, Any],
+        profile: Any,
+        metrics: dict[int, Any],
+        facts: dict[str, Any],
+        hostname: str | None,
+    ) -> dict[str, Any]:
+        if not stages:
+            return absent("the pipeline has no stages in the store")
+        by_name = {a.get("name"): a for a in analysis.get("stages", [])}
+        bs = _num(analysis.get("batch_size")) or 1.0
+        total_cpu = sum(m.cpu_seconds for m in metrics.values()) or 0.0
+        bottleneck = analysis.get("bottleneck")
+        rows = []
+        for stage in stages:
+            a = by_name.get(stage.name, {})
+            m = metrics.get(stage.id)
+            core = _num(a.get("core_rate"))
+            measured = _num(a.get("measured_rate"))
+            rows.append(
+                {
+                    "position": stage.position,
+                    "name": stage.name,
+                    "kind": stage.kind,
+                    "sequential": stage.sequential,
+                    "random": stage.random,
+                    "samples_per_core_second": core * bs if core is not None else None,
+                    "measured_samples_per_second": measured * bs if measured is not None else None,
+                    "measured_parallelism": m.parallelism
+                    if m is not None
+                    else a.get("measured_parallelism"),
+                    "planned_parallelism": a.get("parallelism"),
+                    "planned_cores": a.get("cores"),
+                    "cpu_seconds": m.cpu_seconds if m is not None else None,
+                    "cpu_share": (m.cpu_seconds / total_cpu)
+                    if m is not None and total_cpu
+                    else None,
+                    "wait_seconds": m.wait_seconds if m is not None else None,
+                    "elements_out": m.elements_out if m is not None else None,
+                    "bottleneck": stage.name == bottleneck,
+                }
+            )
+        notes = []
+        if not analysis:
+            notes.append("no analysis stored (the pipeline was never profiled by `placer tune`)")
+        if profile is None:
+            notes.append("no profiling run stored: no CPU shares")
+        return {
+            "available": True,
+            "note": "; ".join(notes) or None,
+            "provenance": provenance(
+                "measured",
+                source="stage probes on the naive configuration"
+                + (f" (pipeline run {profile.id})" if profile is not None else ""),
+                host=self._host_label(hostname, facts),
+            ),
+            "rows": rows,
+            "bottleneck": bottleneck,
+            "lp_bottleneck": analysis.get("lp_bottleneck"),
+            "upper_bound_samples_per_second": _num(analysis.get("upper_bound_samples_per_second")),
+            "budget_cores": analysis.get("budget_cores"),
+            "cache": analysis.get("cache"),
+            "prefetch": analysis.get("prefetch"),
+            "explanation": list(analysis.get("explanation", [])),
+        }
+
+    def _optuna_trials(self, name: str) -> list[dict[str, Any]] | None:
+        """Trials from Optuna's own tables (None when Optuna's schema or study is absent)."""
+        from sqlalchemy import inspect
+
+        if "studies" not in inspect(self.store.engine).get_table_names():
+            return None
+        try:
+            import optuna
+            from optuna.storages import RDBStorage
+
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            storage = RDBStorage(self.store.url, skip_table_creation=True)
+            study = optuna.load_study(study_name=name, storage=storage)
+            trials = study.get_trials(deepcopy=False)
+        except Exception:  # noqa: BLE001 - a study the store's rows name but Optuna lost
+            return None
+        out = []
+        for t in sorted(trials, key=lambda t: t.number):
+            cons = getattr(t, "constraints", None) or {}
+            values = cons.values() if isinstance(cons, dict) else cons
+            feasible = all(v <= 0 for v in values)
+            out.append(
+                {
+                    "number": t.number,
+                    "state": t.state.name.lower(),
+                    "samples_per_second": t.value
+                    if t.value is not None
+                    else t.user_attrs.get("samples_per_second"),
+                    "feasible": feasible,
+                    "origin": t.user_attrs.get("origin", "sampler"),
+                    "config": t.user_attrs.get("config", t.params),
+                    "note": t.user_attrs.get("error") or t.user_attrs.get("skipped"),
+                }
+            )
+        return out
+
+    def _tuning(
+        self,
+        study: dict[str, Any] | None,
+        trial_runs: list[dict[str, Any]],
+        hostname: str | None,
+        facts: dict[str, Any],
+    ) -> dict[str, Any]:
+        if study is None:
+            return absent("the pipeline has not been tuned (run `placer tune`)")
+        trials = self._optuna_trials(study["name"])
+        source = "optuna"
+        if trials is None:
+            source = "store"
+            trials = [
+                {**t, "feasible": True, "origin": "", "note": None}
+                for t in sorted(trial_runs, key=lambda t: t["number"])
+            ]
+            for t in trials:
+                t["state"] = {"done": "complete"}.get(t["state"], t["state"])
+        best = None
+        for t in trials:
+            v = t["samples_per_second"]
+            if t["state"] == "complete" and t["feasible"] and v is not None:
+                best = v if best is None else max(best, v)
+            t["best_so_far"] = best
+        return {
+            "available": bool(trials),
+            "note": None if trials else f"study {study['name']!r} has no trials yet",
+            "provenance": provenance(
+                "measured",
+                source="Optuna trials (short benchmark runs)"
+                if source == "optuna"
+                else "trial runs stored by `placer tune`",
+                host=self._host_label(hostname, facts),
+            ),
+            "source": source,
+            "study": study,
+            "trials": trials,
+        }
+
+    def _throughput(
+        self,
+        study: dict[str, Any] | None,
+        profile: Any,
+        best_pipe: float | None,
+        best_config: dict[str, Any] | None,
+        naive_config: dict[str, Any] | None,
+        analysis: dict[str, Any],
+        hostname: str | None,
+        facts: dict[str, Any],
+    ) -> dict[str, Any]:
+        naive = (study or {}).get("naive") or (profile.throughput if profile else None)
+        best = (study or {}).get("best") or best_pipe
+        upper = (study or {}).get("upper_bound") or _num(
+            analysis.get("upper_bound_samples_per_second")
+        )
+        if naive is None and best is None:
+            return absent("no throughput measured for this pipeline yet")
+        return {
+            "available": True,
+            "note": None if best is not None else "no tuned configuration yet",
+            "provenance": provenance(
+                "measured",
+                source="naive profile run and the best feasible trial",
+                host=self._host_label(hostname, facts),
+            ),
+            "naive_samples_per_second": naive,
+            "best_samples_per_second": best,
+            "speedup": best / naive if best and naive else None,
+            "upper_bound_samples_per_second": upper,
+            "share_of_upper_bound": best / upper if best and upper else None,
+            "naive_config": naive_config,
+            "best_config": (study or {}).get("best_config") or best_config,
+        }

@@ -1,0 +1,110 @@
+"""Engines for the store: any SQLAlchemy URL, with the SQLite settings an embedded store needs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from placer.errors import ConfigError, StoreError
+
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+def parse_url(url: str) -> URL:
+    """Parse a store URL; ``postgresql://`` means psycopg 3 (the only driver we ship)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"invalid store URL {url!r}: {exc}") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def display_url(url: str | URL) -> str:
+    """The URL as it may be shown to people: with any password masked."""
+    parsed = parse_url(url) if isinstance(url, str) else url
+    return parsed.render_as_string(hide_password=True)
+
+
+def sqlite_path(parsed: URL) -> Path | None:
+    """The database file of a SQLite URL, or None for in-memory or other backends."""
+    if not parsed.drivername.startswith("sqlite"):
+        return None
+    if not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def check_sqlite_location(path: Path, create: bool) -> None:
+    """Refuse early, with one clear line, where SQLite would fail obscurely or half-way."""
+    if path.exists():
+        if path.is_dir():
+            raise StoreError(f"store path {path} is a directory, not a SQLite file")
+        if not os.access(path, os.R_OK):
+            raise StoreError(f"store file {path} is not readable")
+        return
+    if not create:
+        raise StoreError(f"store file {path} does not exist; run `placer db upgrade` to create it")
+    parent = path.parent
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create store directory {parent}: {exc.strerror}") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot create store file {path}: directory {parent} is not writable")
+
+
+def _install_sqlite_settings(engine: Engine) -> None:
+    """WAL, foreign keys, busy timeout, and write transactions that take the lock up front.
+
+    SQLite cannot wait for a lock when a deferred read transaction later wants to write
+    (it fails at once with "database is locked"); ``BEGIN IMMEDIATE`` takes the write lock
+    at the start, so concurrent writers queue on the busy timeout instead.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":
+            cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_store_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
+    """An engine for ``url``; for SQLite, checks the file location first (see above)."""
+    parsed = parse_url(url)
+    path = sqlite_path(parsed)
+    if path is not None:
+        check_sqlite_location(path, create=create)
+        kwargs.setdefault("connect_args", {}).setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+    elif parsed.drivername.startswith("postgresql"):
+        kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", 5)
+        kwargs.setdefault("pool_pre_ping", True)
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"store URL {display_url(parsed)} needs the Python module {exc.name!r}; "
+            f"install the matching extra, e.g. `pip install 'placer[postgres]'`"
+        ) from None
+    except ArgumentError as exc:
+        raise ConfigError(f"invalid store URL {display_url(parsed)}: {exc}") from None
+    if parsed.drivername.startswith("sqlite"):
+        _install_sqlite_settings(engine)
+    return engine

@@ -1,0 +1,148 @@
+"""The CLI as a user meets it: db commands, doctor, global options, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def test_db_upgrade_then_current_reports_head(run_placer, store_url: str) -> None:  # type: ignore[no-untyped-def]
+    up = run_placer("--store", store_url, "db", "upgrade", check=True)
+    assert "revision:" in up.stdout
+    cur = run_placer("db", "current", "--store", store_url, "--format", "json", check=True)
+    doc = json.loads(cur.stdout)
+    assert doc["at_head"] is True
+    assert doc["current"] == doc["head"]
+    assert "password" not in doc["store"]
+
+
+def test_downgrade_to_base_and_back(run_placer, store_url: str) -> None:  # type: ignore[no-untyped-def]
+    run_placer("--store", store_url, "db", "upgrade", check=True)
+    down = run_placer(
+        "--store", store_url, "--format", "json", "db", "downgrade", "base", check=True
+    )
+    assert json.loads(down.stdout)["current"] is None
+    up = run_placer("--store", store_url, "--format", "json", "db", "upgrade", check=True)
+    assert json.loads(up.stdout)["at_head"] is True
+
+
+def test_placer_store_environment_variable_selects_the_store(run_placer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'env.db'}"
+    run_placer("db", "upgrade", check=True, env={"PLACER_STORE": url})
+    assert (tmp_path / "env.db").exists()
+
+
+def test_default_store_lives_in_the_data_directory(run_placer, placer_env) -> None:  # type: ignore[no-untyped-def]
+    run_placer("db", "upgrade", check=True)
+    assert (Path(placer_env["PLACER_DATA_DIR"]) / "placer.db").exists()
+
+
+def test_doctor_json_on_this_host(run_placer) -> None:  # type: ignore[no-untyped-def]
+    doc = json.loads(run_placer("doctor", "--format", "json", check=True).stdout)
+    summary = doc["summary"]
+    # This project's hosts: one DRAM node, no hardware counters, perf software events.
+    assert summary["dram_nodes"] >= 1
+    assert summary["slow_tier_nodes"] == 0
+    names = {f["name"] for f in doc["findings"]}
+    assert {
+        "memory tiers",
+        "perf",
+        "perf mem",
+        "valgrind",
+        "C compiler",
+        "OpenMP runtime",
+        "store",
+        "schema revision",
+        "perf_event_paranoid",
+    } <= names
+    if summary["perf"]:
+        assert summary["perf_software_events"] is True
+        assert isinstance(summary["hardware_counters"], bool)
+    assert summary["schema_revision"] is None  # doctor never creates the store
+
+
+def test_doctor_reports_schema_revision_after_upgrade(run_placer) -> None:  # type: ignore[no-untyped-def]
+    run_placer("db", "upgrade", check=True)
+    doc = json.loads(run_placer("doctor", "--format", "json", check=True).stdout)
+    assert doc["summary"]["schema_revision"] == doc["summary"]["schema_head"]
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_unreachable_postgresql_is_one_clear_line(run_placer) -> None:  # type: ignore[no-untyped-def]
+    url = "postgresql://postgres:secret@127.0.0.1:1/nowhere"
+    line = _one_line_error(run_placer("--store", url, "db", "upgrade"))
+    assert "cannot reach store" in line
+    assert "secret" not in line  # passwords never printed
+
+
+def test_store_in_read_only_directory(run_placer, readonly_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{readonly_dir / 'placer.db'}"
+    line = _one_line_error(run_placer("--store", url, "db", "upgrade"))
+    assert "not writable" in line
+    assert not (readonly_dir / "placer.db").exists()
+
+
+def test_unknown_revision_leaves_the_store_as_it_was(run_placer, sqlite_url: str) -> None:  # type: ignore[no-untyped-def]
+    run_placer("--store", sqlite_url, "db", "upgrade", check=True)
+    line = _one_line_error(run_placer("--store", sqlite_url, "db", "downgrade", "cafe1234"))
+    assert "unknown schema revision 'cafe1234'" in line
+    cur = run_placer("--store", sqlite_url, "--format", "json", "db", "current", check=True)
+    assert json.loads(cur.stdout)["at_head"] is True
+
+
+def test_current_on_a_missing_store_does_not_create_it(run_placer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "missing.db"
+    line = _one_line_error(run_placer("--store", f"sqlite:///{path}", "db", "current"))
+    assert "does not exist" in line
+    assert not path.exists()
+
+
+def test_malformed_store_url(run_placer) -> None:  # type: ignore[no-untyped-def]
+    line = _one_line_error(run_placer("--store", "not a url", "db", "current"))
+    assert "invalid store URL" in line
+
+
+def test_usage_errors_exit_2(run_placer) -> None:  # type: ignore[no-untyped-def]
+    assert run_placer("no-such-command").returncode == 2
+    assert run_placer("--format", "yaml", "doctor").returncode == 2
+
+
+def test_unexpected_error_exits_1_and_points_to_debug(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from placer import cli, doctor
+
+    def broken(*a: object, **k: object) -> None:
+        raise ZeroDivisionError("synthetic bug")
+
+    monkeypatch.setattr(doctor, "run_doctor", broken)
+    assert cli.main(["doctor"]) == 1
+    err = capsys.readouterr().err
+    assert "internal error" in err and "--debug" in err
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["--debug", "doctor"])
+
+
+def test_version_and_help_do_not_import_heavy_libraries() -> None:
+    code = (
+        "import sys; from placer.cli import build_parser; build_parser(); "
+        "heavy = [m for m in ('sqlalchemy', 'alembic', 'optuna', 'lightgbm', 'pandas', "
+        "'numpy', 'torch', 'scipy', 'sklearn', 'rich') if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    version = subprocess.run(
+        [sys.executable, "-m", "placer", "--version"], capture_output=True, text=True, check=True
+    )
+    assert version.stdout.startswith("placer ")

@@ -1,0 +1,156 @@
+"""The emulator's model and tier specs: the properties docs/emulator.md promises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from placer.emulator.model import (
+    HostDram,
+    ObjectTraffic,
+    RunProfile,
+    costs,
+    estimate,
+    random_share,
+    ratios,
+)
+from placer.errors import InvalidInputError
+from placer.tiers.specs import REQUIRED, SHIPPED, load_spec
+
+MIB = 1024 * 1024
+HOST = HostDram(latency_ns=100.0, read_gbps=10.0, write_gbps=10.0, llc_bytes=32 * MIB)
+
+
+def obj(
+    i: int,
+    size: int,
+    r: float,
+    w: float,
+    *,
+    series: list[float] | None = None,
+    lifetime: float = 2.0,
+) -> ObjectTraffic:
+    return ObjectTraffic(
+        object_id=i,
+        site_id=i,
+        site_hash=f"{i:016x}",
+        name=f"o{i}",
+        chunk_index=0,
+        size_bytes=size,
+        bytes_read=r,
+        bytes_written=w,
+        lifetime_s=lifetime,
+        density_series=series or [],
+        sample_period_s=0.01,
+    )
+
+
+def profile(*objs: ObjectTraffic, wall: float = 2.0, threads: int = 2) -> RunProfile:
+    return RunProfile(
+        run_id=1, app="t", build_id="b", wall_seconds=wall, threads=threads, objects=list(objs)
+    )
+
+
+def test_shipped_specs_carry_a_source_for_every_constant() -> None:
+    for name in SHIPPED:
+        spec = load_spec(name)
+        assert set(spec.sources) == set(REQUIRED)
+        assert all(len(src) > 10 for src in spec.sources.values())
+    optane = load_spec("optane")
+    assert optane.read_latency_random_ns == 305.0
+    assert (optane.read_bandwidth_gbps, optane.write_bandwidth_gbps) == (39.4, 13.9)
+    assert optane.access_granularity_bytes == 256
+    assert optane.write_saturation_threads == 4
+
+
+def test_spec_errors_are_one_line(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="unknown tier 'hbm'"):
+        load_spec("hbm")
+    bad = tmp_path / "x.toml"
+    text = load_spec("cxl").path  # shipped; build a spec file with one source missing
+    assert text
+    bad.write_text('[tier]\nname = "x"\n[constants.read_latency_random_ns]\nvalue = 200\n')
+    with pytest.raises(InvalidInputError, match="has no source"):
+        load_spec(str(bad))
+
+
+def test_optane_ratios_follow_the_published_numbers() -> None:
+    r = ratios(load_spec("optane"), load_spec("dram"), threads=2)
+    assert r["latency"] == pytest.approx(3.0, rel=0.01)  # 305 ns ~ 3x DRAM
+    assert r["read_bandwidth"] == pytest.approx(128 / 39.4)
+    assert r["write_bandwidth"] == pytest.approx(128 / 13.9)
+    assert r["write_random"] == pytest.approx(4 * 128 / 13.9)  # 256 B internal line
+    # writes saturate at 4 threads: 8 writer threads double the write cost
+    r8 = ratios(load_spec("optane"), load_spec("dram"), threads=8)
+    assert r8["write_bandwidth"] == pytest.approx(2 * r["write_bandwidth"])
+    assert r8["read_bandwidth"] == r["read_bandwidth"]
+
+
+def test_page_poison_spread_separates_random_from_streaming() -> None:
+    size = 256 * MIB
+    # 200 intervals: a stream at 0.1 pass/interval touches ~10% of sampled pages;
+    # random accesses of the same volume touch all of them
+    stream = obj(1, size, r=20 * size, w=0, series=[0.1] * 200)
+    rand = obj(2, size, r=20 * size, w=0, series=[1.0] * 200)
+    assert random_share(stream, HOST)[0] == pytest.approx(0.0, abs=0.05)
+    assert random_share(rand, HOST)[0] == pytest.approx(1.0, abs=0.05)
+
+
+def test_small_hot_object_costs_little_beyond_compulsory_misses() -> None:
+    small = obj(1, 1 * MIB, r=2000 * MIB, w=0, series=[1.0] * 200)
+    big = obj(2, 512 * MIB, r=2000 * MIB, w=0, series=[1.0] * 200)
+    cs, _ = costs(profile(small, big, wall=100.0), load_spec("optane"), load_spec("dram"), HOST)
+    assert cs[1].penalty_s < 0.01 * cs[2].penalty_s
+
+
+def test_penalty_is_capped_by_lifetime_and_run_time() -> None:
+    # far more random misses than 0.5 s of lifetime can hold at 100 ns each: capped
+    o = obj(1, 512 * MIB, r=8_000 * MIB, w=0, series=[1.0] * 50, lifetime=0.5)
+    cs, r = costs(profile(o, wall=2.0), load_spec("optane"), load_spec("dram"), HOST)
+    assert cs[1].dram_time == pytest.approx(0.5)
+    assert cs[1].penalty_s == pytest.approx(0.5 * (r["latency"] - 1), rel=1e-6)
+
+
+def test_writes_cost_more_than_reads_on_optane_not_on_cxl() -> None:
+    size = 256 * MIB
+    reader = obj(1, size, r=10 * size, w=0, series=[0.05] * 200)
+    writer = obj(2, size, r=0, w=10 * size, series=[0.05] * 200)
+    p = profile(reader, writer, wall=100.0)
+    opt, _ = costs(p, load_spec("optane"), load_spec("dram"), HOST)
+    cxl, _ = costs(p, load_spec("cxl"), load_spec("dram"), HOST)
+    assert opt[2].penalty_s > 2 * opt[1].penalty_s
+    assert cxl[2].penalty_s == pytest.approx(cxl[1].penalty_s, rel=0.01)
+
+
+def test_estimate_adds_penalties_of_the_slow_objects_only() -> None:
+    a = obj(1, 256 * MIB, r=2560 * MIB, w=0, series=[1.0] * 200)
+    b = obj(2, 256 * MIB, r=2560 * MIB, w=0, series=[0.05] * 200)
+    p = profile(a, b, wall=10.0)
+    spec, ref = load_spec("optane"), load_spec("dram")
+    none = estimate(p, [], spec, ref, HOST)
+    one = estimate(p, [1], spec, ref, HOST)
+    both = estimate(p, [1, 2], spec, ref, HOST)
+    assert none.runtime_seconds == 10.0
+    assert one.runtime_seconds == pytest.approx(10.0 + one.penalties[1])
+    assert both.runtime_seconds == pytest.approx(10.0 + one.penalties[1] + one.penalties[2])
+    # random reads of the same volume cost more than streaming them
+    assert one.penalties[1] > one.penalties[2] > 0
+
+
+def test_sensitivity_table_moves_with_the_constants() -> None:
+    from placer.emulator.sensitivity import KNOBS, table
+
+    rand = obj(1, 256 * MIB, r=2560 * MIB, w=0, series=[1.0] * 200)
+    stream = obj(2, 256 * MIB, r=2560 * MIB, w=0, series=[0.05] * 200)
+    rows = table(
+        [profile(rand, stream, wall=100.0)], load_spec("optane"), load_spec("dram"), HOST, top=1
+    )
+    assert len(rows) == 2 * len(KNOBS)
+    by = {(r["constant"], r["factor"]): r for r in rows}
+    # a slower slow tier (latency x1.3) makes the all-slow run slower, a faster one faster
+    assert by[("slow read latency", 1.3)]["all_slow_change"] > 0
+    assert by[("slow read latency", 0.7)]["all_slow_change"] < 0
+    # more slow-tier bandwidth makes streaming cheaper
+    assert by[("slow read bandwidth", 1.3)]["all_slow_change"] < 0
+    assert all(0.0 <= r["top_kept"] <= 1.0 for r in rows)

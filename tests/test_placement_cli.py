@@ -1,0 +1,197 @@
+"""`placer train | evaluate | recommend | run` as a user runs them, bad input included."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from placer.store import Store
+from placer.store.models import Plan, PlanDecision, Run, TrainedModel
+from tests.placement_store import make_corpus
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _count(url: str, model: type) -> int:
+    store = Store(url)
+    with store.session() as s:
+        n = s.scalar(select(func.count()).select_from(model))
+    store.dispose()
+    return int(n or 0)
+
+
+@pytest.fixture
+def labeled(tmp_path: Path) -> tuple[str, list[int]]:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    return url, make_corpus(url, apps=3, runs_per_app=2, n=10, seed=5)
+
+
+@pytest.fixture
+def no_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    empty = tmp_path / "no-default-model"
+    empty.mkdir()
+    monkeypatch.setenv("PLACER_DEFAULT_MODEL_DIR", str(empty))
+    return {"PLACER_DEFAULT_MODEL_DIR": str(empty)}
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """``placer ARGS`` in this process (the console script's own ``main``): fast, same path."""
+    from placer.cli import main
+
+    monkeypatch.setenv("PLACER_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("PLACER_STORE", raising=False)
+
+    def run(*args: str, check: bool = False, env: object = None) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        if check and code != 0:
+            raise AssertionError(f"placer {' '.join(args)} exited {code}: {err}")
+        return subprocess.CompletedProcess(list(args), code, out, err)
+
+    return run
+
+
+def test_train_recommend_evaluate(cli, labeled, tmp_path: Path, no_default) -> None:  # type: ignore[no-untyped-def]
+    url, runs = labeled
+    out = cli("--store", url, "train", "--format", "json", check=True, env=no_default)
+    doc = json.loads(out.stdout)
+    assert doc["model"]["version"] == "placement@1"
+    assert doc["training"]["runs"] == 6 and doc["training"]["label_sources"] == ["emulated"]
+    assert _count(url, TrainedModel) == 2  # ranker + penalty, text only
+
+    plan_path = tmp_path / "plan.json"
+    out = cli("--store", url, "recommend", str(runs[0]), "--dram-budget", "40%", "-o",
+                     str(plan_path), "--format", "json", check=True, env=no_default)
+    doc = json.loads(out.stdout)
+    plan = json.loads(plan_path.read_text())
+    assert plan == doc["plan"]
+    budget = plan["budget"]
+    dram = sum(d["size_bytes"] for d in plan["decisions"] if d["tier"] == "dram")
+    assert 0 < dram <= budget["bytes"] == int(0.4 * budget["footprint_bytes"])
+    assert plan["model"]["version"] == "placement@1" and plan["build_id"]
+    assert set(doc["predicted_slowdown"]) >= {"model", "density-greedy", "first-touch"}
+    assert doc["predicted_slowdown"]["model"] <= doc["predicted_slowdown"]["random"] + 1e-9
+    assert doc["ranked"][0]["rank"] == 1
+    store = Store(url)
+    with store.session() as s:
+        row = s.get(Plan, doc["plan_id"])
+        assert row.predicted_slowdown == pytest.approx(plan["predicted_slowdown"], rel=1e-5)
+        assert len(row.decisions) == len(plan["decisions"])
+    store.dispose()
+
+    out = cli("--store", url, "evaluate", "--budgets", "30,70", "--format", "json",
+                     check=True, env=no_default)
+    ev = json.loads(out.stdout)
+    assert {r["budget"] for r in ev["rows"]} == {30, 70}
+    assert len(ev["rows"]) == 2 * len(runs)
+    assert set(ev["summary"]["mean_degradation"]) >= {"model", "oracle", "density-greedy",
+                                                      "ecohmem-knapsack", "size-threshold",
+                                                      "first-touch", "random"}
+
+
+def test_no_model_yet_is_a_clear_error(cli, labeled, no_default) -> None:  # type: ignore[no-untyped-def]
+    url, runs = labeled
+    r = cli("--store", url, "recommend", str(runs[0]), "--dram-budget", "50%",
+                   env=no_default)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "no placement model" in r.stderr
+    assert _count(url, Plan) == 0
+
+
+def test_bad_recommend_inputs_store_nothing(cli, labeled, no_default) -> None:  # type: ignore[no-untyped-def]
+    url, runs = labeled
+    cli("--store", url, "train", check=True, env=no_default)
+    store = Store(url)
+    with store.session() as s:  # a run whose profile found no objects
+        empty = Run(application_id=1, kind="profile", status="succeeded", wall_seconds=1.0)
+        s.add(empty)
+        s.flush()
+        empty_id = empty.id
+    store.dispose()
+    cases = [
+        ([str(runs[0]), "--dram-budget", "64GiB"], "larger than the run's footprint"),
+        ([str(runs[0]), "--dram-budget", "120%"], "between 0% and 100%"),
+        ([str(empty_id), "--dram-budget", "50%"], "has no objects"),
+        (["99999", "--dram-budget", "50%"], "not in the store"),
+    ]
+    for argv, msg in cases:
+        r = cli("--store", url, "recommend", *argv, env=no_default)
+        assert r.returncode == 2, r.stderr
+        assert msg in r.stderr and r.stderr.count("\n") == 1
+    assert _count(url, Plan) == 0 and _count(url, PlanDecision) == 0
+
+
+def test_train_without_labels_fails_cleanly(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    r = cli("--store", url, "train")
+    assert r.returncode == 2 and "no labeled runs" in r.stderr
+    assert _count(url, TrainedModel) == 0
+
+
+def _plan_for(build_id: str) -> dict:
+    return {"format": "placer-plan", "version": 1, "build_id": build_id, "app": "true",
+            "budget": {"bytes": 0, "fraction": 0.0, "footprint_bytes": 1},
+            "nodes": {"dram": 0, "slow": 0, "default_tier": "dram"},
+            "decisions": [{"site": "0123456789abcdef", "chunk": 0, "tier": "slow",
+                           "node": 0, "size_bytes": 1}]}
+
+
+def test_run_refuses_bad_plans(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'run.db'}"
+    true = shutil.which("true")
+    assert true
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "placer-plan", "version": 1, "decisions": [}')
+    r = cli("--store", url, "run", "--plan", str(bad), "--", true)
+    assert r.returncode == 2 and "is not JSON" in r.stderr
+    bad.write_text(json.dumps({**_plan_for("ab"), "nodes": {"dram": 0}}))
+    r = cli("--store", url, "run", "--plan", str(bad), "--", true)
+    assert r.returncode == 2 and "not a valid placer plan" in r.stderr
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(_plan_for("deadbeef" * 5)))
+    r = cli("--store", url, "run", "--plan", str(other), "--", true)
+    assert r.returncode == 2 and "for another binary" in r.stderr and "--force" in r.stderr
+    assert r.stderr.count("\n") == 1
+    assert not (tmp_path / "run.db").exists() or _count(url, Run) == 0
+
+
+@pytest.mark.slow
+def test_run_binds_planned_sites_on_node0(cli, labeled, tmp_path: Path, no_default) -> None:  # type: ignore[no-untyped-def]
+    """Profile a real program, plan it, run it with the plan: the shim mbinds, numa_maps
+    shows the pages on the planned node (node 0: this host's only node)."""
+    if subprocess.run(["make", "-s", "-C", str(REPO / "examples")]).returncode != 0:
+        pytest.skip("cannot build the examples")
+    url, _ = labeled
+    prog = [str(REPO / "examples" / "bin" / "seqread"), "-m", "32M", "-i", "30"]
+    cli("--store", url, "train", check=True, env=no_default)
+    cli("--store", url, "profile", "--name", "seqread", "--no-perf", "--", *prog,
+               check=True)
+    store = Store(url)
+    with store.session() as s:
+        rid = s.scalar(select(func.max(Run.id)).where(Run.kind == "profile"))
+    store.dispose()
+    plan_path = tmp_path / "seq.json"
+    cli("--store", url, "recommend", str(rid), "--dram-budget", "100%", "-o",
+               str(plan_path), "--dram-node", "0", "--slow-node", "0", check=True,
+               env=no_default)
+    out = cli("--store", url, "run", "--plan", str(plan_path), "--format", "json", "--",
+                     *prog, check=True, env=no_default)
+    doc = json.loads(out.stdout[out.stdout.index("{\n"):])  # after any program output
+    sites = doc["achieved"]["sites"]
+    assert sites, doc
+    assert sum(v["binds_ok"] for v in sites.values()) >= 1
+    assert doc["achieved"]["pages_seen"] > 0
+    assert doc["achieved"]["share_on_planned_node"] == 1.0
+    store = Store(url)
+    with store.session() as s:
+        plan = s.scalars(select(Plan).where(Plan.run_id == doc["run"])).one()
+        assert plan.achieved["pages_on_planned_node"] == doc["achieved"]["pages_on_planned_node"]
+        assert s.get(Run, doc["run"]).kind == "plan"
+    store.dispose()

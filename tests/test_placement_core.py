@@ -1,0 +1,199 @@
+"""Placement core: features (honesty rule), knapsack, baselines, model persistence, LOAO."""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from placer.errors import InvalidInputError
+from placer.placement import apply, baselines, evaluation, features, planfile, planner
+from placer.placement.labels import load_labels
+from placer.placement.model import PlacementModel
+from placer.store import Store
+from tests.placement_store import make_corpus
+
+DATA = Path(__file__).parent / "data" / "placement"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[int]]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('pl') / 'c.db'}"
+    return url, make_corpus(url, apps=4, runs_per_app=2, n=14, seed=3)
+
+
+@pytest.fixture(scope="module")
+def dataset(corpus: tuple[str, list[int]]) -> evaluation.Dataset:
+    store = Store(corpus[0])
+    with store.session() as s:
+        data = evaluation.build_dataset(s, load_labels(s, "all", "optane"))
+    store.dispose()
+    return data
+
+
+def test_features_never_read_deep_mode_counts() -> None:
+    src = inspect.getsource(features)
+    body = src.split("FORBIDDEN_SOURCES = ", 1)[1].split("\n", 1)[1]
+    for name in features.FORBIDDEN_SOURCES:
+        assert name not in body, f"features.py reads {name}"
+
+
+def test_run_features_are_scale_free_shares(dataset: evaluation.Dataset) -> None:
+    for t in dataset.tables.values():
+        assert t["size_share"].sum() == pytest.approx(1.0)
+        assert t["access_share"].sum() == pytest.approx(1.0)
+        assert t["density_mean"].between(0, 1).all()
+        assert (t["density_peak"] >= t["density_mean"] - 1e-12).all()
+        assert t["llc_miss_share"].isna().all()  # no perf mem in these runs: NaN, not 0
+        assert list(features.matrix(t).columns) == list(features.FEATURES)
+
+
+def test_knapsack_matches_brute_force_and_respects_capacity() -> None:
+    rng = random.Random(7)
+    for _ in range(40):
+        n = rng.randint(1, 9)
+        w = np.array([rng.randint(1, 50) * 4096 for _ in range(n)])
+        v = np.array([rng.random() for _ in range(n)])
+        cap = int(w.sum() * rng.uniform(0.1, 0.9))
+        take = planner.knapsack(v, w, cap)
+        assert w[take].sum() <= cap
+        best = max((sum(v[list(c)]) for k in range(n + 1)
+                    for c in itertools.combinations(range(n), k) if w[list(c)].sum() <= cap),
+                   default=0.0)
+        assert v[take].sum() == pytest.approx(best, rel=1e-9)
+
+
+def _grouped(sizes: list[int], access: list[float], t: list[int]) -> pd.DataFrame:
+    return pd.DataFrame({"site_hash": [f"{i:016x}" for i in range(len(sizes))],
+                         "chunk_index": 0, "site_id": range(len(sizes)),
+                         "objects": [[i] for i in range(len(sizes))], "weight": sizes,
+                         "first_alloc_ns": t, "access_est": access,
+                         "miss_est": [float("nan")] * len(sizes)})
+
+
+def test_baselines_follow_their_published_rules() -> None:
+    g = _grouped([10, 40, 20, 30], [5.0, 40.0, 30.0, 3.0], [3, 0, 1, 2])
+    cap = 50
+    pick = {s.name: list(np.flatnonzero(s.choose(g, cap))) for s in baselines.heuristics()}
+    assert pick["density-greedy"] == [0, 2]  # 0.5 and 1.5/byte first, 40 B no longer fits
+    assert pick["ecohmem-knapsack"] == [0, 1]  # 45 accesses in 50 B beats 35
+    assert pick["size-threshold"] == [0, 2]  # threshold 20 B: 10 + 20 fit, 30 would not
+    assert pick["first-touch"] == [1]  # allocation order 1, 2: 40 + 20 > 50, stop
+    for s in baselines.heuristics():
+        assert g["weight"].to_numpy()[s.choose(g, cap)].sum() <= cap
+
+
+def test_peak_live_counts_coexisting_allocations_only() -> None:
+    assert planner.peak_live([0, 10, 20], [10, 20, 30], [5, 5, 5]) == 5
+    assert planner.peak_live([0, 5], [10, 15], [5, 7]) == 12
+
+
+def test_budget_parsing() -> None:
+    assert planner.parse_budget("50%", 1000) == (500, 0.5)
+    assert planner.parse_budget("1KiB", 4096) == (1024, 0.25)
+    with pytest.raises(InvalidInputError, match="larger than the run's footprint"):
+        planner.parse_budget("8GiB", 4096)
+    with pytest.raises(InvalidInputError, match="between 0% and 100%"):
+        planner.parse_budget("150%", 4096)
+
+
+def test_model_text_roundtrip_predicts_the_same(dataset: evaluation.Dataset) -> None:
+    model = evaluation.fit(dataset, {"n_estimators": 30})
+    ranker, penalty, meta = model.to_texts()
+    assert ranker.startswith("tree") and penalty.startswith("tree")
+    again = PlacementModel.from_texts(ranker, penalty, meta)
+    t = dataset.table
+    np.testing.assert_allclose(again.predict_penalty(t), model.predict_penalty(t))
+    np.testing.assert_allclose(again.rank_scores(t), model.rank_scores(t))
+    assert meta["versions"]["lightgbm"] and meta["features"] == list(features.FEATURES)
+    with pytest.raises(InvalidInputError):
+        PlacementModel.from_texts(ranker, penalty, {"format": "pickle"})
+
+
+def test_leave_one_application_out_beats_blind_baselines(dataset: evaluation.Dataset) -> None:
+    res = evaluation.evaluate(dataset, [30, 50, 70], {"n_estimators": 60})
+    mean = res["summary"]["mean_degradation"]
+    assert set(res["apps"]) == {"app0", "app1", "app2", "app3"}
+    for name, value in mean.items():
+        assert mean["oracle"] <= value + 1e-12, name
+    assert mean["model"] < mean["random"] and mean["model"] < mean["first-touch"]
+    assert res["summary"]["ndcg@5"] > 0.7
+    # more DRAM never hurts the oracle
+    by_b = res["summary"]["mean_degradation_by_budget"]
+    assert by_b["30"]["oracle"] >= by_b["50"]["oracle"] >= by_b["70"]["oracle"]
+
+
+def test_feature_study_reports_every_set(dataset: evaluation.Dataset) -> None:
+    sets = {"density_mean": ["density_mean"], "set:all": list(features.FEATURES)}
+    rows = evaluation.feature_study(dataset, [50], sets, {"n_estimators": 20})
+    assert [r["set"] for r in rows] == ["density_mean", "set:all"]
+    assert min(r["difference_to_best"] for r in rows) == 0.0
+
+
+def _plan_doc() -> dict:
+    return {"format": "placer-plan", "version": 1, "build_id": "ab", "budget": {
+        "bytes": 10, "fraction": 0.5, "footprint_bytes": 20},
+        "nodes": {"dram": 0, "slow": 1, "default_tier": "dram"},
+        "decisions": [{"site": "00000000000000aa", "chunk": 0, "tier": "dram", "node": 0,
+                       "size_bytes": 8},
+                      {"site": "00000000000000aa", "chunk": 1, "tier": "slow", "node": 1,
+                       "size_bytes": 4},
+                      {"site": "py-0123", "native_site": "00000000000000bb", "chunk": 0,
+                       "tier": "slow", "node": 1}]}
+
+
+def test_plan_schema_and_shim_lines() -> None:
+    doc = planfile.validate(_plan_doc())
+    assert sorted(planfile.shim_lines(doc)) == ["0x00000000000000aa 0", "0x00000000000000bb 1"]
+    assert planfile.split_sites(doc) == ["00000000000000aa"]
+    for breakage, msg in [
+        (lambda d: d.update(version=2), "version"),
+        (lambda d: d["decisions"][0].update(tier="ssd"), "decisions/0/tier"),
+        (lambda d: d["decisions"][0].pop("node"), "decisions/0"),
+        (lambda d: d["decisions"].append(dict(d["decisions"][0])), "planned twice"),
+    ]:
+        d = _plan_doc()
+        breakage(d)
+        with pytest.raises(InvalidInputError, match=msg):
+            planfile.validate(d)
+
+
+def test_numa_maps_attribution_on_recorded_output() -> None:
+    text = (DATA / "numa_maps_two_nodes.txt").read_text()
+    vmas = apply.parse_numa_maps(text)
+    assert vmas[1].policy == "bind:1" and vmas[1].pages == {1: 512}
+    ends = {v.start: v.start + 4096 * 512 for v in vmas}
+    snap = apply.Snapshot(time_ns=50, vmas=vmas)
+
+    class R:  # log records as collectors.shim.log returns them
+        def __init__(self, **kw: object) -> None:
+            self.__dict__.update(kw)
+
+    allocs = [R(seq=1, time_ns=10, address=0x7F0000200000, size=2 << 20, site_hash=0xAA),
+              R(seq=2, time_ns=10, address=0x7F0000400000, size=2 << 20, site_hash=0xBB)]
+    binds = [R(seq=1, node=1, errno=0), R(seq=2, node=0, errno=0)]
+    got = apply.achieved(allocs, binds, [], [(snap, ends)],
+                         {0xAA: "aa", 0xBB: "bb"}, {"aa": 1, "bb": 0})
+    assert got["sites"]["aa"]["pages"] == {"1": 512}
+    assert got["sites"]["aa"]["share_on_planned_node"] == 1.0
+    assert got["sites"]["bb"]["pages"] == {"0": 300, "1": 212}
+    assert got["share_on_planned_node"] == pytest.approx((512 + 300) / 1024)
+
+
+def test_shipped_default_model_loads_and_predicts(dataset: evaluation.Dataset,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from placer.placement import registry
+
+    monkeypatch.delenv(registry.DIR_ENV, raising=False)
+    files = registry.default_files()
+    assert files is not None, "placer/placement/default/ is missing: " \
+        "python -m placer.placement.default_model"
+    model = PlacementModel.from_texts(files["ranker"], files["penalty"], files["meta"])
+    pred = model.predict_penalty(dataset.table)
+    assert len(pred) == len(dataset.table) and (pred >= 0).all()
+    assert files["meta"]["training"]["runs"] > 0 and files["meta"]["label_source"]

@@ -1,0 +1,103 @@
+"""Finding and (re)building the shim library."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import collectors.shim as shim_pkg
+from collectors.shim import build, shim_env, shim_path
+from placer.errors import ExternalToolError
+
+needs_cc = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (cc)")
+
+
+@pytest.fixture
+def private_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A changed copy of the C source, and an empty cache: shim_path() must build."""
+    src = tmp_path / "src" / "placer_shim.c"
+    src.parent.mkdir()
+    src.write_text(build.SOURCE.read_text() + f"\n/* changed for {tmp_path.name} */\n")
+    monkeypatch.setattr(build, "SOURCE", src)
+    monkeypatch.setenv(build.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(shim_pkg, "_resolved", {})
+    return src
+
+
+@needs_cc
+def test_shim_path_is_fresh() -> None:
+    path = shim_path()
+    assert path.is_file() and path.name == build.LIBRARY_NAME
+    assert build.embedded_hash(path) == build.source_hash()
+    assert shim_path() == path
+
+
+@needs_cc
+def test_stale_source_is_rebuilt_into_the_cache(private_source: Path, tmp_path: Path) -> None:
+    path = shim_path()
+    assert path.is_relative_to(tmp_path / "cache")
+    assert build.embedded_hash(path) == build.source_hash(private_source)
+    mtime = path.stat().st_mtime_ns
+    shim_pkg._resolved.clear()
+    assert shim_path() == path and path.stat().st_mtime_ns == mtime  # cached, not rebuilt
+    out = subprocess.run(["nm", "-D", "--defined-only", str(path)], capture_output=True, text=True)
+    if out.returncode == 0:
+        exported = {ln.split()[-1] for ln in out.stdout.splitlines()}
+        assert {"malloc", "free", "mmap", "munmap", "read", "sigaction"} <= exported
+        assert "track" not in exported  # internals stay hidden
+
+
+def test_no_compiler_is_a_clear_error(
+    private_source: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.delenv("CC", raising=False)
+    with pytest.raises(ExternalToolError, match="no C compiler"):
+        shim_path()
+
+
+@needs_cc
+def test_compile_error_is_reported(private_source: Path) -> None:
+    private_source.write_text("this is not C;\n")
+    with pytest.raises(ExternalToolError, match="building the allocation shim failed"):
+        shim_path()
+
+
+@needs_cc
+def test_build_cli(tmp_path: Path) -> None:
+    out = tmp_path / "lib" / "x.so"
+    res = subprocess.run(
+        [sys.executable, "-m", "collectors.shim.build", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == str(out) and build.embedded_hash(out) == build.source_hash()
+    assert res.stderr == ""
+
+
+@needs_cc
+def test_shim_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LD_PRELOAD", "/x/other.so")
+    env = shim_env("/tmp/a.%p.log", sample_period_ms=0, threshold=1 << 20)
+    assert env["PLACER_SHIM_LOG"] == "/tmp/a.%p.log"
+    assert env["PLACER_SHIM_SAMPLE_PERIOD_MS"] == "0"
+    assert env["PLACER_SHIM_THRESHOLD"] == str(1 << 20)
+    assert env["LD_PRELOAD"] == f"{shim_path()} /x/other.so"
+    with pytest.raises(TypeError):
+        shim_env("/tmp/x", bogus=1)
+
+
+def test_embedded_hash_of_foreign_files(tmp_path: Path) -> None:
+    f = tmp_path / "x.so"
+    f.write_bytes(os.urandom(1000))
+    assert build.embedded_hash(f) is None
+    assert build.embedded_hash(tmp_path / "missing.so") is None

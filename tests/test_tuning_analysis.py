@@ -1,0 +1,204 @@
+"""The operational analysis on a recorded measurement (numbers worked out by hand)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from collectors.pipeline.api import (
+    ChoiceKnob,
+    HostFacts,
+    IntKnob,
+    Measurement,
+    PipelineDef,
+    StageInfo,
+    StageStats,
+)
+from placer.errors import InvalidInputError
+from tuners.analysis import analyze, config_from_analysis, core_demand
+
+GIB = 1024**3
+
+# 100 batches of 32 samples measured with one worker per stage:
+#   read   (sequential source) 0.32 s CPU, 0.40 s wall  -> 312.5 batches/CPU-s, 250/s per worker
+#   decode                     3.20 s CPU               ->  31.25 batches/CPU-s
+#   crop   (random)            0.64 s CPU               -> 156.25 batches/CPU-s
+#   batch  (sequential)        0.05 s CPU               -> 2000 batches/CPU-s
+STAGES = [
+    StageInfo("read", kind="source", sequential=True),
+    StageInfo("decode", parallelism_knob="parallelism.decode"),
+    StageInfo("crop", random=True, parallelism_knob="parallelism.crop"),
+    StageInfo("batch", kind="batch", sequential=True),
+]
+STATS = [
+    StageStats("read", 3200, 3200, 0.40, 0.32, 3200 * 100_000, 0.0, 0.0, 1),
+    StageStats("decode", 3200, 3200, 3.20, 3.20, 3200 * 600_000, 0.0, 0.0, 1),
+    StageStats("crop", 3200, 3200, 0.64, 0.64, 3200 * 150_000, 0.0, 0.0, 1),
+    StageStats("batch", 3200, 100, 0.05, 0.05, 0, 0.0, 0.0, 1),
+]
+
+
+def _defn(**over: object) -> PipelineDef:
+    kw: dict[str, object] = dict(
+        name="images",
+        engine="torchdata",
+        stages=STAGES,
+        knobs={
+            "parallelism.decode": IntKnob(1, 8),
+            "parallelism.crop": IntKnob(1, 8),
+            "prefetch": IntKnob(1, 16),
+            "cache": ChoiceKnob((None, "read", "decode", "crop")),
+        },
+        build=lambda config, probes: [],
+        batch_size=32,
+        naive_config={"parallelism.decode": 1, "parallelism.crop": 1, "prefetch": 1, "cache": None},
+        dataset_samples=10_000,
+        materialized_bytes={"read": 1 * GIB, "decode": 6 * GIB, "crop": 1 * GIB},
+    )
+    kw.update(over)
+    return PipelineDef(**kw)  # type: ignore[arg-type]
+
+
+def _measurement(bandwidth: float | None = None) -> Measurement:
+    return Measurement(
+        config={},
+        samples_per_second=3200 / 4.3,
+        batches=100,
+        samples=3200,
+        wall_seconds=4.3,
+        stages=STATS,
+        host=HostFacts(cores=2, free_memory_bytes=16 * GIB, source_read_bytes_per_second=bandwidth),
+        peak_rss_bytes=0,
+    )
+
+
+def test_rates_bottleneck_and_lp_bound() -> None:
+    a = analyze(_defn(), _measurement(), budget_cores=2, budget_memory_bytes=512 * 1024**2)
+    decode = a.stage("decode")
+    assert decode.visit_ratio == pytest.approx(32)
+    assert decode.core_rate == pytest.approx(31.25)
+    assert a.stage("read").worker_rate == pytest.approx(250)
+    assert a.bottleneck == "decode"
+    assert a.bottleneck_samples_per_core == pytest.approx(1000)
+    # nothing fits 512 MiB: 2 cores over 0.0421 CPU-s per batch = 47.5 batches/s
+    assert a.cache is None
+    t = 2 / (0.0032 + 0.032 + 0.0064 + 0.0005)
+    assert a.upper_bound_samples_per_second == pytest.approx(32 * t, rel=1e-4)
+    assert sum(s.cores for s in a.stages) == pytest.approx(2, rel=1e-4)
+    assert a.stage("decode").cores == pytest.approx(t / 31.25, rel=1e-4)
+    assert "decode is the bottleneck at 1,000 samples/s per core" in a.explanation[0]
+    assert "2 cores bound the pipeline at 1,520 samples/s" in a.explanation[1]
+
+
+def test_sequential_stage_gets_at_most_one_core() -> None:
+    stats = list(STATS)
+    stats[0] = StageStats("read", 3200, 3200, 2.0, 2.0, 0, 0.0, 0.0, 1)  # 50 batches/CPU-s
+    m = _measurement()
+    m = Measurement(**{**m.__dict__, "stages": stats})
+    a = analyze(_defn(), m, budget_cores=8, budget_memory_bytes=0)
+    assert a.stage("read").cores <= 1 + 1e-9
+    assert a.upper_bound_samples_per_second == pytest.approx(50 * 32, rel=1e-4)
+    assert a.lp_bottleneck == "read"
+    assert a.stage("read").parallelism == 1
+
+
+def test_cache_goes_nearest_the_output_that_fits_never_at_a_random_stage() -> None:
+    # 4 GiB: decode (6 GiB) does not fit, read (1 GiB) does; crop is random, never cached.
+    a = analyze(_defn(), _measurement(), budget_cores=2, budget_memory_bytes=4 * GIB)
+    assert a.cache == "read"
+    assert a.upper_bound_samples_per_second == pytest.approx(32 * 2 / 0.0389, rel=1e-3)
+    a = analyze(_defn(), _measurement(), budget_cores=2, budget_memory_bytes=8 * GIB)
+    assert a.cache == "decode"
+    assert a.cache_bytes == 6 * GIB
+    assert "caching after decode" in " ".join(a.explanation)
+    assert a.upper_bound_samples_per_second == pytest.approx(32 * 2 / 0.0069, rel=1e-3)
+    # the baseline footprint counts against the budget too
+    a = analyze(
+        _defn(),
+        _measurement(),
+        budget_cores=2,
+        budget_memory_bytes=8 * GIB,
+        baseline_memory_bytes=3 * GIB,
+    )
+    assert a.cache == "read"
+
+
+def test_source_bandwidth_bounds_the_pipeline() -> None:
+    # 3.2 MB read per batch at 100 MB/s: 31.25 batches/s = 1000 samples/s (< 1520 of 2 cores)
+    a = analyze(_defn(), _measurement(bandwidth=100e6), budget_cores=2, budget_memory_bytes=0)
+    assert a.source_bound_samples_per_second == pytest.approx(1000)
+    assert a.upper_bound_samples_per_second == pytest.approx(1000)
+    assert a.lp_bottleneck == "source"
+    assert "read bandwidth binds" in a.explanation[1]
+
+
+def test_parallel_source_reads_one_stream_per_worker() -> None:
+    # the probe measured one stream; a source with up to 4 workers reads 4 streams
+    stages = [StageInfo("read", kind="source", parallelism_knob="parallelism.read")]
+    stages += STAGES[1:]
+    knobs = {**_defn().knobs, "parallelism.read": IntKnob(1, 4)}
+    a = analyze(
+        _defn(stages=stages, knobs=knobs),
+        _measurement(bandwidth=20e6),
+        budget_cores=2,
+        budget_memory_bytes=0,
+    )
+    assert a.source_bound_samples_per_second == pytest.approx(4 * 200)
+
+
+def test_bandwidth_below_what_was_measured_is_no_bound() -> None:
+    # 10 MB/s would allow 100 samples/s, but the profile already read 744 samples/s
+    a = analyze(_defn(), _measurement(bandwidth=10e6), budget_cores=2, budget_memory_bytes=0)
+    assert a.source_bound_samples_per_second is None
+    assert a.upper_bound_samples_per_second == pytest.approx(1520, rel=1e-3)
+    assert any("not used as a bound" in line for line in a.explanation)
+
+
+def test_config_maps_parallelism_and_fits_the_cpu_budget() -> None:
+    a = analyze(_defn(), _measurement(), budget_cores=2, budget_memory_bytes=0)
+    config = config_from_analysis(_defn(), a)
+    assert config["cache"] is None
+    assert 1 <= config["parallelism.decode"] <= 2
+    assert core_demand(_defn(), a, config) <= 2 + 1e-6
+    # Little's law: 47.5 batches/s x 0.0429 s per batch = 2.04 -> 3 batches
+    assert config["prefetch"] == math.ceil(a.upper_bound_samples_per_second / 32 * 0.0429)
+
+
+def test_dataloader_pool_gets_workers_and_prefetch_factor() -> None:
+    knobs = {
+        "num_workers": IntKnob(0, 8),
+        "prefetch_factor": IntKnob(1, 8),
+        "persistent_workers": ChoiceKnob((False, True)),
+        "pin_memory": ChoiceKnob((False, True)),
+    }
+    stages = [StageInfo(s.name, s.kind, s.sequential, s.random) for s in STAGES]
+    defn = _defn(
+        engine="dataloader",
+        knobs=knobs,
+        stages=stages,
+        naive_config={"num_workers": 0, "prefetch_factor": 2},
+    )
+    a = analyze(defn, _measurement(), budget_cores=2, budget_memory_bytes=0)
+    config = config_from_analysis(defn, a)
+    assert config["num_workers"] == 2  # ceil(47.5 x 0.0384): decode+crop keep 1.8 workers busy
+    assert config["prefetch_factor"] >= 2
+    assert config["persistent_workers"] is True and config["pin_memory"] is False
+
+
+def test_failed_or_empty_measurement_is_a_clear_error() -> None:
+    m = _measurement()
+    with pytest.raises(InvalidInputError, match="failed measurement"):
+        analyze(
+            _defn(),
+            Measurement(**{**m.__dict__, "error": "timeout"}),
+            budget_cores=2,
+            budget_memory_bytes=0,
+        )
+    with pytest.raises(InvalidInputError, match="no batches"):
+        analyze(
+            _defn(),
+            Measurement(**{**m.__dict__, "batches": 0}),
+            budget_cores=2,
+            budget_memory_bytes=0,
+        )

@@ -1,0 +1,94 @@
+"""`placer tune`, `placer pipelines`, `placer pipeline` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from placer.cli.tune import parse_size
+from placer.errors import InvalidInputError
+
+TESTS = str(Path(__file__).resolve().parent)
+
+
+def _one_line_error(res, *needles: str) -> None:  # type: ignore[no-untyped-def]
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("placer: error:"), res.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_sizes() -> None:
+    assert parse_size("4GiB") == 4 * 1024**3
+    assert parse_size("512MiB") == 512 * 1024**2
+    assert parse_size("2GB") == 2 * 10**9
+    assert parse_size("1.5G") == int(1.5 * 1024**3)
+    assert parse_size("1000") == 1000
+    for bad in ("4XB", "", "-1GiB", "0", "GiB"):
+        with pytest.raises(InvalidInputError):
+            parse_size(bad)
+
+
+def test_bad_size_is_refused_before_anything_runs(run_placer) -> None:  # type: ignore[no-untyped-def]
+    res = run_placer("tune", "synthetic-cpu", "--budget-mem", "4XB")
+    _one_line_error(res, "4XB")
+
+
+def test_module_that_does_not_import(run_placer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "broken_pipe_mod.py").write_text("import no_such_module_xyz\n")
+    res = run_placer("tune", "broken_pipe_mod:build", env={"PYTHONPATH": str(tmp_path)})
+    _one_line_error(res, "broken_pipe_mod")
+
+
+def test_builder_that_raises(run_placer) -> None:  # type: ignore[no-untyped-def]
+    res = run_placer("tune", "test_tuning_fixtures:raising_builder", env={"PYTHONPATH": TESTS})
+    _one_line_error(res, "dataset path is not configured")
+
+
+def test_unknown_pipeline_name(run_placer) -> None:  # type: ignore[no-untyped-def]
+    res = run_placer("tune", "no-such-pipeline-name")
+    _one_line_error(res, "no-such-pipeline-name")
+
+
+@pytest.mark.slow
+def test_pipelines_and_pipeline_documents(run_placer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "config.json"
+    env = {"PYTHONPATH": TESTS}
+    res = run_placer(
+        "tune",
+        "test_tuning_fixtures:tiny",
+        "--trials",
+        "2",
+        "--trial-seconds",
+        "0.3",
+        "--budget-cores",
+        "2",
+        "--budget-mem",
+        "8GiB",
+        "-o",
+        str(out),
+        env=env,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "is the bottleneck at" in res.stdout
+    assert "best config:" in res.stdout and "vs naive" in res.stdout
+    config = json.loads(out.read_text())
+    assert set(config) == {"parallelism.decode", "prefetch", "cache"}
+
+    listing = json.loads(run_placer("pipelines", "--format", "json", check=True).stdout)
+    [p] = listing["pipelines"]
+    assert p["name"] == "tiny" and p["studies"] == 1 and p["best_samples_per_second"] > 0
+
+    doc = json.loads(run_placer("pipeline", str(p["id"]), "--format", "json", check=True).stdout)
+    assert [s["name"] for s in doc["stages"]] == ["read", "decode", "flip", "batch"]
+    assert doc["bottleneck"] in {"read", "decode", "flip"}
+    assert doc["upper_bound_samples_per_second"] > 0
+    assert doc["best_config"] == config
+    assert doc["studies"][0]["trials"] == 2
+    assert doc["runs"] == {"profile": 1, "trial": doc["runs"]["trial"]}
+
+    missing = run_placer("pipeline", "999")
+    _one_line_error(missing, "999")

@@ -1,0 +1,1 @@
+"""Tuners: pipeline operational analysis and Optuna-based tuning."""

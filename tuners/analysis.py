@@ -1,0 +1,605 @@
+"""Plumber-style operational analysis of an input pipeline (Kuchnik et al., MLSys'22).
+
+From one probed :class:`~collectors.pipeline.api.Measurement` the analysis derives, per
+stage, the *visit ratio* (elements the stage produces per output batch), its *per-core
+service rate* (output batches per CPU-second spent in the stage) and its *per-worker rate*
+(output batches per wall-second of one worker; lower than the per-core rate when the stage
+waits on I/O). A linear program (:func:`scipy.optimize.linprog`, HiGHS) then splits the
+CPU budget across stages to maximize the pipeline rate, the minimum over stages of
+``cores × per-core rate``; sequential stages get at most one core (and one worker). The
+LP optimum, also capped by the source's read bandwidth, is an upper bound on throughput.
+Prefetch depth follows Little's law (rate × per-batch latency) and the cache goes after
+the stage nearest the output whose materialized output fits the memory budget, never at
+or after a random stage (its output changes every epoch).
+
+Everything here is pure computation on the measurement, so it is tested on recorded
+measurements and reused by the tuner and the benchmark.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from collectors.pipeline.api import (
+    ChoiceKnob,
+    Config,
+    IntKnob,
+    Measurement,
+    PipelineDef,
+    StageInfo,
+    StageStats,
+)
+from placer.errors import InvalidInputError
+
+#: Below this CPU time a stage is treated as free (no measurable CPU per batch).
+_EPS_CPU = 1e-9
+
+
+@dataclass
+class StageAnalysis:
+    """The model of one stage (rates in output *batches* per second)."""
+
+    name: str
+    kind: str
+    sequential: bool
+    random: bool
+    visit_ratio: float  # elements this stage produces per output batch
+    cpu_per_batch: float  # CPU-seconds this stage spends per output batch
+    wall_per_batch: float  # worker wall-seconds this stage spends per output batch
+    core_rate: float | None  # batches per CPU-second (None: no measurable CPU)
+    worker_rate: float | None  # batches per wall-second of one worker (None: free)
+    measured_parallelism: int
+    measured_rate: float | None  # core_rate (or worker_rate) × measured parallelism
+    cores: float = 0.0  # LP share of the CPU budget
+    parallelism: int = 1  # integer workers derived from the LP
+    materialized_bytes: int | None = None  # memory to cache this stage's epoch output
+    cacheable: bool = False
+
+
+@dataclass
+class Analysis:
+    """The analysis of one measurement under a CPU and memory budget."""
+
+    pipeline: str
+    batch_size: float  # samples per output batch (measured)
+    budget_cores: float
+    budget_memory_bytes: int
+    measured_samples_per_second: float
+    stages: list[StageAnalysis]
+    bottleneck: str  # the stage limiting the measured configuration
+    bottleneck_samples_per_core: float | None  # its per-core rate, samples/s
+    lp_bottleneck: str | None  # what binds at the LP optimum (a stage, "cores", "source")
+    upper_bound_samples_per_second: float  # LP optimum with the chosen cache
+    upper_bound_no_cache: float  # LP optimum without cache
+    source_bound_samples_per_second: float | None
+    cache: str | None
+    cache_bytes: int
+    prefetch: int
+    latency_seconds: float  # one batch through all uncached stages, one worker each
+    workers: int  # for one-pool engines (DataLoader): workers to keep the bound
+    cache_considered: bool = False  # the pipeline has a cache knob
+    host_cores: int = 0  # cores of the host that measured
+    explanation: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON (an unbounded rate, every stage cached, becomes ``None``)."""
+        return _finite(asdict(self))
+
+    def stage(self, name: str) -> StageAnalysis:
+        for st in self.stages:
+            if st.name == name:
+                return st
+        raise KeyError(name)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _per_batch_rates(info: StageInfo, stats: StageStats, batches: int) -> dict[str, Any]:
+    visit = stats.elements_out / batches
+    cpu = max(stats.cpu_seconds, 0.0) / batches
+    wall = max(stats.wall_seconds, stats.cpu_seconds, 0.0) / batches
+    core_rate = 1.0 / cpu if cpu > _EPS_CPU else None
+    worker_rate = 1.0 / wall if wall > _EPS_CPU else None
+    return {"visit": visit, "cpu": cpu, "wall": wall, "core": core_rate, "worker": worker_rate}
+
+
+def _materialized(defn: PipelineDef, stats: StageStats, epoch_batches: float, visit: float) -> int:
+    if stats.name in defn.materialized_bytes:
+        return int(defn.materialized_bytes[stats.name])
+    if stats.elements_out <= 0:
+        return 0
+    per_element = stats.bytes_out / stats.elements_out
+    return int(math.ceil(per_element * visit * epoch_batches))
+
+
+def _lp(
+    stages: list[StageAnalysis],
+    budget_cores: float,
+    cap_batches: float | None,
+    max_workers: Mapping[str, int],
+) -> tuple[float, dict[str, float], str | None]:
+    """Max T s.t. T <= c_i r_i, sum c_i <= C, c_i <= 1 (sequential), T <= caps.
+
+    Returns (T in batches/s, cores per stage, what binds). Stages without measurable CPU
+    need no cores; every stage is also capped by its most workers (one if sequential,
+    the knob's upper end otherwise) times one worker's wall rate.
+    """
+    from scipy.optimize import linprog
+
+    cpu_stages = [s for s in stages if s.core_rate is not None]
+    n = len(cpu_stages)
+    caps: list[tuple[float, str]] = []
+    for s in stages:
+        if s.worker_rate is not None:
+            most = 1 if s.sequential else max(int(max_workers.get(s.name, 1)), 1)
+            caps.append((most * s.worker_rate, s.name))
+    if cap_batches is not None:
+        caps.append((cap_batches, "source"))
+    if n == 0:
+        if not caps:
+            return math.inf, {}, None
+        value, name = min(caps)
+        return value, {}, name
+    # variables: c_1..c_n, T ; minimize -T
+    cost = [0.0] * n + [-1.0]
+    a_ub: list[list[float]] = []
+    b_ub: list[float] = []
+    for i, s in enumerate(cpu_stages):
+        row = [0.0] * (n + 1)
+        row[i] = -float(s.core_rate)  # type: ignore[arg-type]
+        row[n] = 1.0
+        a_ub.append(row)
+        b_ub.append(0.0)
+    a_ub.append([1.0] * n + [0.0])
+    b_ub.append(float(budget_cores))
+    bounds: list[tuple[float | None, float | None]] = []
+    for s in cpu_stages:
+        bounds.append((0.0, 1.0 if s.sequential else None))
+    t_cap = min((c for c, _ in caps), default=None)
+    bounds.append((0.0, t_cap))
+    res = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
+    if res.status != 0:
+        raise InvalidInputError(f"pipeline analysis LP failed: {res.message}")
+    t_opt = float(res.x[n])
+    cores = {s.name: float(res.x[i]) for i, s in enumerate(cpu_stages)}
+    # What binds: a cap at its value, or the core budget (all parallel stages share it).
+    binding: str | None = "cores"
+    for value, name in sorted(caps):
+        if t_opt >= value * (1 - 1e-6):
+            binding = name
+            break
+    return t_opt, cores, binding
+
+
+def _max_workers(defn: PipelineDef) -> dict[str, int]:
+    """The most workers each stage's knob allows (DataLoader: the pool's upper end)."""
+    out: dict[str, int] = {}
+    pool = defn.knobs.get("num_workers")
+    for info in defn.stages:
+        knob = defn.knobs.get(info.parallelism_knob or f"parallelism.{info.name}")
+        if isinstance(knob, IntKnob):
+            out[info.name] = knob.high
+        elif isinstance(knob, ChoiceKnob):
+            nums = [c for c in knob.choices if isinstance(c, int) and not isinstance(c, bool)]
+            if nums:
+                out[info.name] = max(nums)
+        elif isinstance(pool, IntKnob) and not info.sequential:
+            out[info.name] = max(pool.high, 1)
+    return out
+
+
+def _knob_clip(knob: Any, value: Any) -> Any:
+    if isinstance(knob, IntKnob):
+        return int(min(max(int(value), knob.low), knob.high))
+    if isinstance(knob, ChoiceKnob):
+        if value in knob.choices:
+            return value
+        numeric = [
+            c for c in knob.choices if isinstance(c, int | float) and not isinstance(c, bool)
+        ]
+        if numeric and isinstance(value, int | float) and not isinstance(value, bool):
+            return min(numeric, key=lambda c: abs(c - value))
+        return knob.choices[0]
+    return value
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def analyze(
+    defn: PipelineDef,
+    measurement: Measurement,
+    *,
+    budget_cores: float,
+    budget_memory_bytes: int,
+    baseline_memory_bytes: int | None = None,
+) -> Analysis:
+    """Analyze ``measurement`` of ``defn`` under the given budgets.
+
+    ``baseline_memory_bytes`` is what the pipeline takes without a cache (default: the
+    measurement's peak RSS); the cache must fit in what the budget leaves above it.
+    """
+    if measurement.error:
+        raise InvalidInputError(f"cannot analyze a failed measurement: {measurement.error}")
+    if measurement.batches <= 0:
+        raise InvalidInputError(
+            f"pipeline {defn.name!r} produced no batches while profiling; nothing to analyze"
+        )
+    if budget_cores <= 0:
+        raise InvalidInputError(f"CPU budget must be positive, got {budget_cores}")
+    batches = measurement.batches
+    samples_per_batch = measurement.samples / batches if measurement.samples else defn.batch_size
+    epoch_batches = max(defn.dataset_samples / max(samples_per_batch, 1e-9), 1.0)
+    by_name = {s.name: s for s in measurement.stages}
+    missing = [s.name for s in defn.stages if s.name not in by_name]
+    if missing:
+        raise InvalidInputError(
+            f"measurement of {defn.name!r} has no stats for stage(s) {', '.join(missing)}"
+        )
+
+    stages: list[StageAnalysis] = []
+    first_random = next((i for i, s in enumerate(defn.stages) if s.random), len(defn.stages))
+    for pos, info in enumerate(defn.stages):
+        stats = by_name[info.name]
+        r = _per_batch_rates(info, stats, batches)
+        par = max(int(stats.parallelism), 1)
+        measured = None
+        if r["core"] is not None:
+            # p workers of this stage run at most p × worker rate and p × core rate.
+            measured = par * (r["worker"] if r["worker"] is not None else r["core"])
+        stages.append(
+            StageAnalysis(
+                name=info.name,
+                kind=info.kind,
+                sequential=info.sequential,
+                random=info.random,
+                visit_ratio=r["visit"],
+                cpu_per_batch=r["cpu"],
+                wall_per_batch=r["wall"],
+                core_rate=r["core"],
+                worker_rate=r["worker"],
+                measured_parallelism=par,
+                measured_rate=measured,
+                materialized_bytes=_materialized(defn, stats, epoch_batches, r["visit"]),
+                cacheable=pos < first_random,
+            )
+        )
+
+    # Bottleneck of the measured configuration: lowest rate × its parallelism.
+    rated = [s for s in stages if s.measured_rate is not None]
+    bott = min(rated, key=lambda s: s.measured_rate) if rated else stages[-1]  # type: ignore[arg-type, return-value]
+    bott_core = bott.core_rate * samples_per_batch if bott.core_rate else None
+
+    # Source bandwidth bound: bytes the source stage reads per batch.
+    max_workers = _max_workers(defn)
+    for st in stages:
+        max_workers.setdefault(st.name, st.measured_parallelism)
+
+    # Source bound. The host's bandwidth probe reads with one stream, so it bounds one
+    # reader: a parallel source gets it once per worker it may run.
+    source_cap: float | None = None
+    src = defn.stages[0].name if defn.stages else None
+    bw = measurement.host.source_read_bytes_per_second
+    source_note = None
+    if src is not None and bw and by_name[src].bytes_out > 0:
+        bytes_per_batch = by_name[src].bytes_out / batches
+        streams = 1 if defn.stages[0].sequential else max(int(max_workers.get(src, 1)), 1)
+        source_cap = streams * bw / bytes_per_batch
+        measured_rate = batches / max(measurement.wall_seconds, 1e-9)
+        if source_cap < measured_rate:
+            # The pipeline already read faster than the bandwidth probe (one stream, or a
+            # per-connection cap): the probe is no bound, so it is left out.
+            source_note = (
+                f"the source's measured read bandwidth ({_fmt_bytes(int(bw))}/s) is below "
+                f"what the pipeline already read; not used as a bound"
+            )
+            source_cap = None
+
+    t_nc, cores_nc, bind_nc = _lp(stages, budget_cores, source_cap, max_workers)
+
+    # Cache: nearest the output, before any random stage, fitting the memory budget.
+    base_mem = (
+        measurement.peak_rss_bytes if baseline_memory_bytes is None else baseline_memory_bytes
+    )
+    room = budget_memory_bytes - max(base_mem, 0)
+    cache_choices: tuple[Any, ...] | None = None
+    knob = defn.knobs.get("cache")
+    if isinstance(knob, ChoiceKnob):
+        cache_choices = knob.choices
+    cache: str | None = None
+    cache_bytes = 0
+    if cache_choices is not None:
+        for pos in range(len(stages) - 1, -1, -1):
+            st = stages[pos]
+            if not st.cacheable or st.name not in cache_choices:
+                continue
+            if st.materialized_bytes is not None and st.materialized_bytes <= room:
+                cache, cache_bytes = st.name, int(st.materialized_bytes)
+                break
+
+    t_opt, cores, binding = t_nc, cores_nc, bind_nc
+    if cache is not None:
+        cut = [s.name for s in stages].index(cache)
+        after = stages[cut + 1 :]
+        # After the first epoch the cached prefix (source included) costs nothing.
+        t_c, cores_c, bind_c = _lp(after, budget_cores, None, max_workers)
+        if t_c > t_nc:
+            t_opt, cores, binding = t_c, cores_c, bind_c
+        else:
+            cache, cache_bytes = None, 0
+    live = stages if cache is None else stages[[s.name for s in stages].index(cache) + 1 :]
+
+    # Integer parallelism: enough workers to sustain the LP rate at each stage's
+    # per-worker (wall) rate; sequential stages keep one worker.
+    # Cached stages only run in the first epoch: give them the no-cache optimum's share.
+    live_names = {s.name for s in live}
+    for st in stages:
+        target = t_opt if st.name in live_names else t_nc
+        st.cores = (cores if st.name in live_names else cores_nc).get(st.name, 0.0)
+        if st.sequential or st.worker_rate is None or not math.isfinite(target):
+            st.parallelism = 1
+        else:
+            # nearest integer to the LP's fractional workers; _fit_cores trims overshoot
+            need = max(1, math.floor(target / st.worker_rate + 0.5))
+            st.parallelism = min(need, max(int(max_workers.get(st.name, need)), 1))
+
+    latency = sum(s.wall_per_batch for s in live)
+    t_for_little = (
+        t_opt if math.isfinite(t_opt) else measurement.batches / max(measurement.wall_seconds, 1e-9)
+    )
+    # Little's law: batches in flight = rate x latency. With every stage cached nothing is
+    # left to overlap, and a prefetch thread's hand-off would only cost.
+    prefetch = math.ceil(t_for_little * latency - 1e-9) if latency > 0 else 0
+    workers = max(
+        1, math.ceil(t_for_little * sum(s.wall_per_batch for s in live if not s.sequential))
+    )
+
+    upper = t_opt * samples_per_batch
+    upper_nc = t_nc * samples_per_batch
+    analysis = Analysis(
+        pipeline=defn.name,
+        batch_size=samples_per_batch,
+        budget_cores=float(budget_cores),
+        budget_memory_bytes=int(budget_memory_bytes),
+        measured_samples_per_second=measurement.samples_per_second,
+        stages=stages,
+        bottleneck=bott.name,
+        bottleneck_samples_per_core=bott_core,
+        lp_bottleneck=binding,
+        upper_bound_samples_per_second=upper,
+        upper_bound_no_cache=upper_nc,
+        source_bound_samples_per_second=(
+            source_cap * samples_per_batch if source_cap is not None else None
+        ),
+        cache=cache,
+        cache_bytes=cache_bytes,
+        prefetch=prefetch,
+        latency_seconds=latency,
+        workers=workers,
+        cache_considered=cache_choices is not None,
+        host_cores=int(measurement.host.cores),
+    )
+    if source_note:
+        analysis.notes.append(source_note)
+    analysis.explanation = explain(analysis)
+    return analysis
+
+
+def _fmt_rate(v: float | None) -> str:
+    if v is None or not math.isfinite(v):
+        return "unbounded"
+    if v >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.3g}"
+
+
+def _fmt_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def explain(a: Analysis) -> list[str]:
+    """Sentences a person can read: bottleneck, bound, cache, prefetch."""
+    lines: list[str] = []
+    b = a.stage(a.bottleneck)
+    if a.bottleneck_samples_per_core is not None:
+        par = b.measured_parallelism
+        io = ""
+        if b.worker_rate is not None and b.core_rate and b.worker_rate < 0.5 * b.core_rate:
+            io = (
+                f" (it waits: one worker manages only "
+                f"{_fmt_rate(b.worker_rate * a.batch_size)} samples/s)"
+            )
+        lines.append(
+            f"{b.name} is the bottleneck at {_fmt_rate(a.bottleneck_samples_per_core)} "
+            f"samples/s per core{io}; with {par} worker{'s' if par != 1 else ''} the pipeline "
+            f"measured {_fmt_rate(a.measured_samples_per_second)} samples/s"
+        )
+    else:
+        lines.append(
+            f"no stage spends measurable CPU; the pipeline measured "
+            f"{_fmt_rate(a.measured_samples_per_second)} samples/s"
+        )
+    cores = f"{a.budget_cores:g} core{'s' if a.budget_cores != 1 else ''}"
+    bound = f"{cores} bound the pipeline at {_fmt_rate(a.upper_bound_no_cache)} samples/s"
+    if (
+        a.lp_bottleneck == "source"
+        and a.source_bound_samples_per_second is not None
+        and a.cache is None
+    ):
+        bound += " (the source's read bandwidth binds)"
+    elif a.lp_bottleneck not in (None, "cores", "source") and a.cache is None:
+        st = a.stage(a.lp_bottleneck)
+        most = "its one worker" if st.sequential else "the most workers its knob allows"
+        bound += f" ({a.lp_bottleneck} binds at {most})"
+    lines.append(bound)
+    if a.cache is not None:
+        removed = [s.name for s in a.stages[: [s.name for s in a.stages].index(a.cache) + 1]]
+        if math.isfinite(a.upper_bound_samples_per_second):
+            after = f"bound {_fmt_rate(a.upper_bound_samples_per_second)} samples/s"
+        else:
+            after = "no measured stage is left to bound the pipeline"
+        lines.append(
+            f"caching after {a.cache} ({_fmt_bytes(a.cache_bytes)}) removes "
+            f"{', '.join(removed)} after the first epoch: {after}"
+        )
+    elif a.cache_considered:
+        fits = [s for s in a.stages if s.cacheable]
+        if not fits:
+            lines.append("no cache: the first stage is already random")
+        else:
+            lines.append("no cache: no cacheable stage's output fits the memory budget")
+    lines.extend(a.notes)
+    spread = ", ".join(
+        f"{s.name}×{s.parallelism}" for s in a.stages if s.parallelism > 1 or s.cores > 0.05
+    )
+    if spread:
+        lines.append(f"parallelism {spread}; prefetch {a.prefetch} batch(es) by Little's law")
+    else:
+        lines.append(f"prefetch {a.prefetch} batch(es) by Little's law")
+    return lines
+
+
+# --------------------------------------------------------------------------- config
+
+
+def config_from_analysis(defn: PipelineDef, analysis: Analysis) -> Config:
+    """Map the analysis onto ``defn``'s knobs (values clipped to the knobs' ranges).
+
+    Per-stage engines get one parallelism per stage; DataLoader's one pool gets
+    ``num_workers`` from Little's law over all worker-side stages (equal to the LP's core
+    sum for CPU-bound stages, more for stages that wait on I/O) and ``prefetch_factor``
+    from the prefetch depth spread over the workers.
+    """
+    config: Config = dict(defn.naive_config)
+    knobs: Mapping[str, Any] = defn.knobs
+    stage_by_knob = {s.parallelism_knob: s.name for s in defn.stages if s.parallelism_knob}
+    for key, knob in knobs.items():
+        if key.startswith("parallelism.") or key in stage_by_knob:
+            name = stage_by_knob.get(key, key.removeprefix("parallelism."))
+            try:
+                value: Any = analysis.stage(name).parallelism
+            except KeyError:
+                continue
+        elif key == "num_workers":
+            value = analysis.workers
+        elif key == "prefetch_factor":
+            value = max(2, math.ceil(analysis.prefetch / max(analysis.workers, 1)))
+        elif key == "prefetch":
+            value = analysis.prefetch
+        elif key == "cache":
+            value = analysis.cache
+        elif key == "persistent_workers":
+            value = True
+        elif key == "pin_memory":
+            value = False  # tuners never see a GPU; pinning only costs on CPU-only hosts
+        else:
+            value = config.get(key)
+            if value is None and isinstance(knob, ChoiceKnob):
+                value = knob.choices[0]
+            elif value is None and isinstance(knob, IntKnob):
+                value = knob.low
+        config[key] = _knob_clip(knob, value)
+    return _fit_cores(defn, analysis, config)
+
+
+def _fit_cores(defn: PipelineDef, analysis: Analysis, config: Config) -> Config:
+    """Round the LP's fractional cores down where ceil() overshoots the CPU budget.
+
+    Workers were rounded up to sustain the LP rate; if the result would use more cores
+    than the budget, take one worker at a time from the stage with the most until it fits.
+    """
+    knobs = [k for k, v in defn.knobs.items() if isinstance(v, IntKnob)]
+    par_keys = [k for k in knobs if k.startswith("parallelism.") or k == "num_workers"]
+    budget = analysis.budget_cores + 1e-6
+    while core_demand(defn, analysis, config) > budget:
+        movable = [
+            k
+            for k in par_keys
+            if int(config.get(k, 1)) > max(defn.knobs[k].low, 1)  # type: ignore[union-attr]
+        ]
+        if not movable:
+            break
+        key = max(movable, key=lambda k: int(config[k]))
+        config[key] = int(config[key]) - 1
+    return config
+
+
+def predicted_rate(defn: PipelineDef, analysis: Analysis, config: Config, *, cached: bool) -> float:
+    """Batches/s the config's workers could sustain if they got every core they ask for.
+
+    The minimum over stages of workers × one worker's rate (DataLoader: the pool's workers
+    over the summed per-batch time of all stages); with ``cached`` the stages up to the
+    cache are skipped (steady state after the first epoch).
+    """
+    skip = set(_prefix(defn, config.get("cache"))) if cached else set()
+    live = [s for s in analysis.stages if s.name not in skip]
+    if "num_workers" in config:
+        wall = sum(s.wall_per_batch for s in live)
+        return max(int(config.get("num_workers") or 0), 1) / wall if wall > 0 else math.inf
+    knob_of = {s.name: s.parallelism_knob or f"parallelism.{s.name}" for s in defn.stages}
+    rate = math.inf
+    for st in live:
+        if st.worker_rate is None:
+            continue
+        par = (
+            1
+            if st.sequential
+            else int(config.get(knob_of.get(st.name, ""), st.measured_parallelism))
+        )
+        rate = min(rate, max(par, 1) * st.worker_rate)
+    return rate
+
+
+def core_demand(defn: PipelineDef, analysis: Analysis, config: Config) -> float:
+    """Cores the config would use: its predicted rate × CPU-seconds per batch, capped by
+    the host's cores (threads beyond the cores time-share them, they cannot use more).
+
+    The larger of the first epoch (every stage runs) and the cached steady state. Used to
+    skip configs that cannot fit a CPU budget smaller than the host.
+    """
+    demand = 0.0
+    skip = set(_prefix(defn, config.get("cache")))
+    for cached in (False, True):
+        rate = predicted_rate(defn, analysis, config, cached=cached)
+        cpu = sum(s.cpu_per_batch for s in analysis.stages if not (cached and s.name in skip))
+        demand = max(demand, rate * cpu if math.isfinite(rate) else math.inf)
+    host = analysis.host_cores or math.inf
+    return float(min(demand, host))
+
+
+def _prefix(defn: PipelineDef, cache: Any) -> list[str]:
+    names = [s.name for s in defn.stages]
+    if cache not in names:
+        return []
+    return names[: names.index(cache) + 1]
+
+
+def cache_bytes(analysis: Analysis, config: Config) -> int:
+    """Memory the config's cache takes (the stage's materialized epoch output)."""
+    name = config.get("cache")
+    if not name:
+        return 0
+    try:
+        return int(analysis.stage(name).materialized_bytes or 0)
+    except KeyError:
+        return 0

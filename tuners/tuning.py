@@ -1,0 +1,818 @@
+"""Optuna tuning of a pipeline, seeded by the operational analysis.
+
+The study lives in the store's database through Optuna's RDB storage (so
+``optuna-dashboard <store-url>`` opens it). Its first trial is the analysis's
+configuration (``enqueue_trial``), followed by a few neighbours of it, then TPE searches
+the pipeline's knobs. Each trial is a short :func:`measure` run in two steps: a quick
+one whose throughput is reported to the pruner, then the full one. CPU and memory
+budgets are constraints (``trial.set_constraint``, which Optuna 5's samplers read in
+place of the deprecated ``constraints_func``): configs the analysis says cannot fit are
+skipped before they run, and measured usage over budget makes a finished trial infeasible.
+
+Several processes (``workers``) or hosts share one study: each runs its own share of
+trials against the same storage; trials are numbered by the storage, so none is lost or
+counted twice. SQLite serializes the writers (``BEGIN IMMEDIATE`` and a busy timeout),
+heartbeats mark the trials of a killed worker failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from collectors.pipeline.api import ChoiceKnob, Config, IntKnob, Measurement, PipelineDef
+from placer.errors import InvalidInputError, PlacerError, StoreError
+from tuners.analysis import Analysis, StageAnalysis, cache_bytes, core_demand
+
+HEARTBEAT_SECONDS = 5
+SQLITE_TIMEOUT_SECONDS = 60.0
+
+
+class TrialFailed(Exception):
+    """A trial's pipeline failed or hung; Optuna records the trial as FAIL and goes on."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What the pipeline may use: cores and bytes of memory."""
+
+    cores: float
+    memory_bytes: int
+
+
+# --------------------------------------------------------------------------- storage
+
+
+def _quiet_optuna() -> None:
+    """Optuna logs every trial and warns about heartbeats being experimental; we report."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def _sqlite_immediate(engine: Any) -> None:
+    """Make SQLite writers queue on the busy timeout instead of failing at lock upgrade."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cur = dbapi_connection.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(SQLITE_TIMEOUT_SECONDS * 1000)}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections made before the listeners existed
+
+
+def optuna_storage(url: str, *, heartbeat: bool = True, attempts: int = 5) -> Any:
+    """Optuna's RDB storage on the store URL (retried: workers may race to create it)."""
+    import optuna
+    from sqlalchemy.exc import OperationalError
+
+    from placer.store.engine import parse_url
+
+    parsed = parse_url(url)
+    kwargs: dict[str, Any] = {}
+    sqlite = parsed.drivername.startswith("sqlite")
+    if sqlite:
+        kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_SECONDS}
+    else:
+        kwargs["pool_pre_ping"] = True
+    rendered = parsed.render_as_string(hide_password=False)
+    last: BaseException | None = None
+    for attempt in range(attempts):
+        try:
+            storage = optuna.storages.RDBStorage(
+                rendered,
+                engine_kwargs=kwargs,
+                heartbeat_interval=HEARTBEAT_SECONDS if heartbeat else None,
+                grace_period=6 * HEARTBEAT_SECONDS if heartbeat else None,
+            )
+            if sqlite:
+                _sqlite_immediate(storage.engine)
+            return storage
+        except (OperationalError, optuna.exceptions.StorageInternalError) as exc:
+            last = exc
+            time.sleep(0.2 * (2**attempt))
+        except Exception as exc:  # noqa: BLE001 - e.g. races on create_all, retried
+            last = exc
+            time.sleep(0.2 * (2**attempt))
+    first = str(last).strip().splitlines()[0] if last and str(last).strip() else repr(last)
+    raise StoreError(f"cannot open the Optuna storage on the store: {first}")
+
+
+def _retry(fn: Callable[[], Any], attempts: int = 5) -> Any:
+    import optuna
+
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except optuna.exceptions.StorageInternalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (2**attempt))
+    return None
+
+
+# --------------------------------------------------------------------------- search
+
+
+def suggest(trial: Any, knobs: Mapping[str, Any]) -> Config:
+    """Sample every knob of the pipeline (Optuna distributions from the knob types)."""
+    config: Config = {}
+    for key, knob in knobs.items():
+        if isinstance(knob, IntKnob):
+            config[key] = trial.suggest_int(key, knob.low, knob.high, log=knob.log)
+        elif isinstance(knob, ChoiceKnob):
+            config[key] = trial.suggest_categorical(key, list(knob.choices))
+        else:
+            raise InvalidInputError(f"knob {key!r} has unsupported type {type(knob).__name__}")
+    return config
+
+
+def neighbours(defn: PipelineDef, analysis: Analysis, config: Config, limit: int) -> list[Config]:
+    """Configs next to the analysis's: the LP bottleneck ±1 worker, prefetch ×2, no cache."""
+    out: list[Config] = []
+    knobs = defn.knobs
+
+    def add(c: Config) -> None:
+        if c != config and c not in out and len(out) < limit:
+            out.append(c)
+
+    stage_knob = {s.name: s.parallelism_knob or f"parallelism.{s.name}" for s in defn.stages}
+    busiest = sorted(
+        (s for s in analysis.stages if stage_knob.get(s.name) in knobs),
+        key=lambda s: -s.cores,
+    )
+    for st in busiest[:1]:
+        key = stage_knob[st.name]
+        knob = knobs[key]
+        if isinstance(knob, IntKnob):
+            for delta in (1, -1):
+                value = int(config.get(key, 1)) + delta
+                if knob.low <= value <= knob.high:
+                    add({**config, key: value})
+    pool = knobs.get("num_workers")
+    if isinstance(pool, IntKnob):
+        for delta in (1, -1):
+            value = int(config.get("num_workers", 0)) + delta
+            if pool.low <= value <= pool.high:
+                add({**config, "num_workers": value})
+    depth = knobs.get("prefetch")
+    if isinstance(depth, IntKnob):
+        value = min(max(int(config.get("prefetch", 1)) * 2, depth.low), depth.high)
+        add({**config, "prefetch": value})
+    if config.get("cache") is not None:
+        add({**config, "cache": None})
+    return out
+
+
+def feasible(trial: Any) -> bool:
+    """Within budget: every constraint (``trial.set_constraint``) is zero or less."""
+    return all(v <= 0 for v in trial.constraints.values())
+
+
+def best_trial(study: Any) -> Any | None:
+    """The best finished trial that fits the budget (None if none does)."""
+    from optuna.trial import TrialState
+
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and feasible(t)
+    ]
+    return max(done, key=lambda t: t.value) if done else None
+
+
+def measured_cores(m: Measurement) -> float:
+    """Cores the run actually used: CPU seconds of all stages per wall second."""
+    if m.wall_seconds <= 0:
+        return 0.0
+    return sum(s.cpu_seconds for s in m.stages) / m.wall_seconds
+
+
+# --------------------------------------------------------------------------- objective
+
+
+@dataclass
+class Objective:
+    """One Optuna trial: sample a config, skip it if it cannot fit, measure, prune.
+
+    ``record(measurement, trial_number, status)`` stores each measured trial;
+    ``quick_fraction`` of ``trial_seconds`` is the first (pruning) step.
+    """
+
+    defn: PipelineDef
+    analysis: Analysis
+    budget: Budget
+    measure: Callable[..., Measurement]
+    trial_seconds: float = 3.0
+    quick_fraction: float = 0.35
+    max_batches: int = 100_000
+    baseline_memory_bytes: int = 0
+    record: Callable[[Measurement, int, str], None] | None = None
+
+    def estimate(self, config: Config) -> tuple[float, int]:
+        """Cores and bytes the config asks for, before running it."""
+        cores = core_demand(self.defn, self.analysis, config)
+        memory = self.baseline_memory_bytes + cache_bytes(self.analysis, config)
+        return cores, memory
+
+    def _run(self, config: Config, seconds: float) -> Measurement:
+        try:
+            m = self.measure(self.defn, config, max_batches=self.max_batches, max_seconds=seconds)
+        except PlacerError as exc:
+            raise TrialFailed(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - the user's pipeline failed
+            raise TrialFailed(f"{type(exc).__name__}: {exc}") from None
+        return m
+
+    def _fail(self, trial: Any, m: Measurement) -> None:
+        error = m.error or "no batches produced"
+        trial.set_user_attr("error", error)
+        if self.record is not None:
+            self.record(dataclasses.replace(m, error=error), trial.number, "failed")
+        raise TrialFailed(error)
+
+    def __call__(self, trial: Any) -> float:
+        import optuna
+
+        config = {**self.defn.naive_config, **suggest(trial, self.defn.knobs)}
+        trial.set_user_attr("config", config)
+        cores, memory = self.estimate(config)
+        over_cores = cores - self.budget.cores
+        over_memory = float(memory - self.budget.memory_bytes)
+        if over_cores > 1e-6 or over_memory > 0:
+            trial.set_constraint("cores", over_cores)
+            trial.set_constraint("memory_bytes", over_memory)
+            trial.set_user_attr(
+                "skipped",
+                f"needs {cores:.2f} cores and {memory} bytes; budget "
+                f"{self.budget.cores:g} cores and {self.budget.memory_bytes} bytes",
+            )
+            raise optuna.TrialPruned("does not fit the budget")
+        quick = self._run(config, self.trial_seconds * self.quick_fraction)
+        if quick.error or quick.batches <= 0:
+            self._fail(trial, quick)
+        trial.report(quick.samples_per_second, 0)
+        if trial.should_prune():
+            trial.set_constraint("cores", over_cores)
+            trial.set_constraint("memory_bytes", over_memory)
+            trial.set_user_attr("samples_per_second", quick.samples_per_second)
+            if self.record is not None:
+                self.record(quick, trial.number, "pruned")
+            raise optuna.TrialPruned(f"{quick.samples_per_second:.1f} samples/s at step 0")
+        m = self._run(config, self.trial_seconds)
+        if m.error or m.batches <= 0:
+            self._fail(trial, m)
+        trial.report(m.samples_per_second, 1)
+        # Measured use: CPU seconds per wall second (noisy: 5% slack), peak RSS.
+        used = measured_cores(m) if m.stages else cores
+        trial.set_constraint("cores", max(cores, used / 1.05) - self.budget.cores)
+        rss = max(memory, int(m.peak_rss_bytes or 0))
+        trial.set_constraint("memory_bytes", float(rss - self.budget.memory_bytes))
+        trial.set_user_attr("samples_per_second", m.samples_per_second)
+        trial.set_user_attr("measured_cores", used)
+        trial.set_user_attr("peak_rss_bytes", int(m.peak_rss_bytes or 0))
+        if self.record is not None:
+            self.record(m, trial.number, "done")
+        return m.samples_per_second
+
+
+def make_sampler(seed: int | None, n_startup_trials: int) -> Any:
+    import optuna
+
+    return optuna.samplers.TPESampler(
+        seed=seed,
+        n_startup_trials=n_startup_trials,
+        multivariate=True,
+        constant_liar=True,
+    )
+
+
+def make_pruner() -> Any:
+    import optuna
+
+    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+
+
+# --------------------------------------------------------------------------- analysis <-> JSON
+
+
+def analysis_from_dict(doc: Mapping[str, Any]) -> Analysis:
+    data = dict(doc)
+    for key in ("upper_bound_samples_per_second", "upper_bound_no_cache"):
+        if data.get(key) is None:
+            data[key] = math.inf
+    data["stages"] = [StageAnalysis(**s) for s in doc["stages"]]
+    names = {f.name for f in dataclasses.fields(Analysis)}
+    return Analysis(**{k: v for k, v in data.items() if k in names})
+
+
+# --------------------------------------------------------------------------- workers
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a worker process needs to join a study (picklable for spawn)."""
+
+    pipeline: str
+    store_url: str
+    study_name: str
+    n_trials: int
+    trial_seconds: float
+    seed: int | None = None
+    n_startup_trials: int = 3
+    extra_sys_path: list[str] = field(default_factory=list)
+
+
+def run_trials(
+    spec: WorkerSpec,
+    *,
+    defn: PipelineDef | None = None,
+    measure: Callable[..., Measurement] | None = None,
+    callbacks: Sequence[Callable[[Any, Any], None]] = (),
+) -> None:
+    """Run ``spec.n_trials`` trials of the study in this process."""
+    import optuna
+
+    from placer.store import Store
+    from tuners import records
+    from tuners.resolve import load_pipeline, resolve_measure
+
+    _quiet_optuna()
+    defn = defn if defn is not None else load_pipeline(spec.pipeline)
+    measure = measure if measure is not None else resolve_measure()
+    storage = optuna_storage(spec.store_url)
+    study = _retry(
+        lambda: optuna.load_study(
+            study_name=spec.study_name,
+            storage=storage,
+            sampler=make_sampler(spec.seed, spec.n_startup_trials),
+            pruner=make_pruner(),
+        )
+    )
+    attrs = study.user_attrs
+    analysis = analysis_from_dict(attrs["analysis"])
+    budget = Budget(float(attrs["budget_cores"]), int(attrs["budget_memory_bytes"]))
+    store = Store(spec.store_url)
+
+    def record(m: Measurement, number: int, status: str) -> None:
+        with store.session() as s:
+            pipeline = records.upsert_pipeline(s, defn, spec.pipeline)
+            records.record_measurement(
+                s,
+                pipeline,
+                m,
+                purpose="trial",
+                study_name=spec.study_name,
+                trial_number=number,
+                status=status,
+            )
+
+    objective = Objective(
+        defn=defn,
+        analysis=analysis,
+        budget=budget,
+        measure=measure,
+        trial_seconds=spec.trial_seconds,
+        baseline_memory_bytes=int(attrs.get("baseline_memory_bytes", 0)),
+        record=record,
+    )
+    try:
+        study.optimize(
+            objective, n_trials=spec.n_trials, catch=(TrialFailed,), callbacks=list(callbacks)
+        )
+    finally:
+        store.dispose()
+
+
+def _worker_main(spec: WorkerSpec) -> None:
+    import sys
+
+    for path in spec.extra_sys_path:
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    logging.getLogger("optuna").setLevel(logging.ERROR)
+    run_trials(spec)
+
+
+def shares(n_trials: int, workers: int) -> list[int]:
+    """Split ``n_trials`` over ``workers`` exactly (the first get one more)."""
+    base, extra = divmod(n_trials, workers)
+    return [base + (1 if i < extra else 0) for i in range(workers) if base or i < extra]
+
+
+def run_workers(
+    spec: WorkerSpec,
+    workers: int,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+    poll_seconds: float = 0.5,
+) -> list[int]:
+    """Run the study's trials in ``workers`` spawned processes; returns their exit codes."""
+    import optuna
+    from optuna.trial import TrialState
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = []
+    for index, n in enumerate(shares(spec.n_trials, workers)):
+        seed = None if spec.seed is None else spec.seed + index
+        child = dataclasses.replace(spec, n_trials=n, seed=seed)
+        proc = ctx.Process(target=_worker_main, args=(child,), name=f"placer-tune-{index}")
+        proc.start()
+        procs.append(proc)
+    storage = optuna_storage(spec.store_url, heartbeat=False)
+    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    try:
+        while any(p.is_alive() for p in procs):
+            if on_progress is not None:
+                study = optuna.load_study(study_name=spec.study_name, storage=storage)
+                on_progress(len(study.get_trials(deepcopy=False, states=finished)))
+            time.sleep(poll_seconds)
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        raise
+    finally:
+        for p in procs:
+            p.join()
+    return [int(p.exitcode or 0) for p in procs]
+
+
+def default_study_name(pipeline: str) -> str:
+    return f"{pipeline}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+
+
+def speedup(value: float | None, base: float | None) -> float | None:
+    if value is None or not base or not math.isfinite(base):
+        return None
+    return value / base
+
+
+# --------------------------------------------------------------------------- one command
+
+
+@dataclass
+class TuneResult:
+    """What ``placer tune`` reports (and what the benchmark compares)."""
+
+    study_name: str
+    pipeline_id: int
+    analysis: Analysis
+    analysis_config: Config
+    naive_samples_per_second: float
+    best_config: Config | None
+    best_samples_per_second: float | None
+    trials: list[dict[str, Any]]
+    status: str
+
+    def document(self) -> dict[str, Any]:
+        """The ``placer tune --format json`` document (docs/cli.md)."""
+        a = self.analysis
+        return {
+            "study": self.study_name,
+            "pipeline_id": self.pipeline_id,
+            "pipeline": a.pipeline,
+            "status": self.status,
+            "budget": {"cores": a.budget_cores, "memory_bytes": a.budget_memory_bytes},
+            "explanation": a.explanation,
+            "bottleneck": a.bottleneck,
+            "upper_bound_samples_per_second": a.upper_bound_samples_per_second
+            if math.isfinite(a.upper_bound_samples_per_second)
+            else None,
+            "analysis_config": self.analysis_config,
+            "naive_samples_per_second": self.naive_samples_per_second,
+            "best_config": self.best_config,
+            "best_samples_per_second": self.best_samples_per_second,
+            "speedup_vs_naive": speedup(
+                self.best_samples_per_second, self.naive_samples_per_second
+            ),
+            "trials": self.trials,
+        }
+
+
+def trial_rows(study: Any) -> list[dict[str, Any]]:
+    """Every trial of the study, in number order, as plain JSON."""
+    rows = []
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name.lower(),
+                "samples_per_second": t.value,
+                "feasible": feasible(t),
+                "config": t.user_attrs.get("config", t.params),
+                "note": t.user_attrs.get("error") or t.user_attrs.get("skipped"),
+            }
+        )
+    return rows
+
+
+def tune(
+    pipeline: str,
+    store_url: str,
+    *,
+    budget_cores: float | None = None,
+    budget_memory_bytes: int | None = None,
+    n_trials: int = 12,
+    workers: int = 1,
+    study_name: str | None = None,
+    join: bool = False,
+    trial_seconds: float = 3.0,
+    profile_seconds: float | None = None,
+    seed: int | None = None,
+    neighbours_limit: int = 2,
+    on_analysis: Callable[[Analysis], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    defn: PipelineDef | None = None,
+    measure: Callable[..., Measurement] | None = None,
+) -> TuneResult:
+    """Profile ``pipeline``, analyze it, and run an Optuna study on the store.
+
+    With ``join`` the study must exist (started by another ``placer tune`` or host) and
+    this call only adds ``n_trials`` trials to it. ``defn``/``measure`` override the
+    resolved pipeline and measuring function (tests, benchmark); with them only
+    ``workers=1`` is possible, since worker processes resolve ``pipeline`` themselves.
+    """
+    import optuna
+
+    from placer.store import Store
+    from tuners import records
+    from tuners.resolve import load_pipeline, resolve_measure
+
+    _quiet_optuna()
+    if n_trials < 1:
+        raise InvalidInputError(f"--trials must be at least 1, got {n_trials}")
+    if workers < 1:
+        raise InvalidInputError(f"--workers must be at least 1, got {workers}")
+    if trial_seconds <= 0:
+        raise InvalidInputError(f"--trial-seconds must be positive, got {trial_seconds}")
+    if budget_cores is not None and budget_cores < 1:
+        raise InvalidInputError(
+            f"--budget-cores {budget_cores:g} is below what one worker needs (1 core)"
+        )
+    custom = defn is not None or measure is not None
+    if custom and workers > 1:
+        raise InvalidInputError("a custom pipeline object or measure runs with one worker only")
+    defn = defn if defn is not None else load_pipeline(pipeline)
+    measure = measure if measure is not None else resolve_measure()
+
+    store = Store(store_url)
+    try:
+        store.ensure_schema()
+        name = study_name or default_study_name(defn.name)
+        with store.session() as s:
+            existing = records.find_study(s, name)
+            if existing is not None and not join:
+                raise InvalidInputError(
+                    f"study {name!r} already exists ({existing.status}, {existing.n_trials} "
+                    f"trials); pass --join to add trials to it or choose another --study"
+                )
+            if existing is None and join:
+                raise InvalidInputError(f"study {name!r} does not exist; nothing to --join")
+            if existing is not None:
+                owner = s.get(records.Pipeline, existing.pipeline_id)
+                if owner is not None and owner.name != defn.name:
+                    raise InvalidInputError(
+                        f"study {name!r} tunes pipeline {owner.name!r}, not {defn.name!r}"
+                    )
+        storage = optuna_storage(store_url, heartbeat=False)
+        if not join:
+            try:
+                optuna.load_study(study_name=name, storage=storage)
+            except KeyError:
+                pass
+            else:
+                raise InvalidInputError(
+                    f"an Optuna study named {name!r} already exists in this store; "
+                    f"choose another --study"
+                )
+            naive_sps, analysis, config0, pipeline_id = _start_study(
+                store,
+                storage,
+                defn,
+                pipeline,
+                name,
+                measure,
+                budget_cores=budget_cores,
+                budget_memory_bytes=budget_memory_bytes,
+                n_trials=n_trials,
+                trial_seconds=trial_seconds,
+                profile_seconds=profile_seconds,
+                neighbours_limit=neighbours_limit,
+            )
+        else:
+            study = optuna.load_study(study_name=name, storage=storage)
+            analysis = analysis_from_dict(study.user_attrs["analysis"])
+            config0 = dict(study.user_attrs["analysis_config"])
+            naive_sps = float(study.user_attrs["naive_samples_per_second"])
+            with store.session() as s:
+                pipeline_id = int(records.find_study(s, name).pipeline_id)  # type: ignore[union-attr]
+        if on_analysis is not None:
+            on_analysis(analysis)
+
+        spec = WorkerSpec(
+            pipeline=pipeline,
+            store_url=store_url,
+            study_name=name,
+            n_trials=n_trials,
+            trial_seconds=trial_seconds,
+            seed=seed,
+            n_startup_trials=max(2, min(5, n_trials // 3)),
+            extra_sys_path=[p for p in __import__("sys").path if p],
+        )
+        status = "done"
+        try:
+            if workers == 1:
+                from optuna.trial import TrialState
+
+                done_states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+                def progress(study: Any, _trial: Any) -> None:
+                    if on_progress is not None:
+                        n = len(study.get_trials(deepcopy=False, states=done_states))
+                        on_progress(n, n_trials)
+
+                run_trials(spec, defn=defn, measure=measure, callbacks=[progress])
+            else:
+                codes = run_workers(
+                    spec,
+                    workers,
+                    on_progress=(lambda n: on_progress(n, n_trials)) if on_progress else None,
+                )
+                if any(codes):
+                    status = "partial"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            result = _finish(store, storage, defn, pipeline, name, status)
+        return TuneResult(
+            study_name=name,
+            pipeline_id=pipeline_id,
+            analysis=analysis,
+            analysis_config=config0,
+            naive_samples_per_second=naive_sps,
+            best_config=result[0],
+            best_samples_per_second=result[1],
+            trials=result[2],
+            status=result[3],
+        )
+    finally:
+        store.dispose()
+
+
+def _start_study(
+    store: Any,
+    storage: Any,
+    defn: PipelineDef,
+    spec: str,
+    name: str,
+    measure: Callable[..., Measurement],
+    *,
+    budget_cores: float | None,
+    budget_memory_bytes: int | None,
+    n_trials: int,
+    trial_seconds: float,
+    profile_seconds: float | None,
+    neighbours_limit: int,
+) -> tuple[float, Analysis, Config, int]:
+    """Profile the naive config, analyze, then create the study rows and enqueue trials.
+
+    Nothing is stored unless profiling and analysis succeed; the placer rows and the
+    Optuna study are created together (the study is deleted if the rows fail).
+    """
+    import optuna
+
+    from placer.store.models import TuningStudy
+    from tuners import records
+    from tuners.analysis import analyze, config_from_analysis
+
+    try:
+        profile = measure(
+            defn,
+            dict(defn.naive_config),
+            max_batches=100_000,
+            max_seconds=profile_seconds or max(trial_seconds, 2.0),
+        )
+    except PlacerError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise InvalidInputError(
+            f"profiling pipeline {defn.name!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
+    if profile.error or profile.batches <= 0:
+        raise InvalidInputError(
+            f"profiling pipeline {defn.name!r} failed: {profile.error or 'no batches produced'}"
+        )
+    cores = float(budget_cores) if budget_cores is not None else float(profile.host.cores)
+    baseline = int(profile.peak_rss_bytes or 0)
+    memory = (
+        int(budget_memory_bytes)
+        if budget_memory_bytes is not None
+        else max(int(profile.host.free_memory_bytes) // 2, baseline)
+    )
+    if memory < baseline:
+        raise InvalidInputError(
+            f"--budget-mem {memory} bytes is below what one worker needs "
+            f"({baseline} bytes peak RSS measured with the naive config)"
+        )
+    analysis = analyze(
+        defn,
+        profile,
+        budget_cores=cores,
+        budget_memory_bytes=memory,
+        baseline_memory_bytes=baseline,
+    )
+    config0 = config_from_analysis(defn, analysis)
+
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+    try:
+        study.set_user_attr("analysis", analysis.to_dict())
+        study.set_user_attr("analysis_config", config0)
+        study.set_user_attr("budget_cores", cores)
+        study.set_user_attr("budget_memory_bytes", memory)
+        study.set_user_attr("baseline_memory_bytes", baseline)
+        study.set_user_attr("naive_samples_per_second", profile.samples_per_second)
+        study.set_user_attr("pipeline", spec)
+        study.enqueue_trial(_params(defn, config0), user_attrs={"origin": "analysis"})
+        for extra in neighbours(defn, analysis, config0, min(neighbours_limit, n_trials - 1)):
+            study.enqueue_trial(_params(defn, extra), user_attrs={"origin": "neighbour"})
+        with store.session() as s:
+            pipeline = records.upsert_pipeline(s, defn, spec)
+            pipeline.analysis = analysis.to_dict()
+            records.record_measurement(s, pipeline, profile, purpose="profile")
+            s.add(
+                TuningStudy(
+                    pipeline_id=pipeline.id,
+                    optuna_study_name=name,
+                    budget_cores=cores,
+                    budget_memory_bytes=memory,
+                    status="running",
+                    naive_throughput=profile.samples_per_second,
+                    upper_bound=analysis.upper_bound_samples_per_second
+                    if math.isfinite(analysis.upper_bound_samples_per_second)
+                    else None,
+                )
+            )
+            pipeline_id = int(pipeline.id)
+    except BaseException:
+        optuna.delete_study(study_name=name, storage=storage)
+        raise
+    return profile.samples_per_second, analysis, config0, pipeline_id
+
+
+def _params(defn: PipelineDef, config: Config) -> dict[str, Any]:
+    return {k: config[k] for k in defn.knobs if k in config}
+
+
+def _finish(
+    store: Any, storage: Any, defn: PipelineDef, spec: str, name: str, status: str
+) -> tuple[Config | None, float | None, list[dict[str, Any]], str]:
+    """Store the study's outcome on its row and, if better, on the pipeline."""
+    import optuna
+
+    from tuners import records
+
+    study = optuna.load_study(study_name=name, storage=storage)
+    best = best_trial(study)
+    rows = trial_rows(study)
+    config = dict(best.user_attrs.get("config", best.params)) if best else None
+    value = float(best.value) if best else None
+    if best is None and status == "done":
+        status = "no-feasible-trial"
+    with store.session() as s:
+        row = records.find_study(s, name)
+        if row is not None:
+            row.status = status
+            row.n_trials = len(rows)
+            row.best_config = config or {}
+            row.best_throughput = value
+            pipeline = s.get(records.Pipeline, row.pipeline_id)
+            if (
+                pipeline is not None
+                and value is not None
+                and (
+                    pipeline.best_throughput is None
+                    or value >= pipeline.best_throughput
+                    or pipeline.best_config == {}
+                )
+            ):
+                pipeline.best_config = config or {}
+                pipeline.best_throughput = value
+    return config, value, rows, status
