@@ -97,7 +97,8 @@ def test_plan_binding_on_node_0_for_real(tmp_path: Path, monkeypatch: pytest.Mon
 
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     store.upgrade()
-    cmd = [str(bins / "seqread"), "-m", "64M", "-i", "4"]
+    # about 0.3 s: numa_maps is sampled while it runs
+    cmd = [str(bins / "seqread"), "-m", "64M", "-i", "200"]
     run_id, code, _ = run_profile(store, ProfileRequest(command=cmd, name="seqread", perf=False))
     assert code == 0
     mode = decide_mode(detect_nodes("/"), slow_node=0)

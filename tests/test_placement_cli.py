@@ -169,7 +169,8 @@ def test_run_binds_planned_sites_on_node0(cli, labeled, tmp_path: Path, no_defau
     if subprocess.run(["make", "-s", "-C", str(REPO / "examples")]).returncode != 0:
         pytest.skip("cannot build the examples")
     url, _ = labeled
-    prog = [str(REPO / "examples" / "bin" / "seqread"), "-m", "32M", "-i", "30"]
+    # about 0.4 s: numa_maps is sampled while it runs
+    prog = [str(REPO / "examples" / "bin" / "seqread"), "-m", "32M", "-i", "600"]
     cli("--store", url, "train", check=True, env=no_default)
     cli("--store", url, "profile", "--name", "seqread", "--no-perf", "--", *prog,
                check=True)

@@ -176,7 +176,9 @@ def run_with_plan(
 
     def poll() -> None:
         # keep every range ever seen with its largest page counts: bound buffers may be
-        # freed before the program exits, so the last snapshot alone can miss them
+        # freed before the program exits, so the last snapshot alone can miss them.
+        # Short programs: look often at first, then back off to ``poll_s``.
+        wait = min(0.005, poll_s)
         while not stop.is_set():
             snap = snapshot(proc.pid)
             if snap is not None and proc.poll() is None:
@@ -185,7 +187,8 @@ def run_with_plan(
                     old = seen.get(key)
                     if old is None or sum(r.pages.values()) > sum(old.pages.values()):
                         seen[key] = r
-            stop.wait(poll_s)
+            stop.wait(wait)
+            wait = min(wait * 1.5, poll_s)
 
     watcher = threading.Thread(target=poll, daemon=True)
     watcher.start()

@@ -189,13 +189,15 @@ def run_with_plan(argv: list[str], shim_plan_lines: list[str], *, period_s: floa
             except OSError as exc:
                 raise InvalidInputError(f"cannot run {argv[0]}: {exc.strerror}") from None
             child.append(proc)
+            wait = min(0.005, period_s)  # short programs: look often at first, then back off
             while proc.poll() is None:
                 got = sample(proc.pid)
                 if got is not None and proc.poll() is None:
                     snaps.append(got)
                     if len(snaps) > 2000:  # keep memory bounded on long runs
                         del snaps[1:1000:2]
-                time.sleep(period_s)
+                time.sleep(wait)
+                wait = min(wait * 1.5, period_s)
             returncode = proc.wait()
         finally:
             for s, h in previous.items():
