@@ -4,8 +4,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stamp-install
 DEMO_DIR ?= .demo
+# What the tests exercise when present: the shim under jemalloc and tcmalloc, a jemalloc
+# program (redis), the reports in a real browser.
+TEST_SYSTEM_PKGS := libjemalloc2 libtcmalloc-minimal4 redis-server redis-tools chromium
 
-.PHONY: setup test test-fast demo lint clean system-deps
+.PHONY: setup test test-deps test-fast demo lint clean system-deps
 
 setup: $(STAMP)
 
@@ -21,10 +24,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev,pipelines,tf]'
 	@touch $(STAMP)
 
-test: setup
+test-deps:
+	@bash scripts/system-deps.sh --optional $(TEST_SYSTEM_PKGS)
+
+test: setup test-deps
 	$(VENV)/bin/pytest -q
 
-test-fast: setup
+test-fast: setup test-deps
 	$(VENV)/bin/pytest -q -m 'not slow'
 
 demo: setup
