@@ -11,7 +11,6 @@ is enforced by the plan itself: every site not kept in DRAM is bound to the slow
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import threading
@@ -21,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from placer.errors import ExternalToolError, InvalidInputError
-
-_NUMA_LINE = re.compile(r"^([0-9a-f]+)\s+(\S+)(.*)$")
+from placer.placement.apply import parse_numa_maps as parse_vmas
+from placer.placement.apply import vma_ends
 
 
 @dataclass
@@ -35,38 +34,18 @@ class NumaRange:
 
 def parse_numa_maps(text: str) -> list[NumaRange]:
     """``/proc/PID/numa_maps`` lines → ranges with their policy and pages per node."""
-    out = []
-    for line in text.splitlines():
-        m = _NUMA_LINE.match(line.strip())
-        if not m:
-            continue
-        pages = {int(k): int(v) for k, v in re.findall(r"\bN(\d+)=(\d+)", m.group(3))}
-        out.append(NumaRange(int(m.group(1), 16), m.group(2), pages))
-    return out
-
-
-def parse_maps_ends(text: str) -> dict[int, int]:
-    """``/proc/PID/maps`` → {start: end} (numa_maps has only starts)."""
-    ends = {}
-    for line in text.splitlines():
-        rng = line.split(" ", 1)[0]
-        if "-" in rng:
-            a, b = rng.split("-", 1)
-            try:
-                ends[int(a, 16)] = int(b, 16)
-            except ValueError:
-                continue
-    return ends
+    return [NumaRange(v.start, v.policy, dict(v.pages)) for v in parse_vmas(text)]
 
 
 def snapshot(pid: int) -> list[NumaRange] | None:
     """One consistent-enough look at a live process's NUMA placement (None once it exited)."""
     try:
         numa = Path(f"/proc/{pid}/numa_maps").read_text()
-        ends = parse_maps_ends(Path(f"/proc/{pid}/maps").read_text())
-    except OSError:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except (OSError, UnicodeDecodeError):
         return None
     ranges = parse_numa_maps(numa)
+    ends = vma_ends([], maps)
     for r in ranges:
         r.end = ends.get(r.start)
     return ranges
