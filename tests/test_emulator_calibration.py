@@ -31,7 +31,7 @@ def test_microbenchmarks_land_within_20_percent(
     assert bins is not None
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     store.upgrade()
-    rows = calibrate(store, bins, measure_now(), attempts=2)
+    rows = calibrate(store, bins, measure_now(), attempts=3)
     store.dispose()
     assert [r.bench for r in rows] == ["chase", "seqread", "seqwrite", "randupdate"]
     report = "; ".join(
@@ -39,10 +39,17 @@ def test_microbenchmarks_land_within_20_percent(
         + ("" if r.drift is None else f" (host drift {r.drift:+.0%})")
         for r in rows
     )
-    noisy = [r.bench for r in rows if r.drift is not None and abs(r.drift) > 0.25]
     for r in rows:
         assert r.implied > 1.2, report  # the loops dominate: the check has teeth
-        if r.bench not in noisy:
+        assert r.phases and all(p.seconds >= 0 for p in r.phases), report
+    # A benchmark whose own loop rate kept drifting from the host constants measured
+    # around it (after 3 tries) ran on a host whose DRAM speed changed under it: its
+    # comparison is only reported, unless it lands within the bound anyway.
+    noisy = [r for r in rows if r.drift is not None and abs(r.drift) > 0.25]
+    for r in rows:
+        if r not in noisy:
             assert abs(r.error) <= 0.20, report
-    if noisy:  # after 2 tries each, the host's DRAM speed kept changing under these runs
-        pytest.skip(f"host too busy to check {', '.join(noisy)} (others passed): {report}")
+    missed = [r.bench for r in noisy if abs(r.error) > 0.20]
+    if missed:
+        pytest.skip(f"host too busy to check {', '.join(missed)} (others passed): {report}")
+    print(report)

@@ -12,6 +12,7 @@ from placer.emulator.model import (
     RunProfile,
     costs,
     estimate,
+    random_ceiling,
     random_share,
     ratios,
 )
@@ -95,6 +96,43 @@ def test_page_poison_spread_separates_random_from_streaming() -> None:
     rand = obj(2, size, r=20 * size, w=0, series=[1.0] * 200)
     assert random_share(stream, HOST)[0] == pytest.approx(0.0, abs=0.05)
     assert random_share(rand, HOST)[0] == pytest.approx(1.0, abs=0.05)
+
+
+def test_rate_above_the_random_ceiling_is_a_stream() -> None:
+    size = 128 * MIB
+    # 16 write passes in 0.4 s: 5.4 GB/s, half this host's bandwidth but far above what
+    # random words can reach (2 threads x 24 misses x 8 B / 100 ns / (1 - hit) ~ 4.4 GB/s)
+    stream = obj(1, size, r=0, w=17 * size, series=[1.0] * 10, lifetime=0.4)
+    assert random_ceiling(size, HOST, 2) < 17 * size / 0.4 < HOST.write_gbps * 1e9
+    assert random_share(stream, HOST, threads=2)[0] == 0.0
+    # an all-slow seqwrite stays a write stream: write-bandwidth ratio, no random writes
+    c = costs(profile(stream, wall=1.0), load_spec("optane"), load_spec("dram"), HOST)[0][1]
+    assert c.t_write_random == 0.0 and c.t_write_seq > 0
+    # one dependent word per latency is random; a cache-resident object's rate proves nothing
+    chase = obj(2, size, r=0.08e9, w=0, lifetime=1.0)  # no samples: the rate decides
+    assert random_share(chase, HOST, threads=2)[0] == pytest.approx(1.0)
+    assert random_ceiling(MIB, HOST, 2) == HOST.read_gbps * 1e9
+
+
+def test_calibration_reference_charges_every_phase() -> None:
+    from placer.emulator.calibration import phases
+
+    r = ratios(load_spec("optane"), load_spec("dram"), threads=2)
+    host = HostDram(latency_ns=200.0, read_gbps=20.0, write_gbps=20.0, llc_bytes=32 * MIB)
+    chase = {"bytes": 128 * MIB, "accesses": 2e6, "time_s": 0.4, "fill_s": 0.05, "setup_s": 0.05}
+    ph = {p.name: p for p in phases("chase", chase, r, host)}
+    assert ph["chase"].seconds == 0.4 and ph["chase"].ratio == r["latency"]
+    # fill: its bandwidth time (its measured time is mostly page faults)
+    assert ph["fill"].seconds == pytest.approx(128 * MIB / 20e9)
+    # the shuffle: every node's line dirtied at random once, the rest random reads
+    wb = ph["shuffle: random writebacks"]
+    assert wb.ratio == r["write_random"] and wb.seconds == pytest.approx(128 * MIB / 20e9)
+    shuffle = sum(p.seconds for n, p in ph.items() if n.startswith("shuffle"))
+    assert shuffle == pytest.approx(0.05)
+    ru = {"bytes": 128 * MIB, "accesses": 8e6, "time_s": 0.2, "fill_s": 0.05, "setup_s": 0}
+    ph = {p.name: p for p in phases("randupdate", ru, r, host)}
+    assert ph["updates: random writebacks"].seconds == pytest.approx(8e6 * 64 / 20e9)
+    assert ph["updates: random reads"].seconds == pytest.approx(0.2 - 8e6 * 64 / 20e9)
 
 
 def test_small_hot_object_costs_little_beyond_compulsory_misses() -> None:

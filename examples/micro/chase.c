@@ -26,11 +26,14 @@ int main(int argc, char **argv) {
               "  -i ITERS   dependent loads (default 20000000)\n"
               "  -s SEED    permutation seed (default 1)\n");
   uint64_t n = o.bytes / sizeof(node_t);
+  double tf = now_seconds();
   node_t *nodes = alloc_chase_nodes(n);
   for (uint64_t i = 0; i < n; i++) {
     nodes[i].next = i;
     for (int k = 0; k < 7; k++) nodes[i].pad[k] = 0;
   }
+  double ts = now_seconds();
+  o.fill_s = ts - tf;
   uint64_t st = mix64(o.seed);
   for (uint64_t i = n - 1; i > 0; i--) { /* Sattolo: j < i gives a single cycle */
     uint64_t j = (uint64_t)(((unsigned __int128)xorshift64s(&st) * i) >> 64);
@@ -39,6 +42,7 @@ int main(int argc, char **argv) {
     nodes[j].next = t;
   }
   double t0 = now_seconds();
+  o.setup_s = t0 - ts;
   uint64_t p = 0;
   for (int64_t k = 0; k < o.iters; k++) p = nodes[p].next;
   double secs = now_seconds() - t0;

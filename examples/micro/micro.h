@@ -3,8 +3,11 @@
  * Every benchmark takes -m SIZE (working set, bytes with optional K/M/G suffix), -i ITERS,
  * -s SEED and -t THREADS where it parallelizes, and prints one line
  *   NAME: bytes=WORKING_SET accesses=N bytes_touched=B reads_per_access=R writes_per_access=W
- *         time_s=T ns_per_access=X gb_per_s=Y checksum=C
- * where time_s covers only the measured loop (initialization excluded).
+ *         time_s=T ns_per_access=X gb_per_s=Y checksum=C fill_s=F setup_s=U
+ * where time_s covers only the measured loop (initialization excluded), fill_s the initial
+ * front-to-back fill of the working set (first touch: page faults included) and setup_s
+ * what runs between the fill and the loop (the chase's shuffle; 0 where there is none),
+ * so the emulator's calibration can charge every phase (docs/emulator.md, Calibration).
  */
 #ifndef PLACER_EXAMPLES_MICRO_H
 #define PLACER_EXAMPLES_MICRO_H
@@ -28,6 +31,8 @@ typedef struct {
   int64_t iters;  /* -i */
   uint64_t seed;  /* -s */
   int threads;    /* -t */
+  double fill_s;  /* initial fill of the working set (reported, not part of time_s) */
+  double setup_s; /* between the fill and the timed loop (reported, not part of time_s) */
 } micro_opts_t;
 
 static const char *micro_name = "micro";
@@ -120,10 +125,10 @@ static void print_micro(const micro_opts_t *o, int64_t accesses, uint64_t bytes_
                         double reads, double writes, double seconds, uint64_t checksum) {
   printf("%s: bytes=%" PRIu64 " accesses=%" PRId64 " bytes_touched=%" PRIu64
          " reads_per_access=%g writes_per_access=%g threads=%d time_s=%.6f ns_per_access=%.3f"
-         " gb_per_s=%.3f checksum=%016" PRIx64 "\n",
+         " gb_per_s=%.3f checksum=%016" PRIx64 " fill_s=%.6f setup_s=%.6f\n",
          o->name, o->bytes, accesses, bytes_touched, reads, writes, omp_get_max_threads(),
          seconds, seconds * 1e9 / (double)accesses, (double)bytes_touched / seconds / 1e9,
-         checksum);
+         checksum, o->fill_s, o->setup_s);
   fflush(stdout);
 }
 

@@ -22,10 +22,12 @@ int main(int argc, char **argv) {
               "  -s SEED    stream seed (default 1)\n"
               "  -t THREADS OpenMP threads\n");
   uint64_t n = o.bytes / sizeof(uint64_t);
+  double tf = now_seconds();
   uint64_t *table = alloc_update_table(n);
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < (int64_t)n; i++) table[i] = (uint64_t)i;
   double t0 = now_seconds();
+  o.fill_s = t0 - tf;
 #pragma omp parallel
   {
     const uint64_t nt = (uint64_t)omp_get_num_threads(), t = (uint64_t)omp_get_thread_num();

@@ -20,11 +20,13 @@ int main(int argc, char **argv) {
               "  -s SEED    fill seed (default 1)\n"
               "  -t THREADS OpenMP threads\n");
   int64_t n = (int64_t)(o.bytes / sizeof(uint64_t));
+  double tf = now_seconds();
   uint64_t *a = alloc_seqread_buffer((uint64_t)n);
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; i++) a[i] = mix64(o.seed + (uint64_t)i);
   uint64_t sum = 0;
   double t0 = now_seconds();
+  o.fill_s = t0 - tf;
   for (int64_t pass = 0; pass < o.iters; pass++) {
 #pragma omp parallel for schedule(static) reduction(+ : sum)
     for (int64_t i = 0; i < n; i++) sum += a[i];

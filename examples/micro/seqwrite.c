@@ -21,10 +21,12 @@ int main(int argc, char **argv) {
               "  -s SEED    value seed (default 1)\n"
               "  -t THREADS OpenMP threads\n");
   int64_t n = (int64_t)(o.bytes / sizeof(uint64_t));
+  double tf = now_seconds();
   uint64_t *a = alloc_seqwrite_buffer((uint64_t)n);
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; i++) a[i] = 0; /* fault pages in before timing */
   double t0 = now_seconds();
+  o.fill_s = t0 - tf;
   for (int64_t pass = 0; pass < o.iters; pass++) {
     const uint64_t v = o.seed + (uint64_t)pass;
 #pragma omp parallel for schedule(static)

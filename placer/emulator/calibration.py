@@ -2,9 +2,10 @@
 
 Each benchmark is profiled by the real collectors (shim + perf, then a DHAT pass), then
 emulated with every object in the slow tier. What the published ratios *imply* for it
-comes from the benchmark's own report (its timed loop ``time_s``) and the spec alone:
-``implied = (T + t_loop (r - 1) + t_fill (r_w - 1)) / T``, the one initial fill of the
-buffer at the write-bandwidth ratio (docs/emulator.md, Calibration)::
+comes from the benchmark's own report and the spec alone, phase by phase (:func:`phases`):
+``implied = (T + sum_phase t_phase (r_phase - 1)) / T``, with each phase's DRAM time on this
+host (measured, or bytes over this host's bandwidth where the phase is a plain stream) and
+the published ratio for its access kind (docs/emulator.md, Calibration)::
 
     python -m placer.emulator.calibration --store URL [--tier optane]
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,24 @@ from placer.tiers.specs import TierSpec, load_spec
 
 BENCHES = {
     "chase": ["-m", "128M", "-i", "2000000"],
-    "seqread": ["-m", "128M", "-i", "16"],
+    "seqread": ["-m", "128M", "-i", "32"],
     "seqwrite": ["-m", "128M", "-i", "16"],
     "randupdate": ["-m", "128M", "-i", "8000000"],
 }
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase of a benchmark run: its DRAM time here and the published ratio it takes."""
+
+    name: str
+    seconds: float
+    ratio: float
+    basis: str  # where ``seconds`` comes from: the benchmark's own clock, or bytes / bandwidth
+
+    @property
+    def penalty(self) -> float:
+        return self.seconds * (self.ratio - 1.0)
 
 
 @dataclass
@@ -40,6 +55,7 @@ class CalibrationRow:
     emulated: float
     host: HostDram | None = None
     drift: float | None = None  # benchmark's own rate vs the host constants (see drift())
+    phases: list[Phase] = field(default_factory=list)
 
     @property
     def error(self) -> float:
@@ -55,13 +71,74 @@ class CalibrationRow:
             "implied": self.implied,
             "emulated": self.emulated,
             "error": self.error,
+            "phases": [
+                {"name": p.name, "seconds": p.seconds, "ratio": p.ratio, "basis": p.basis}
+                for p in self.phases
+            ],
         }
+
+
+def _random_rmw(
+    name: str, t: float, lines: float, r: dict[str, float], host: HostDram
+) -> list[Phase]:
+    """A phase of random read-modify-writes taking ``t`` s and dirtying ``lines`` random lines.
+
+    Each dirty line is written back once (``lines x 64 B / B_w``, random-write ratio, i.e.
+    with the tier's write amplification); the rest of the phase waited for random reads
+    (latency ratio: with the same memory-level parallelism, throughput scales with latency).
+    """
+    t_wb = min(t, lines * LINE / (host.write_gbps * 1e9))
+    return [
+        Phase(f"{name}: random writebacks", t_wb, r["write_random"], "lines x 64 B / B_w"),
+        Phase(f"{name}: random reads", t - t_wb, r["latency"], f"{name} time - writebacks"),
+    ]
+
+
+def phases(
+    bench: str, report: dict[str, float], r: dict[str, float], host: HostDram
+) -> list[Phase]:
+    """Every memory phase of one benchmark run, with the published ratio for each.
+
+    Every benchmark first fills its ``S``-byte buffer front to back: a write stream, charged
+    its bandwidth time ``S / B_w`` (its measured ``fill_s`` is mostly first-touch page
+    faults, kernel work the tier does not slow down, so no more than ``fill_s``). Then:
+    chase shuffles (Sattolo: a descending sweep reading and writing every node, plus one
+    random read-modify-write of a node per step) and chases (latency); seqread / seqwrite
+    stream (read / write bandwidth); randupdate updates at random (random reads plus one
+    dirty random line each) and reads the table once for its checksum (read stream).
+    """
+    size = report["bytes"]
+    b_r, b_w = host.read_gbps * 1e9, host.write_gbps * 1e9
+    loop = report["time_s"]
+    fill_s = report.get("fill_s")
+    fill = size / b_w if fill_s is None else min(fill_s, size / b_w)
+    out = [Phase("fill", fill, r["write_bandwidth"], "S / B_w")]
+    if bench == "chase":
+        shuffle = report.get("setup_s", 0.0)
+        sweep_r, sweep_w = min(shuffle, size / b_r), min(shuffle, size / b_w)
+        rest = max(0.0, shuffle - sweep_r - sweep_w)
+        out += [
+            Phase("shuffle: sweep reads", sweep_r, r["read_bandwidth"], "S / B_r"),
+            Phase("shuffle: sweep writebacks", sweep_w, r["write_bandwidth"], "S / B_w"),
+            *_random_rmw("shuffle", rest, size / LINE - 1, r, host),
+            Phase("chase", loop, r["latency"], "time_s"),
+        ]
+    elif bench == "seqread":
+        out.append(Phase("read passes", loop, r["read_bandwidth"], "time_s"))
+    elif bench == "seqwrite":
+        out.append(Phase("write passes", loop, r["write_bandwidth"], "time_s"))
+    elif bench == "randupdate":
+        out += _random_rmw("updates", loop, report["accesses"], r, host)
+        out.append(Phase("checksum pass", size / b_r, r["read_bandwidth"], "S / B_r"))
+    else:
+        raise KeyError(bench)
+    return out
 
 
 def implied_ratio(
     bench: str, report: dict[str, float], r: dict[str, float], host: HostDram
 ) -> float:
-    """The published ratio for the benchmark's loop (random update: read + write blend)."""
+    """The published ratio for the benchmark's timed loop (random update: read + write blend)."""
     if bench == "chase":
         return r["latency"]
     if bench == "seqread":
@@ -70,8 +147,8 @@ def implied_ratio(
         return r["write_bandwidth"]
     if bench == "randupdate":
         loop = report["time_s"]
-        t_wb = min(loop, report["accesses"] * LINE / (host.write_gbps * 1e9))
-        return ((loop - t_wb) * r["latency"] + t_wb * r["write_random"]) / loop
+        parts = _random_rmw("updates", loop, report["accesses"], r, host)
+        return sum(p.seconds * p.ratio for p in parts) / loop if loop > 0 else r["latency"]
     raise KeyError(bench)
 
 
@@ -104,8 +181,9 @@ def calibrate(
     """Profile and emulate each benchmark; ``fresh``: measure host DRAM around each run.
 
     A benchmark whose own loop rate drifts more than ``max_drift`` from the host constants
-    measured around it is run again (up to ``attempts`` times); the last try is kept and
-    its ``drift`` says whether the host was quiet enough.
+    measured around it is run again (up to ``attempts`` times); the try with the smallest
+    drift is kept (and gets the DHAT pass), and its ``drift`` says whether the host was
+    quiet enough.
     """
     from placer.emulator.host import mean_host, measure_now
     from placer.emulator.load import load_profile
@@ -114,17 +192,20 @@ def calibrate(
 
     spec = spec or load_spec("optane")
     ref = load_spec("dram")
+    base = host
     rows = []
     for bench, args in (benches or BENCHES).items():
         cmd = [str(bin_dir / bench), *args]
+        # (|drift|, run id, report, host constants around the run, drift)
+        best: tuple[float, int, dict[str, float], HostDram, float | None] | None = None
         for _ in range(max(attempts, 1)):
             with tempfile.TemporaryDirectory(prefix="placer-calib-") as tmp:
                 out = Path(tmp) / "out.txt"
-                before = measure_now() if fresh else host
+                before = measure_now() if fresh else base
                 with quiet_fds(out):
                     run_id, _ = profile_pair(store, cmd, bench, deep=False)
-                if fresh:  # the host is shared: average the DRAM seen before and after
-                    host = mean_host(before, measure_now())
+                # the host is shared: average the DRAM seen before and after
+                seen = mean_host(before, measure_now()) if fresh else base
                 report = parse_micro_line(
                     next(
                         ln
@@ -132,15 +213,16 @@ def calibrate(
                         if ln.startswith(f"{bench}:")
                     )
                 )
-                d = drift(bench, report, host)
-                if d is not None and abs(d) > max_drift:
-                    continue
-                with quiet_fds(out):
-                    dhat_pass(store, run_id, cmd)
-            break
-        else:
-            with quiet_fds(Path(tempfile.gettempdir()) / "placer-calib-dhat.log"):
-                dhat_pass(store, run_id, cmd)
+            d = drift(bench, report, seen)
+            score = 0.0 if d is None else abs(d)
+            if best is None or score < best[0]:
+                best = (score, run_id, report, seen, d)
+            if score <= max_drift:
+                break
+        assert best is not None
+        _, run_id, report, host, d = best  # the try whose constants held best
+        with quiet_fds(Path(tempfile.gettempdir()) / "placer-calib-dhat.log"):
+            dhat_pass(store, run_id, cmd)
         with store.session() as s:
             profile = load_profile(s, run_id)
         cs, r = costs(profile, spec, ref, host)
@@ -148,11 +230,12 @@ def calibrate(
         emulated = (wall + sum(c.penalty_s for c in cs.values())) / wall
         rr = ratios(spec, ref, profile.threads)
         ratio = implied_ratio(bench, report, rr, host)
+        ph = phases(bench, report, rr, host)
+        implied = (wall + sum(p.penalty for p in ph)) / wall
         loop = min(report["time_s"], wall)
-        # every benchmark fills its buffer once, front to back, before the timed loop
-        fill = report["bytes"] / (host.write_gbps * 1e9)
-        implied = (wall + loop * (ratio - 1) + fill * (rr["write_bandwidth"] - 1)) / wall
-        rows.append(CalibrationRow(bench, run_id, wall, loop, ratio, implied, emulated, host, d))
+        rows.append(
+            CalibrationRow(bench, run_id, wall, loop, ratio, implied, emulated, host, d, ph)
+        )
     return rows
 
 
@@ -174,15 +257,21 @@ def main(argv: list[str] | None = None) -> int:
     rows = calibrate(store, bins, host, load_spec(args.tier))
     print(
         "| benchmark | host DRAM ns, read/write GB/s | drift | run wall s | timed loop s | "
-        "published ratio | implied slowdown | emulated slowdown | error |"
+        "loop ratio | other phases: DRAM s x ratio | implied slowdown | emulated slowdown "
+        "| error |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         h = r.host or host
+        others = ", ".join(
+            f"{p.name} {p.seconds:.3f} x {p.ratio:.1f}"
+            for p in r.phases
+            if p.basis != "time_s" and not p.name.startswith("updates")
+        )
         print(
             f"| {r.bench} | {h.latency_ns:.0f}, {h.read_gbps:.1f}/{h.write_gbps:.1f} | "
             f"{'' if r.drift is None else f'{r.drift:+.0%}'} | {r.wall_s:.2f} | "
-            f"{r.loop_s:.2f} | {r.ratio:.2f} | {r.implied:.2f} | "
+            f"{r.loop_s:.2f} | {r.ratio:.2f} | {others} | {r.implied:.2f} | "
             f"{r.emulated:.2f} | {r.error:+.0%} |"
         )
     store.dispose()

@@ -4,7 +4,8 @@ The formula, each constant's source and what the model leaves out are in
 ``docs/emulator.md``; the names below follow it. In short, for each object ``o``:
 
 1. traffic: bytes read ``R`` and written ``W`` (DHAT, exact), size ``S``, lifetime ``L``;
-2. pattern: random share ``p`` of the accesses (page-poison spread vs passes, else rate);
+2. pattern: random share ``p`` of the accesses (page-poison spread vs passes, else the rate
+   between one dependent word per latency and the fastest random rate of this host);
 3. cache: line accesses ``R·(p/w + (1-p)/64)``; beyond compulsory misses, random lines hit
    the LLC with probability ``min(1, C_eff/S)`` and streams hit only if ``S <= C_eff``;
 4. DRAM time of the misses with this host's DRAM constants, capped by ``L`` for the object
@@ -30,6 +31,11 @@ LINE = 64  # bytes per cache line
 WORD = 8  # bytes per random access (w): 64-bit loads/stores, see docs/emulator.md
 PAGE = 4096
 LLC_SHARE = 0.5  # C_eff = LLC_SHARE x LLC: the rest is held by other data (assumption)
+# Most demand misses one core keeps in flight (memory-level parallelism ceiling): a generous
+# upper bound, twice the 10-12 L1D line fill buffers of the Skylake/Cascade Lake cores the
+# Optane numbers were measured on (docs/emulator.md, step 1). Random accesses cannot move
+# more than threads x MLP_MAX words per DRAM latency; faster traffic is streaming.
+MLP_MAX = 24
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,22 @@ def ratios(spec: TierSpec, ref: TierSpec, threads: int) -> dict[str, float]:
     }
 
 
-def random_share(obj: ObjectTraffic, host: HostDram) -> tuple[float, str]:
+def random_ceiling(size: float, host: HostDram, threads: int) -> float:
+    """Fastest byte rate random word accesses to an object of ``size`` can reach here.
+
+    ``threads x MLP_MAX`` misses in flight, one word each per DRAM latency; accesses that
+    hit the cache (``min(1, C_eff / size)`` of them) are free. Capped by the streaming
+    bandwidth (a cache-resident object can be random at any rate: the rate says nothing).
+    """
+    hit = min(1.0, host.llc_bytes * LLC_SHARE / max(size, 1.0))
+    stream = host.read_gbps * 1e9
+    if hit >= 1.0:
+        return stream
+    misses = max(threads, 1) * MLP_MAX * WORD / (host.latency_ns * 1e-9)
+    return min(stream, misses / (1.0 - hit))
+
+
+def random_share(obj: ObjectTraffic, host: HostDram, threads: int = 1) -> tuple[float, str]:
     """Share of accesses that are random (0 = streaming, 1 = random), and the evidence used.
 
     Page-poison evidence: over the intervals an object is touched, a stream making ``pi``
@@ -147,8 +168,10 @@ def random_share(obj: ObjectTraffic, host: HostDram) -> tuple[float, str]:
     accesses of the same volume touch ``1 - exp(-pi * PAGE / WORD)`` of them. The observed
     touched share between the two gives the mix (beyond two standard errors of sampling
     noise; random writes are the costliest mistake). When ``pi >= 1`` both predict 1 and the
-    rate evidence decides: the bytes per second the object served, on a log scale between
-    one dependent random word per DRAM latency and this host's streaming bandwidth.
+    rate evidence decides: the bytes per second the object served over its life, on a log
+    scale between one dependent random word per DRAM latency (all random) and the fastest
+    rate random accesses could reach on this host with ``threads`` threads
+    (:func:`random_ceiling`; at or above it the traffic cannot be random: a stream).
     """
     volume = obj.bytes_read + obj.bytes_written
     if volume <= 0 or obj.size_bytes <= 0:
@@ -173,12 +196,15 @@ def random_share(obj: ObjectTraffic, host: HostDram) -> tuple[float, str]:
         return 0.5, "no lifetime: even mix assumed"
     rate = volume / obj.lifetime_s
     lo = WORD / (host.latency_ns * 1e-9)
-    hi = host.read_gbps * 1e9
+    hi = random_ceiling(obj.size_bytes, host, threads)
     if hi <= lo:
         return 0.5, "host constants inconsistent: even mix assumed"
     p_seq = math.log(max(rate, lo) / lo) / math.log(hi / lo)
     p_seq = min(1.0, max(0.0, p_seq))
-    return 1.0 - p_seq, f"rate: {rate / 1e9:.3f} GB/s between {lo / 1e9:.3f} and {hi / 1e9:.1f}"
+    return 1.0 - p_seq, (
+        f"rate: {rate / 1e9:.3f} GB/s between {lo / 1e9:.3f} (dependent words) and "
+        f"{hi / 1e9:.3f} (random ceiling)"
+    )
 
 
 def _misses(nbytes: float, gran: float, compulsory: float, hit: float) -> float:
@@ -188,9 +214,9 @@ def _misses(nbytes: float, gran: float, compulsory: float, hit: float) -> float:
     return first + (lines - first) * (1.0 - hit)
 
 
-def object_cost(obj: ObjectTraffic, host: HostDram) -> ObjectCost:
+def object_cost(obj: ObjectTraffic, host: HostDram, threads: int = 1) -> ObjectCost:
     """Step 2-4 for one object: DRAM time of its memory traffic, before the caps."""
-    p, evidence = random_share(obj, host)
+    p, evidence = random_share(obj, host, threads)
     c_eff = host.llc_bytes * LLC_SHARE
     size = max(obj.size_bytes, 1)
     hit_rand = min(1.0, c_eff / size)
@@ -230,7 +256,7 @@ def costs(
     profile: RunProfile, spec: TierSpec, ref: TierSpec, host: HostDram
 ) -> tuple[dict[int, ObjectCost], dict[str, float]]:
     """Every object's capped DRAM time and its penalty alone in ``spec``'s tier."""
-    out = {o.object_id: object_cost(o, host) for o in profile.objects}
+    out = {o.object_id: object_cost(o, host, profile.threads) for o in profile.objects}
     for o in profile.objects:  # cap 1: an object's memory time fits in its lifetime
         c = out[o.object_id]
         if o.lifetime_s <= 0 or c.dram_time <= o.lifetime_s:
