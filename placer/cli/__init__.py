@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "placer.cli.tune",
     "placer.cli.placement",
     "placer.cli.report",
+    "placer.cli.daemon",
 ]
 
 

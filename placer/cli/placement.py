@@ -204,7 +204,15 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     print(f"placer: applying {len(lines)} site bindings from {args.plan}"
           + (f" ({len(split)} sites split across nodes: bound whole)" if split else ""),
           file=sys.stderr, flush=True)
-    outcome = apply.run_with_plan(prep.argv, lines)
+    from placer.daemon.client import close_job, register_self
+
+    job = register_self(cmd, say=lambda m: print(f"placer: {m}", file=sys.stderr))
+    try:
+        outcome = apply.run_with_plan(prep.argv, lines)
+    except BaseException:
+        close_job(job, None, "crashed")
+        raise
+    close_job(job, outcome.exit_code, outcome.status)
     main = outcome.logs[0] if outcome.logs else None
     site_of: dict[int, str] = {}
     planned: dict[str, int] = {}

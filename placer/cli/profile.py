@@ -105,8 +105,15 @@ def _profile(args: argparse.Namespace, ctx: Context) -> int:
         threshold=parse_size(args.threshold, "--threshold") if args.threshold else None,
         perf=not args.no_perf,
     )
-    with ctx.open_store() as store:
-        run_id, code, summary = run_profile(store, req)
+    from placer.daemon.client import close_job, register_self
+
+    job = register_self(cmd, say=lambda m: print(f"placer: {m}", file=sys.stderr))
+    code: int | None = None
+    try:
+        with ctx.open_store() as store:
+            run_id, code, summary = run_profile(store, req)
+    finally:
+        close_job(job, code, "exited" if code is not None else "crashed")
     if ctx.format == "json":
         import json
 

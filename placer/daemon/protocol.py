@@ -13,7 +13,7 @@ from typing import Any
 from placer.errors import InvalidInputError
 
 MAX_MESSAGE = 256 * 1024
-OPS = ("status", "attach", "detach", "exit", "pipeline", "jobs", "ping")
+OPS = ("status", "attach", "detach", "exit", "pipeline", "jobs", "job", "ping")
 
 
 class ProtocolError(InvalidInputError):

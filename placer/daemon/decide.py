@@ -1,0 +1,353 @@
+"""What the daemon decides: tiers for live objects, and the next knobs of a pipeline.
+
+Objects: :class:`ObjectTable` keeps the live objects of one job (from the shim log, or
+from ``/proc/PID/maps`` for a process without the shim) with their recent page-poison
+samples, computes the same scale-free features as :func:`placer.placement.features.run_features`
+(only what a production run collects cheaply), scores them with the current placement
+model (the newest trained one, else the shipped default) and picks the DRAM set with the
+planner's knapsack on the predicted penalty under the job's DRAM budget.
+
+Pipelines: :class:`PipelineTuner` runs Optuna's ask-and-tell loop over the knob space the
+job declared: every report tells the measured throughput of the knobs in force and asks
+for the next ones, which the daemon sends back for the job to apply at its next safe point.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from placer.errors import InvalidInputError
+
+PAGE = 4096
+#: Samples kept per object (a sliding window: the daemon ranks recent behaviour).
+SAMPLE_WINDOW = 256
+#: Without the shim, anonymous mappings at least this big are the objects.
+VMA_MIN_BYTES = 1 << 20
+
+
+@dataclass
+class LiveObject:
+    key: str  # "s<seq>" (shim allocation) or "v<start>" (mapping)
+    address: int
+    size: int
+    site: str  # shim site hash as hex, or the mapping's name
+    alloc_ns: int
+    samples: deque[tuple[int, int, int, int]] = field(
+        default_factory=lambda: deque(maxlen=SAMPLE_WINDOW)
+    )  # (interval, sampled, touched, written)
+    tier: str | None = None  # tier the daemon last put it in
+    score: float | None = None
+    penalty: float | None = None
+    migrated_bytes: int = 0
+
+    def describe(self) -> dict[str, Any]:
+        dens = [t / s for _, s, t, _ in self.samples if s]
+        return {
+            "object": self.key,
+            "address": hex(self.address),
+            "size_bytes": self.size,
+            "site": self.site,
+            "tier": self.tier,
+            "score": None if self.score is None else round(self.score, 6),
+            "predicted_penalty": None if self.penalty is None else round(self.penalty, 8),
+            "density_mean": round(sum(dens) / len(dens), 4) if dens else None,
+            "samples": len(self.samples),
+            "migrated_bytes": self.migrated_bytes,
+        }
+
+
+@dataclass
+class Decision:
+    obj: LiveObject
+    tier: str
+    previous: str | None
+    rank: int
+    reason: str
+
+
+class ObjectTable:
+    """Live objects of one job, indexed by allocation seq (shim) or mapping start."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, LiveObject] = {}
+        self.by_seq: dict[int, LiveObject] = {}
+        self.t0_ns: int | None = None
+        self.site_allocs: dict[str, int] = {}
+        self.changed = False  # something new since the last ranking
+        self.freed = 0
+
+    # -- input -----------------------------------------------------------------------
+    def add_alloc(self, seq: int, address: int, size: int, site: int, time_ns: int) -> None:
+        key = f"s{seq}"
+        obj = LiveObject(key, address, size, f"{site:016x}", time_ns)
+        self.objects[key] = obj
+        self.by_seq[seq] = obj
+        self.site_allocs[obj.site] = self.site_allocs.get(obj.site, 0) + 1
+        self.t0_ns = time_ns if self.t0_ns is None else min(self.t0_ns, time_ns)
+        self.changed = True
+
+    def free(self, seq: int) -> None:
+        obj = self.by_seq.pop(seq, None)
+        if obj is not None:
+            self.objects.pop(obj.key, None)
+            self.freed += 1
+            self.changed = True
+
+    def sample(self, seq: int, interval: int, sampled: int, touched: int, written: int) -> None:
+        obj = self.by_seq.get(seq)
+        if obj is not None:
+            obj.samples.append((interval, sampled, touched, written))
+            self.changed = True
+
+    def sync_mappings(self, regions: list[tuple[int, int, str]], now_ns: int) -> None:
+        """Without the shim: the job's large anonymous mappings are its objects."""
+        seen = set()
+        for start, end, name in regions:
+            key = f"v{start:x}"
+            seen.add(key)
+            obj = self.objects.get(key)
+            if obj is None or obj.size != end - start:
+                tier = obj.tier if obj is not None else None
+                self.objects[key] = LiveObject(key, start, end - start, name, now_ns, tier=tier)
+                self.site_allocs[name] = self.site_allocs.get(name, 0) + 1
+                self.changed = True
+        for key in [k for k in self.objects if k.startswith("v") and k not in seen]:
+            del self.objects[key]
+            self.freed += 1
+            self.changed = True
+        if self.t0_ns is None:
+            self.t0_ns = now_ns
+
+    def live_bytes(self) -> int:
+        return sum(o.size for o in self.objects.values())
+
+    # -- features --------------------------------------------------------------------
+    def features(self, now_ns: int) -> tuple[list[LiveObject], Any]:
+        """Objects and their feature table (columns of ``placement.features.FEATURES``)."""
+        import pandas as pd
+
+        objs = list(self.objects.values())
+        t0 = self.t0_ns if self.t0_ns is not None else now_ns
+        span = float(max(now_ns - t0, 1))
+        footprint = float(sum(o.size for o in objs)) or 1.0
+        max_interval = max((s[0] for o in objs for s in o.samples), default=0)
+        min_interval = min((s[0] for o in objs for s in o.samples), default=0)
+        width = max(max_interval - min_interval, 1)
+        rows = []
+        for o in objs:
+            pages = max(o.size / PAGE, 1.0)
+            dens = [(i, t / s) for i, s, t, _ in o.samples if s > 0]
+            touched = sum(t for _, _, t, _ in o.samples)
+            written = sum(w for _, _, _, w in o.samples)
+            active = [d for _, d in dens if d > 0]
+            access_est = sum(d for _, d in dens) * pages
+            rows.append(
+                {
+                    "density_mean": (sum(d for _, d in dens) / len(dens)) if dens else math.nan,
+                    "density_peak": max((d for _, d in dens), default=math.nan),
+                    "density_trend": _trend([((i - min_interval) / width, d) for i, d in dens])
+                    if dens
+                    else math.nan,
+                    "active_share": (len(active) / len(dens)) if dens else math.nan,
+                    "write_share": (written / touched) if touched else math.nan,
+                    "access_est": access_est,
+                    "access_per_byte": (access_est / pages / len(dens)) if dens else math.nan,
+                    "log_size": math.log2(max(o.size, 1)),
+                    "size_share": o.size / footprint,
+                    "chunk_position": 0.0,
+                    "lifetime_share": min(max((now_ns - o.alloc_ns) / span, 0.0), 1.0),
+                    "alloc_time_share": min(max((o.alloc_ns - t0) / span, 0.0), 1.0),
+                    "site_allocs": math.log2(1 + self.site_allocs.get(o.site, 1)),
+                    "fault_density": 0.0,
+                    "llc_miss_share": math.nan,
+                    "llc_miss_density": math.nan,
+                    "mem_latency": math.nan,
+                    "tlb_miss_share": math.nan,
+                    "size_bytes": o.size,
+                }
+            )
+        df = pd.DataFrame(rows)
+        if len(df):
+            total = df["access_est"].sum()
+            df["access_share"] = df["access_est"] / total if total > 0 else 0.0
+        return objs, df
+
+    # -- ranking ---------------------------------------------------------------------
+    def rank(self, model: Any, budget: str, model_version: str, now_ns: int) -> list[Decision]:
+        """Score every live object, choose the DRAM set, return the tier changes."""
+        import numpy as np
+
+        from placer.placement.planner import knapsack, parse_budget
+
+        self.changed = False
+        objs, table = self.features(now_ns)
+        if not objs:
+            return []
+        scores = np.asarray(model.rank_scores(table), dtype=float)
+        penalty = np.asarray(model.predict_penalty(table), dtype=float)
+        weights = np.asarray([o.size for o in objs], dtype=np.int64)
+        total = int(weights.sum())
+        try:
+            capacity, _fraction = parse_budget(budget, total)
+        except InvalidInputError:
+            capacity = total  # a byte budget above the footprint: everything fits
+        # knapsack takes only items of positive value; rank order breaks ties among zeros
+        order = np.argsort(-scores, kind="stable")
+        values = np.maximum(penalty, 0.0) + 1e-12 * (len(objs) - np.argsort(order))
+        dram = knapsack(values, weights, capacity)
+        ranks = np.empty(len(objs), dtype=int)
+        ranks[order] = np.arange(1, len(objs) + 1)
+        out = []
+        for i, o in enumerate(objs):
+            o.score, o.penalty = float(scores[i]), float(penalty[i])
+            tier = "dram" if dram[i] else "slow"
+            if tier == o.tier:
+                continue
+            dens = table["density_mean"].iat[i]
+            signal = "no access samples" if math.isnan(dens) else f"sampled density {dens:.2f}"
+            where = "fits" if dram[i] else "falls outside"
+            reason = (
+                f"rank {ranks[i]} of {len(objs)} by {model_version}; predicted penalty "
+                f"{100 * penalty[i]:.3f}% in the slow tier ({signal}); {where} the DRAM "
+                f"budget {budget} of {total} live bytes"
+            )
+            out.append(Decision(o, tier, o.tier, int(ranks[i]), reason))
+            o.tier = tier
+        return out
+
+
+def _trend(values: list[tuple[float, float]]) -> float:
+    if len(values) < 2:
+        return 0.0
+    n = len(values)
+    mx = sum(x for x, _ in values) / n
+    my = sum(y for _, y in values) / n
+    sxx = sum((x - mx) ** 2 for x, _ in values)
+    if sxx <= 0:
+        return 0.0
+    return sum((x - mx) * (y - my) for x, y in values) / sxx
+
+
+_MAPS = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ (\d+)\s*(.*)$")
+
+
+def anonymous_regions(pid: int, min_bytes: int = VMA_MIN_BYTES) -> list[tuple[int, int, str]]:
+    """Writable private anonymous mappings (and the heap) of ``pid`` of at least ``min_bytes``."""
+    try:
+        text = open(f"/proc/{pid}/maps").read()
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        m = _MAPS.match(line)
+        if not m:
+            continue
+        start, end, perms, inode, name = int(m[1], 16), int(m[2], 16), m[3], m[4], m[5]
+        if perms[1] != "w" or perms[3] != "p" or inode != "0":
+            continue
+        if name and name != "[heap]":
+            continue
+        if end - start >= min_bytes:
+            out.append((start, end, "heap" if name else "anon"))
+    return out
+
+
+# ------------------------------------------------------------------------- pipelines
+def parse_knob_space(doc: Any) -> dict[str, dict[str, Any]]:
+    """``{"knob": {"low": 1, "high": 8} | {"choices": [...]}}`` checked; one-line errors."""
+    if not isinstance(doc, dict) or not doc:
+        raise InvalidInputError("knob space must be a non-empty object of knob definitions")
+    out: dict[str, dict[str, Any]] = {}
+    for name, spec in doc.items():
+        if not isinstance(name, str) or not isinstance(spec, dict):
+            raise InvalidInputError(f"knob {name!r}: a definition is an object")
+        if "choices" in spec:
+            ch = spec["choices"]
+            if (
+                not isinstance(ch, list)
+                or not ch
+                or not all(c is None or isinstance(c, str | int | float | bool) for c in ch)
+            ):
+                raise InvalidInputError(f"knob {name!r}: choices must be a list of scalars")
+            out[name] = {"choices": list(ch)}
+        else:
+            lo, hi = spec.get("low"), spec.get("high")
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)) or lo > hi:  # type: ignore[operator]
+                raise InvalidInputError(
+                    f"knob {name!r}: low and high must be integers, low <= high"
+                )
+            out[name] = {"low": lo, "high": hi}
+    return out
+
+
+class PipelineTuner:
+    """Optuna ask-and-tell over a job's knobs; trial 0 is the configuration it runs now."""
+
+    def __init__(
+        self, space: dict[str, dict[str, Any]], current: dict[str, Any], trials: int, seed: int = 0
+    ) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.space = space
+        self.max_trials = max(1, trials)
+        self.study = optuna.create_study(
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=3, multivariate=True),
+        )
+        start = {k: v for k, v in current.items() if k in space}
+        if start:
+            self.study.enqueue_trial(start, skip_if_exists=True)
+        self.trial: Any = None
+        self.told = 0
+        self.best: tuple[float, dict[str, Any]] | None = None
+
+    def settled(self) -> bool:
+        return self.told >= self.max_trials and self.best is not None
+
+    def _dists(self) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution, IntDistribution
+
+        return {
+            k: CategoricalDistribution(v["choices"])
+            if "choices" in v
+            else IntDistribution(v["low"], v["high"])
+            for k, v in self.space.items()
+        }
+
+    def _ask(self) -> dict[str, Any]:
+        self.trial = self.study.ask(self._dists())
+        return dict(self.trial.params)
+
+    def step(
+        self, knobs_in_force: dict[str, Any], samples_per_second: float
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Tell what the knobs in force achieved; returns (next knobs, trial record)."""
+        record: dict[str, Any] = {"samples_per_second": samples_per_second}
+        if self.settled():
+            assert self.best is not None
+            record.update(knobs=dict(self.best[1]), settled=True)
+            return dict(self.best[1]), record
+        if self.trial is None:
+            self._ask()
+        params = dict(self.trial.params)
+        in_force = {k: knobs_in_force.get(k) for k in params}
+        if in_force == params:
+            self.study.tell(self.trial, samples_per_second)
+            record.update(trial=self.trial.number, knobs=params)
+            self.told += 1
+            if self.best is None or samples_per_second > self.best[0]:
+                self.best = (samples_per_second, params)
+            self.trial = None
+        else:  # the job has not applied the trial's knobs yet: keep waiting for it
+            record.update(trial=self.trial.number, knobs=params, waiting=True)
+            return params, record
+        if self.settled():
+            assert self.best is not None
+            record["settled"] = True
+            return dict(self.best[1]), record
+        return self._ask(), record

@@ -1,0 +1,160 @@
+"""Batched, idempotent writes of the daemon to the store, with a bounded buffer.
+
+Everything the daemon stores goes through one FIFO: events (``placer_daemon_events``
+rows) and job-state snapshots (the ``state`` document and status of a
+``placer_daemon_jobs`` row). A flush writes up to ``batch_max`` items in one transaction,
+in order, so the state stored for a job always matches the events stored before it: the
+state carries the shim-log offset and the per-kind event counters a restarted daemon
+resumes from. Events are inserted with ``ON CONFLICT DO NOTHING`` on their natural key
+``(job_id, kind, seq)``, so re-ingesting after a crash inserts nothing twice.
+
+While the store is unreachable (or locked beyond the daemon's ``store_timeout``) items
+stay queued; the queue holds at most ``buffer_max`` items, and past that the oldest are
+dropped and counted (``dropped``), never an unbounded memory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from placer.errors import StoreError
+
+
+@dataclass
+class EventRow:
+    job_id: int
+    kind: str  # decision | migration | knobs | window
+    seq: int
+    at: dt.datetime
+    document: dict[str, Any]
+
+
+@dataclass
+class StateRow:
+    job_id: int
+    state: dict[str, Any]
+    status: str | None = None
+    last_seen_at: dt.datetime | None = None
+    detached_at: dt.datetime | None = None
+    pid: int | None = None  # the program's pid once known (placer run/profile jobs)
+    pid_start_time: int | None = None
+
+
+Item = EventRow | StateRow
+
+
+class Writer:
+    def __init__(self, store: Any, buffer_max: int, batch_max: int) -> None:
+        self.store = store
+        self.buffer_max = buffer_max
+        self.batch_max = batch_max
+        self.queue: deque[Item] = deque()
+        self.lock = threading.Lock()
+        self.dropped = 0  # events dropped because the buffer was full
+        self.written = 0  # events written
+        self.failures = 0  # flushes that failed
+        self.last_error: str | None = None
+        self.unreachable_since: float | None = None
+
+    def put(self, item: Item) -> None:
+        with self.lock:
+            self.queue.append(item)
+            while len(self.queue) > self.buffer_max:
+                old = self.queue.popleft()
+                if isinstance(old, EventRow):
+                    self.dropped += 1
+
+    def pending(self) -> int:
+        with self.lock:
+            return len(self.queue)
+
+    def flush(self, deadline: float | None = None) -> bool:
+        """Write queued items batch by batch; False (items kept) if the store failed."""
+        while True:
+            with self.lock:
+                batch = [self.queue[i] for i in range(min(self.batch_max, len(self.queue)))]
+            if not batch:
+                return True
+            try:
+                written = self._write(batch)
+            except StoreError as exc:
+                self.failures += 1
+                self.last_error = str(exc)
+                if self.unreachable_since is None:
+                    self.unreachable_since = time.monotonic()
+                return False
+            with self.lock:
+                # the batch is the queue's head unless put() dropped some of it meanwhile
+                for item in batch:
+                    if self.queue and self.queue[0] is item:
+                        self.queue.popleft()
+            self.written += written
+            self.unreachable_since = None
+            self.last_error = None
+            if deadline is not None and time.monotonic() > deadline:
+                return True
+
+    def _write(self, batch: list[Item]) -> int:
+        from sqlalchemy import update
+
+        from placer.store.models import DaemonEvent, DaemonJob
+
+        events = [b for b in batch if isinstance(b, EventRow)]
+        states: dict[int, StateRow] = {}
+        for b in batch:
+            if isinstance(b, StateRow):
+                prev = states.get(b.job_id)
+                if prev is not None:  # the later snapshot wins; keep an earlier close
+                    b.status = b.status or prev.status
+                    b.detached_at = b.detached_at or prev.detached_at
+                    b.last_seen_at = b.last_seen_at or prev.last_seen_at
+                states[b.job_id] = b
+        with self.store.session() as s:
+            if events:
+                insert = _insert_ignore(self.store.dialect, DaemonEvent)
+                s.execute(
+                    insert,
+                    [
+                        {
+                            "job_id": e.job_id,
+                            "kind": e.kind,
+                            "seq": e.seq,
+                            "at": e.at,
+                            "document": e.document,
+                        }
+                        for e in events
+                    ],
+                )
+            for st in states.values():
+                values: dict[str, Any] = {"state": st.state}
+                if st.status is not None:
+                    values["status"] = st.status
+                if st.last_seen_at is not None:
+                    values["last_seen_at"] = st.last_seen_at
+                if st.detached_at is not None:
+                    values["detached_at"] = st.detached_at
+                if st.pid is not None:
+                    values["pid"] = st.pid
+                    values["pid_start_time"] = st.pid_start_time or 0
+                s.execute(update(DaemonJob).where(DaemonJob.id == st.job_id).values(**values))
+        return len(events)
+
+
+def _insert_ignore(dialect: str, model: Any) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` on the events' natural key."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(model).on_conflict_do_nothing(index_elements=["job_id", "kind", "seq"])
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(model).on_conflict_do_nothing(index_elements=["job_id", "kind", "seq"])
+    from sqlalchemy import insert
+
+    return insert(model).prefix_with("IGNORE") if dialect == "mysql" else insert(model)
