@@ -103,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "daemon_idle")
     args = ap.parse_args(argv)
     counts = sorted({int(x) for x in args.jobs.split(",") if x.strip()} | {0})
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load_before = os.getloadavg()
     rows = [measure(n, args.seconds, args.interval) for n in counts]
+    load_after = os.getloadavg()
     base = rows[0]["cpu_percent"]
     for r in rows:
         r["cpu_percent_per_job"] = (
@@ -121,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     md = (
         f"# Daemon CPU per idle job ({args.interval} s interval, {args.seconds} s windows)\n\n"
-        f"host: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        f"{started}, host: {platform.node()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; load average (1/5/15 min) before "
+        f"{', '.join(f'{x:.2f}' for x in load_before)}, after "
+        f"{', '.join(f'{x:.2f}' for x in load_after)} (the host is shared)"
         f"\n\n{header}\n" + "\n".join(lines) + "\n"
     )
     print(md)
@@ -130,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.with_suffix(".json").write_text(
         json.dumps(
             {
+                "started": started,
+                "load_before": load_before,
+                "load_after": load_after,
                 "interval": args.interval,
                 "seconds": args.seconds,
                 "cores": os.cpu_count(),
