@@ -8,7 +8,7 @@ DEMO_DIR ?= .demo
 # program (redis), the reports in a real browser.
 TEST_SYSTEM_PKGS := libjemalloc2 libtcmalloc-minimal4 redis-server redis-tools chromium
 
-.PHONY: setup test test-deps test-fast demo lint clean system-deps
+.PHONY: setup test test-deps test-fast demo daemon-demo lint clean system-deps
 
 setup: $(STAMP)
 
@@ -35,6 +35,9 @@ test-fast: setup test-deps
 
 demo: setup
 	@DEMO_DIR=$(DEMO_DIR) VENV=$(VENV) bash scripts/demo.sh
+
+daemon-demo: setup
+	@DEMO_DIR=$(DEMO_DIR)/daemon VENV=$(VENV) bash scripts/daemon-demo.sh
 
 lint: setup
 	$(VENV)/bin/ruff check placer collectors tuners tests
