@@ -40,6 +40,7 @@ int main(int argc, char **argv) {
     printf("sum %.0f\n", s);
     fflush(stdout);
     if (!strcmp(mode, "crash")) { volatile int *p = 0; *p = 1; }
+    if (!strcmp(mode, "kill")) { sleep(2); raise(SIGKILL); }
     if (!strcmp(mode, "wait")) { puts("ready"); fflush(stdout); for (;;) pause(); }
     free(cold);
     free(hot);
@@ -180,6 +181,42 @@ def test_crash_keeps_partial_profile(run_placer, shim, prog) -> None:  # type: i
     assert len(doc["objects"]) >= 2 and all(o["free_ns"] is None for o in doc["objects"])
 
 
+def test_killed_program_keeps_what_the_shim_wrote(run_placer, shim, prog) -> None:  # type: ignore[no-untyped-def]
+    """SIGKILL leaves no chance to flush: the shim's periodic flush keeps the profile."""
+    r = run_placer("profile", "--no-perf", "--", str(prog), "kill")
+    assert r.returncode == 128 + signal.SIGKILL, r.stderr
+    assert r.stdout.startswith("sum ")
+    doc = _objects(run_placer, _run_id(r.stderr))
+    assert doc["run"]["status"] == "killed"
+    assert doc["run"]["signals"]["terminated_by"] == "SIGKILL"
+    assert doc["run"]["signals"]["shim"]["truncated"] is True  # no END record
+    names = {Path(o["site"]["chain"][0]).name for o in doc["objects"]}
+    assert {"prog.c:8", "prog.c:9"} <= names, names
+
+
+def test_corrupt_dhat_one_line_exit_2_no_deep_rows(run_placer, shim, prog, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bindir = tmp_path / "fakebin"
+    bindir.mkdir()
+    (bindir / "valgrind").write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do case "$a" in --dhat-out-file=*) out=${a#--dhat-out-file=};; '
+        "esac; done\n"
+        'printf \'{"dhatFileVersion": 2, "mode": "heap", "pps": [{"tb": 1}\' > "$out"\n'
+    )
+    (bindir / "valgrind").chmod(0o755)
+    env = {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    r = run_placer("profile", "--no-perf", "--deep", "--", str(prog), env=env)
+    assert r.returncode == 2, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("placer: error:")]
+    assert len(errors) == 1 and "corrupt DHAT file" in errors[0], r.stderr
+    assert r.stderr.rstrip().endswith(errors[0])
+    doc = _objects(run_placer, _run_id(r.stderr))
+    assert doc["run"]["status"] == "succeeded"  # the program's own run was fine
+    assert "corrupt DHAT file" in doc["run"]["signals"]["deep"]["error"]
+    assert len(doc["objects"]) >= 2  # the shim's profile stays
+    assert all(o["dhat"] is None for o in doc["objects"])  # no half-stored deep rows
+
+
 def test_sigint_to_placer_interrupts_and_keeps(placer_env, shim, prog) -> None:  # type: ignore[no-untyped-def]
     p = subprocess.Popen(
         [sys.executable, "-m", "placer", "profile", "--no-perf", "--", str(prog), "wait"],
@@ -297,6 +334,19 @@ def test_redis_jemalloc(placer_env, shim, tmp_path: Path) -> None:  # type: igno
             if ping.stdout.strip() == "PONG":
                 break
             time.sleep(0.2)
+        ready_ns = time.monotonic_ns()  # CLOCK_MONOTONIC, the shim's clock
+        info = subprocess.run(
+            ["redis-cli", "-p", str(port), "info", "memory"], capture_output=True, text=True
+        ).stdout
+        allocator = next(
+            (
+                ln.split(":", 1)[1].strip()
+                for ln in info.splitlines()
+                if ln.startswith("mem_allocator:")
+            ),
+            "",
+        )
+        # random keys (-r): the keyspace grows and its hash table is reallocated, bigger
         bench = subprocess.run(
             [
                 "redis-benchmark",
@@ -306,6 +356,8 @@ def test_redis_jemalloc(placer_env, shim, tmp_path: Path) -> None:  # type: igno
                 str(port),
                 "-n",
                 "20000",
+                "-r",
+                "100000",
                 "-q",
                 "-t",
                 "set,get",
@@ -343,9 +395,14 @@ def test_redis_jemalloc(placer_env, shim, tmp_path: Path) -> None:  # type: igno
         check=True,
     )
     doc = json.loads(r.stdout)
+    if not allocator.startswith("jemalloc"):
+        pytest.skip(f"this redis-server is not built with jemalloc (mem_allocator: {allocator})")
     assert doc["run"]["status"] == "succeeded"
     assert len(doc["objects"]) > 0
     assert any("redis" in f or ".c:" in f for o in doc["objects"] for f in o["site"]["chain"])
+    # objects allocated while redis-benchmark ran, through jemalloc behind the shim
+    grown = [o for o in doc["objects"] if o["alloc_ns"] > ready_ns]
+    assert grown, [(o["size_bytes"], o["alloc_ns"], ready_ns) for o in doc["objects"]]
 
 
 @pytest.mark.slow

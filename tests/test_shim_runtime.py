@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -26,11 +27,13 @@ PROGRAM_SRC = HERE / "shim_programs" / "shimtest.c"
 KiB = 1024
 MiB = 1024 * KiB
 # Aggressive sampling: 16 pages of every object >= 1 MiB poisoned every 5 ms (up to
-# 25 600 pages/s, four times the default rate).
+# 25 600 pages/s, four times the default rate), with no cost budget (the default budget
+# would skip most of these intervals, and these tests are about races with many).
 AGGRESSIVE = {
     "PLACER_SHIM_SAMPLE_PERIOD_MS": "5",
     "PLACER_SHIM_SAMPLE_PAGES": "16",
     "PLACER_SHIM_SAMPLE_MAX_PAGES": "128",
+    "PLACER_SHIM_SAMPLE_BUDGET": "0",
 }
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (cc)")
@@ -344,6 +347,51 @@ def test_sampling_finds_the_hot_object(prog: str, shim: str, tmp_path: Path) -> 
     assert hot_share > 0.1 and hot_share > 4 * cold_share, (hot, cold)
     assert hot[2] > 0 and hot[2] <= hot[1]
     assert log.header.sample_period_ms == 10
+
+
+def _sampling_cost(log) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """(cost in ns as the shim's budget counts it, poisoned pages) of one run."""
+    st = log.stats
+    cost = st["sampler_cpu_ns"] + st["fault_ns"] + 2000 * st["sample_faults"]
+    return cost, sum(s.sampled_pages for s in log.samples)
+
+
+def test_sampling_budget_bounds_the_cost(prog: str, shim: str, tmp_path: Path) -> None:
+    """A 1% budget holds a 1 ms, 32-page sampler to about 1% of the program's CPU time."""
+    fast = dict(AGGRESSIVE, PLACER_SHIM_SAMPLE_PERIOD_MS="1", PLACER_SHIM_SAMPLE_PAGES="32")
+    results = {}
+    for budget in ("0", "1"):
+        pattern = tmp_path / f"b{budget}.%p.log"
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        got = run(
+            [prog, "hotcold", "1.0"], shim, pattern, dict(fast, PLACER_SHIM_SAMPLE_BUDGET=budget)
+        )
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        assert got.returncode == 0, got.stderr
+        cpu_ns = int(1e9 * (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime))
+        log = only_log(pattern)
+        results[budget] = (*_sampling_cost(log), cpu_ns, log.stats["budget_skips"])
+    (cost0, pages0, _, skips0), (cost1, pages1, cpu1, skips1) = results["0"], results["1"]
+    assert skips0 == 0 and skips1 > 0, results
+    assert pages1 > 0  # still sampled, only less often
+    # the budget: 1% of the program's CPU, 20 ms of grace, one interval's overshoot
+    assert cost1 <= 0.01 * cpu1 + 20e6 + 3e6, results
+    assert cost0 > 3 * cost1 and pages0 > 3 * pages1, results
+
+
+def test_sampling_budget_setting_read(prog: str, shim: str, tmp_path: Path) -> None:
+    """Decimal percentages are read; a malformed value keeps the default (and says so)."""
+    fast = dict(AGGRESSIVE, PLACER_SHIM_SAMPLE_PERIOD_MS="1")
+    skips = {}
+    for value in ("0.000", "0.5", "bogus"):
+        pattern = tmp_path / f"s{len(skips)}.%p.log"
+        extra = dict(fast, PLACER_SHIM_SAMPLE_BUDGET=value, PLACER_SHIM_DEBUG="1")
+        got = run([prog, "hotcold", "0.5"], shim, pattern, extra)
+        assert got.returncode == 0, got.stderr
+        skips[value] = (only_log(pattern).stats["budget_skips"], got.stderr)
+    assert skips["0.000"][0] == 0  # 0: no budget
+    assert skips["0.5"][0] > 0
+    assert skips["bogus"][0] > 0 and b"PLACER_SHIM_SAMPLE_BUDGET" in skips["bogus"][1]
 
 
 def test_sampling_off(prog: str, shim: str, tmp_path: Path) -> None:

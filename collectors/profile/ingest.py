@@ -484,6 +484,7 @@ def ingest_profile(
                 metric_rows.append({"object_id": obj_id, **m})
         for k in range(0, len(metric_rows), 5000):
             s.execute(insert(ObjectMetric), metric_rows[k : k + 5000])
+        stats: dict[str, int] = getattr(log, "stats", None) or {}
         signals["shim"] = {
             "pid": header.pid,
             "threshold": header.threshold,
@@ -496,6 +497,18 @@ def ingest_profile(
             "allocations": len(allocs),
             "samples": poison,
             "other_processes": [o.header.pid for o in others],
+            # what page poisoning cost the program (the shim's own accounting)
+            "sampling_cost": {
+                k: stats[k]
+                for k in (
+                    "sample_intervals",
+                    "budget_skips",
+                    "sample_faults",
+                    "sampler_cpu_ns",
+                    "fault_ns",
+                )
+                if k in stats
+            },
         }
         if inputs.perf_samples is not None or inputs.perf_signals:
             perf = dict(inputs.perf_signals)

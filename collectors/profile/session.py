@@ -38,6 +38,7 @@ class ProfileRequest:
     deep: bool = False
     chunk: int = 0
     sample_period_ms: int | None = None
+    sample_budget_pct: float | None = None  # the shim's cost cap, % of the program's CPU
     threshold: int | None = None
     perf: bool = True
     stack_depth: int | None = None
@@ -129,6 +130,9 @@ def run_profile(store: Any, req: ProfileRequest) -> tuple[int, int, dict[str, An
         raise InvalidInputError("--chunk must be a positive size")
     if req.sample_period_ms is not None and req.sample_period_ms < 0:
         raise InvalidInputError("--sample-period must be >= 0 ms (0 turns sampling off)")
+    budget = req.sample_budget_pct
+    if budget is not None and not 0 <= budget <= 100:
+        raise InvalidInputError("--sample-budget must be a percentage in [0, 100] (0: no cap)")
     shim = _shim_path()
     valgrind = "valgrind"
     if req.deep:
@@ -151,6 +155,8 @@ def run_profile(store: Any, req: ProfileRequest) -> tuple[int, int, dict[str, An
             env["PLACER_SHIM_THRESHOLD"] = str(req.threshold)
         if req.sample_period_ms is not None:
             env["PLACER_SHIM_SAMPLE_PERIOD_MS"] = str(req.sample_period_ms)
+        if budget is not None:
+            env["PLACER_SHIM_SAMPLE_BUDGET"] = f"{budget:.3f}"
         if req.stack_depth is not None:
             env["PLACER_SHIM_STACK_DEPTH"] = str(req.stack_depth)
         preload = shim + (f" {env['LD_PRELOAD']}" if env.get("LD_PRELOAD") else "")
@@ -193,6 +199,7 @@ def run_profile(store: Any, req: ProfileRequest) -> tuple[int, int, dict[str, An
             "chunk_bytes": req.chunk,
             "threshold": req.threshold,
             "sample_period_ms": req.sample_period_ms,
+            "sample_budget_pct": budget,
             "deep": req.deep,
             "python": prep.python_script is not None,
         }

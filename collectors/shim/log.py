@@ -81,6 +81,9 @@ STATS_NAMES = (
     "stale_objects",
     "module_rebuilds",
     "unsampleable_objects",
+    "sampler_cpu_ns",
+    "fault_ns",
+    "budget_skips",
 )
 
 

@@ -132,7 +132,7 @@ enum {
     ST_DROPPED_RECORDS, ST_UNTRACKED_OBJECTS, ST_LOG_WRITE_ERRORS, ST_LOG_REOPENS,
     ST_SAMPLE_INTERVALS, ST_SAMPLE_FAULTS, ST_IO_UNPOISONS, ST_BUSY_SKIPS, ST_FOREIGN_SEGV,
     ST_MPROTECT_FAILURES, ST_BINDS_OK, ST_BINDS_FAILED, ST_STALE_OBJECTS, ST_MODULE_REBUILDS,
-    ST_UNSAMPLEABLE_OBJECTS, ST_COUNT
+    ST_UNSAMPLEABLE_OBJECTS, ST_SAMPLER_CPU_NS, ST_FAULT_NS, ST_BUDGET_SKIPS, ST_COUNT
 };
 static _Atomic uint64_t g_stat[ST_COUNT];
 #define STAT_ADD(i, n) atomic_fetch_add_explicit(&g_stat[i], (uint64_t)(n), memory_order_relaxed)
@@ -396,6 +396,10 @@ static unsigned g_period_ms = 10;
 static size_t g_sample_min = 1 << 20;
 static unsigned g_sample_pages = 4;
 static unsigned g_sample_max_pages = 64;
+/* Sampling cost budget, in thousandths of a percent of the program's own CPU time
+ * (1000 = 1%); 0 = no budget. See budget_exceeded(). */
+static uint64_t g_budget_pcm = 1000;
+static uint64_t g_ncpus = 1; /* CPUs the process may use, read at start */
 static size_t g_max_objects = 1 << 20;
 static uintptr_t g_page = 4096, g_page_mask = ~(uintptr_t)4095;
 static uint64_t g_start_ns, g_proc_start;
@@ -447,9 +451,36 @@ static size_t env_size(const char *name, size_t def, size_t lo, size_t hi) {
     return v;
 }
 
+/* A percentage with up to three decimals ("1", "2.5", "0.25") in thousandths of a percent. */
+static uint64_t env_percent_milli(const char *name, uint64_t def, uint64_t hi) {
+    const char *s = getenv(name);
+    if (!s || !*s) return def;
+    uint64_t v = 0;
+    int frac = -1, digits = 0;
+    for (const char *q = s; *q; q++) {
+        if (*q == '.' && frac < 0) { frac = 0; continue; }
+        if (*q < '0' || *q > '9' || v > 1000000000ull) {
+            dbg("ignoring bad value of ", name, (uint64_t)-1);
+            return def;
+        }
+        if (frac >= 3) continue; /* finer than 0.001%: ignored */
+        v = v * 10 + (uint64_t)(*q - '0');
+        digits++;
+        if (frac >= 0) frac++;
+    }
+    if (!digits) { dbg("ignoring bad value of ", name, (uint64_t)-1); return def; }
+    for (int f = frac < 0 ? 0 : frac; f < 3; f++) v *= 10;
+    return v > hi ? hi : v;
+}
+
 /* ------------------------------------------------------------------ log buffer */
 static char *g_buf;
 static size_t g_buf_used, g_buf_nrec;
+/* Records older than this are written out with the next record appended, and by the
+ * sampler thread (when there is one) after half of it, so a program killed by SIGKILL
+ * (which no handler sees) loses little of its log. */
+#define FLUSH_EVERY_NS 1000000000ull
+static uint64_t g_buf_first_ns; /* when the oldest unwritten record was appended */
 static int g_fd = -1;
 static dev_t g_fd_dev;
 static ino_t g_fd_ino;
@@ -496,9 +527,15 @@ static void log_append_locked(const void *rec, size_t len) {
     if (g_log_closed || !g_buf) return;
     if (g_buf_used + len > g_bufcap) log_flush_locked();
     if (len > g_bufcap) { STAT_ADD(ST_DROPPED_RECORDS, 1); return; }
+    uint64_t now = now_ns();
+    if (!g_buf_used) g_buf_first_ns = now;
     memcpy(g_buf + g_buf_used, rec, len);
     g_buf_used += len;
     g_buf_nrec++;
+    /* whole records only: the file always ends on a record boundary after a flush. Not
+     * while this thread holds the sampling lock: fault handlers would wait on the write. */
+    if (now - g_buf_first_ns >= FLUSH_EVERY_NS && !lock_held_by_me(&g_smp_lock))
+        log_flush_locked();
 }
 __attribute__((unused)) static void log_append(const void *rec, size_t len) {
     lock_acquire(&g_log_lock);
@@ -1282,10 +1319,55 @@ static int io_busy(uintptr_t lo, uintptr_t hi) {
     return 0;
 }
 
-/* Pick objects and pages for the next interval and poison them. */
-static void interval_start(void) {
+/* What one poison fault costs besides the handler's own (measured) time: the trap, the
+ * signal frame and sigreturn. An estimate (about 2 us on current x86 kernels). */
+#define FAULT_KERNEL_NS 2000ull
+/* Sampling free of the budget at the start, so short runs still get their intervals. */
+#define BUDGET_GRACE_NS 20000000ull
+static uint64_t thread_cpu_ns(clockid_t c) {
+    struct timespec t;
+    if (clock_gettime(c, &t) != 0) return 0;
+    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+/* CPUs this process may run on (the fastest it can earn budget), at least 1. */
+static uint64_t usable_cpus(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (syscall(SYS_sched_getaffinity, 0, sizeof set, &set) <= 0) return 1;
+    int n = CPU_COUNT(&set);
+    return n > 0 ? (uint64_t)n : 1;
+}
+/* How far sampling is over its budget, in ns of cost (0: within it): the sampler's CPU
+ * time, plus the poison faults (handler time measured, kernel part estimated), against
+ * the CPU time the program itself has had. Tied to the program's CPU time, not to the
+ * clock, so a program slowed down by other load is not sampled more per unit of its
+ * own work. */
+static uint64_t budget_exceeded(void) {
+    if (!g_budget_pcm) return 0;
+    uint64_t cost = atomic_load_explicit(&g_stat[ST_SAMPLER_CPU_NS], memory_order_relaxed) +
+                    atomic_load_explicit(&g_stat[ST_FAULT_NS], memory_order_relaxed) +
+                    atomic_load_explicit(&g_stat[ST_SAMPLE_FAULTS], memory_order_relaxed) *
+                        FAULT_KERNEL_NS;
+    uint64_t cpu = thread_cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
+    uint64_t work = cpu > cost ? cpu - cost : 0;
+    /* work * pcm / 100000, without overflow for any realistic CPU time */
+    uint64_t allowed = (work / 100000) * g_budget_pcm + BUDGET_GRACE_NS;
+    return cost > allowed ? cost - allowed : 0;
+}
+
+/* Pick objects and pages for the next interval and poison them. Returns 0, or, when
+ * sampling is over its budget, how long (ns) to wait before trying again: at least as
+ * long as the program needs to earn the deficit back running on all its CPUs (waking up
+ * every period only to skip would itself cost). */
+static uint64_t interval_start(void) {
     uint64_t now = now_ns();
-    if (now < atomic_load(&g_pause_until) || atomic_load(&g_stop)) return;
+    if (now < atomic_load(&g_pause_until) || atomic_load(&g_stop)) return 0;
+    uint64_t deficit = budget_exceeded();
+    if (deficit) {
+        STAT_ADD(ST_BUDGET_SKIPS, 1);
+        uint64_t wait = deficit / g_budget_pcm * 100000 / g_ncpus;
+        return wait > 200000000ull ? 200000000ull : wait; /* check again within 0.2 s */
+    }
     t_in_hook = 1;
     lock_acquire(&g_tab_lock);
     lock_acquire(&g_smp_lock);
@@ -1293,7 +1375,13 @@ static void interval_start(void) {
     pt_clear();
     atomic_store(&g_plo, UINTPTR_MAX);
     atomic_store(&g_phi, 0);
-    g_interval++;
+    /* numbered by time since the log's start (as placer numbers perf samples), strictly
+     * increasing; intervals skipped (budget, pauses) leave gaps */
+    {
+        uint64_t per = (uint64_t)(g_period_ms ? g_period_ms : 1) * 1000000ull;
+        uint64_t iv = now > g_start_ns ? (now - g_start_ns) / per : 0;
+        g_interval = iv > g_interval && iv < UINT32_MAX ? (uint32_t)iv : g_interval + 1;
+    }
     uint32_t budget = g_sample_max_pages;
     size_t n = g_big_n, visited = 0;
     if (g_big_cursor >= n) g_big_cursor = 0;
@@ -1365,6 +1453,7 @@ static void interval_start(void) {
         }
     }
     t_in_hook = 0;
+    return 0;
 }
 
 /* Restore all pages of the interval and write its SAMPLE records. */
@@ -1372,10 +1461,15 @@ static void interval_end(void) {
     if (!g_act_n) return;
     t_in_hook = 1;
     uint64_t now = now_ns();
+    /* page by page, releasing the lock in between: a faulting thread waits for one
+     * mprotect at most, not for a whole object's */
     for (uint32_t k = 0; k < g_act_n; k++) {
-        lock_acquire(&g_smp_lock);
-        sample_restore_all(&g_act[k]);
-        lock_release(&g_smp_lock);
+        asample_t *a = &g_act[k];
+        for (uint32_t i = 0; i < a->npages; i++) {
+            lock_acquire(&g_smp_lock);
+            page_restore(a, i);
+            lock_release(&g_smp_lock);
+        }
     }
     lock_acquire(&g_smp_lock);
     lock_acquire(&g_log_lock);
@@ -1401,11 +1495,14 @@ static void *sampler_main(void *arg) {
     struct timespec next;
     clock_gettime(CLOCK_MONOTONIC, &next);
     while (!atomic_load(&g_stop)) {
+        uint64_t wait = 0;
         lock_acquire(&g_col_lock);
-        if (!atomic_load(&g_stop)) interval_start();
+        if (!atomic_load(&g_stop)) wait = interval_start();
         lock_release(&g_col_lock);
-        next.tv_nsec += (long)(g_period_ms % 1000) * 1000000L;
-        next.tv_sec += g_period_ms / 1000;
+        uint64_t per = (uint64_t)g_period_ms * 1000000ull;
+        if (wait < per) wait = per;
+        next.tv_nsec += (long)(wait % 1000000000ull);
+        next.tv_sec += (time_t)(wait / 1000000000ull);
         if (next.tv_nsec >= 1000000000L) { next.tv_nsec -= 1000000000L; next.tv_sec++; }
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR) {}
         struct timespec cur;
@@ -1414,6 +1511,13 @@ static void *sampler_main(void *arg) {
         lock_acquire(&g_col_lock);
         interval_end();
         lock_release(&g_col_lock);
+        /* the sampler's own CPU time so far (what sampling costs besides the faults) */
+        uint64_t cpu = thread_cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+        if (cpu) atomic_store_explicit(&g_stat[ST_SAMPLER_CPU_NS], cpu, memory_order_relaxed);
+        /* a program that stops allocating still gets its records out (SIGKILL) */
+        lock_acquire(&g_log_lock);
+        if (g_buf_used && now_ns() - g_buf_first_ns >= FLUSH_EVERY_NS / 2) log_flush_locked();
+        lock_release(&g_log_lock);
     }
     return NULL;
 }
@@ -1531,6 +1635,7 @@ static int poison_fault(siginfo_t *si, void *uc) {
         if (e) { raw_mprotect(page, g_page, PROT_READ | PROT_WRITE); return 1; }
         return 0;
     }
+    uint64_t t0 = now_ns();
     lock_acquire(&g_smp_lock);
     pent_t *e = pt_find(page);
     int ours = 0;
@@ -1558,7 +1663,11 @@ static int poison_fault(siginfo_t *si, void *uc) {
         }
     }
     lock_release(&g_smp_lock);
-    if (ours) { t_last_fault_page = 0; return 1; }
+    if (ours) {
+        STAT_ADD(ST_FAULT_NS, now_ns() - t0);
+        t_last_fault_page = 0;
+        return 1;
+    }
     /* Not in the table: maybe restored between the fault and now. Retry once per epoch. */
     uint64_t ep = atomic_load(&g_epoch);
     if (t_last_fault_page == page && t_last_fault_epoch == ep) { t_last_fault_page = 0; return 0; }
@@ -2643,6 +2752,8 @@ __attribute__((constructor(101))) static void shim_init(void) {
     g_sample_min = env_size("PLACER_SHIM_SAMPLE_MIN_SIZE", 1 << 20, 1, SIZE_MAX);
     g_sample_pages = (unsigned)env_size("PLACER_SHIM_SAMPLE_PAGES", 4, 1, MAX_SPAGES);
     g_sample_max_pages = (unsigned)env_size("PLACER_SHIM_SAMPLE_MAX_PAGES", 64, 1, 65536);
+    g_budget_pcm = env_percent_milli("PLACER_SHIM_SAMPLE_BUDGET", 1000, 100000);
+    g_ncpus = usable_cpus();
     g_max_objects = env_size("PLACER_SHIM_MAX_OBJECTS", 1 << 20, 1024, (size_t)1 << 26);
     if (g_sample_min < 2 * g_page) g_sample_min = 2 * g_page;
 

@@ -56,6 +56,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="page-poison sampling period in ms (0: off; default: the shim's)",
     )
     p.add_argument(
+        "--sample-budget",
+        metavar="PCT",
+        type=float,
+        default=None,
+        help="cap what page-poison sampling costs at PCT%% of the program's CPU time "
+        "(default: the shim's, 1; 0: no cap)",
+    )
+    p.add_argument(
         "--threshold",
         metavar="SIZE",
         default=None,
@@ -102,6 +110,7 @@ def _profile(args: argparse.Namespace, ctx: Context) -> int:
         deep=args.deep,
         chunk=parse_size(args.chunk, "--chunk"),
         sample_period_ms=args.sample_period,
+        sample_budget_pct=args.sample_budget,
         threshold=parse_size(args.threshold, "--threshold") if args.threshold else None,
         perf=not args.no_perf,
     )
