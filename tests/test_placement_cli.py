@@ -196,3 +196,42 @@ def test_run_binds_planned_sites_on_node0(cli, labeled, tmp_path: Path, no_defau
         assert plan.achieved["pages_on_planned_node"] == doc["achieved"]["pages_on_planned_node"]
         assert s.get(Run, doc["run"]).kind == "plan"
     store.dispose()
+
+
+def test_train_chooses_settings_by_leave_one_application_out(cli, labeled, no_default) -> None:  # type: ignore[no-untyped-def]
+    from placer.placement.evaluation import CANDIDATES
+
+    url, _ = labeled
+    doc = json.loads(cli("--store", url, "train", "--format", "json", check=True).stdout)
+    sel = doc["selection"]
+    assert sel["chosen"] in CANDIDATES and set(sel["inner_degradation"]) == set(CANDIDATES)
+    best = min(v for v in sel["inner_degradation"].values() if v is not None)
+    assert sel["inner_degradation"][sel["chosen"]] == best
+    store = Store(url)
+    with store.session() as s:  # what was chosen is what was trained and stored
+        row = s.scalars(select(TrainedModel).where(TrainedModel.kind == "penalty")).one()
+        for key, value in CANDIDATES[sel["chosen"]].items():
+            assert row.meta["params"][key] == value
+        assert row.meta["selection"]["chosen"] == sel["chosen"]
+    store.dispose()
+    doc = json.loads(cli("--store", url, "train", "--no-select", "--format", "json",
+                         check=True).stdout)
+    assert doc["selection"] == {"chosen": next(iter(CANDIDATES)), "inner_degradation": {}}
+
+
+@pytest.mark.slow
+def test_run_applies_a_plan_for_another_binary_only_with_force(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'force.db'}"
+    true = shutil.which("true")
+    assert true
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(_plan_for("deadbeef" * 5)))
+    r = cli("--store", url, "run", "--plan", str(other), "--", true)
+    assert r.returncode == 2 and "--force" in r.stderr
+    assert not (tmp_path / "force.db").exists() or _count(url, Run) == 0
+    r = cli("--store", url, "run", "--plan", str(other), "--force", "--format", "json",
+            "--", true)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout[r.stdout.index("{\n"):])
+    assert doc["achieved"]["forced"] is True and doc["exit_code"] == 0
+    assert _count(url, Run) == 1 and _count(url, Plan) == 1

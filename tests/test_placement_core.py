@@ -197,3 +197,66 @@ def test_shipped_default_model_loads_and_predicts(dataset: evaluation.Dataset,
     pred = model.predict_penalty(dataset.table)
     assert len(pred) == len(dataset.table) and (pred >= 0).all()
     assert files["meta"]["training"]["runs"] > 0 and files["meta"]["label_source"]
+
+
+def test_select_params_picks_the_candidate_whose_plans_degrade_least(
+        dataset: evaluation.Dataset) -> None:
+    # a model on chunk_position alone (0 for every object here) predicts one constant:
+    # its plans are as blind as a random fill, so selection must prefer the real features
+    cands = {"blind": {"features": ["chunk_position"], "n_estimators": 20},
+             "all": {"n_estimators": 20}}
+    name, params, inner = evaluation.select_params(dataset, [30, 70], cands)
+    assert name == "all" and params == cands["all"]
+    assert inner["all"] is not None and inner["blind"] is not None
+    assert inner["all"] < inner["blind"]
+    # nothing to hold out with one application: the first candidate, unscored
+    one = dataset.subset({"app0"})
+    assert evaluation.select_params(one, [50], cands) == ("blind", cands["blind"],
+                                                          {"blind": None, "all": None})
+
+
+def test_nested_selection_never_sees_the_held_out_application(
+        dataset: evaluation.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+    real = evaluation.select_params
+
+    def spy(data: evaluation.Dataset, budgets: list[int], candidates: dict) -> tuple:
+        seen.append(data.apps())
+        return real(data, budgets, candidates)
+
+    monkeypatch.setattr(evaluation, "select_params", spy)
+    cands = {"a": {"n_estimators": 10}, "b": {"n_estimators": 10, "num_leaves": 4}}
+    res = evaluation.evaluate(dataset, [50], candidates=cands)
+    apps = res["apps"]
+    assert sorted(res["selection"]) == apps
+    assert seen == [[a for a in apps if a != held] for held in apps]
+    for sel in res["selection"].values():
+        assert sel["chosen"] in cands and set(sel["inner_degradation"]) == set(cands)
+    assert "selection" not in evaluation.evaluate(dataset, [50], {"n_estimators": 10})
+
+
+def test_summary_bounds_the_goal_by_the_oracle(dataset: evaluation.Dataset) -> None:
+    s = evaluation.evaluate(dataset, [30, 50, 70], {"n_estimators": 30})["summary"]
+    # no plan beats the knapsack on the labels themselves
+    assert s["oracle_vs_density_greedy"] >= s["model_vs_density_greedy"] - 1e-9
+    assert s["model_over_oracle_degradation"] >= -1e-9
+    deg = s["mean_degradation"]
+    assert s["model_over_oracle_degradation"] == pytest.approx(
+        deg["model"] / deg["oracle"] - 1, abs=1e-5)
+    assert s["goal"]["within_5pct_of_oracle_degradation"] == \
+        (deg["model"] <= 1.05 * deg["oracle"])
+    assert s["goal"]["degradation_20pct_below_density_greedy"] == \
+        (deg["model"] <= 0.8 * deg["density-greedy"])
+
+
+def test_coarse_knapsack_cells_never_exceed_the_budget() -> None:
+    rng = random.Random(11)
+    for _ in range(30):
+        n = rng.randint(2, 12)
+        w = np.array([rng.randint(1, 10_000) * 8 + rng.randint(0, 7) for _ in range(n)])
+        v = np.array([rng.random() for _ in range(n)])
+        cap = int(w.sum() * rng.uniform(0.2, 0.8))
+        exact = planner.knapsack(v, w, cap)
+        coarse = planner.knapsack(v, w, cap, resolution=50, cells=100)
+        assert w[coarse].sum() <= cap and w[exact].sum() <= cap
+        assert v[coarse].sum() <= v[exact].sum() + 1e-12

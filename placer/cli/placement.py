@@ -21,6 +21,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--tier", default="optane",
                    help="tier spec of emulated labels to use (default optane)")
     p.add_argument("--name", default="placement", help="model name (versions count up)")
+    p.add_argument("--no-select", action="store_true",
+                   help="skip choosing the model settings by leave-one-application-out "
+                        "(use the first candidate's)")
     p.set_defaults(handler=train)
 
     p = sub.add_parser("evaluate", parents=[common],
@@ -30,6 +33,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--tier", default="optane")
     p.add_argument("--features", action="store_true",
                    help="feature study: train on each single feature and on feature sets")
+    p.add_argument("--no-select", action="store_true",
+                   help="evaluate the first candidate's settings instead of choosing them in "
+                        "each fold (faster)")
     p.set_defaults(handler=evaluate)
 
     p = sub.add_parser("recommend", parents=[common],
@@ -66,15 +72,19 @@ def train(args: argparse.Namespace, ctx: Any) -> int:
     store = ctx.open_store()
     with store.session() as s:
         data = evaluation.build_dataset(s, load_labels(s, args.from_labels, args.tier))
-        model = evaluation.fit(data)
+        chosen, params, inner = evaluation.choose(data, select=not args.no_select)
+        model = evaluation.fit(data, params)
+        model.meta_["selection"] = {"chosen": chosen, "inner_degradation": inner}
         loaded = save_model(s, model, args.name)
     doc = {"model": loaded.describe(), "training": model.meta_["training"],
+           "selection": model.meta_["selection"],
            "label_source": args.from_labels, "tier": args.tier}
 
     def render(d: dict[str, Any]) -> None:
         t = d["training"]
         print(f"trained {d['model']['version']} on {t['objects']} objects of {t['runs']} runs "
-              f"({', '.join(t['apps'])}); labels: {', '.join(t['label_sources'])}")
+              f"({', '.join(t['apps'])}); labels: {', '.join(t['label_sources'])}; "
+              f"settings: {d['selection']['chosen']}")
     ctx.emit(doc, render)
     return 0
 
@@ -98,7 +108,8 @@ def evaluate(args: argparse.Namespace, ctx: Any) -> int:
     store = ctx.open_store()
     with store.session() as s:
         data = evaluation.training_labels(s, args.from_labels, args.tier)
-    doc = evaluation.evaluate(data, budgets)
+    doc = evaluation.evaluate(data, budgets,
+                              candidates=None if args.no_select else evaluation.CANDIDATES)
     doc.update({"label_source": args.from_labels, "tier": args.tier,
                 "labels": [lab.describe() for lab in data.labels]})
     if args.features:
@@ -120,6 +131,10 @@ def evaluate(args: argparse.Namespace, ctx: Any) -> int:
         print(f"model vs density-greedy: {_pct(sm.get('model_vs_density_greedy'))} less "
               f"degradation; model over oracle: {_pct(sm.get('model_over_oracle_slowdown'))} "
               f"slower; NDCG@5 {sm['ndcg@5']}; top-1 {sm['top1']}")
+        if d.get("selection"):
+            picks = [v["chosen"] for v in d["selection"].values()]
+            print("settings chosen per fold: " + ", ".join(
+                f"{n} x{picks.count(n)}" for n in dict.fromkeys(picks)))
         if "feature_study" in d:
             ctx.table("feature study (model trained on the feature or set alone)",
                       ["features", "mean degradation", "vs density-greedy", "over oracle",

@@ -50,10 +50,12 @@ class PlacementModel:
     """Ranker + penalty regressor on :data:`~placer.placement.features.FEATURES`.
 
     Parameters are LightGBM's, shared by both models; ``target`` picks what the regressor
-    learns: ``"share"`` (penalty share of runtime, as log1p of percent; the default) or
-    ``"per_byte"`` (penalty share per footprint share, multiplied back by size). On the
-    example corpus ``share`` gave 21.1% mean degradation against 21.8% for ``per_byte``
-    (docs/benchmarks.md), the only choice made by looking at that evaluation.
+    learns: ``"share"`` (penalty share of runtime, as log1p of percent; the constructor's
+    default) or ``"per_byte"`` (penalty share per footprint share, multiplied back by size).
+    Which target and how much regularization a trained model uses is chosen by
+    leave-one-application-out on the training applications
+    (:data:`placer.placement.evaluation.CANDIDATES`, :func:`~placer.placement.evaluation.
+    select_params`), never by looking at an application the model is judged on.
     Learned attributes: ``ranker_`` and ``penalty_`` (LightGBM boosters), ``meta_``.
     """
 

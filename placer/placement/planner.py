@@ -86,8 +86,12 @@ def parse_budget(text: str, total: int) -> tuple[int, float]:
 
 
 def knapsack(values: np.ndarray, weights: np.ndarray, capacity: int,
-             resolution: int = RESOLUTION) -> np.ndarray:
-    """Boolean mask of the items to take: max sum of values with sum of weights <= capacity."""
+             resolution: int = RESOLUTION, cells: int = CELLS) -> np.ndarray:
+    """Boolean mask of the items to take: max sum of values with sum of weights <= capacity.
+
+    ``cells`` bounds the DP table (items x buckets); fewer cells round weights up more
+    coarsely (never over the budget), for callers that plan many times (model selection).
+    """
     import numpy as np
 
     values = np.asarray(values, dtype=float)
@@ -103,7 +107,7 @@ def knapsack(values: np.ndarray, weights: np.ndarray, capacity: int,
     if len(cand):
         unit = int(np.gcd.reduce(weights[cand]))
         units = int(capacity) // unit
-        cap = min(units, max(resolution, CELLS // len(cand)))
+        cap = min(units, max(resolution, cells // len(cand)))
         w = np.ceil(weights[cand] / unit * cap / units).astype(np.int64)
         best = np.zeros(cap + 1)
         keep = np.zeros((len(cand), cap + 1), dtype=bool)
