@@ -446,18 +446,28 @@ def before_after(section: dict[str, Any]) -> str:
 
 
 def fleet_activity(rows: Sequence[dict[str, Any]], prov: dict[str, Any] | None) -> str:
-    """Per job: decisions taken and bytes migrated."""
+    """Per job: decisions taken, and page migrations (move_pages calls) with bytes moved.
+
+    Calls and bytes are drawn apart: on a host whose pages already sit on their target
+    node (one NUMA node) every call moves nothing, and a bytes-only bar would hide them.
+    """
     plt = _mpl()
     labels = [f"job {r['id']} ({r['kind']})" for r in rows]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 0.9 + 0.32 * len(rows)), sharey=True)
     ax.barh(labels, [r.get("decisions") or 0 for r in rows], color=ACCENT)
     ax.set_title("Decisions taken")
-    bx.barh(labels, [(r.get("bytes_migrated") or 0) / 2**20 for r in rows], color=HOT)
-    bx.set_title("Bytes migrated (MiB)")
+    calls = [r.get("migrations") or 0 for r in rows]
+    bx.barh(labels, calls, color=HOT)
+    bx.set_title("Page migrations (move_pages calls; bytes moved)")
+    top = max(calls, default=0)
+    for i, r in enumerate(rows):
+        moved = (r.get("bytes_migrated") or 0) / 2**20
+        bx.text(calls[i] + 0.02 * max(top, 1), i, f"{moved:,.1f} MiB", va="center", fontsize=8)
+    bx.set_xlim(0, max(top, 1) * 1.35)
     ax.invert_yaxis()
     from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for a in (ax, bx):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
         a.grid(axis="x", alpha=0.25)
     return _svg(fig, prov)
