@@ -121,7 +121,7 @@ for i in 1 2 3; do
   "$placer" jobs
 done
 migrated() {
-  (("$("$placer" --format json job "$gjob" | json 'd["job"]["migrations"]')" > 0))
+  (("$("$placer" --format json job "$gjob" | json 'd["job"]["migrations_total"]')" > 0))
 }
 wait_until 30 "the daemon's first migration of the graph job" migrated
 

@@ -365,7 +365,7 @@ def test_pipeline_tuner_asks_tells_and_settles() -> None:
         {"num_workers": {"low": 1, "high": 4}, "cache": {"choices": [None, "decode"]}}
     )
     tuner = PipelineTuner(space, {"num_workers": 1, "cache": None}, trials=4, seed=1)
-    knobs = {"num_workers": 1, "cache": None}
+    knobs: dict[str, Any] = {"num_workers": 1, "cache": None}
     seen = []
     for _ in range(4):
         rate = 10.0 * knobs["num_workers"] + (5 if knobs["cache"] else 0)
@@ -526,6 +526,20 @@ def test_attach_decide_migrate_detach(daemon_factory: Callable[..., DaemonProc])
     assert doc["source"] == "daemon" and doc["kind"] == "objects"
     assert sum(o["size_bytes"] for o in doc["current"]) >= 36 << 20
     assert doc["recent_decisions"] and all("budget" in x["reason"] for x in doc["recent_decisions"])
+    # its migrations: when, object, pages asked/moved/failed, errno summary, numa_maps
+    assert doc["migrations_total"] >= 3 and len(doc["migrations"]) >= 3
+    m0 = doc["migrations"][0]
+    assert {"at", "object", "pages", "moved", "failed", "errors"} <= set(m0)
+    assert m0["failed"] == sum(m0["errors"].values()) and m0["numa_maps_after"].get("0", 0) > 0
+    d.env["COLUMNS"] = "200"  # a wide terminal: no cell folded
+    text = d.cli("job", str(job), check=True).stdout
+    del d.env["COLUMNS"]
+    m1 = doc["migrations"][-1]
+    assert "migrations, newest" in text and f"{m1['moved']}/{m1['pages']}" in text
+    assert f">0:{m1['numa_maps_after']['0']}" in text  # numa_maps before>after, node:pages
+    # floats are rounded in the table (4 significant digits)
+    pen = [o["predicted_penalty"] for o in doc["current"] if o["predicted_penalty"]]
+    assert pen and f"{pen[0]:.3g}" in text and f" {pen[0]} " not in text
     jobs = json.loads(d.cli("jobs", "--format", "json", check=True).stdout)
     assert jobs["source"] == "daemon" and [j["id"] for j in jobs["jobs"]] == [job]
 
@@ -570,6 +584,13 @@ def test_profiled_program_registers_and_closes(
     assert st["samples_ingested"] > 0 and st["decisions_total"] >= 3
     decided = {x["object"]: x["tier"] for x in d.events(1, "decision")}
     assert decided.get("s1") == "dram"  # the hot array
+    # the job is linked to the run placer profile stored for the program
+    with d.db() as c:
+        (run_id,) = c.execute("SELECT run_id FROM placer_daemon_jobs WHERE id=1").fetchone()
+        (newest,) = c.execute("SELECT max(id) FROM placer_runs").fetchone()
+    assert run_id is not None and run_id == newest
+    hist = json.loads(d.cli("job", "1", "--history", "--format", "json", check=True).stdout)
+    assert hist["job"]["run_id"] == run_id and hist["job"]["migrations"]
     assert d.stop() == 0
 
 
@@ -591,3 +612,88 @@ def test_target_crash_closes_job_without_error_storm(
     assert len(warnings) <= 2, warnings
     assert d.request("jobs")["jobs"] == []
     assert d.stop() == 0
+
+
+def _stage(name: str, wall: float, cpu: float, par: int = 1, out: int = 40) -> dict[str, Any]:
+    return {
+        "name": name,
+        "elements_in": out,
+        "elements_out": out,
+        "wall_seconds": wall,
+        "cpu_seconds": cpu,
+        "bytes_out": out * 1000,
+        "wait_seconds": 0.0,
+        "queue_occupancy": 0.0,
+        "parallelism": par,
+    }
+
+
+def test_first_trial_is_the_analysis_when_stats_suffice() -> None:
+    from placer.daemon.decide import analyze_reported
+
+    space = parse_knob_space(
+        {"parallelism.fetch": {"low": 1, "high": 16}, "prefetch": {"low": 0, "high": 16}}
+    )
+    knobs = {"parallelism.fetch": 1, "prefetch": 0}
+    # fetch waits 50 ms per batch on I/O (little CPU): parallel fetches hide it
+    stages = [_stage("fetch", 2.0, 0.02), _stage("decode", 0.1, 0.1), _stage("batch", 0.01, 0.01)]
+    first = analyze_reported(space, knobs, stages, 40, 20.0)
+    assert first.source == "analysis", first.reason
+    assert first.knobs["parallelism.fetch"] > 1 and first.knobs["prefetch"] >= 1
+    assert "bottleneck fetch" in first.reason
+    # stats without the analysis's fields: the job's own config, and why
+    thin = analyze_reported(space, knobs, [{"name": "fetch", "elements_out": 40}], 40, 20.0)
+    assert thin.source == "current" and thin.knobs == knobs
+    assert "lacks elements_in" in thin.reason
+    none = analyze_reported(space, knobs, [], 40, 20.0)
+    assert none.source == "current" and "no stage stats" in none.reason
+
+
+def test_study_lives_in_the_store_and_resumes(tmp_path: Path) -> None:
+    from placer.daemon.decide import analyze_reported
+    from placer.store import Store
+    from tuners.tuning import optuna_storage
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with Store(url) as store:
+        store.ensure_schema()
+    space = parse_knob_space({"parallelism.fetch": {"low": 1, "high": 16}})
+    start = {"parallelism.fetch": 1}
+    stages = [_stage("fetch", 2.0, 0.02)]
+    first = analyze_reported(space, start, stages, 40, 20.0)
+    assert first.source == "analysis"
+    t = PipelineTuner(
+        space,
+        start,
+        trials=4,
+        seed=3,
+        storage=optuna_storage(url, heartbeat=False),
+        study_name="daemon-job7-x",
+        first=first,
+    )
+    assert not t.resumed
+    # the first report measured the job's own config: a baseline trial; next: the analysis
+    nxt, rec = t.step(start, 20.0)
+    assert rec["origin"] == "baseline" and nxt == first.knobs and t.told == 1
+    assert t.trial is not None and t.trial[0] == 0  # trial 0 is the analysis's answer
+    nxt2, rec2 = t.step(nxt, 300.0)
+    assert rec2["trial"] == 0 and rec2["origin"] == "analysis" and t.told == 2
+    # a restarted daemon loads the study: told trials, best and the open trial carry over
+    t2 = PipelineTuner(
+        space,
+        nxt2,
+        trials=4,
+        seed=3,
+        storage=optuna_storage(url, heartbeat=False),
+        study_name="daemon-job7-x",
+        first=None,
+    )
+    assert t2.resumed and t2.told == 2 and t2.best == (300.0, first.knobs)
+    assert t2.trial is not None and t2.trial[1] == nxt2 and t2.first.source == "analysis"
+    _, rec3 = t2.step(nxt2, 100.0)
+    assert rec3["trial"] == t.trial[0] and t2.told == 3
+    # Optuna's own tables sit next to placer's in the store's database
+    with sqlite3.connect(tmp_path / "store.db") as c:
+        names = {r[0] for r in c.execute("SELECT study_name FROM studies")}
+        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert names == {"daemon-job7-x"} and "placer_daemon_jobs" in tables

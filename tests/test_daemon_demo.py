@@ -77,6 +77,10 @@ def test_train_job_knobs_change_and_throughput_rises(
     assert st["best"]["samples_per_second"] == pytest.approx(best)
     assert st["best"]["knobs"]["parallelism.fetch"] > 1
     assert st["settled"] and st["trials"] == 4
+    # the job reported full stage stats: the analysis chose the first trial (parallel fetch)
+    assert st["first_trial"]["source"] == "analysis", st["first_trial"]
+    assert st["first_trial"]["knobs"]["parallelism.fetch"] > 1
+    assert epochs[1]["knobs"] == st["first_trial"]["knobs"]
     changed = {c["knob"] for c in st["knob_changes"]}
     assert "parallelism.fetch" in changed
     # one report window per epoch (the others are the process's /proc windows)

@@ -168,8 +168,22 @@ def test_pipeline_job_gets_knobs_and_speeds_up(daemon_factory: Callable[..., Dae
         assert new is not None
         knobs = new
         agent.applied(knobs)
+        if len(rates) == 3:  # restart the daemon mid-study: it resumes the stored study
+            trials = d.request("job", job=agent.job_id)["job"]["trials"]
+            assert d.stop() == 0
+            d.start()
+            assert wait_for(lambda: d.request("jobs")["jobs"])[0]["id"] == agent.job_id
+    resumed = [e for e in d.log_lines() if e.get("event") == "study_resumed"]
+    assert len(resumed) == 1 and resumed[0]["trials"] == trials == 3
     doc = d.request("job", job=agent.job_id)["job"]
     assert doc["settled"] and doc["trials"] == 5
+    # the reports lack what the analysis needs: trial 0 is the job's config, and why
+    assert doc["first_trial"]["source"] == "current"
+    assert "no batch count" in doc["first_trial"]["reason"]
+    with d.db() as c:
+        (name,) = c.execute("SELECT study_name FROM studies").fetchone()
+        (n,) = c.execute("SELECT count(*) FROM trials WHERE state='COMPLETE'").fetchone()
+    assert name == doc["study"] and n >= 5
     assert doc["knob_changes"] and doc["best"]["samples_per_second"] > rates[0][1] * 1.5
     assert knobs["num_workers"] > 1  # settled on a faster config than the naive one
     agent.close()

@@ -91,6 +91,39 @@ def _human(n: int | None) -> str:
     return str(n)
 
 
+def _num(x: Any, digits: int = 4) -> Any:
+    """A float for a table cell: ``digits`` significant digits (ints and text as they are)."""
+    if isinstance(x, float):
+        if x != x:
+            return "nan"
+        return f"{x:.{digits}g}"
+    return x
+
+
+def _nodes(counts: dict[str, Any] | None) -> str:
+    return ",".join(f"{k}:{v}" for k, v in sorted((counts or {}).items())) or "-"
+
+
+def _store_migrations(ctx: Context, job_id: int, limit: int = 20) -> list[dict[str, Any]]:
+    """The job's newest ``migration`` events from the store, oldest first, summarized."""
+    from sqlalchemy import select
+
+    from placer.daemon.service import migration_summary
+    from placer.store.models import DaemonEvent
+
+    with ctx.open_store() as store, store.session() as s:
+        rows = s.execute(
+            select(DaemonEvent.at, DaemonEvent.document)
+            .where(DaemonEvent.job_id == job_id, DaemonEvent.kind == "migration")
+            .order_by(DaemonEvent.seq.desc())
+            .limit(limit)
+        ).all()
+    return [
+        migration_summary(at.isoformat() if at else "", dict(doc or {}))
+        for at, doc in reversed(rows)
+    ]
+
+
 # ------------------------------------------------------------------------ daemon
 def _daemon(args: argparse.Namespace, ctx: Context) -> int:
     if args.action == "status":
@@ -198,6 +231,7 @@ def _store_jobs(ctx: Context, limit: int, job_id: int | None = None) -> list[dic
                     "attached_at": j.attached_at.isoformat() if j.attached_at else None,
                     "detached_at": j.detached_at.isoformat() if j.detached_at else None,
                     "last_seen_at": j.last_seen_at.isoformat() if j.last_seen_at else None,
+                    "run_id": j.run_id,
                     "state": st,
                 }
             )
@@ -292,6 +326,11 @@ def _job(args: argparse.Namespace, ctx: Context) -> int:
             "exit": st.get("exit"),
             "first_samples_per_second": st.get("first_samples_per_second"),
             "last_samples_per_second": st.get("last_samples_per_second"),
+            "first_trial": st.get("first_trial"),
+            "study": st.get("study"),
+            "signals": st.get("signals"),
+            "migrations_total": int(st.get("migrations") or 0),
+            "migrations": _store_migrations(ctx, args.id),
         }
     doc = {"job": job}
 
@@ -301,10 +340,17 @@ def _job(args: argparse.Namespace, ctx: Context) -> int:
             f"job {j['id']} ({j['kind']}, {j['status']}, {j['source']}): pid {j['pid']} "
             f"{' '.join(map(str, j['command']))[:80]}"
         )
+        extra = []
+        if j.get("run_id") is not None:
+            extra.append(f"run {j['run_id']}")
+        if (j.get("signals") or {}).get("counters"):
+            extra.append(f"counters: {j['signals']['counters']}")
+        if extra:
+            print("  " + "; ".join(extra))
         if j["kind"] == "objects":
             print(
                 f"  model {j.get('model')}, DRAM budget {j.get('budget')}; "
-                f"{j['migrations']} migrations, {_human(j['bytes_migrated'])} moved"
+                f"{j.get('migrations_total', 0)} migrations, {_human(j['bytes_migrated'])} moved"
                 + (f"; shim log {j['shim_log']}" if j.get("shim_log") else "")
             )
             cur = j.get("current") or []
@@ -327,21 +373,46 @@ def _job(args: argparse.Namespace, ctx: Context) -> int:
                             o["site"][:16],
                             _human(o["size_bytes"]),
                             o["tier"],
-                            o["score"],
-                            o["predicted_penalty"],
-                            o["density_mean"],
+                            _num(o["score"]),
+                            _num(o["predicted_penalty"], 3),
+                            _num(o["density_mean"], 3),
                             o["samples"],
                         ]
                         for o in cur[:20]
                     ],
                 )
+            migs = j.get("migrations") or []
+            if migs:
+                ctx.table(
+                    f"migrations, newest {len(migs)} of {j.get('migrations_total', len(migs))}",
+                    ["at", "object", "node", "moved/asked", "failed", "errno", "numa_maps"],
+                    [
+                        [
+                            str(m.get("at", ""))[11:19],
+                            m.get("object"),
+                            m.get("node"),
+                            f"{m.get('moved')}/{m.get('pages')}",
+                            m.get("failed"),
+                            " ".join(f"{k}={v}" for k, v in (m.get("errors") or {}).items()) or "-",
+                            f"{_nodes(m.get('numa_maps_before'))}>"
+                            f"{_nodes(m.get('numa_maps_after'))}",
+                        ]
+                        for m in migs
+                    ],
+                )
         else:
+            best = j.get("best") or {}
             print(
                 f"  knobs {j.get('knobs')}; {j.get('trials')} trials"
                 f"{' (settled)' if j.get('settled') else ''}; first "
-                f"{j.get('first_samples_per_second')} samples/s, last "
-                f"{j.get('last_samples_per_second')}, best {j.get('best')}"
+                f"{_num(j.get('first_samples_per_second'))} samples/s, last "
+                f"{_num(j.get('last_samples_per_second'))}, best "
+                f"{_num(best.get('samples_per_second'))} with {best.get('knobs')}"
+                + (f"; study {j['study']}" if j.get("study") else "")
             )
+            ft = j.get("first_trial")
+            if ft:
+                print(f"  first trial ({ft.get('source')}): {ft.get('reason')}")
         ctx.table(
             "recent decisions",
             ["at", "action", "why"],

@@ -227,7 +227,6 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     except BaseException:
         close_job(job, None, "crashed")
         raise
-    close_job(job, outcome.exit_code, outcome.status)
     main = outcome.logs[0] if outcome.logs else None
     site_of: dict[int, str] = {}
     planned: dict[str, int] = {}
@@ -244,6 +243,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     got.update({"forced": bool(args.force and prep.build_id != doc["build_id"]),
                 "split_sites": split, "default_tier": doc["nodes"]["default_tier"]})
     run_id, plan_id = _store_run(store, doc, prep, cmd, outcome, got)
+    close_job(job, outcome.exit_code, outcome.status, run_id=run_id)
     result = {"run": run_id, "plan_id": plan_id, "status": outcome.status,
               "exit_code": outcome.exit_code, "wall_seconds": round(outcome.wall_seconds, 6),
               "achieved": got}

@@ -143,12 +143,21 @@ def close_job(
     exit_code: int | None,
     status: str,
     path: str | os.PathLike[str] | None = None,
+    *,
+    run_id: int | None = None,
 ) -> None:
-    """Tell the daemon the job's program ended (it would notice by itself, a tick later)."""
+    """Tell the daemon the job's program ended (it would notice by itself, a tick later).
+
+    ``run_id``: the run ``placer profile``/``placer run`` stored for the program; the
+    daemon links the job to it (also when it already closed the job by itself).
+    """
     if job_id is None:
         return
+    fields: dict[str, Any] = {"job": job_id, "exit_code": exit_code, "status": status}
+    if run_id is not None:
+        fields["run_id"] = run_id
     try:
-        request("exit", path, timeout=5.0, job=job_id, exit_code=exit_code, status=status)
+        request("exit", path, timeout=5.0, **fields)
     except PlacerError:
         pass
 
@@ -160,6 +169,11 @@ class PipelineAgent:
     ``knobs``: the config the job runs now. Call :meth:`report` at each safe point with the
     throughput measured since the last one; it returns the knobs to run next (apply them
     before the next epoch), or None when the daemon is away (keep the current knobs).
+    Pass ``stages`` (dicts with the fields of ``collectors.pipeline.api.StageStats``) and
+    ``batches`` so the daemon's analysis can choose the first trial. ``shape`` (optional)
+    describes the pipeline for that analysis: ``{"engine", "batch_size",
+    "dataset_samples", "stages": [{"name", "kind", "sequential", "random",
+    "parallelism_knob"}]}``; what it leaves out is inferred from the reports.
     """
 
     def __init__(
@@ -169,9 +183,11 @@ class PipelineAgent:
         knobs: dict[str, Any],
         *,
         path: str | os.PathLike[str] | None = None,
+        shape: dict[str, Any] | None = None,
     ) -> None:
         self.path = path
         self.knobs = dict(knobs)
+        extra: dict[str, Any] = {"shape": shape} if shape else {}
         reply = request(
             "attach",
             path,
@@ -181,6 +197,7 @@ class PipelineAgent:
             command=_own_command(),
             space=space,
             knobs=knobs,
+            **extra,
         )
         self.job_id = int(reply["job"]["id"])
 

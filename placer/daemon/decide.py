@@ -284,27 +284,290 @@ def parse_knob_space(doc: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
+#: Fields a reported stage needs for the analysis (those of ``StageStats``).
+STAGE_FIELDS = (
+    "name",
+    "elements_in",
+    "elements_out",
+    "wall_seconds",
+    "cpu_seconds",
+    "bytes_out",
+    "wait_seconds",
+    "queue_occupancy",
+    "parallelism",
+)
+
+
+@dataclass
+class FirstTrial:
+    """What the first trial of a job's study runs, and why."""
+
+    knobs: dict[str, Any]
+    source: str  # analysis | current
+    reason: str
+    analysis: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"knobs": self.knobs, "source": self.source, "reason": self.reason}
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"
+
+
+def analyze_reported(
+    space: dict[str, dict[str, Any]],
+    knobs: dict[str, Any],
+    stages: list[Any],
+    batches: int,
+    samples_per_second: float,
+    *,
+    shape: dict[str, Any] | None = None,
+    pid: int | None = None,
+) -> FirstTrial:
+    """The first trial of a pipeline job: the analysis's config when the stats suffice.
+
+    The Plumber-style analysis of :mod:`tuners.analysis` runs on the stage stats the job
+    reported with its first window (fields of ``StageStats``), on a shape of the pipeline
+    the daemon builds from them: the stages in the order reported, each stage's
+    parallelism knob ``parallelism.<stage>`` when the knob space has it (the analysis's
+    own convention), the knobs of the space. ``shape`` (optional, declared at attach:
+    ``engine``, ``batch_size``, ``dataset_samples`` and per stage ``kind``,
+    ``sequential``, ``random``, ``parallelism_knob``) overrides what is inferred. The
+    budget is the cores the job may run on and the memory available to it. When the
+    stats do not suffice the first trial is the job's current config and ``reason`` says
+    why.
+    """
+    current = {k: knobs.get(k) for k in space}
+
+    def fallback(why: str) -> FirstTrial:
+        return FirstTrial(current, "current", f"first trial is the job's own config: {why}")
+
+    if not stages:
+        return fallback("the job reported no stage stats, the analysis needs them")
+    if not isinstance(batches, int) or batches <= 0:
+        return fallback("the report has no batch count, the analysis needs one")
+    docs: list[dict[str, Any]] = []
+    for st in stages:
+        if not isinstance(st, dict):
+            return fallback("a reported stage is not an object")
+        lacking = [f for f in STAGE_FIELDS if f not in st]
+        if lacking:
+            return fallback(
+                f"stage {st.get('name')!r} lacks {', '.join(lacking)} (the analysis needs "
+                f"every field of StageStats)"
+            )
+        docs.append(st)
+    try:
+        return _analysis_trial(space, current, docs, batches, samples_per_second, shape, pid)
+    except (InvalidInputError, TypeError, ValueError, KeyError) as exc:
+        return fallback(f"the analysis of the reported stats failed: {exc}")
+
+
+def _analysis_trial(
+    space: dict[str, dict[str, Any]],
+    current: dict[str, Any],
+    docs: list[dict[str, Any]],
+    batches: int,
+    sps: float,
+    shape: dict[str, Any] | None,
+    pid: int | None,
+) -> FirstTrial:
+    import os
+
+    from collectors.pipeline.api import (
+        ChoiceKnob,
+        HostFacts,
+        IntKnob,
+        Measurement,
+        PipelineDef,
+        StageInfo,
+        StageStats,
+    )
+    from tuners.analysis import analyze, config_from_analysis
+
+    shape = shape or {}
+    declared = {str(d.get("name")): d for d in shape.get("stages") or [] if isinstance(d, dict)}
+    stats = []
+    infos = []
+    for d in docs:
+        name = str(d["name"])
+        stats.append(
+            StageStats(
+                name=name,
+                elements_in=int(d["elements_in"]),
+                elements_out=int(d["elements_out"]),
+                wall_seconds=float(d["wall_seconds"]),
+                cpu_seconds=float(d["cpu_seconds"]),
+                bytes_out=int(d["bytes_out"]),
+                wait_seconds=float(d["wait_seconds"]),
+                queue_occupancy=float(d["queue_occupancy"]),
+                parallelism=int(d["parallelism"]),
+            )
+        )
+        dec = declared.get(name, {})
+        knob = dec.get("parallelism_knob")
+        if knob is None and f"parallelism.{name}" in space:
+            knob = f"parallelism.{name}"
+        infos.append(
+            StageInfo(
+                name=name,
+                kind=str(dec.get("kind", "map")),
+                sequential=bool(dec.get("sequential", False)),
+                random=bool(dec.get("random", False)),
+                parallelism_knob=knob if isinstance(knob, str) else None,
+            )
+        )
+    if len({s.name for s in stats}) != len(stats):
+        raise InvalidInputError("stage names repeat")
+    if not any(s.wall_seconds > 0 or s.cpu_seconds > 0 for s in stats):
+        raise InvalidInputError("no stage reported any time spent")
+    defknobs: dict[str, Any] = {
+        k: ChoiceKnob(tuple(v["choices"])) if "choices" in v else IntKnob(v["low"], v["high"])
+        for k, v in space.items()
+    }
+    batch_size = shape.get("batch_size")
+    known_batch = isinstance(batch_size, int) and batch_size > 0
+    spb = float(batch_size) if known_batch else 1.0  # type: ignore[arg-type]
+    dataset = shape.get("dataset_samples")
+    defn = PipelineDef(
+        name="daemon-job",
+        engine=str(shape.get("engine", "unknown")),
+        stages=infos,
+        knobs=defknobs,
+        build=_no_build,
+        batch_size=int(spb),
+        naive_config=dict(current),
+        dataset_samples=int(dataset) if isinstance(dataset, int) else int(batches * spb),
+    )
+    cores = float(os.cpu_count() or 1)
+    if pid is not None:
+        try:
+            cores = float(len(os.sched_getaffinity(pid)))
+        except OSError:
+            pass
+    avail = _meminfo("MemAvailable")
+    rss = _rss(pid) if pid is not None else 0
+    batches_per_s = sps / spb if spb else 0.0
+    m = Measurement(
+        config=dict(current),
+        samples_per_second=sps,
+        batches=batches,
+        samples=int(batches * spb) if known_batch else 0,
+        wall_seconds=batches / batches_per_s if batches_per_s > 0 else 0.0,
+        stages=stats,
+        host=HostFacts(cores=int(cores), free_memory_bytes=avail),
+        peak_rss_bytes=rss,
+    )
+    a = analyze(defn, m, budget_cores=cores, budget_memory_bytes=avail + rss)
+    config = config_from_analysis(defn, a)
+    first = {k: config.get(k, current.get(k)) for k in space}
+    unit = "samples/s" if known_batch else "batches/s"
+    scale = 1.0 if known_batch else 1.0 / spb
+    reason = (
+        f"Plumber-style analysis of the reported stage stats over {cores:g} cores: "
+        f"bottleneck {a.bottleneck}, LP bound "
+        f"{_fmt(a.upper_bound_no_cache * scale)} {unit} (binding: {a.lp_bottleneck}), "
+        f"measured {_fmt(sps * scale)} {unit}; first trial "
+        + ", ".join(f"{k}={v}" for k, v in first.items())
+    )
+    return FirstTrial(first, "analysis", reason, a.to_dict())
+
+
+def _no_build(_config: Any, _probes: Any) -> Any:
+    raise InvalidInputError("the daemon analyzes a job's pipeline; it never builds it")
+
+
+def _meminfo(key: str) -> int:
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _rss(pid: int) -> int:
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 class PipelineTuner:
-    """Optuna ask-and-tell over a job's knobs; trial 0 is the configuration it runs now."""
+    """Optuna ask-and-tell over a job's knobs, in the store's database or in memory.
+
+    ``storage`` (Optuna's RDB storage on the store, ``tuners.tuning.optuna_storage``) and
+    ``study_name``: the study is created, or loaded when it exists (a restarted daemon
+    resumes it: its finished trials count, its open trial is the one the job may be
+    running). Without storage the study is in memory.
+
+    ``first``: the first trial's knobs (the analysis's answer) and why; default: the
+    configuration the job runs now. When the first trial is not the job's current config,
+    the first report (which measured the current config) is added to the study as a
+    finished trial (user attr ``origin: baseline``) so the study knows where the job
+    started and never settles on something worse.
+    """
 
     def __init__(
-        self, space: dict[str, dict[str, Any]], current: dict[str, Any], trials: int, seed: int = 0
+        self,
+        space: dict[str, dict[str, Any]],
+        current: dict[str, Any],
+        trials: int,
+        seed: int = 0,
+        *,
+        storage: Any = None,
+        study_name: str | None = None,
+        first: FirstTrial | None = None,
     ) -> None:
         import optuna
+        from optuna.trial import TrialState
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.space = space
         self.max_trials = max(1, trials)
         self.study = optuna.create_study(
+            storage=storage,
+            study_name=study_name,
+            load_if_exists=True,
             direction="maximize",
             sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=3, multivariate=True),
         )
-        start = {k: v for k, v in current.items() if k in space}
-        if start:
-            self.study.enqueue_trial(start, skip_if_exists=True)
-        self.trial: Any = None
+        self.trial: tuple[int, dict[str, Any]] | None = None  # (number, params) asked
         self.told = 0
         self.best: tuple[float, dict[str, Any]] | None = None
+        self.resumed = False
+        existing = self.study.get_trials(deepcopy=False)
+        attrs = self.study.user_attrs
+        if existing or "first_trial" in attrs:
+            self.resumed = True
+            self.first = FirstTrial(
+                **attrs.get("first_trial", {"knobs": {}, "source": "?", "reason": "resumed"})
+            )
+            self.baseline_due = False
+            running = [t for t in existing if t.state == TrialState.RUNNING]
+            for t in running[:-1]:  # asked by an earlier daemon and never told
+                self.study.tell(t.number, state=TrialState.FAIL)
+            if running:
+                self.trial = (running[-1].number, dict(running[-1].params))
+            for t in existing:
+                if t.state == TrialState.COMPLETE and t.value is not None:
+                    self.told += 1
+                    if self.best is None or t.value > self.best[0]:
+                        self.best = (float(t.value), dict(t.params))
+            return
+        start = {k: v for k, v in current.items() if k in space}
+        self.first = first or FirstTrial(start, "current", "the job's own config")
+        self.baseline_due = self.first.knobs != start and bool(start)
+        if self.first.knobs:
+            self.study.enqueue_trial(self.first.knobs, skip_if_exists=True)
+        self.study.set_user_attr("first_trial", self.first.to_dict())
+        if self.first.analysis is not None:
+            self.study.set_user_attr("analysis", _json_safe(self.first.analysis))
 
     def settled(self) -> bool:
         return self.told >= self.max_trials and self.best is not None
@@ -320,8 +583,30 @@ class PipelineTuner:
         }
 
     def _ask(self) -> dict[str, Any]:
-        self.trial = self.study.ask(self._dists())
-        return dict(self.trial.params)
+        t = self.study.ask(self._dists())
+        self.trial = (t.number, dict(t.params))
+        return dict(t.params)
+
+    def _add_baseline(self, knobs: dict[str, Any], value: float) -> int | None:
+        """The job's own config, measured before the first trial ran, as a finished trial."""
+        import optuna
+
+        dists = self._dists()
+        params = {k: knobs.get(k) for k in dists}
+        try:
+            trial = optuna.trial.create_trial(
+                params=params,
+                distributions=dists,
+                value=value,
+                user_attrs={"origin": "baseline"},
+            )
+            self.study.add_trial(trial)
+        except ValueError:  # the job's knobs are outside its own space: not a trial
+            return None
+        self.told += 1
+        if self.best is None or value > self.best[0]:
+            self.best = (value, params)
+        return len(self.study.get_trials(deepcopy=False)) - 1
 
     def step(
         self, knobs_in_force: dict[str, Any], samples_per_second: float
@@ -334,20 +619,44 @@ class PipelineTuner:
             return dict(self.best[1]), record
         if self.trial is None:
             self._ask()
-        params = dict(self.trial.params)
+        assert self.trial is not None
+        number, params = self.trial
         in_force = {k: knobs_in_force.get(k) for k in params}
         if in_force == params:
-            self.study.tell(self.trial, samples_per_second)
-            record.update(trial=self.trial.number, knobs=params)
+            self.study.tell(number, samples_per_second)
+            record.update(trial=number, knobs=params)
+            if number == 0 or (self.first.knobs and params == self.first.knobs):
+                record["origin"] = self.first.source
             self.told += 1
+            self.baseline_due = False
             if self.best is None or samples_per_second > self.best[0]:
                 self.best = (samples_per_second, params)
             self.trial = None
+        elif self.baseline_due:  # first report: the job still runs its own config
+            self.baseline_due = False
+            n = self._add_baseline(knobs_in_force, samples_per_second)
+            if n is None:
+                record.update(trial=number, knobs=params, waiting=True)
+                return params, record
+            record.update(
+                trial=n, knobs={k: knobs_in_force.get(k) for k in self.space}, origin="baseline"
+            )
+            if self.settled():
+                assert self.best is not None
+                record["settled"] = True
+                return dict(self.best[1]), record
+            return params, record
         else:  # the job has not applied the trial's knobs yet: keep waiting for it
-            record.update(trial=self.trial.number, knobs=params, waiting=True)
+            record.update(trial=number, knobs=params, waiting=True)
             return params, record
         if self.settled():
             assert self.best is not None
             record["settled"] = True
             return dict(self.best[1]), record
         return self._ask(), record
+
+
+def _json_safe(doc: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(doc, default=str))

@@ -50,9 +50,15 @@ def proc_info(pid: int, root: str = "/proc") -> ProcInfo | None:
     if len(uids) != 4:
         return None
     # fields after "(comm)": state is field 3, so field N is rest[N - 3]
-    return ProcInfo(pid=pid, start_time=int(rest[19]), uids=uids,  # type: ignore[arg-type]
-                    comm=comm, minflt=int(rest[7]), majflt=int(rest[9]),
-                    cpu_ticks=int(rest[11]) + int(rest[12]))
+    return ProcInfo(
+        pid=pid,
+        start_time=int(rest[19]),
+        uids=uids,
+        comm=comm,
+        minflt=int(rest[7]),
+        majflt=int(rest[9]),
+        cpu_ticks=int(rest[11]) + int(rest[12]),
+    )
 
 
 def alive(pid: int, start_time: int, root: str = "/proc") -> bool:
@@ -71,13 +77,16 @@ def may_attach(requester_uid: int, target: ProcInfo, daemon_uid: int | None = No
         if uid is None or uid == 0:
             continue
         if any(u != uid for u in target.uids[:3]):
-            return (f"process {target.pid} ({target.comm}) belongs to uid {target.uids[0]}; "
-                    f"{who} (uid {uid}) may only attach to its own processes")
+            return (
+                f"process {target.pid} ({target.comm}) belongs to uid {target.uids[0]}; "
+                f"{who} (uid {uid}) may only attach to its own processes"
+            )
     return None
 
 
-def check_attach(pid: int, requester_uid: int, daemon_uid: int | None = None,
-                 root: str = "/proc") -> ProcInfo:
+def check_attach(
+    pid: int, requester_uid: int, daemon_uid: int | None = None, root: str = "/proc"
+) -> ProcInfo:
     """The target's facts if attaching is allowed; a one-line error otherwise."""
     if pid <= 0:
         raise InvalidInputError(f"invalid pid {pid}")

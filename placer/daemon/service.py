@@ -33,9 +33,16 @@ from typing import Any
 
 from placer.daemon import procs
 from placer.daemon.config import DaemonConfig, load_config
-from placer.daemon.decide import ObjectTable, PipelineTuner, anonymous_regions, parse_knob_space
+from placer.daemon.decide import (
+    ObjectTable,
+    PipelineTuner,
+    analyze_reported,
+    anonymous_regions,
+    parse_knob_space,
+)
 from placer.daemon.ingest import EventRow, StateRow, Writer
 from placer.daemon.migrate import RateLimiter, migrate, numa_counts, page_range
+from placer.daemon.perfstat import EVENTS, PerfCounter, PerfSupport, detect
 from placer.daemon.protocol import MAX_MESSAGE, ProtocolError, decode, encode
 from placer.daemon.protocol import field as pfield
 from placer.daemon.tail import ShimTail, TailError, log_path
@@ -49,6 +56,10 @@ from placer.errors import (
 #: Decisions kept in a job's state document (the total is ``decisions_total``).
 DECISIONS_KEPT = 500
 KNOB_CHANGES_KEPT = 500
+#: Migration summaries a job keeps in memory for ``placer job ID`` (all are events).
+MIGRATIONS_SHOWN = 20
+#: perf children started per tick at most (spreads their start-up cost over ticks).
+PERF_STARTS_PER_TICK = 4
 TERMINAL = ("exited", "crashed", "killed", "gone", "detached")
 
 
@@ -106,7 +117,13 @@ class Job:
     pending: deque[tuple[str, int, int]] = field(default_factory=deque)  # key, node, page idx
     errors: dict[str, int] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    tune_lock: threading.Lock = field(default_factory=threading.Lock)
     dirty: bool = True
+    perf: PerfCounter | None = None
+    perf_failed: str | None = None  # why perf does not count this job (then /proc does)
+    recent_migrations: deque[dict[str, Any]] = field(
+        default_factory=lambda: deque(maxlen=MIGRATIONS_SHOWN)
+    )
 
     def seq(self, kind: str) -> int:
         counters = self.state.setdefault("seq", {})
@@ -145,6 +162,9 @@ class Daemon:
         self.nodes: Any = None
         self.store: Any = None
         self.writer: Writer | None = None
+        self.perf_support: PerfSupport | None = None
+        self.optuna_store: Any = None
+        self.perf_starts_left = PERF_STARTS_PER_TICK
         self.totals = {
             "samples": 0,
             "migrations": 0,
@@ -169,6 +189,7 @@ class Daemon:
             self.host_id = _host(s).id
         self.writer = Writer(self.store, self.cfg.buffer_max, self.cfg.batch_max)
         self.nodes = host_nodes()
+        self._detect_perf()
         self._load_model()
         self._bind_socket()
         self.metrics = Metrics()
@@ -195,7 +216,37 @@ class Daemon:
             model=self.model_version,
             nodes={"dram": self.nodes.dram, "slow": self.nodes.slow},
             jobs=len(self.jobs),
+            counters=self._signals()["counters"],
         )
+
+    def _detect_perf(self) -> None:
+        """Once (and on a reload that turns ``perf`` on): can perf count jobs here?"""
+        if not self.cfg.perf or self.perf_support is not None:
+            return
+        sup = self.perf_support = detect()
+        if sup.counters:
+            self.log(
+                "info",
+                "perf_counters",
+                perf=sup.path,
+                events=list(EVENTS),
+                perf_mem=sup.mem,
+                **({"perf_mem_reason": sup.mem_reason} if not sup.mem else {}),
+            )
+        else:
+            self.log(
+                "warning",
+                "perf_unavailable",
+                reason=sup.reason,
+                fallback="/proc/PID/stat (CPU ticks, minor and major faults)",
+            )
+
+    def _signals(self, job: Job | None = None) -> dict[str, str]:
+        sup = self.perf_support or PerfSupport(False, None, "perf not checked")
+        sig = sup.signals(self.cfg.perf)
+        if job is not None and job.perf_failed:
+            sig["counters"] = f"/proc/PID/stat ({job.perf_failed})"
+        return sig
 
     def _store_timeouts(self, store: Any) -> None:
         """Store calls wait at most ``store_timeout`` for a lock (SQLite) or a connection."""
@@ -283,6 +334,7 @@ class Daemon:
             jobs = list(self.jobs.values())
         for job in jobs:
             with job.lock:
+                self._stop_perf(job)
                 self._queue_state(job)
         assert self.writer is not None
         ok = self.writer.flush(deadline=time.monotonic() + max(5.0, self.cfg.store_timeout))
@@ -350,6 +402,14 @@ class Daemon:
         self.writer.buffer_max, self.writer.batch_max = cfg.buffer_max, cfg.batch_max
         self.log_level(cfg.log_level)
         self._load_model()
+        if not cfg.perf:
+            with self.lock:
+                jobs = list(self.jobs.values())
+            for job in jobs:
+                with job.lock:
+                    self._stop_perf(job)
+                    job.state["signals"] = self._signals(job)
+        self._detect_perf()
         self.log(
             "info", "reloaded", config=cfg.to_dict(), model=self.model_version, needs_restart=kept
         )
@@ -359,6 +419,7 @@ class Daemon:
 
     def tick(self) -> None:
         t0 = time.perf_counter()
+        self.perf_starts_left = PERF_STARTS_PER_TICK
         with self.lock:
             jobs = list(self.jobs.values())
         for job in jobs:
@@ -430,9 +491,11 @@ class Daemon:
         if info is None or (job.start_time and info.start_time != job.start_time):
             self._close(job, None, None)
             return
+        if job.kind == "objects" and job.wrapper_pid is not None:
+            self._find_program(job)
+        if job.wrapper_pid is None:
+            self._ensure_perf(job)
         if job.kind == "objects":
-            if job.wrapper_pid is not None:
-                self._find_program(job)
             self._collect_objects(job, info)
             self._rank_and_act(job)
         else:
@@ -530,20 +593,102 @@ class Daemon:
             if batch.bytes_read == 0:
                 break
 
+    # ------------------------------------------------------------------ perf counters
+    def _ensure_perf(self, job: Job) -> None:
+        """Start the job's ``perf stat -I`` child when perf counts here (else /proc)."""
+        sup = self.perf_support
+        if "signals" not in job.state:
+            job.state["signals"] = self._signals(job)
+            job.dirty = True
+        if job.perf is not None or job.perf_failed or not self.cfg.perf:
+            return
+        if sup is None or not sup.counters or sup.path is None or self.perf_starts_left <= 0:
+            return
+        self.perf_starts_left -= 1
+        try:
+            job.perf = PerfCounter(job.pid, int(self.cfg.interval * 1000), sup.path)
+        except OSError as exc:
+            self._perf_fallback(job, f"perf stat did not start: {exc.strerror or exc}")
+            return
+        job.state["signals"] = self._signals(job)
+        job.state["perf_pid"] = job.perf.perf_pid
+        job.dirty = True
+        self.log("debug", "perf_started", job=job.id, pid=job.pid, perf_pid=job.perf.perf_pid)
+
+    def _perf_fallback(self, job: Job, why: str) -> None:
+        job.perf_failed = why
+        job.state["signals"] = self._signals(job)
+        job.dirty = True
+        self.log(
+            "warning",
+            "perf_job_fallback",
+            job=job.id,
+            pid=job.pid,
+            reason=why,
+            fallback="/proc/PID/stat",
+        )
+
+    def _stop_perf(self, job: Job) -> None:
+        if job.perf is None:
+            return
+        perf, job.perf = job.perf, None
+        try:
+            perf.stop()
+        except OSError as exc:  # best effort, logged
+            self._job_error(job, "perf_stop", exc)
+        job.state.pop("perf_pid", None)
+
+    def _perf_counts(self, job: Job) -> dict[str, Any] | None:
+        """The perf counts since the last tick, or None when /proc is the source."""
+        perf = job.perf
+        if perf is None:
+            return None
+        counts = perf.read()
+        if not perf.running():
+            counts_tail = perf.read()
+            for name in ("task_clock_ms", "page_faults", "minor_faults", "major_faults"):
+                setattr(counts, name, getattr(counts, name) + getattr(counts_tail, name))
+            counts.intervals += counts_tail.intervals
+            job.perf = None
+            perf.stop()
+            job.state.pop("perf_pid", None)
+            if perf.total.intervals == 0 and procs.alive(job.pid, job.start_time):
+                why = "perf stat exited: " + (perf.errors[0] if perf.errors else "no output")
+                self._perf_fallback(job, why)
+                return None
+        if counts.unsupported:
+            self._job_error(
+                job, "perf", RuntimeError(f"perf: {', '.join(counts.unsupported)} not supported")
+            )
+        return {
+            "counters": "perf",
+            "cpu_ms": round(counts.task_clock_ms, 3),
+            "page_faults": counts.page_faults,
+            "minflt": counts.minor_faults,
+            "majflt": counts.major_faults,
+            "perf_intervals": counts.intervals,
+        }
+
     def _collect_proc(self, job: Job, info: procs.ProcInfo, new: dict[str, int]) -> None:
         prev = job.prev
         job.prev = info
-        cpu = info.cpu_ticks - prev.cpu_ticks if prev else 0
-        minflt = info.minflt - prev.minflt if prev else 0
-        majflt = info.majflt - prev.majflt if prev else 0
         records = new.get("allocs", 0) + new.get("frees", 0) + new.get("samples", 0)
-        if not records and not cpu and not minflt and not majflt:
+        counters = self._perf_counts(job)
+        if counters is None:
+            counters = {
+                "counters": "proc",
+                "cpu_ticks": info.cpu_ticks - prev.cpu_ticks if prev else 0,
+                "minflt": info.minflt - prev.minflt if prev else 0,
+                "majflt": info.majflt - prev.majflt if prev else 0,
+            }
+            busy = any(counters[k] for k in ("cpu_ticks", "minflt", "majflt"))
+        else:
+            busy = any(counters[k] for k in ("cpu_ms", "page_faults", "minflt", "majflt"))
+        if not records and not busy:
             return  # idle: nothing to store
         doc = {
             **new,
-            "cpu_ticks": cpu,
-            "minflt": minflt,
-            "majflt": majflt,
+            **counters,
             "live_objects": len(job.table.objects),
             "live_bytes": job.table.live_bytes(),
         }
@@ -653,6 +798,7 @@ class Daemon:
                 "numa_maps_after": {str(k): v for k, v in after.items()},
             }
             self._event(job, "migration", doc)
+            job.recent_migrations.append(migration_summary(_iso(), doc))
             obj.migrated_bytes += result.bytes_moved
             st = job.state
             st["migrations"] = int(st.get("migrations", 0)) + 1
@@ -735,6 +881,7 @@ class Daemon:
                 status = "killed"  # the log has no END record: SIGKILL or similar
             else:
                 status = "exited" if exit_code is None or exit_code < 128 else "crashed"
+        self._stop_perf(job)
         job.status = status
         job.pending.clear()
         job.state["exit"] = {"status": status, "exit_code": exit_code, "at": _iso()}
@@ -899,6 +1046,9 @@ class Daemon:
                 knob_changes=[],
                 name=pfield(req, "name", str, required=False, default=""),
             )
+            shape = pfield(req, "shape", dict, required=False)
+            if shape is not None:
+                state["shape"] = _json_limited(shape)
         from placer.store.models import DaemonJob
 
         with self.store.session() as s:
@@ -916,6 +1066,12 @@ class Daemon:
             s.add(row)
             s.flush()
             jid = row.id
+            if kind == "pipeline":
+                from tuners.tuning import default_study_name
+
+                # the job's Optuna study (in the store) keeps this name across restarts
+                state["study"] = default_study_name(f"daemon-job{jid}")
+                row.state = dict(state)
         job = Job(
             jid,
             pid,
@@ -948,9 +1104,10 @@ class Daemon:
         return {"job": self.job_summary(job)}
 
     def _op_exit(self, req: dict[str, Any], uid: int, pid: int) -> dict[str, Any]:
-        job = self._job_for(req, uid)
+        jid = pfield(req, "job", int)
         code = pfield(req, "exit_code", int, required=False)
         status = pfield(req, "status", str, required=False)
+        run_id = pfield(req, "run_id", int, required=False)
         if status not in (
             None,
             "exited",
@@ -962,11 +1119,42 @@ class Daemon:
             "interrupted",
         ):
             raise InvalidInputError(f"unknown exit status {status!r}")
+        with self.lock:
+            live = self.jobs.get(jid)
+        if live is None and run_id is not None:
+            # the daemon saw the program end first (it stores its run afterwards): link only
+            return {"job": self._link_run(jid, run_id, uid)}
+        job = self._job_for(req, uid)
+        if run_id is not None:
+            self._link_run(jid, run_id, uid)
+            job.state["run_id"] = run_id
         with job.lock:
             self._close(
                 job, code, "crashed" if status in ("crashed", "signaled", "killed") else None
             )
         return {"job": self.job_summary(job)}
+
+    def _link_run(self, jid: int, run_id: int, uid: int) -> dict[str, Any]:
+        """Set the job's ``run_id`` (its ``placer profile``/``run`` run, now stored)."""
+        from sqlalchemy import select, update
+
+        from placer.store.models import DaemonJob, Run
+
+        with self.store.session() as s:
+            row = s.scalars(
+                select(DaemonJob).where(DaemonJob.id == jid, DaemonJob.host_id == self.host_id)
+            ).first()
+            if row is None:
+                raise NotFoundError(f"job {jid} is not in the store")
+            owner = int((row.state or {}).get("owner_uid", -1))
+            if uid != 0 and uid != owner:
+                raise procs.PermissionRefused(f"refused: job {jid} belongs to uid {owner}")
+            if s.get(Run, run_id) is None:
+                raise NotFoundError(f"run {run_id} is not in the store")
+            s.execute(update(DaemonJob).where(DaemonJob.id == jid).values(run_id=run_id))
+            doc = {"id": jid, "pid": row.pid, "status": row.status, "run_id": run_id}
+        self.log("info", "job_run_linked", job=jid, run=run_id)
+        return doc
 
     def _op_pipeline(self, req: dict[str, Any], uid: int, pid: int) -> dict[str, Any]:
         job = self._job_for(req, uid)
@@ -975,13 +1163,61 @@ class Daemon:
         knobs = pfield(req, "knobs", dict)
         sps = pfield(req, "samples_per_second", (int, float))
         stages = pfield(req, "stages", list, required=False, default=[])
+        batches = pfield(req, "batches", int, required=False, default=0)
         if sps < 0 or sps != sps or sps == float("inf"):
             raise InvalidInputError("samples_per_second must be a finite number >= 0")
+        # Optuna's storage is the store's database: its calls may wait on the store, so
+        # they run under the job's tuning lock, never the lock the loop takes.
+        with job.tune_lock:
+            created = False
+            try:
+                if job.tuner is None:
+                    job.tuner = self._make_tuner(job, knobs, stages, batches, float(sps))
+                    created = not job.tuner.resumed
+                nxt, record = job.tuner.step(knobs, float(sps))
+            except Exception as exc:  # noqa: BLE001 - the store (Optuna's tables) failed
+                job.tuner = None  # reloaded from the store at the next report
+                self._job_error(job, "tune", exc)
+                with job.lock:
+                    self._event(
+                        job,
+                        "window",
+                        {"samples_per_second": sps, "knobs": knobs, "stages": stages[:64]},
+                    )
+                    job.state["tuner_error"] = f"{type(exc).__name__}: {exc}"[:300]
+                    self._queue_state(job)
+                return {
+                    "knobs": knobs,
+                    "settled": False,
+                    "trial": None,
+                    "note": "the tuner's store is unavailable; keep the current knobs",
+                }
+            tuner = job.tuner
         with job.lock:
             st = job.state
-            if job.tuner is None:
-                job.tuner = PipelineTuner(st["space"], knobs, self.cfg.tune_trials, seed=job.id)
-            nxt, record = job.tuner.step(knobs, float(sps))
+            st.pop("tuner_error", None)
+            if created:
+                first = tuner.first
+                st["first_trial"] = first.to_dict()
+                dec = st.setdefault("decisions", [])
+                dec.append(
+                    {
+                        "at": _iso(),
+                        "action": "first trial: "
+                        + (
+                            "the analysis's config"
+                            if first.source == "analysis"
+                            else "the job's own config"
+                        )
+                        + " ("
+                        + ", ".join(f"{k}={v}" for k, v in first.knobs.items())
+                        + ")",
+                        "reason": first.reason,
+                    }
+                )
+                del dec[:-DECISIONS_KEPT]
+                st["decisions_total"] = int(st.get("decisions_total", 0)) + 1
+                self.totals["decisions"] += 1
             self._event(
                 job, "window", {"samples_per_second": sps, "knobs": knobs, "stages": stages[:64]}
             )
@@ -1004,9 +1240,7 @@ class Daemon:
                             "knob": k,
                             "old": current.get(k),
                             "new": v,
-                            "reason": "settled on the best trial"
-                            if record.get("settled")
-                            else f"Optuna trial {record.get('trial')} (ask-and-tell)",
+                            "reason": self._knob_reason(tuner, record),
                         }
                     )
             if changes:
@@ -1029,10 +1263,59 @@ class Daemon:
                     self.metrics.decisions.labels(kind="knobs").inc()
             st["knobs"] = dict(nxt)
             st["last_samples_per_second"] = sps
-            st["trials"] = job.tuner.told
-            st["settled"] = job.tuner.settled()
+            st["trials"] = tuner.told
+            st["settled"] = tuner.settled()
             self._queue_state(job)
-        return {"knobs": nxt, "settled": job.tuner.settled(), "trial": record.get("trial")}
+        return {"knobs": nxt, "settled": tuner.settled(), "trial": record.get("trial")}
+
+    def _optuna_storage(self) -> Any:
+        """Optuna's RDB storage on the store (``placer tune``'s helper), opened once."""
+        if self.optuna_store is None:
+            from tuners.tuning import optuna_storage
+
+            self.optuna_store = optuna_storage(self.store_url, heartbeat=False, attempts=2)
+        return self.optuna_store
+
+    def _make_tuner(
+        self, job: Job, knobs: dict[str, Any], stages: list[Any], batches: int, sps: float
+    ) -> PipelineTuner:
+        """Create the job's study in the store, or resume it (a restarted daemon)."""
+        st = job.state
+        name = st.get("study")
+        if not isinstance(name, str) or not name:
+            from tuners.tuning import default_study_name
+
+            name = st["study"] = default_study_name(f"daemon-job{job.id}")
+        first = analyze_reported(
+            st["space"], knobs, stages, batches, sps, shape=st.get("shape"), pid=job.pid
+        )
+        tuner = PipelineTuner(
+            st["space"],
+            knobs,
+            self.cfg.tune_trials,
+            seed=job.id,
+            storage=self._optuna_storage(),
+            study_name=name,
+            first=first,
+        )
+        self.log(
+            "info",
+            "study_resumed" if tuner.resumed else "study_created",
+            job=job.id,
+            study=name,
+            trials=tuner.told,
+            first_trial=tuner.first.source,
+        )
+        return tuner
+
+    @staticmethod
+    def _knob_reason(tuner: PipelineTuner, record: dict[str, Any]) -> str:
+        if record.get("settled"):
+            return "settled on the best trial"
+        nxt = tuner.trial[0] if tuner.trial is not None else None
+        if nxt == 0 and tuner.first.source == "analysis":
+            return f"Optuna trial 0, enqueued from the analysis: {tuner.first.reason}"
+        return f"Optuna trial {nxt} (ask-and-tell, TPE)"
 
     # ------------------------------------------------------------------ documents
     def job_summary(self, job: Job) -> dict[str, Any]:
@@ -1075,6 +1358,8 @@ class Daemon:
                 **({"note": self.nodes.note} if self.nodes.note else {}),
             },
             "current": [o.describe() for o in objs[:50]],
+            "migrations_total": int(st.get("migrations", 0)),
+            "migrations": list(job.recent_migrations),
             "pending_migrations": len(job.pending),
             "recent_decisions": list(st.get("decisions") or [])[-20:],
             "knob_changes": list(st.get("knob_changes") or [])[-20:],
@@ -1083,6 +1368,10 @@ class Daemon:
             "best": st.get("best"),
             "first_samples_per_second": st.get("first_samples_per_second"),
             "last_samples_per_second": st.get("last_samples_per_second"),
+            "first_trial": st.get("first_trial"),
+            "study": st.get("study"),
+            "signals": st.get("signals"),
+            "run_id": st.get("run_id"),
         }
 
     def status_document(self) -> dict[str, Any]:
@@ -1121,6 +1410,34 @@ class Daemon:
             },
             "totals": dict(self.totals),
         }
+
+
+def migration_summary(at: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """One ``migration`` event as ``placer job ID`` lists it."""
+    errors = {str(k): int(v) for k, v in (doc.get("errors") or {}).items()}
+    return {
+        "at": at,
+        "object": doc.get("object"),
+        "tier": doc.get("tier"),
+        "node": doc.get("node"),
+        "pages": int(doc.get("pages") or 0),
+        "moved": int(doc.get("moved") or 0),
+        "failed": sum(errors.values()),
+        "errors": errors,
+        "not_present": int(doc.get("not_present") or 0),
+        "bytes_moved": int(doc.get("bytes_moved") or 0),
+        "numa_maps_before": doc.get("numa_maps_before") or {},
+        "numa_maps_after": doc.get("numa_maps_after") or {},
+    }
+
+
+def _json_limited(doc: dict[str, Any]) -> dict[str, Any]:
+    """A declared pipeline shape, kept only when it is small plain JSON."""
+    text = json.dumps(doc, default=str)
+    if len(text) > 16384:
+        raise InvalidInputError("pipeline shape over 16 KiB")
+    out: dict[str, Any] = json.loads(text)
+    return out
 
 
 def _descendants(root: int) -> list[int]:
