@@ -574,7 +574,8 @@ def test_profiled_program_registers_and_closes(
     daemon_factory: Callable[..., DaemonProc], hotcold: Path
 ) -> None:
     d = daemon_factory().start()
-    r = d.cli("profile", "--sample-period", "2", "--", str(hotcold), "2.5")
+    # no sampling cost cap: on a busy host the 1% budget leaves too few samples to rank on
+    r = d.cli("profile", "--sample-period", "2", "--sample-budget", "0", "--", str(hotcold), "2.5")
     assert r.returncode == 0, r.stderr
     assert "daemon job 1 watches" in r.stderr
     row = wait_for(lambda: d.job_row(1)["status"] != "attached" and d.job_row(1))
