@@ -159,6 +159,11 @@ def test_run_refuses_bad_plans(cli, tmp_path: Path) -> None:  # type: ignore[no-
     r = cli("--store", url, "run", "--plan", str(other), "--", true)
     assert r.returncode == 2 and "for another binary" in r.stderr and "--force" in r.stderr
     assert r.stderr.count("\n") == 1
+    blank = tmp_path / "blank.json"
+    blank.write_text(json.dumps(_plan_for("")))
+    r = cli("--store", url, "run", "--plan", str(blank), "--", true)
+    assert r.returncode == 2 and "has no build id" in r.stderr and "--force" in r.stderr
+    assert r.stderr.count("\n") == 1
     assert not (tmp_path / "run.db").exists() or _count(url, Run) == 0
 
 

@@ -163,6 +163,27 @@ def test_plan_schema_and_shim_lines() -> None:
             planfile.validate(d)
 
 
+def test_plan_without_build_id_is_refused_unless_forced() -> None:
+    doc = planfile.validate(_plan_doc())
+    assert planfile.check_build_id(doc, "ab", force=False) is False
+    assert planfile.check_build_id(doc, "ab", force=True) is False  # nothing was forced
+    with pytest.raises(InvalidInputError, match="another binary.*--force"):
+        planfile.check_build_id(doc, "cd", force=False)
+    assert planfile.check_build_id(doc, "cd", force=True) is True
+    for empty in ("", None):
+        d = _plan_doc()
+        d["build_id"] = empty
+        with pytest.raises(InvalidInputError, match="has no build id.*--force"):
+            planfile.check_build_id(d, "cd", force=False)
+        with pytest.raises(InvalidInputError, match="has no build id"):
+            planfile.check_build_id(d, "", force=False)  # two empty ids prove nothing
+        assert planfile.check_build_id(d, "cd", force=True) is True
+    d = _plan_doc()
+    d.pop("build_id")
+    with pytest.raises(InvalidInputError, match="build_id"):  # missing: a schema error
+        planfile.validate(d)
+
+
 def test_numa_maps_attribution_on_recorded_output() -> None:
     text = (DATA / "numa_maps_two_nodes.txt").read_text()
     vmas = apply.parse_numa_maps(text)

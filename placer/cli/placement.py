@@ -198,7 +198,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
 
     from collectors.profile.session import prepare
     from placer.placement import apply
-    from placer.placement.planfile import read_plan, shim_lines, split_sites
+    from placer.placement.planfile import check_build_id, read_plan, shim_lines, split_sites
 
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
@@ -207,11 +207,8 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         raise InvalidInputError("nothing to run: give a command after --")
     doc = read_plan(args.plan)
     prep = prepare(cmd, args.name or doc.get("app") or None)
-    if doc["build_id"] and prep.build_id != doc["build_id"] and not args.force:
-        raise InvalidInputError(
-            f"plan {args.plan} is for another binary (build id {doc['build_id'][:16]}, "
-            f"{prep.binary} has {prep.build_id[:16] or 'none'}); use --force to apply it anyway"
-        )
+    forced = check_build_id(doc, prep.build_id, force=args.force,
+                            where=f"plan {args.plan}", binary=str(prep.binary))
     store = ctx.open_store()
     store.ping()
     lines = shim_lines(doc)
@@ -240,7 +237,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         got["log_truncated"] = bool(main.truncated)
     else:
         got = {"sites": {}, "error": "the shim wrote no log (did the program start?)"}
-    got.update({"forced": bool(args.force and prep.build_id != doc["build_id"]),
+    got.update({"forced": forced,
                 "split_sites": split, "default_tier": doc["nodes"]["default_tier"]})
     run_id, plan_id = _store_run(store, doc, prep, cmd, outcome, got)
     close_job(job, outcome.exit_code, outcome.status, run_id=run_id)

@@ -142,3 +142,29 @@ def split_sites(doc: dict[str, Any]) -> list[str]:
     for d in doc["decisions"]:
         nodes.setdefault(d["site"], set()).add(d["node"])
     return sorted(s for s, n in nodes.items() if len(n) > 1)
+
+
+def check_build_id(
+    doc: dict[str, Any], build_id: str, *, force: bool, where: str = "plan",
+    binary: str = "the program",
+) -> bool:
+    """Refuse a plan that is not provably for this binary unless ``force``; True if forced.
+
+    A plan names its binary by build id. An empty (or missing) build id proves nothing: it
+    could be for any program, so it is refused like a mismatch, as is a program without a
+    build id of its own (nothing to compare with).
+    """
+    planned = str(doc.get("build_id") or "")
+    if planned and planned == build_id:
+        return False
+    if force:
+        return True
+    if not planned:
+        raise InvalidInputError(
+            f"{where} has no build id: it cannot be checked against {binary} "
+            f"(build id {build_id[:16] or 'none'}); use --force to apply it anyway"
+        )
+    raise InvalidInputError(
+        f"{where} is for another binary (build id {planned[:16]}, {binary} has "
+        f"{build_id[:16] or 'none'}); use --force to apply it anyway"
+    )
