@@ -240,3 +240,21 @@ def test_run_applies_a_plan_for_another_binary_only_with_force(cli, tmp_path: Pa
     doc = json.loads(r.stdout[r.stdout.index("{\n"):])
     assert doc["achieved"]["forced"] is True and doc["exit_code"] == 0
     assert _count(url, Run) == 1 and _count(url, Plan) == 1
+
+
+@pytest.mark.slow
+def test_plan_of_a_chunked_profile_carries_its_chunk_size(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A run profiled with --chunk gives plans that say the chunk size, so the shim can
+    bind a split array chunk by chunk wherever the plan is taken."""
+    if subprocess.run(["make", "-s", "-C", str(REPO / "examples")]).returncode != 0:
+        pytest.skip("cannot build the examples")
+    url = f"sqlite:///{tmp_path / 'chunks.db'}"
+    prog = [str(REPO / "examples" / "bin" / "seqread"), "-m", "32M", "-i", "20"]
+    cli("--store", url, "profile", "--name", "seqread", "--chunk", "8MiB", "--no-perf",
+        "--", *prog, check=True)
+    plan_path = tmp_path / "chunked.json"
+    cli("--store", url, "recommend", "1", "--dram-budget", "50%", "-o", str(plan_path),
+        check=True)
+    plan = json.loads(plan_path.read_text())
+    assert plan["chunk_bytes"] == 8 * 2**20
+    assert sorted(d["chunk"] for d in plan["decisions"]) == [0, 1, 2, 3]

@@ -281,3 +281,53 @@ def test_coarse_knapsack_cells_never_exceed_the_budget() -> None:
         coarse = planner.knapsack(v, w, cap, resolution=50, cells=100)
         assert w[coarse].sum() <= cap and w[exact].sum() <= cap
         assert v[coarse].sum() <= v[exact].sum() + 1e-12
+
+
+def test_shim_lines_bind_split_sites_per_chunk() -> None:
+    doc = _plan_doc()
+    doc["decisions"].append({"site": "00000000000000cc", "chunk": 1, "tier": "slow", "node": 1})
+    doc["decisions"].append({"site": "00000000000000cc", "chunk": 0, "tier": "slow", "node": 1})
+    doc["chunk_bytes"] = 4096
+    doc = planfile.validate(doc)
+    assert planfile.shim_lines(doc) == [  # split: one line per chunk, in chunk order
+        "0x00000000000000aa 0 0 4096", "0x00000000000000aa 1 1 4096",
+        "0x00000000000000bb 1", "0x00000000000000cc 1"]  # not split: whole
+    assert planfile.collapsed_sites(doc) == []
+    assert planfile.shim_lines(doc, chunk_bytes=1 << 20)[1] == "0x00000000000000aa 1 1 1048576"
+    site_of, planned, chunks = planfile.parse_shim_lines(planfile.shim_lines(doc))
+    assert site_of[0xAA] == "00000000000000aa" and planned["00000000000000bb"] == 1
+    assert chunks == {"00000000000000aa": {0: 0, 1: 1}} and planned["00000000000000aa"] == 0
+    doc.pop("chunk_bytes")  # chunk size unknown: bound whole, and said so
+    assert planfile.shim_lines(doc)[0] == "0x00000000000000aa 0"
+    assert planfile.collapsed_sites(doc) == ["00000000000000aa"]
+    doc["chunk_bytes"] = -1
+    with pytest.raises(InvalidInputError, match="chunk_bytes"):
+        planfile.validate(doc)
+
+
+def test_numa_maps_attribution_per_chunk() -> None:
+    """A split site's pages are counted per bound chunk range, against each chunk's node."""
+    base = 0x7F0000200000
+    vmas = [apply.Vma(base, "bind:0", {0: 256}), apply.Vma(base + (1 << 20), "bind:1", {1: 200,
+                                                                                   0: 56}),
+            apply.Vma(base + (2 << 20), "default", {0: 512})]
+    ends = {base: base + (1 << 20), base + (1 << 20): base + (2 << 20),
+            base + (2 << 20): base + (4 << 20)}
+    snap = apply.Snapshot(time_ns=50, vmas=vmas)
+
+    class R:
+        def __init__(self, **kw: object) -> None:
+            self.__dict__.update(kw)
+
+    allocs = [R(seq=1, time_ns=10, address=base, size=4 << 20, site_hash=0xAA)]
+    binds = [R(seq=1, node=0, errno=0, chunk=0, start=base, length=1 << 20),
+             R(seq=1, node=1, errno=0, chunk=1, start=base + (1 << 20), length=1 << 20)]
+    got = apply.achieved(allocs, binds, [], [(snap, ends)], {0xAA: "aa"}, {"aa": 0},
+                         {"aa": {0: 0, 1: 1}})
+    site = got["sites"]["aa"]
+    assert site["binds_ok"] == 2 and site["allocations"] == 1
+    assert site["chunks"]["0"]["pages"] == {"0": 256}
+    assert site["chunks"]["1"]["pages"] == {"1": 200, "0": 56}
+    assert site["chunks"]["1"]["share_on_planned_node"] == pytest.approx(200 / 256)
+    assert site["pages"] == {"0": 312, "1": 200}  # the unbound chunks 2-3 are not counted
+    assert got["pages_on_planned_node"] == 456 and got["pages_seen"] == 512

@@ -13,6 +13,7 @@ from collectors.shim.log import (
     END_EXEC,
     STATS_NAMES,
     AllocRecord,
+    BindRecord,
     EndRecord,
     FreeRecord,
     SampleRecord,
@@ -248,3 +249,17 @@ def test_find_logs(tmp_path: Path) -> None:
         "run.log",
     ]
     assert find_logs(tmp_path / "missing" / "x.%p.log") == []
+
+
+def test_chunk_bind_records_next_to_whole_ones(tmp_path: Path) -> None:
+    """A 48-byte BIND carries the plan chunk and the range bound; 24-byte ones (older logs,
+    whole allocations) read as chunk None. Both kinds in one log."""
+    chunk = rec(7, struct.pack("<QIiIIQQ", 2, 1, 0, 3, 0, 0x7F0000500000, 1 << 20))
+    failed = rec(7, struct.pack("<QIiIIQQ", 2, 0, 22, 4, 0, 0, 0))
+    data = (header() + alloc(2, 6_500, 0x7F0000200000, 8 << 20, SITE, kind=6)
+            + bind(2, 0, 0) + chunk + failed + end(10_000))
+    log = read_log(write(tmp_path, data))
+    assert log.binds == [BindRecord(2, 0, 0), BindRecord(2, 1, 0, 3, 0x7F0000500000, 1 << 20),
+                         BindRecord(2, 0, 22, 4, 0, 0)]
+    assert read_log(write(tmp_path, header() + failed + end(1), "only.log")).binds == [
+        BindRecord(2, 0, 22, 4, 0, 0)]

@@ -23,6 +23,7 @@ from collectors.shim import shim_path
 from collectors.shim.log import END_EXEC, find_logs, read_log
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 PROGRAM_SRC = HERE / "shim_programs" / "shimtest.c"
 KiB = 1024
 MiB = 1024 * KiB
@@ -611,3 +612,114 @@ def test_redis_server_with_jemalloc(shim: str, tmp_path: Path) -> None:
     assert len(main.allocs) > 100 and main.end is not None and main.end.reason == 0
     assert any(frames[0][0].startswith("/usr/bin/redis") for frames in main.sites.values())
     assert len(logs) >= 2  # the BGSAVE child logged too
+
+
+def _numa_site(prog: str, shim: str, tmp_path: Path) -> int:
+    off = {"PLACER_SHIM_SAMPLE_PERIOD_MS": "0"}
+    first = run([prog, "numa"], shim, tmp_path / "site.%p.log", off)
+    assert first.returncode == 0
+    addr = int(first.stdout.split()[0], 16)
+    return next(a.site_hash for a in only_log(tmp_path / "site.%p.log").allocs
+                if a.address == addr)
+
+
+def test_plan_binds_chunks_of_one_allocation(prog: str, shim: str, tmp_path: Path) -> None:
+    """`site node chunk size` lines bind chunk ranges of the allocation: one mbind and one
+    BIND record per chunk, and numa_maps shows the bound ranges as their own bind:0 VMAs
+    (mbind of a sub-range splits the VMA) next to default-policy ones."""
+    site = _numa_site(prog, shim, tmp_path)
+    plan = tmp_path / "plan.txt"
+    lines = [f"{site:#018x} 0 {c} {MiB}" for c in (2, 5, 7, 9)]  # 8 MiB: no chunk 9
+    plan.write_text("# chunks\n" + "\n".join(lines) + "\n12345 1 0 4096\n")
+    pattern = tmp_path / "c.%p.log"
+    res = run([prog, "numa"], shim, pattern,
+              {"PLACER_SHIM_SAMPLE_PERIOD_MS": "0", "PLACER_SHIM_PLAN": str(plan)})
+    assert res.returncode == 0, res.stderr
+    out = res.stdout.decode().splitlines()
+    addr = int(out[0], 16)
+    log = only_log(pattern)
+    assert log.stats["plan_bad_lines"] == 0
+    assert [b.chunk for b in log.binds] == [2, 5, 7]
+    assert all(b.errno == 0 and b.node == 0 for b in log.binds)
+    assert log.stats["binds_ok"] == 3 and log.stats["binds_failed"] == 0
+    [alloc] = [a for a in log.allocs if a.seq == log.binds[0].seq]
+    assert alloc.address == addr and alloc.size == 8 * MiB
+    end_page = (addr + 8 * MiB) & ~4095
+    for b in log.binds:  # the whole pages whose first byte is in the chunk
+        lo = (addr + b.chunk * MiB + 4095) & ~4095
+        assert b.start == lo and b.start + b.length == min((lo + MiB), end_page)
+    vmas = {int(ln.split()[0], 16): ln for ln in out[1:] if ln.strip()}
+    for b in log.binds:
+        line = vmas.get(b.start)
+        assert line is not None and "bind:0" in line and " N0=" in line, (b, line)
+        assert f"N0={b.length // 4096} " in line, line  # touched: every page on node 0
+    # the chunk between two bound ones keeps the default policy, in a VMA of its own
+    line = vmas[log.binds[0].start + log.binds[0].length]
+    assert line.split()[1] == "default", line
+
+
+def _strip_times(text: bytes) -> list[str]:
+    return [w for w in text.decode().split() if not w.split("=")[0].endswith(("_s", "_per_s",
+                                                                            "_per_access"))]
+
+
+def test_chunk_plan_leaves_program_output_unchanged(shim: str, tmp_path: Path) -> None:
+    """examples/bin/seqread -m 64M with every other 4 MiB chunk of its array bound: all
+    binds succeed and the program's result (checksum, counts) is what it is without."""
+    if subprocess.run(["make", "-s", "-C", str(REPO / "examples")]).returncode != 0:
+        pytest.skip("cannot build the examples (make -C examples)")
+    prog = REPO / "examples" / "bin" / "seqread"
+    argv = [str(prog), "-m", "64M", "-i", "2"]
+    ref = run(argv, None, None)
+    assert ref.returncode == 0
+    off = {"PLACER_SHIM_SAMPLE_PERIOD_MS": "0"}
+    first = run(argv, shim, tmp_path / "s.%p.log", off)
+    big = max(only_log(tmp_path / "s.%p.log").allocs, key=lambda a: a.size)
+    plan = tmp_path / "plan.txt"
+    chunks = list(range(0, -(-big.size // (4 * MiB)), 2))
+    plan.write_text("".join(f"{big.site_hash:#x} 0 {c} {4 * MiB}\n" for c in chunks))
+    got = run(argv, shim, tmp_path / "p.%p.log", dict(off, PLACER_SHIM_PLAN=str(plan)))
+    assert got.returncode == 0, got.stderr
+    assert _strip_times(got.stdout) == _strip_times(ref.stdout) == _strip_times(first.stdout)
+    assert got.stderr == ref.stderr
+    log = only_log(tmp_path / "p.%p.log")
+    binds = [b for b in log.binds if b.chunk is not None]
+    assert sorted(b.chunk for b in binds) == chunks
+    assert all(b.errno == 0 and b.length > 0 for b in binds)
+
+
+def test_malformed_plan_lines_are_skipped(prog: str, shim: str, tmp_path: Path) -> None:
+    """Bad lines (chunk or whole) are skipped and counted; good ones still apply and the
+    program behaves exactly as without the shim."""
+    site = _numa_site(prog, shim, tmp_path)
+    bad = [
+        f"{site:#x} 0 1",  # chunk without a size
+        f"{site:#x} 0 x 4096",
+        f"{site:#x} 0 1 0",  # zero chunk size
+        f"{site:#x} 0 1 -4096",
+        f"{site:#x} 0 1 4096 extra",
+        f"{site:#x} 0 99999999999999999999999 4096",  # overflows
+        f"{site:#x} 0 1 99999999999999999999999",
+        f"{site:#x} 1024 1 4096",  # node out of range
+        f"{site:#x} 0x1 1 4096",
+        f"{site:#x}",
+        "0x 0",
+        "0x" + "f" * 40 + " 0",  # more than 64 bits
+        "not-a-site 0 0 4096",
+        "\x00\x01garbage\xff 0",
+        "9" * 5000 + " 0",
+    ]
+    good = f"{site:#x} 0 1 {MiB}  # chunk 1, a trailing comment"
+    plan = tmp_path / "plan.txt"
+    plan.write_bytes(("\n".join(bad[:7] + [good] + bad[7:]) + "\n").encode("latin-1"))
+    ref = run([prog, "output", "60"], None, None)
+    pattern = tmp_path / "m.%p.log"
+    extra = {"PLACER_SHIM_SAMPLE_PERIOD_MS": "0", "PLACER_SHIM_PLAN": str(plan)}
+    got = run([prog, "output", "60"], shim, pattern, extra)
+    assert got.returncode == 0 and got.stdout == ref.stdout and got.stderr == ref.stderr
+    assert only_log(pattern).stats["plan_bad_lines"] == len(bad)
+    res = run([prog, "numa"], shim, tmp_path / "n.%p.log", extra)
+    assert res.returncode == 0, res.stderr
+    log = only_log(tmp_path / "n.%p.log")
+    assert [(b.chunk, b.errno) for b in log.binds] == [(1, 0)]
+    assert log.stats["plan_bad_lines"] == len(bad)

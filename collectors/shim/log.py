@@ -37,6 +37,7 @@ __all__ = [
 MAGIC = b"PLSHIM01"
 VERSION = 1
 HEADER_SIZE = 64
+BIND_CHUNK_LEN = 48  # a BIND record of one plan chunk (the whole-allocation one is 24)
 MAX_RECORD = 1 << 20  # no record the shim writes comes near this
 
 REC_MODULE, REC_SITE, REC_ALLOC, REC_FREE, REC_SAMPLE, REC_END, REC_BIND, REC_STATS = range(1, 9)
@@ -84,6 +85,7 @@ STATS_NAMES = (
     "sampler_cpu_ns",
     "fault_ns",
     "budget_skips",
+    "plan_bad_lines",
 )
 
 
@@ -135,6 +137,11 @@ class BindRecord:
     seq: int
     node: int
     errno: int
+    #: the plan chunk this BIND applied (None: the whole allocation, the 24-byte record)
+    chunk: int | None = None
+    #: the whole pages bound for a chunk: start address and length in bytes (0, 0: none)
+    start: int = 0
+    length: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,10 +308,19 @@ def _decode(
         )
     )
     # BIND
-    b = w[types == REC_BIND]
+    is_bind = types == REC_BIND
+    b = w[is_bind]
     c2 = col(b, 2)
     errs = (c2 >> 32).astype(np.uint32).view(np.int32)
-    binds = list(map(BindRecord, col(b, 1).tolist(), (c2 & 0xFFFFFFFF).tolist(), errs.tolist()))
+    # a chunk BIND is 48 bytes: u32 chunk, u32 pad, u64 start, u64 length follow
+    long = rlens[is_bind] >= BIND_CHUNK_LEN
+    safe = np.where(long, b, 0)
+    chunks = [int(c) if ok else None
+              for c, ok in zip((col(safe, 3) & 0xFFFFFFFF).tolist(), long.tolist(), strict=True)]
+    zero = np.zeros(len(b), dtype=np.uint64)
+    binds = list(map(BindRecord, col(b, 1).tolist(), (c2 & 0xFFFFFFFF).tolist(), errs.tolist(),
+                     chunks, np.where(long, col(safe, 4), zero).tolist(),
+                     np.where(long, col(safe, 5), zero).tolist()))
     # END: the last one counts (an exec that failed wrote one before going on)
     end: EndRecord | None = None
     e_idx = np.nonzero(types == REC_END)[0]

@@ -118,6 +118,15 @@ struct rec_bind {
     uint32_t node;
     int32_t err;
 };
+/* A BIND of one chunk: the same first fields, then the chunk and the range bound. */
+struct rec_bind_chunk {
+    struct rec_hdr h;
+    uint64_t seq;
+    uint32_t node;
+    int32_t err;
+    uint32_t chunk, pad;
+    uint64_t start, length; /* whole pages bound (0, 0: none) */
+};
 struct site_frame { uint32_t module_id, pad; uint64_t offset; };
 #pragma pack(pop)
 _Static_assert(sizeof(struct file_hdr) == 64, "header");
@@ -126,13 +135,15 @@ _Static_assert(sizeof(struct rec_free) == 40, "free");
 _Static_assert(sizeof(struct rec_sample) == 48, "sample");
 _Static_assert(sizeof(struct rec_end) == 32, "end");
 _Static_assert(sizeof(struct rec_bind) == 24, "bind");
+_Static_assert(sizeof(struct rec_bind_chunk) == 48, "bind chunk");
 
 /* Counters written in the STATS record, in this order (docs/shim-log.md). */
 enum {
     ST_DROPPED_RECORDS, ST_UNTRACKED_OBJECTS, ST_LOG_WRITE_ERRORS, ST_LOG_REOPENS,
     ST_SAMPLE_INTERVALS, ST_SAMPLE_FAULTS, ST_IO_UNPOISONS, ST_BUSY_SKIPS, ST_FOREIGN_SEGV,
     ST_MPROTECT_FAILURES, ST_BINDS_OK, ST_BINDS_FAILED, ST_STALE_OBJECTS, ST_MODULE_REBUILDS,
-    ST_UNSAMPLEABLE_OBJECTS, ST_SAMPLER_CPU_NS, ST_FAULT_NS, ST_BUDGET_SKIPS, ST_COUNT
+    ST_UNSAMPLEABLE_OBJECTS, ST_SAMPLER_CPU_NS, ST_FAULT_NS, ST_BUDGET_SKIPS,
+    ST_PLAN_BAD_LINES, ST_COUNT
 };
 static _Atomic uint64_t g_stat[ST_COUNT];
 #define STAT_ADD(i, n) atomic_fetch_add_explicit(&g_stat[i], (uint64_t)(n), memory_order_relaxed)
@@ -976,23 +987,68 @@ static void emit_site_locked(const site_t *st) {
 }
 
 /* ------------------------------------------------------------------ plan (issue 5 hook) */
-typedef struct { uint64_t site; int32_t node; int32_t used; } plan_ent_t;
+/* Lines: `site node` binds the whole allocation; `site node chunk_index chunk_size` binds
+ * that chunk's byte range of each allocation of the site. A site's chunk lines form a list
+ * in file order (plan_chunk_t.next), applied after its whole-allocation line, if any. */
+typedef struct { uint64_t site; int32_t node; int32_t used; uint32_t chunk_head, chunk_tail; }
+    plan_ent_t;
+typedef struct { uint64_t size; uint32_t index, next; int32_t node, pad; } plan_chunk_t;
 #define PLAN_CAP 4096u
+#define PLAN_CHUNK_CAP 65536u
+#define PLAN_NONE UINT32_MAX
 static plan_ent_t *g_plan;
-static int plan_lookup(uint64_t site) {
-    if (!g_plan) return -1;
+static plan_chunk_t *g_plan_chunks;
+static uint32_t g_plan_nchunks;
+static const plan_ent_t *plan_lookup(uint64_t site) {
+    if (!g_plan) return NULL;
     uint32_t i = (uint32_t)((site * 0x9E3779B97F4A7C15ull) >> 52);
     for (uint32_t k = 0; k < PLAN_CAP; k++, i = (i + 1) & (PLAN_CAP - 1)) {
-        if (!g_plan[i].used) return -1;
-        if (g_plan[i].site == site) return g_plan[i].node;
+        if (!g_plan[i].used) return NULL;
+        if (g_plan[i].site == site) return &g_plan[i];
     }
-    return -1;
+    return NULL;
 }
 static int hexval(char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
+}
+/* One decimal token at *q (ending at whitespace or eol), at most `max`: 1 if ok. */
+static int plan_dec(char **qp, const char *eol, uint64_t max, uint64_t *out) {
+    char *q = *qp;
+    uint64_t v = 0;
+    int nd = 0;
+    while (q < eol && *q >= '0' && *q <= '9') {
+        uint64_t d = (uint64_t)(*q++ - '0');
+        if (v > (max - d) / 10) return 0;
+        v = v * 10 + d;
+        nd++;
+    }
+    if (!nd || (q < eol && *q != ' ' && *q != '\t' && *q != '\r')) return 0;
+    *out = v;
+    *qp = q;
+    return 1;
+}
+static void plan_skip_ws(char **qp, const char *eol) {
+    while (*qp < eol && (**qp == ' ' || **qp == '\t' || **qp == '\r')) (*qp)++;
+}
+static plan_ent_t *plan_slot(uint64_t site, unsigned *entries) {
+    uint32_t i = (uint32_t)((site * 0x9E3779B97F4A7C15ull) >> 52);
+    for (uint32_t k = 0; k < PLAN_CAP; k++, i = (i + 1) & (PLAN_CAP - 1)) {
+        if (!g_plan[i].used) {
+            if (*entries >= PLAN_CAP / 2) return NULL;
+            g_plan[i] = (plan_ent_t){site, -1, 1, PLAN_NONE, PLAN_NONE};
+            (*entries)++;
+            return &g_plan[i];
+        }
+        if (g_plan[i].site == site) return &g_plan[i];
+    }
+    return NULL;
+}
+static void plan_bad(void) {
+    STAT_ADD(ST_PLAN_BAD_LINES, 1);
+    dbg("ignoring bad plan line", NULL, (uint64_t)-1);
 }
 static void load_plan(const char *path) {
     int fd = raw_open(path, O_RDONLY | O_CLOEXEC, 0);
@@ -1012,17 +1068,17 @@ static void load_plan(const char *path) {
     g_plan = raw_map(PLAN_CAP * sizeof(plan_ent_t));
     if (!g_plan) { raw_unmap(buf, cap); return; }
     unsigned entries = 0;
-    char *p = buf;
-    while (*p) {
+    char *p = buf, *end = buf + n; /* by length: a NUL byte is just a bad character */
+    while (p < end) {
         char *line = p;
-        while (*p && *p != '\n') p++;
+        while (p < end && *p != '\n') p++;
         char *eol = p;
-        if (*p) p++;
+        if (p < end) p++;
         char *q = line;
-        while (q < eol && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
+        plan_skip_ws(&q, eol);
         if (q >= eol || *q == '#') continue;
         char *tok = q;
-        while (q < eol && *q != ' ' && *q != '\t') q++;
+        while (q < eol && *q != ' ' && *q != '\t' && *q != '\r') q++;
         size_t tl = (size_t)(q - tok);
         uint64_t site = 0;
         int ok = tl > 0;
@@ -1033,38 +1089,53 @@ static void load_plan(const char *path) {
             if (hex) { tok -= 2; tl += 2; } /* treat as if prefixed */
         }
         if (hex) {
+            if (tl > 18) ok = 0;
             for (size_t i = 2; i < tl && ok; i++) {
                 int v = hexval(tok[i]);
                 if (v < 0) ok = 0; else site = (site << 4) | (uint64_t)v;
             }
         } else {
             for (size_t i = 0; i < tl && ok; i++) {
-                if (tok[i] < '0' || tok[i] > '9') ok = 0;
-                else site = site * 10 + (uint64_t)(tok[i] - '0');
+                uint64_t d = (uint64_t)(tok[i] - '0');
+                if (tok[i] < '0' || tok[i] > '9' || site > (UINT64_MAX - d) / 10) ok = 0;
+                else site = site * 10 + d;
             }
         }
-        while (q < eol && (*q == ' ' || *q == '\t')) q++;
-        int node = 0, nd = 0;
-        while (q < eol && *q >= '0' && *q <= '9') { node = node * 10 + (*q++ - '0'); nd++; }
-        if (!ok || !nd || node > 1023) { dbg("ignoring bad plan line", NULL, (uint64_t)-1); continue; }
-        uint32_t i = (uint32_t)((site * 0x9E3779B97F4A7C15ull) >> 52);
-        for (uint32_t k = 0; k < PLAN_CAP; k++, i = (i + 1) & (PLAN_CAP - 1)) {
-            if (!g_plan[i].used || g_plan[i].site == site) {
-                g_plan[i].site = site;
-                g_plan[i].node = node;
-                if (!g_plan[i].used) entries++;
-                g_plan[i].used = 1;
-                break;
+        plan_skip_ws(&q, eol);
+        uint64_t node = 0, index = 0, csize = 0;
+        if (!ok || !plan_dec(&q, eol, 1023, &node)) { plan_bad(); continue; }
+        plan_skip_ws(&q, eol);
+        int chunk = q < eol && *q != '#';
+        if (chunk) {
+            if (!plan_dec(&q, eol, PLAN_NONE - 1, &index)) { plan_bad(); continue; }
+            plan_skip_ws(&q, eol);
+            if (!plan_dec(&q, eol, (uint64_t)1 << 56, &csize) || csize == 0) {
+                plan_bad();
+                continue;
             }
+            plan_skip_ws(&q, eol);
+            if (q < eol && *q != '#') { plan_bad(); continue; }
         }
-        if (entries >= PLAN_CAP / 2) break;
+        if (chunk && !g_plan_chunks) {
+            g_plan_chunks = raw_map(PLAN_CHUNK_CAP * sizeof(plan_chunk_t));
+            if (!g_plan_chunks) { plan_bad(); continue; }
+        }
+        if (chunk && g_plan_nchunks >= PLAN_CHUNK_CAP) { plan_bad(); continue; }
+        plan_ent_t *e = plan_slot(site, &entries);
+        if (!e) { plan_bad(); continue; } /* table full */
+        if (!chunk) { e->node = (int32_t)node; continue; }
+        uint32_t c = g_plan_nchunks++;
+        g_plan_chunks[c] = (plan_chunk_t){csize, (uint32_t)index, PLAN_NONE, (int32_t)node, 0};
+        if (e->chunk_tail == PLAN_NONE) e->chunk_head = c;
+        else g_plan_chunks[e->chunk_tail].next = c;
+        e->chunk_tail = c;
     }
     raw_unmap(buf, cap);
     g_plan_loaded = entries > 0;
     dbg("plan entries loaded:", NULL, entries);
+    dbg("plan chunk entries loaded:", NULL, g_plan_nchunks);
 }
-static int do_mbind(uintptr_t addr, size_t size, int node) {
-    uintptr_t lo = (addr + g_page - 1) & g_page_mask, hi = (addr + size) & g_page_mask;
+static int mbind_range(uintptr_t lo, uintptr_t hi, int node) {
     if (hi <= lo) return EINVAL;
     unsigned long mask[1024 / (8 * sizeof(unsigned long))];
     memset(mask, 0, sizeof mask);
@@ -1072,6 +1143,34 @@ static int do_mbind(uintptr_t addr, size_t size, int node) {
     long r = syscall(SYS_mbind, lo, hi - lo, 2 /* MPOL_BIND */, mask,
                      (unsigned long)(8 * sizeof mask), 2 /* MPOL_MF_MOVE */);
     return r == 0 ? 0 : errno;
+}
+static int do_mbind(uintptr_t addr, size_t size, int node) {
+    uintptr_t lo = (addr + g_page - 1) & g_page_mask, hi = (addr + size) & g_page_mask;
+    return mbind_range(lo, hi, node);
+}
+/* Bind each planned chunk of [addr, addr+size): the whole pages whose first byte lies in
+ * the chunk's byte range (and inside the allocation), so the chunks of an allocation tile
+ * its whole pages. One BIND record (with the chunk) per chunk the allocation has. */
+static void bind_chunks(const plan_ent_t *e, uint64_t seq, uintptr_t addr, size_t size) {
+    uintptr_t end_page = (addr + size) & g_page_mask;
+    for (uint32_t c = e->chunk_head; c != PLAN_NONE && c < g_plan_nchunks;
+         c = g_plan_chunks[c].next) {
+        const plan_chunk_t *ch = &g_plan_chunks[c];
+        uint64_t off, off_end;
+        if (__builtin_mul_overflow((uint64_t)ch->index, ch->size, &off) || off >= size)
+            continue; /* this allocation has no such chunk */
+        off_end = size - off < ch->size ? size : off + ch->size;
+        uintptr_t lo = (addr + off + g_page - 1) & g_page_mask;
+        uintptr_t hi = (addr + off_end + g_page - 1) & g_page_mask;
+        if (hi > end_page) hi = end_page;
+        int err = mbind_range(lo, hi, ch->node);
+        STAT_ADD(err ? ST_BINDS_FAILED : ST_BINDS_OK, 1);
+        struct rec_bind_chunk br = {{REC_BIND, sizeof br}, seq, (uint32_t)ch->node, err,
+                                    ch->index, 0, hi > lo ? lo : 0, hi > lo ? hi - lo : 0};
+        lock_acquire(&g_log_lock);
+        log_append_locked(&br, sizeof br);
+        lock_release(&g_log_lock);
+    }
 }
 
 /* ------------------------------------------------------------------ object table */
@@ -1704,7 +1803,8 @@ static void track_site(void *p, size_t size, int kind, int mmap_obj, int samplea
     int big = o && (o->flags & OF_SAMPLEABLE) && g_sampling;
     lock_release(&g_tab_lock);
     if (!o) { STAT_ADD(ST_UNTRACKED_OBJECTS, 1); return; }
-    int node = g_plan_loaded ? plan_lookup(st.hash) : -1;
+    const plan_ent_t *pe = g_plan_loaded ? plan_lookup(st.hash) : NULL;
+    int node = pe ? pe->node : -1;
     struct rec_bind br;
     if (node >= 0) {
         int err = do_mbind(src.addr, size, node);
@@ -1718,6 +1818,7 @@ static void track_site(void *p, size_t size, int kind, int mmap_obj, int samplea
     log_append_locked(&ar, sizeof ar);
     if (node >= 0) log_append_locked(&br, sizeof br);
     lock_release(&g_log_lock);
+    if (pe && pe->chunk_head != PLAN_NONE) bind_chunks(pe, src.seq, src.addr, size);
     if (big && !atomic_load_explicit(&g_sampler_started, memory_order_relaxed)) start_sampler();
 }
 

@@ -198,7 +198,14 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
 
     from collectors.profile.session import prepare
     from placer.placement import apply
-    from placer.placement.planfile import check_build_id, read_plan, shim_lines, split_sites
+    from placer.placement.planfile import (
+        check_build_id,
+        collapsed_sites,
+        parse_shim_lines,
+        read_plan,
+        shim_lines,
+        split_sites,
+    )
 
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
@@ -211,10 +218,17 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
                             where=f"plan {args.plan}", binary=str(prep.binary))
     store = ctx.open_store()
     store.ping()
-    lines = shim_lines(doc)
     split = split_sites(doc)
-    print(f"placer: applying {len(lines)} site bindings from {args.plan}"
-          + (f" ({len(split)} sites split across nodes: bound whole)" if split else ""),
+    chunk_bytes = _plan_chunk_bytes(store, doc) if split else None
+    lines = shim_lines(doc, chunk_bytes)
+    collapsed = collapsed_sites(doc, chunk_bytes)
+    note = ""
+    if collapsed:
+        note = (f" ({len(collapsed)} sites split across nodes, chunk size unknown: "
+                f"bound whole)")
+    elif split:
+        note = f" ({len(split)} sites split across nodes: bound per {chunk_bytes}-byte chunk)"
+    print(f"placer: applying {len(lines)} bindings from {args.plan}{note}",
           file=sys.stderr, flush=True)
     from placer.daemon.client import close_job, register_self
 
@@ -225,20 +239,16 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         close_job(job, None, "crashed")
         raise
     main = outcome.logs[0] if outcome.logs else None
-    site_of: dict[int, str] = {}
-    planned: dict[str, int] = {}
-    for line in lines:
-        h, node = line.split()
-        site_of[int(h, 16)] = h[2:]
-        planned[h[2:]] = int(node)
+    site_of, planned, planned_chunks = parse_shim_lines(lines)
     if main is not None:
         got = apply.achieved(main.allocs, main.binds, main.frees, outcome.snapshots, site_of,
-                             planned)
+                             planned, planned_chunks)
         got["log_truncated"] = bool(main.truncated)
     else:
         got = {"sites": {}, "error": "the shim wrote no log (did the program start?)"}
-    got.update({"forced": forced,
-                "split_sites": split, "default_tier": doc["nodes"]["default_tier"]})
+    got.update({"forced": forced, "split_sites": split, "split_sites_bound_whole": collapsed,
+                "chunk_bytes": chunk_bytes or None,
+                "default_tier": doc["nodes"]["default_tier"]})
     run_id, plan_id = _store_run(store, doc, prep, cmd, outcome, got)
     close_job(job, outcome.exit_code, outcome.status, run_id=run_id)
     result = {"run": run_id, "plan_id": plan_id, "status": outcome.status,
@@ -258,6 +268,24 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
               file=sys.stderr)
     ctx.emit(result, render)
     return outcome.exit_code
+
+
+def _plan_chunk_bytes(store: Any, doc: dict[str, Any]) -> int | None:
+    """The chunk size of a plan's split sites: the plan's ``chunk_bytes``, else the
+    ``--chunk`` of the profiled run it was made from (same store, same build id)."""
+    if doc.get("chunk_bytes"):
+        return int(doc["chunk_bytes"])
+    run_id = doc.get("run")
+    if not isinstance(run_id, int):
+        return None
+    from placer.store.models import Run
+
+    with store.session() as s:
+        run = s.get(Run, run_id)
+        if run is None or (run.build_id or "") != doc.get("build_id"):
+            return None
+        size = (run.inputs or {}).get("chunk_bytes")
+    return int(size) if isinstance(size, int) and size > 0 else None
 
 
 def _store_run(store: Any, doc: dict[str, Any], prep: Any, cmd: list[str], outcome: Any,

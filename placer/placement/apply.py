@@ -1,10 +1,11 @@
 """``placer run --plan``: run a program with the shim binding planned sites to their nodes.
 
-The shim reads ``PLACER_SHIM_PLAN`` (``site_hash node`` lines, :func:`planfile.shim_lines`)
-and ``mbind``\\ s each matching allocation to its node when it is made, logging a BIND
-record (node, errno). Allocations of sites the plan does not name keep the kernel's
-default local policy: DRAM first (``default_tier: dram``), so unknown or small data is never
-pushed to the slow tier by a guess.
+The shim reads ``PLACER_SHIM_PLAN`` (``site_hash node [chunk chunk_size]`` lines,
+:func:`planfile.shim_lines`) and ``mbind``\\ s each matching allocation (or each planned
+chunk of it) to its node when it is made, logging a BIND record (node, errno, chunk).
+Allocations of sites the plan does not name keep the kernel's default local policy: DRAM
+first (``default_tier: dram``), so unknown or small data is never pushed to the slow tier
+by a guess.
 
 While the program runs, ``/proc/PID/numa_maps`` is sampled; afterwards every bound
 allocation is joined (by address range and lifetime) to the VMAs seen while it was alive,
@@ -86,58 +87,112 @@ def sample(pid: int) -> tuple[Snapshot, dict[int, int]] | None:
     return Snapshot(t, vmas), vma_ends(vmas, maps)
 
 
+def _pages_in(lo: int, hi: int, snap: Snapshot, ends: dict[int, int]) -> dict[int, int]:
+    """Pages per node of the VMAs over [lo, hi) (a VMA only partly covered: its share)."""
+    pages: dict[int, int] = {}
+    for v in snap.vmas:
+        v_end = ends.get(v.start, v.start + 1)
+        if v.start < hi and v_end > lo:
+            part = (min(hi, v_end) - max(lo, v.start)) / (v_end - v.start)
+            for node, n in v.pages.items():
+                got = round(n * v.page_kb * 1024 / 4096 * part)
+                if got:
+                    pages[node] = pages.get(node, 0) + got
+    return pages
+
+
+def _new_entry(node: int) -> dict[str, Any]:
+    return {"node": node, "allocations": 0, "binds_ok": 0, "binds_failed": 0, "errnos": [],
+            "pages": {}}
+
+
+def _count_bind(entry: dict[str, Any], errno: int) -> None:
+    if errno == 0:
+        entry["binds_ok"] += 1
+    else:
+        entry["binds_failed"] += 1
+        if errno not in entry["errnos"]:
+            entry["errnos"].append(errno)
+
+
+def _share(entry: dict[str, Any]) -> tuple[int, int]:
+    """(pages on the planned node, pages seen); sets ``share_on_planned_node``."""
+    n_all = sum(entry["pages"].values())
+    n_on = entry["pages"].get(str(entry["node"]), 0)
+    entry["share_on_planned_node"] = round(n_on / n_all, 6) if n_all else None
+    return n_on, n_all
+
+
 def achieved(allocs: list[Any], binds: list[Any], frees: list[Any],
              snapshots: list[tuple[Snapshot, dict[int, int]]], site_of: dict[int, str],
-             planned: dict[str, int]) -> dict[str, Any]:
+             planned: dict[str, int],
+             planned_chunks: dict[str, dict[int, int]] | None = None) -> dict[str, Any]:
     """Per planned site: allocations, binds ok/failed, pages per node seen, share on plan.
 
     ``site_of`` maps the shim's integer site hash to the plan's site key; ``planned`` maps
-    the plan's site key to its node.
+    the plan's site key to its node; ``planned_chunks`` the key of a site bound per chunk
+    to chunk → node. Such a site's pages are counted per chunk over the range the shim
+    bound (its BIND records carry it) and checked against that chunk's node; the site's
+    entry gets ``chunks[index]`` with the same fields, and its ``pages`` and share add up
+    its chunks.
     """
+    planned_chunks = planned_chunks or {}
     free_at = {f.seq: f.time_ns for f in frees}
-    bind_of = {b.seq: b for b in binds}
+    whole_bind: dict[int, Any] = {}
+    chunk_binds: dict[int, list[Any]] = {}
+    for b in binds:
+        if getattr(b, "chunk", None) is None:
+            whole_bind[b.seq] = b
+        else:
+            chunk_binds.setdefault(b.seq, []).append(b)
     sites: dict[str, dict[str, Any]] = {}
     for a in allocs:
         key = site_of.get(a.site_hash)
         if key is None or key not in planned:
             continue
-        entry = sites.setdefault(key, {"node": planned[key], "allocations": 0, "binds_ok": 0,
-                                       "binds_failed": 0, "errnos": [], "pages": {}})
+        entry = sites.setdefault(key, _new_entry(planned[key]))
         entry["allocations"] += 1
-        b = bind_of.get(a.seq)
+        b = whole_bind.get(a.seq)
+        per_chunk = chunk_binds.get(a.seq, [])
         if b is not None:
-            if b.errno == 0:
-                entry["binds_ok"] += 1
-            else:
-                entry["binds_failed"] += 1
-                if b.errno not in entry["errnos"]:
-                    entry["errnos"].append(b.errno)
+            _count_bind(entry, b.errno)
+        # ranges to check: (lo, hi, chunk entry or None for the whole allocation)
+        ranges: list[tuple[int, int, dict[str, Any] | None]] = []
+        if per_chunk:
+            chunk_plan = planned_chunks.get(key, {})
+            table = entry.setdefault("chunks", {})
+            for cb in per_chunk:
+                ce = table.setdefault(str(cb.chunk),
+                                      _new_entry(chunk_plan.get(cb.chunk, cb.node)))
+                ce["allocations"] += 1
+                _count_bind(ce, cb.errno)
+                _count_bind(entry, cb.errno)
+                if cb.length:
+                    ranges.append((cb.start, cb.start + cb.length, ce))
+        else:
+            ranges.append((a.address, a.address + a.size, None))
         end_t = free_at.get(a.seq)
-        lo, hi = a.address, a.address + a.size
-        best: dict[int, int] | None = None
-        for snap, ends in snapshots:  # latest snapshot within the allocation's lifetime
-            if snap.time_ns < a.time_ns or (end_t is not None and snap.time_ns > end_t):
-                continue
-            pages: dict[int, int] = {}
-            for v in snap.vmas:
-                v_end = ends.get(v.start, v.start + 1)
-                if v.start < hi and v_end > lo:
-                    # a VMA the allocation only partly covers (a heap arena): its share
-                    part = (min(hi, v_end) - max(lo, v.start)) / (v_end - v.start)
-                    for node, n in v.pages.items():
-                        got = round(n * v.page_kb * 1024 / 4096 * part)
-                        if got:
-                            pages[node] = pages.get(node, 0) + got
-            if pages:
-                best = pages
-        if best:
-            for node, n in best.items():
-                entry["pages"][str(node)] = entry["pages"].get(str(node), 0) + n
+        for lo, hi, ce in ranges:
+            best: dict[int, int] | None = None
+            for snap, ends in snapshots:  # latest snapshot within the allocation's lifetime
+                if snap.time_ns < a.time_ns or (end_t is not None and snap.time_ns > end_t):
+                    continue
+                pages = _pages_in(lo, hi, snap, ends)
+                if pages:
+                    best = pages
+            for node, n in (best or {}).items():
+                for target in (entry, ce) if ce is not None else (entry,):
+                    target["pages"][str(node)] = target["pages"].get(str(node), 0) + n
     total_on = total = 0
     for entry in sites.values():
-        n_all = sum(entry["pages"].values())
-        n_on = entry["pages"].get(str(entry["node"]), 0)
-        entry["share_on_planned_node"] = round(n_on / n_all, 6) if n_all else None
+        if "chunks" in entry:
+            n_on = n_all = 0
+            for ce in entry["chunks"].values():
+                on, seen = _share(ce)
+                n_on, n_all = n_on + on, n_all + seen
+            entry["share_on_planned_node"] = round(n_on / n_all, 6) if n_all else None
+        else:
+            n_on, n_all = _share(entry)
         total += n_all
         total_on += n_on
     return {"sites": sites, "pages_seen": total, "pages_on_planned_node": total_on,

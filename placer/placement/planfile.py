@@ -56,6 +56,7 @@ SCHEMA: dict[str, Any] = {
                 "note": {"type": "string"},
             },
         },
+        "chunk_bytes": {"type": "integer", "minimum": 0},
         "predicted_slowdown": {"type": ["number", "null"], "minimum": 1},
         "baselines": {"type": "object", "additionalProperties": {"type": ["number", "null"]}},
         "decisions": {
@@ -118,30 +119,84 @@ def write_plan(path: Path, doc: dict[str, Any]) -> None:
     Path(path).write_text(json.dumps(doc, indent=1) + "\n", "utf-8")
 
 
-def shim_lines(doc: dict[str, Any]) -> list[str]:
-    """The shim's plan text (``PLACER_SHIM_PLAN``): ``0x<site hash> node`` per planned site.
-
-    The shim binds whole allocations by their native site (Python sites use the native
-    hash recorded with them); a site whose chunks the plan splits between nodes is bound
-    to the node holding most of its planned bytes (:func:`split_sites` lists them).
-    """
-    weight: dict[str, dict[int, int]] = {}
+def _native_nodes(doc: dict[str, Any]) -> dict[str, dict[int, dict[int, int]]]:
+    """Native site → chunk → node → planned bytes (Python sites under their native hash)."""
+    out: dict[str, dict[int, dict[int, int]]] = {}
     for d in doc["decisions"]:
         site = d.get("native_site") or d["site"]
         if site.startswith("py-"):
             continue  # no native hash known: the shim cannot match it
-        per = weight.setdefault(site, {})
+        per = out.setdefault(site, {}).setdefault(int(d["chunk"]), {})
         per[d["node"]] = per.get(d["node"], 0) + max(int(d.get("size_bytes", 0)), 1)
-    return [f"0x{site} {max(per, key=lambda n: (per[n], -n))}"
-            for site, per in weight.items()]
+    return out
+
+
+def _heaviest(per: dict[int, int]) -> int:
+    return max(per, key=lambda n: (per[n], -n))
+
+
+def shim_lines(doc: dict[str, Any], chunk_bytes: int | None = None) -> list[str]:
+    """The shim's plan text (``PLACER_SHIM_PLAN``), one line per planned site or chunk.
+
+    A site whose chunks all go to one node: ``0x<site hash> node`` (the whole allocation).
+    A split site (its chunks on different nodes): ``0x<site hash> node chunk chunk_bytes``
+    per planned chunk, in chunk order; the shim binds that chunk's byte range of every
+    allocation of the site. The chunk size is ``chunk_bytes`` or the plan's own
+    ``chunk_bytes`` (the profile's ``--chunk``); without one a split site is bound whole to
+    the node holding most of its planned bytes (:func:`collapsed_sites` lists those).
+    The shim matches native sites (Python sites use the native hash recorded with them).
+    """
+    size = chunk_bytes if chunk_bytes is not None else int(doc.get("chunk_bytes") or 0)
+    out = []
+    for site, chunks in _native_nodes(doc).items():
+        nodes = {n for per in chunks.values() for n in per}
+        if len(nodes) > 1 and size > 0:
+            out += [f"0x{site} {_heaviest(chunks[c])} {c} {size}" for c in sorted(chunks)]
+            continue
+        total: dict[int, int] = {}
+        for per in chunks.values():
+            for n, w in per.items():
+                total[n] = total.get(n, 0) + w
+        out.append(f"0x{site} {_heaviest(total)}")
+    return out
+
+
+def parse_shim_lines(lines: list[str]) -> tuple[dict[int, str], dict[str, int],
+                                                dict[str, dict[int, int]]]:
+    """``shim_lines`` output → (shim hash → site key, site → node, site → chunk → node).
+
+    A split site's node in the second map is the one holding most of its chunks.
+    """
+    site_of: dict[int, str] = {}
+    whole: dict[str, int] = {}
+    chunks: dict[str, dict[int, int]] = {}
+    for line in lines:
+        parts = line.split()
+        key = parts[0][2:]
+        site_of[int(parts[0], 16)] = key
+        if len(parts) == 4:
+            chunks.setdefault(key, {})[int(parts[2])] = int(parts[1])
+        else:
+            whole[key] = int(parts[1])
+    for key, per in chunks.items():
+        if key not in whole:
+            votes = list(per.values())
+            whole[key] = max(set(votes), key=lambda n: (votes.count(n), -n))
+    return site_of, whole, chunks
 
 
 def split_sites(doc: dict[str, Any]) -> list[str]:
-    """Sites whose chunks the plan puts on different nodes (the shim binds whole sites)."""
+    """Sites whose chunks the plan puts on different nodes."""
     nodes: dict[str, set[int]] = {}
     for d in doc["decisions"]:
         nodes.setdefault(d["site"], set()).add(d["node"])
     return sorted(s for s, n in nodes.items() if len(n) > 1)
+
+
+def collapsed_sites(doc: dict[str, Any], chunk_bytes: int | None = None) -> list[str]:
+    """Split sites :func:`shim_lines` binds whole: the chunk size is not known."""
+    size = chunk_bytes if chunk_bytes is not None else int(doc.get("chunk_bytes") or 0)
+    return [] if size > 0 else split_sites(doc)
 
 
 def check_build_id(

@@ -95,6 +95,9 @@ def recommend(session: Any, run_id: int, budget: str, loaded: LoadedModel, nodes
         "baselines": {k: round(v, 6) for k, v in compare.items() if k != "model"},
         "decisions": decisions,
     }
+    chunk = (run.inputs or {}).get("chunk_bytes")
+    if chunk:  # the profile's --chunk: the shim binds a split site's chunks one by one
+        doc["chunk_bytes"] = int(chunk)
     validate(doc)
     order = sorted(range(len(table)), key=lambda i: -scores[i])[:top]
     ranked = [{
