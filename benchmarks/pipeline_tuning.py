@@ -14,8 +14,17 @@ For every pipeline, in one run on this host:
   values: the full power-of-two grid would take days here) that fits the budget;
 - **tf.data AUTOTUNE** where a ``<name>-tfdata-autotune`` twin exists.
 
-Each method's chosen config is measured again at the end (``--final-runs`` runs of
-``--final-seconds``, probes off, mean) so all are compared under the same conditions.
+Every search (placer, optuna alone, random, grid) names its best the same way: its three
+best trials are re-measured once and the best mean of two measurements wins
+(:func:`tuners.tuning.pick_confirmed` / ``confirm_best``; 3 extra measurements each, not
+trials). Each method's chosen config is measured again at the end (``--final-runs`` runs
+of ``--final-seconds``, probes off, mean) so all are compared under the same conditions.
+
+Every number is the tuner's objective (:func:`tuners.tuning.measure_config`): samples/s
+delivered to a consumer that materializes each batch (copies every array once), and, for
+a config with a cache, the mean over a run of ``--epochs`` epochs from the measured first
+epoch (which fills the cache) and the measured cached epochs. The grid, the searches and
+the final runs all use it, so a cache is credited only with what it delivers over a run.
 
     python benchmarks/pipeline_tuning.py                       # the example pipelines
     python benchmarks/pipeline_tuning.py synthetic-cpu synthetic-remote --trial-seconds 1
@@ -43,7 +52,17 @@ sys.path.insert(0, str(ROOT))
 from collectors.pipeline.api import ChoiceKnob, Config, IntKnob, PipelineDef  # noqa: E402
 from tuners.analysis import Analysis, core_demand  # noqa: E402
 from tuners.resolve import load_pipeline, resolve_measure  # noqa: E402
-from tuners.tuning import Budget, Objective, TrialFailed, best_trial, tune  # noqa: E402
+from tuners.tuning import (  # noqa: E402
+    Budget,
+    Objective,
+    TrialFailed,
+    best_trial,
+    confirm_best,
+    measure_config,
+    pick_confirmed,
+    trial_score,
+    tune,
+)
 
 DEFAULT_PIPELINES = [
     "remote-torchdata",
@@ -72,10 +91,11 @@ def grid_values(defn: PipelineDef, analysis: Analysis) -> dict[str, list[Any]]:
     """The benchmark's grid: every knob, at the values that can matter on this host.
 
     The full power-of-two grid has up to 23,000 configs per pipeline here (days of
-    measuring), so: a stage's parallelism is searched only if the stage takes at least 10%
+    measuring; a run of all six pipelines must fit in well under an hour on a shared
+    2-core host), so: a stage's parallelism is searched only if the stage takes at least 10%
     of the profiled per-batch time (else kept at 1), at 1 and the powers of two up to the
-    CPU budget for CPU-bound stages, at {1, 2, 4, the knob's top} for stages that wait;
-    prefetch at {its low end, 2, 8}; DataLoader's ``num_workers`` at all powers of two;
+    CPU budget for CPU-bound stages, at {1, 2 × cores, the knob's top} for stages that
+    wait; prefetch at {its low end, 2}; DataLoader's ``num_workers`` at all powers of two;
     every choice knob (cache position, flags) fully.
     """
     total = sum(s.wall_per_batch for s in analysis.stages) or 1.0
@@ -91,12 +111,13 @@ def grid_values(defn: PipelineDef, analysis: Analysis) -> dict[str, list[Any]]:
                 continue
             waits = bool(st.worker_rate and st.core_rate and st.worker_rate < 0.5 * st.core_rate)
             # CPU-bound: 1 and powers of two up to the cores (more only time-share them);
-            # stages that wait: 1, 2, 4 and the knob's top.
-            tops = (1, 2, 4, knob.high) if waits else _pow2_upto(max(analysis.budget_cores, 2))
+            # stages that wait: 1, twice the cores and the knob's top.
+            cores = int(max(analysis.budget_cores, 2))
+            tops = (1, 2 * cores, knob.high) if waits else _pow2_upto(cores)
             vals = {v for v in tops if knob.low <= v <= knob.high}
             out[key] = sorted(vals) or [knob.low]
         elif key == "prefetch" or key == "prefetch_factor":
-            out[key] = sorted({v for v in (knob.low, 2, 8) if knob.low <= v <= knob.high})
+            out[key] = sorted({v for v in (knob.low, 2) if knob.low <= v <= knob.high})
         else:
             out[key] = knob_values(knob)
     return out
@@ -149,26 +170,62 @@ def search(
 
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=make_pruner())
     objective = Objective(
-        defn=defn, analysis=analysis, budget=budget, measure=measure, trial_seconds=trial_seconds
+        defn=defn,
+        analysis=analysis,
+        budget=budget,
+        measure=measure,
+        trial_seconds=trial_seconds,
+        epochs=analysis.epochs,
     )
     study.optimize(objective, n_trials=n_trials, catch=(TrialFailed,))
+    # the same confirmation of the best few trials as placer's
+    confirm_best(
+        study, defn, measure, seconds=trial_seconds, epochs=analysis.epochs, analysis=analysis
+    )
     best = best_trial(study)
     if best is None:
         return None, None
-    return dict(best.user_attrs["config"]), float(best.value)
+    return dict(best.user_attrs["config"]), trial_score(study, best)
 
 
 def measure_final(
-    defn: PipelineDef, config: Config | None, measure: Any, runs: int, seconds: float
+    defn: PipelineDef,
+    config: Config | None,
+    measure: Any,
+    runs: int,
+    seconds: float,
+    analysis: Analysis,
+    detail: dict[str, Any] | None = None,
 ) -> float | None:
+    """Mean objective of ``runs`` runs; ``detail`` gets the first-epoch/steady rates."""
     if config is None:
         return None
-    values = []
+    values, first, steady = [], [], []
     for _ in range(runs):
-        m = measure(defn, config, max_batches=1_000_000, max_seconds=seconds, probes=False)
+        m, value = measure_config(
+            measure,
+            defn,
+            config,
+            seconds=seconds,
+            epochs=analysis.epochs,
+            analysis=analysis,
+            max_batches=1_000_000,
+            probes=False,
+            whole_epochs=True,
+        )
         if m.error or m.batches <= 0:
             return None
-        values.append(m.samples_per_second)
+        values.append(value)
+        if m.first_epoch_samples_per_second:
+            first.append(m.first_epoch_samples_per_second)
+        if m.steady_samples_per_second:
+            steady.append(m.steady_samples_per_second)
+    if detail is not None and config.get("cache") is not None:
+        detail.update(
+            cache=config.get("cache"),
+            first_epoch=statistics.fmean(first) if first else None,
+            steady=statistics.fmean(steady) if steady else None,
+        )
     return statistics.fmean(values)
 
 
@@ -196,14 +253,18 @@ def bench_one(name: str, args: argparse.Namespace, store_dir: Path) -> dict[str,
         profile,
         budget_cores=budget_cores,
         budget_memory_bytes=args.budget_mem or profile.host.free_memory_bytes // 2,
+        epochs=args.epochs,
     )
     configs = grid(defn, pre)
     n_trials = max(3, len(configs) // 10) if args.trials is None else args.trials
     print(
-        f"{name}: grid of {len(configs)} configs, {n_trials} tuner trials",
+        f"{name}: grid of {len(configs)} configs, {n_trials} tuner trials "
+        f"{json.dumps(grid_values(defn, pre), default=str)}",
         file=sys.stderr,
         flush=True,
     )
+    if args.list_grids:
+        return {}
     t0 = time.perf_counter()
     result = tune(
         name,
@@ -214,6 +275,7 @@ def bench_one(name: str, args: argparse.Namespace, store_dir: Path) -> dict[str,
         trial_seconds=args.trial_seconds,
         study_name=f"bench-{name}-{os.getpid()}",
         seed=args.seed,
+        epochs=args.epochs,
     )
     tune_seconds = time.perf_counter() - t0
     analysis = result.analysis
@@ -221,14 +283,36 @@ def bench_one(name: str, args: argparse.Namespace, store_dir: Path) -> dict[str,
 
     # the grid, within the same budget
     fits = [c for c in configs if core_demand(defn, analysis, c) <= budget_cores + 1e-6]
-    grid_best: tuple[float, Config | None] = (-1.0, None)
+    grid_values_seen: list[tuple[Config, float]] = []
     t0 = time.perf_counter()
     for config in fits:
-        m = measure(
-            defn, config, max_batches=1_000_000, max_seconds=args.trial_seconds, probes=False
+        m, value = measure_config(
+            measure,
+            defn,
+            config,
+            seconds=args.trial_seconds,
+            epochs=analysis.epochs,
+            analysis=analysis,
+            max_batches=1_000_000,
+            probes=False,
         )
-        if not m.error and m.samples_per_second > grid_best[0]:
-            grid_best = (m.samples_per_second, config)
+        if not m.error:
+            grid_values_seen.append((config, value))
+
+    def remeasure(config: Config) -> float:
+        return measure_config(
+            measure,
+            defn,
+            config,
+            seconds=args.trial_seconds,
+            epochs=analysis.epochs,
+            analysis=analysis,
+            max_batches=1_000_000,
+            probes=False,
+        )[1]
+
+    # the same confirmation of the best few as placer's
+    grid_config, _grid_value, _again = pick_confirmed(grid_values_seen, remeasure)
     grid_seconds = time.perf_counter() - t0
 
     optuna_cfg, _ = search(
@@ -257,17 +341,32 @@ def bench_one(name: str, args: argparse.Namespace, store_dir: Path) -> dict[str,
         "placer": result.best_config,
         "optuna alone": optuna_cfg,
         "random": random_cfg,
-        "grid": grid_best[1],
+        "grid": grid_config,
     }
     autotune_name = f"{name}-autotune" if name.endswith("-tfdata") else None
     final: dict[str, float | None] = {}
-    for method, config in chosen.items():
-        final[method] = measure_final(defn, config, measure, args.final_runs, args.final_seconds)
+    details: dict[str, dict[str, Any]] = {}
+    for method, chosen_config in chosen.items():
+        details[method] = {}
+        final[method] = measure_final(
+            defn,
+            chosen_config,
+            measure,
+            args.final_runs,
+            args.final_seconds,
+            analysis,
+            details[method],
+        )
     if autotune_name is not None:
         try:
             tf_defn = load_pipeline(autotune_name)
             final["tf.data AUTOTUNE"] = measure_final(
-                tf_defn, dict(tf_defn.naive_config), measure, args.final_runs, args.final_seconds
+                tf_defn,
+                dict(tf_defn.naive_config),
+                measure,
+                args.final_runs,
+                args.final_seconds,
+                analysis,
             )
         except Exception as exc:  # noqa: BLE001 - reported, the rest of the row stands
             final["tf.data AUTOTUNE"] = None
@@ -287,8 +386,12 @@ def bench_one(name: str, args: argparse.Namespace, store_dir: Path) -> dict[str,
         "grid_fitting_budget": len(fits),
         "trials": n_trials,
         "samples_per_second": final,
+        "cached_epochs": {k: v for k, v in details.items() if v},
         "configs": chosen,
         "upper_bound": upper if math.isfinite(upper) else None,
+        "upper_bound_steady": analysis.upper_bound_steady
+        if math.isfinite(analysis.upper_bound_steady)
+        else None,
         "cache": analysis.cache,
         "bottleneck": analysis.bottleneck,
         "explanation": analysis.explanation,
@@ -324,16 +427,24 @@ def _fmt(v: float | None, pct: bool = False) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
 
 
+def _cache_cell(r: dict[str, Any]) -> str:
+    d = r.get("cached_epochs", {}).get("placer")
+    if not d:
+        return "none"
+    return f"{d['cache']} (1st epoch {_fmt(d['first_epoch'])}, then {_fmt(d['steady'])})"
+
+
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     head = (
         ["pipeline", "trials (grid)"]
         + METHODS
-        + ["upper bound", "placer/grid", "placer/bound", "placer/naive"]
+        + ["upper bound", "placer/grid", "placer/bound", "placer/naive", "placer cache"]
     )
     lines = [
         f"Measured {meta['date']} on {meta['host']} ({meta['cores']} cores, "
         f"{meta['memory_gib']:.0f} GiB, {meta['platform']}); budget {meta['budget_cores']} cores; "
-        f"trials of {meta['trial_seconds']} s, "
+        f"trials of {meta['trial_seconds']} s, objective = mean samples/s over "
+        f"{meta['epochs']} epochs with a consumer copying each batch, "
         f"final {meta['final_runs']}x{meta['final_seconds']} s; "
         f"samples/s. Load average (1/5/15 min) at start {meta['load_average_at_start']}, "
         f"at end {meta.get('load_average_at_end')}: the host was shared with other jobs.",
@@ -350,6 +461,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             _fmt(r["placer_vs_grid"], True),
             _fmt(r["placer_vs_upper_bound"], True),
             _fmt(r["placer_vs_naive"]) + "x",
+            _cache_cell(r),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -365,6 +477,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-cores", type=float, default=None)
     parser.add_argument("--budget-mem", type=int, default=None, help="bytes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--epochs", type=int, default=10, help="training run a cache is amortized over"
+    )
+    parser.add_argument(
+        "--list-grids", action="store_true", help="profile, print grid sizes, measure nothing"
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args(argv)
     names = args.pipelines or DEFAULT_PIPELINES
@@ -379,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         "trial_seconds": args.trial_seconds,
         "final_seconds": args.final_seconds,
         "final_runs": args.final_runs,
+        "epochs": args.epochs,
         "load_average_at_start": os.getloadavg(),
     }
     rows: list[dict[str, Any]] = []
@@ -389,7 +508,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             print(f"== {name}", file=sys.stderr, flush=True)
             try:
-                rows.append(bench_one(name, args, Path(tmp)))
+                row = bench_one(name, args, Path(tmp))
+                if not row:
+                    continue
+                rows.append(row)
             except Exception as exc:  # noqa: BLE001 - one broken pipeline spoils no others
                 print(f"{name}: skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
                 continue

@@ -137,3 +137,58 @@ def test_host_facts_reads_the_source(tmp_path) -> None:  # type: ignore[no-untyp
     assert host_facts(None).source_read_bytes_per_second is None
     with pytest.raises(InvalidInputError):
         host_facts(str(tmp_path / "missing"))
+
+
+def slow_source(i: int) -> np.ndarray:
+    time.sleep(0.004)  # 8 records per batch: 32 ms of work per batch
+    return np.full(1024, i, dtype=np.float64)  # 8 KiB per record, 64 KiB per batch
+
+
+def test_cached_config_reports_first_epoch_and_cached_epochs_materialized() -> None:
+    spec = PipelineSpec(
+        "cached",
+        lambda: list(range(64)),  # 8 batches per epoch
+        [StageSpec("read", slow_source, kind="source"), StageSpec("collate", collate, "collate")],
+        batch_size=8,
+    )
+    defn = pipeline_def(spec, "python")
+    config = {**defn.naive_config, "cache": "collate"}
+    m = measure(defn, config, max_batches=100_000, max_seconds=0.05, min_epochs=2)
+    assert m.status == "ok", m.error
+    assert m.epochs_completed >= 2  # ran past max_seconds until two epochs were complete
+    first, steady = m.first_epoch_samples_per_second, m.steady_samples_per_second
+    assert first is not None and steady is not None
+    assert first < 64 / (8 * 0.004)  # every record read in the first epoch (start-up too)
+    assert steady > 5 * first  # later epochs replay the cache
+    # the consumer copied every counted batch: 64 KiB each, and that took time
+    assert m.bytes_consumed == m.batches * 8 * 1024 * 8
+    assert m.consumer_seconds > 0
+    best = m.consumer_best_seconds_per_batch
+    assert best is not None and 0 < best <= m.consumer_seconds  # re-copies not counted
+    # without min_epochs a short window stops inside the first epoch: no epoch rates
+    m = measure(defn, config, max_batches=3, max_seconds=5.0)
+    assert m.epochs_completed == 0
+    assert m.first_epoch_samples_per_second is None and m.steady_samples_per_second is None
+    # materialize=False: nothing copied
+    m = measure(defn, config, max_batches=3, max_seconds=5.0, materialize=False)
+    assert m.bytes_consumed == 0 and m.consumer_seconds == 0
+
+
+def test_consumer_copies_every_kind_of_leaf() -> None:
+    from collectors.pipeline.measure import Consumer
+
+    torch = pytest.importorskip("torch")
+    c = Consumer()
+    batch = {
+        "x": np.zeros((4, 8), dtype=np.float32),  # 128
+        "y": torch.ones(16, dtype=torch.int64),  # 128
+        "ids": [1, 2, 3, 4],  # 4 int64: 32
+        "raw": b"abcdefgh",  # 8
+        "text": ["ab", "cde"],  # 5
+        "num_samples": 4,  # 8
+    }
+    c(batch)
+    assert c.bytes == 128 + 128 + 32 + 8 + 5 + 8
+    big = np.ones(3 << 20, dtype=np.uint8)  # larger than the initial buffer
+    c(big)
+    assert c.bytes == 309 + (3 << 20)

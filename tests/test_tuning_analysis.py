@@ -107,12 +107,17 @@ def test_cache_goes_nearest_the_output_that_fits_never_at_a_random_stage() -> No
     # 4 GiB: decode (6 GiB) does not fit, read (1 GiB) does; crop is random, never cached.
     a = analyze(_defn(), _measurement(), budget_cores=2, budget_memory_bytes=4 * GIB)
     assert a.cache == "read"
-    assert a.upper_bound_samples_per_second == pytest.approx(32 * 2 / 0.0389, rel=1e-3)
+    # steady state after the first epoch; the bound is the mean over a 10-epoch run
+    assert a.upper_bound_steady == pytest.approx(32 * 2 / 0.0389, rel=1e-3)
+    assert a.upper_bound_samples_per_second == pytest.approx(
+        10 / (1 / a.upper_bound_no_cache + 9 / a.upper_bound_steady), rel=1e-9
+    )
+    assert a.upper_bound_no_cache < a.upper_bound_samples_per_second < a.upper_bound_steady
     a = analyze(_defn(), _measurement(), budget_cores=2, budget_memory_bytes=8 * GIB)
     assert a.cache == "decode"
     assert a.cache_bytes == 6 * GIB
     assert "caching after decode" in " ".join(a.explanation)
-    assert a.upper_bound_samples_per_second == pytest.approx(32 * 2 / 0.0069, rel=1e-3)
+    assert a.upper_bound_steady == pytest.approx(32 * 2 / 0.0069, rel=1e-3)
     # the baseline footprint counts against the budget too
     a = analyze(
         _defn(),
@@ -202,3 +207,79 @@ def test_failed_or_empty_measurement_is_a_clear_error() -> None:
             budget_cores=2,
             budget_memory_bytes=0,
         )
+
+
+def _cache_everything_defn() -> PipelineDef:
+    """The same stages, but no random stage: the batches themselves may be cached."""
+    stages = [StageInfo(s.name, s.kind, s.sequential, False, s.parallelism_knob) for s in STAGES]
+    knobs = dict(_defn().knobs)
+    knobs["cache"] = ChoiceKnob((None, "read", "decode", "crop", "batch"))
+    return _defn(stages=stages, knobs=knobs, materialized_bytes={"batch": 1 * GIB})
+
+
+def test_consumer_bounds_a_cache_of_finished_batches() -> None:
+    # Without the consumer, caching the batches leaves nothing to bound: unbounded.
+    a = analyze(
+        _cache_everything_defn(), _measurement(), budget_cores=2, budget_memory_bytes=8 * GIB
+    )
+    assert a.cache == "batch"
+    assert math.isinf(a.upper_bound_steady)
+    # A consumer copying each batch in 2 ms bounds the replay at 500 batches/s.
+    m = Measurement(**{**_measurement().__dict__, "consumer_seconds": 0.2})  # 100 batches
+    a = analyze(_cache_everything_defn(), m, budget_cores=2, budget_memory_bytes=8 * GIB)
+    assert a.cache == "batch"
+    assert a.consumer_bound_samples_per_second == pytest.approx(500 * 32)
+    assert a.upper_bound_steady == pytest.approx(500 * 32)
+    assert a.lp_bottleneck == "consumer"
+    assert "consumer's copy of each batch binds" in " ".join(a.explanation)
+    # ... and the bound the tuner compares with is the mean over the 10-epoch run.
+    first = a.upper_bound_no_cache
+    assert first < 1520  # the consumer's core is taken from the budget too
+    assert a.upper_bound_samples_per_second == pytest.approx(10 / (1 / first + 9 / (500 * 32)))
+    # A one-epoch run gains nothing from a cache: none is chosen.
+    one = analyze(
+        _cache_everything_defn(), m, budget_cores=2, budget_memory_bytes=8 * GIB, epochs=1
+    )
+    assert one.cache is None
+    assert one.upper_bound_samples_per_second == pytest.approx(first)
+
+
+def test_run_rate_and_effective_rate() -> None:
+    from tuners.analysis import effective_rate, run_rate
+
+    assert run_rate(100.0, 1000.0, 10) == pytest.approx(10 / (1 / 100 + 9 / 1000))
+    assert run_rate(100.0, 1000.0, 1) == 100.0
+    assert run_rate(100.0, math.inf, 4) == pytest.approx(400.0)
+    base = _measurement()
+    window = base.samples_per_second
+    # uncached without epoch information: the window's rate
+    assert effective_rate(base, 10, cached=False) == window
+    # cached, the run never left its first epoch: the cache is not credited
+    m = Measurement(**{**base.__dict__, "first_epoch_samples_per_second": 500.0})
+    assert effective_rate(m, 10, cached=True) == 500.0
+    assert effective_rate(base, 10, cached=True) == window
+    # both epochs seen: the run's mean, whatever the window's mix of the two
+    m = Measurement(
+        **{
+            **base.__dict__,
+            "samples_per_second": 1e9,
+            "first_epoch_samples_per_second": 500.0,
+            "steady_samples_per_second": 50_000.0,
+        }
+    )
+    assert effective_rate(m, 10, cached=True) == pytest.approx(10 / (1 / 500 + 9 / 50_000))
+    assert effective_rate(m, 10, cached=True) < 5000
+
+
+def test_consumer_bound_uses_its_best_warm_copy() -> None:
+    # mean copy 2 ms per batch in the profile, best warm copy 0.5 ms: bound 2000 batches/s
+    m = Measurement(
+        **{
+            **_measurement().__dict__,
+            "consumer_seconds": 0.2,
+            "consumer_best_seconds_per_batch": 0.0005,
+        }
+    )
+    a = analyze(_cache_everything_defn(), m, budget_cores=2, budget_memory_bytes=8 * GIB)
+    assert a.consumer_seconds_per_batch == pytest.approx(0.0005)
+    assert a.upper_bound_steady == pytest.approx(2000 * 32)

@@ -92,3 +92,62 @@ def test_pipelines_and_pipeline_documents(run_placer, tmp_path: Path) -> None:  
 
     missing = run_placer("pipeline", "999")
     _one_line_error(missing, "999")
+
+
+def test_budget_below_one_worker_is_one_line(run_placer) -> None:  # type: ignore[no-untyped-def]
+    env = {"PYTHONPATH": TESTS}
+    res = run_placer("tune", "test_tuning_fixtures:tiny", "--budget-cores", "0.5", env=env)
+    _one_line_error(res, "--budget-cores 0.5 is below what one worker needs")
+    res = run_placer(
+        "tune", "test_tuning_fixtures:tiny", "--budget-cores", "2", "--budget-mem", "1KiB", env=env
+    )
+    _one_line_error(res, "--budget-mem 1024 bytes is below what one worker needs")
+    listing = json.loads(run_placer("pipelines", "--format", "json", check=True).stdout)
+    assert listing["pipelines"] == []  # nothing stored for a refused study
+
+
+@pytest.mark.slow
+def test_study_name_clash_is_one_line_and_keeps_the_trials(run_placer) -> None:  # type: ignore[no-untyped-def]
+    env = {"PYTHONPATH": TESTS}
+    args = ("tune", "test_tuning_fixtures:tiny", "--study", "same", "--trial-seconds", "0.3")
+    first = run_placer(*args, "--trials", "2", "--budget-cores", "2", "--format", "json", env=env)
+    assert first.returncode == 0, first.stderr
+    best = json.loads(first.stdout)["best_samples_per_second"]
+    res = run_placer(*args, "--trials", "2", env=env)
+    _one_line_error(res, "study 'same' already exists", "--join")
+    [p] = json.loads(run_placer("pipelines", "--format", "json", check=True).stdout)["pipelines"]
+    assert p["studies"] == 1 and p["best_samples_per_second"] == best
+    doc = json.loads(run_placer("pipeline", str(p["id"]), "--format", "json", check=True).stdout)
+    assert doc["studies"][0]["trials"] == 2  # the finished trials are kept
+
+
+@pytest.mark.slow
+def test_hanging_stage_fails_its_trial_at_the_trial_timeout(run_placer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    env = {"PYTHONPATH": TESTS, "PLACER_TEST_BUILD_COUNTER": str(tmp_path / "builds")}
+    res = run_placer(
+        "tune",
+        "test_tuning_fixtures:hangs_on_fourth_build",
+        "--trials",
+        "3",
+        "--trial-seconds",
+        "0.3",
+        "--budget-cores",
+        "2",
+        "--trial-timeout",
+        "3",
+        "--format",
+        "json",
+        env=env,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    states = [t["state"] for t in doc["trials"]]
+    assert states[1] == "fail" and "timeout after 3.0s" in doc["trials"][1]["note"]
+    assert states[0] == "complete" and doc["best_config"] is not None
+
+
+def test_bad_epochs_and_trial_timeout_are_refused(run_placer) -> None:  # type: ignore[no-untyped-def]
+    _one_line_error(run_placer("tune", "synthetic-cpu", "--epochs", "0"), "--epochs")
+    res = run_placer("tune", "synthetic-cpu", "--trial-timeout", "0")
+    assert res.returncode == 2 and "--trial-timeout" in res.stderr

@@ -195,3 +195,104 @@ def test_two_worker_processes_share_one_study(store_url: str, run_placer, tmp_pa
     assert json.loads(out.read_text()) == doc["best_config"]
     measured = [t for t in doc["trials"] if t["samples_per_second"] is not None]
     assert _count(store_url, PipelineRun, PipelineRun.purpose == "trial") == len(measured)
+
+
+def test_a_cached_trial_is_worth_its_run_not_its_replay() -> None:
+    """The objective of a cached config is the mean over --epochs, from the first and the
+    cached epochs, never the window's rate (which a replayed cache can make absurd)."""
+    import dataclasses
+
+    import optuna
+
+    from collectors.pipeline.api import HostFacts, Measurement
+    from tuners.analysis import Analysis, run_rate
+    from tuners.tuning import Budget, Objective
+
+    defn = fx.tiny()
+    calls: list[dict[str, object]] = []
+
+    def fake_measure(d, config, **kw):  # type: ignore[no-untyped-def]
+        calls.append(dict(kw))
+        cached = config.get("cache") is not None
+        return Measurement(
+            config=dict(config),
+            samples_per_second=3e9 if cached else 1000.0,  # a replayed cache "delivers" 3e9
+            batches=100,
+            samples=800,
+            wall_seconds=1.0,
+            stages=[],
+            host=HostFacts(cores=2, free_memory_bytes=1 << 30),
+            first_epoch_samples_per_second=900.0 if cached else None,
+            steady_samples_per_second=50_000.0 if cached else None,
+        )
+
+    analysis = Analysis(
+        pipeline="tiny",
+        batch_size=8,
+        budget_cores=2,
+        budget_memory_bytes=1 << 30,
+        measured_samples_per_second=1000.0,
+        stages=[],
+        bottleneck="decode",
+        bottleneck_samples_per_core=None,
+        lp_bottleneck=None,
+        upper_bound_samples_per_second=1e6,
+        upper_bound_no_cache=1e6,
+        source_bound_samples_per_second=None,
+        cache=None,
+        cache_bytes=0,
+        prefetch=0,
+        latency_seconds=0.0,
+        workers=1,
+        host_cores=2,
+    )
+    objective = Objective(
+        defn=defn,
+        analysis=dataclasses.replace(analysis),
+        budget=Budget(64, 1 << 40),
+        measure=fake_measure,
+        trial_seconds=0.2,
+        epochs=5,
+    )
+    study = optuna.create_study(direction="maximize")
+    plain = {"parallelism.decode": 1, "prefetch": 1, "cache": None}
+    study.enqueue_trial({**plain, "cache": "decode"})
+    study.enqueue_trial(plain)
+    study.optimize(objective, n_trials=2)
+    values = [t.value for t in sorted(study.trials, key=lambda t: t.number)]
+    assert values[0] == pytest.approx(run_rate(900.0, 50_000.0, 5))
+    assert values[1] == pytest.approx(1000.0)
+    # the cached trial's full run waited for two whole epochs, with a deadline; the
+    # uncached one did not
+    full_cached, full_plain = calls[1], calls[3]
+    assert full_cached["min_epochs"] == 2 and full_cached["timeout"] > 0
+    assert "min_epochs" not in full_plain
+
+
+def test_the_best_is_confirmed_by_a_second_measurement() -> None:
+    import optuna
+
+    from tuners.tuning import CONFIRM_ATTR, best_trial, pick_confirmed, trial_score
+
+    # a lucky first run (b) loses to a steady one (a) once both are measured again
+    again = {"a": 95.0, "b": 40.0, "c": 80.0, "d": 1000.0}
+    seen: list[str] = []
+
+    def remeasure(config: dict[str, str]) -> float:
+        seen.append(config["k"])
+        return again[config["k"]]
+
+    cands = [({"k": "a"}, 90.0), ({"k": "b"}, 120.0), ({"k": "c"}, 85.0), ({"k": "d"}, 10.0)]
+    config, value, values = pick_confirmed(cands, remeasure)
+    assert config == {"k": "a"} and value == pytest.approx(92.5)
+    assert seen == ["b", "a", "c"] and values == [40.0, 95.0, 80.0]  # d (10.0) not re-run
+    assert pick_confirmed([], remeasure) == (None, None, [])
+
+    study = optuna.create_study(direction="maximize")
+    for v in (90.0, 120.0, 85.0):
+        t = study.ask()
+        study.tell(t, v)
+    assert best_trial(study).number == 1  # unconfirmed: the single best value
+    study.set_user_attr(CONFIRM_ATTR, {"0": [95.0], "1": [40.0], "2": [80.0]})
+    best = best_trial(study)
+    assert best.number == 0 and trial_score(study, best) == pytest.approx(92.5)

@@ -37,6 +37,12 @@ from placer.errors import InvalidInputError
 #: Below this CPU time a stage is treated as free (no measurable CPU per batch).
 _EPS_CPU = 1e-9
 
+#: Default training-run length (epochs) over which a cache's first epoch is amortized.
+DEFAULT_EPOCHS = 10
+
+#: Name of the consumer pseudo-stage (the loop that materializes each batch).
+CONSUMER = "consumer"
+
 
 @dataclass
 class StageAnalysis:
@@ -82,6 +88,10 @@ class Analysis:
     workers: int  # for one-pool engines (DataLoader): workers to keep the bound
     cache_considered: bool = False  # the pipeline has a cache knob
     host_cores: int = 0  # cores of the host that measured
+    epochs: int = DEFAULT_EPOCHS  # training run the cached bound is amortized over
+    upper_bound_steady: float = math.inf  # with the cache, after its first epoch
+    consumer_seconds_per_batch: float = 0.0  # the consumer's copy of one batch
+    consumer_bound_samples_per_second: float | None = None  # one consumer thread's most
     explanation: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -109,6 +119,36 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def run_rate(first: float, steady: float, epochs: int) -> float:
+    """Mean rate over a run of ``epochs`` equal epochs: the first at ``first``, the rest
+    at ``steady`` (same unit, e.g. samples/s): ``epochs / (1/first + (epochs-1)/steady)``."""
+    if epochs <= 1 or first <= 0 or math.isinf(first):
+        return max(first, 0.0)
+    inv_steady = 1.0 / steady if 0 < steady < math.inf else 0.0
+    if steady <= 0:
+        return first / epochs  # the later epochs deliver nothing measurable
+    return epochs / (1.0 / first + (epochs - 1) * inv_steady)
+
+
+def effective_rate(m: Measurement, epochs: int, *, cached: bool) -> float:
+    """Samples/s a config delivers over a training run of ``epochs`` epochs.
+
+    When the measurement saw the first epoch end (timed from the first ``next()``, start-up
+    included) and batches after it, the two rates (``first_epoch_samples_per_second``,
+    ``steady_samples_per_second``, both with the consumer materializing every batch) are
+    combined by :func:`run_rate`: a cached config's first epoch runs every stage and fills
+    the cache, the later ones are served from it; an uncached config pays its start-up
+    once. Otherwise: a cached config gets its first epoch's rate if known (the cache is not
+    credited before it was seen to pay), else the window's rate, all first epoch.
+    """
+    first, steady = m.first_epoch_samples_per_second, m.steady_samples_per_second
+    if first and steady:
+        return run_rate(first, steady, epochs)
+    if cached and first:
+        return first
+    return m.samples_per_second
+
+
 def _per_batch_rates(info: StageInfo, stats: StageStats, batches: int) -> dict[str, Any]:
     visit = stats.elements_out / batches
     cpu = max(stats.cpu_seconds, 0.0) / batches
@@ -125,6 +165,26 @@ def _materialized(defn: PipelineDef, stats: StageStats, epoch_batches: float, vi
         return 0
     per_element = stats.bytes_out / stats.elements_out
     return int(math.ceil(per_element * visit * epoch_batches))
+
+
+def _consumer_stage(seconds_per_batch: float) -> StageAnalysis | None:
+    """The consumer as a sequential stage that a cache never removes (None: free)."""
+    if seconds_per_batch <= _EPS_CPU:
+        return None
+    rate = 1.0 / seconds_per_batch
+    return StageAnalysis(
+        name=CONSUMER,
+        kind=CONSUMER,
+        sequential=True,
+        random=False,
+        visit_ratio=1.0,
+        cpu_per_batch=seconds_per_batch,
+        wall_per_batch=seconds_per_batch,
+        core_rate=rate,
+        worker_rate=rate,
+        measured_parallelism=1,
+        measured_rate=rate,
+    )
 
 
 def _lp(
@@ -228,12 +288,19 @@ def analyze(
     budget_cores: float,
     budget_memory_bytes: int,
     baseline_memory_bytes: int | None = None,
+    epochs: int = DEFAULT_EPOCHS,
 ) -> Analysis:
     """Analyze ``measurement`` of ``defn`` under the given budgets.
 
     ``baseline_memory_bytes`` is what the pipeline takes without a cache (default: the
     measurement's peak RSS); the cache must fit in what the budget leaves above it.
+    The consumer (the loop materializing each batch, ``Measurement.consumer_seconds``) is
+    a sequential stage no cache removes. With a cache the bound is the mean over a run of
+    ``epochs`` epochs (:func:`run_rate`: the first at the no-cache bound, the others at
+    the cached one), the same quantity the tuner's objective measures.
     """
+    if epochs < 1:
+        raise InvalidInputError(f"epochs must be at least 1, got {epochs}")
     if measurement.error:
         raise InvalidInputError(f"cannot analyze a failed measurement: {measurement.error}")
     if measurement.batches <= 0:
@@ -310,7 +377,14 @@ def analyze(
             )
             source_cap = None
 
-    t_nc, cores_nc, bind_nc = _lp(stages, budget_cores, source_cap, max_workers)
+    # The consumer's best warm copy of a batch, not its mean in the profile (which other
+    # threads and cold memory slow down): a cached replay copies warm batches.
+    consumer_per_batch = max(measurement.consumer_seconds, 0.0) / batches
+    if measurement.consumer_best_seconds_per_batch is not None:
+        consumer_per_batch = min(consumer_per_batch, measurement.consumer_best_seconds_per_batch)
+    consumer = _consumer_stage(consumer_per_batch)
+    tail = [consumer] if consumer is not None else []
+    t_nc, cores_nc, bind_nc = _lp(stages + tail, budget_cores, source_cap, max_workers)
 
     # Cache: nearest the output, before any random stage, fitting the memory budget.
     base_mem = (
@@ -337,8 +411,8 @@ def analyze(
         cut = [s.name for s in stages].index(cache)
         after = stages[cut + 1 :]
         # After the first epoch the cached prefix (source included) costs nothing.
-        t_c, cores_c, bind_c = _lp(after, budget_cores, None, max_workers)
-        if t_c > t_nc:
+        t_c, cores_c, bind_c = _lp(after + tail, budget_cores, None, max_workers)
+        if t_c > t_nc and run_rate(t_nc, t_c, epochs) > t_nc * 1.01:
             t_opt, cores, binding = t_c, cores_c, bind_c
         else:
             cache, cache_bytes = None, 0
@@ -369,8 +443,11 @@ def analyze(
         1, math.ceil(t_for_little * sum(s.wall_per_batch for s in live if not s.sequential))
     )
 
-    upper = t_opt * samples_per_batch
+    upper_steady = t_opt * samples_per_batch
     upper_nc = t_nc * samples_per_batch
+    # No start-up term: what a run pays before its first batch varies per config and per
+    # process (imports, worker spawn), and the bound must stay an upper bound.
+    upper = run_rate(upper_nc, upper_steady, epochs) if cache is not None else upper_nc
     analysis = Analysis(
         pipeline=defn.name,
         batch_size=samples_per_batch,
@@ -393,6 +470,12 @@ def analyze(
         workers=workers,
         cache_considered=cache_choices is not None,
         host_cores=int(measurement.host.cores),
+        epochs=int(epochs),
+        upper_bound_steady=upper_steady,
+        consumer_seconds_per_batch=consumer_per_batch,
+        consumer_bound_samples_per_second=(
+            samples_per_batch / consumer_per_batch if consumer is not None else None
+        ),
     )
     if source_note:
         analysis.notes.append(source_note)
@@ -447,27 +530,36 @@ def explain(a: Analysis) -> list[str]:
         and a.cache is None
     ):
         bound += " (the source's read bandwidth binds)"
-    elif a.lp_bottleneck not in (None, "cores", "source") and a.cache is None:
+    elif a.lp_bottleneck == CONSUMER and a.cache is None:
+        bound += " (the consumer's copy of each batch binds)"
+    elif a.lp_bottleneck not in (None, "cores", "source", CONSUMER) and a.cache is None:
         st = a.stage(a.lp_bottleneck)
         most = "its one worker" if st.sequential else "the most workers its knob allows"
         bound += f" ({a.lp_bottleneck} binds at {most})"
     lines.append(bound)
     if a.cache is not None:
         removed = [s.name for s in a.stages[: [s.name for s in a.stages].index(a.cache) + 1]]
-        if math.isfinite(a.upper_bound_samples_per_second):
-            after = f"bound {_fmt_rate(a.upper_bound_samples_per_second)} samples/s"
+        if math.isfinite(a.upper_bound_steady):
+            after = f"bound {_fmt_rate(a.upper_bound_steady)} samples/s"
+            if a.lp_bottleneck == CONSUMER:
+                after += " (the consumer's copy of each batch binds)"
         else:
             after = "no measured stage is left to bound the pipeline"
         lines.append(
             f"caching after {a.cache} ({_fmt_bytes(a.cache_bytes)}) removes "
-            f"{', '.join(removed)} after the first epoch: {after}"
+            f"{', '.join(removed)} after the first epoch: {after}; over a run of "
+            f"{a.epochs} epochs (the first one uncached) at most "
+            f"{_fmt_rate(a.upper_bound_samples_per_second)} samples/s on average"
         )
-    elif a.cache_considered:
+    if a.cache is None and a.cache_considered:
         fits = [s for s in a.stages if s.cacheable]
         if not fits:
             lines.append("no cache: the first stage is already random")
         else:
-            lines.append("no cache: no cacheable stage's output fits the memory budget")
+            lines.append(
+                "no cache: no cacheable stage's output fits the memory budget, or caching "
+                f"does not raise the bound over a run of {a.epochs} epoch(s)"
+            )
     lines.extend(a.notes)
     spread = ", ".join(
         f"{s.name}×{s.parallelism}" for s in a.stages if s.parallelism > 1 or s.cores > 0.05
@@ -553,9 +645,15 @@ def predicted_rate(defn: PipelineDef, analysis: Analysis, config: Config, *, cac
     """
     skip = set(_prefix(defn, config.get("cache"))) if cached else set()
     live = [s for s in analysis.stages if s.name not in skip]
+    consumer = (
+        1.0 / analysis.consumer_seconds_per_batch
+        if analysis.consumer_seconds_per_batch > _EPS_CPU
+        else math.inf
+    )
     if "num_workers" in config:
         wall = sum(s.wall_per_batch for s in live)
-        return max(int(config.get("num_workers") or 0), 1) / wall if wall > 0 else math.inf
+        pool = max(int(config.get("num_workers") or 0), 1) / wall if wall > 0 else math.inf
+        return min(pool, consumer)
     knob_of = {s.name: s.parallelism_knob or f"parallelism.{s.name}" for s in defn.stages}
     rate = math.inf
     for st in live:
@@ -567,7 +665,7 @@ def predicted_rate(defn: PipelineDef, analysis: Analysis, config: Config, *, cac
             else int(config.get(knob_of.get(st.name, ""), st.measured_parallelism))
         )
         rate = min(rate, max(par, 1) * st.worker_rate)
-    return rate
+    return min(rate, consumer)
 
 
 def core_demand(defn: PipelineDef, analysis: Analysis, config: Config) -> float:
@@ -581,7 +679,9 @@ def core_demand(defn: PipelineDef, analysis: Analysis, config: Config) -> float:
     skip = set(_prefix(defn, config.get("cache")))
     for cached in (False, True):
         rate = predicted_rate(defn, analysis, config, cached=cached)
-        cpu = sum(s.cpu_per_batch for s in analysis.stages if not (cached and s.name in skip))
+        cpu = analysis.consumer_seconds_per_batch + sum(
+            s.cpu_per_batch for s in analysis.stages if not (cached and s.name in skip)
+        )
         demand = max(demand, rate * cpu if math.isfinite(rate) else math.inf)
     host = analysis.host_cores or math.inf
     return float(min(demand, host))

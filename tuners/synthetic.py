@@ -102,17 +102,16 @@ class _Pipeline:
 
     def _batches(self) -> Iterator[list[Any]]:
         counter = self.probes.stage("batch") if self.probes else None
-        while not self._stop.is_set():
-            buf: list[Any] = []
-            for item in self._epoch():
-                buf.append(item)
-                if len(buf) == self.batch_size:
-                    if counter is not None:
-                        counter.record(n_in=len(buf), n_out=1)
-                    yield buf
-                    buf = []
-                if self._stop.is_set():
-                    return
+        buf: list[Any] = []  # one epoch per iter(); a short last batch is dropped
+        for item in self._epoch():
+            buf.append(item)
+            if len(buf) == self.batch_size:
+                if counter is not None:
+                    counter.record(n_in=len(buf), n_out=1)
+                yield buf
+                buf = []
+            if self._stop.is_set():
+                return
 
     def __iter__(self) -> Iterator[list[Any]]:
         if self.prefetch <= 0:
@@ -333,12 +332,16 @@ def measure_synthetic(
     max_seconds: float = 2.0,
     probes: bool = True,
     timeout: float | None = None,
+    min_epochs: int = 0,
+    materialize: bool = True,
 ) -> Measurement:
     """Run ``defn`` under ``config`` in this process; a hung pipeline returns an error.
 
     The run happens in a daemon thread joined with a deadline (``timeout``, default
-    ``2 × max_seconds + 5``), so a stage that never returns cannot hang the caller.
+    ``2 × max_seconds + 5``), so a stage that never returns cannot hang the caller. The
+    loop is the collectors' consumer (epochs, ``min_epochs``, materializing each batch).
     """
+    from collectors.pipeline.measure import consume
     from collectors.pipeline.probe import Probes
 
     sink = Probes([s.name for s in defn.stages]) if probes else None
@@ -349,14 +352,15 @@ def measure_synthetic(
         pipe: Any = None
         try:
             pipe = defn.build(config, sink)
-            t0 = time.perf_counter()
-            batches = samples = 0
-            for batch in pipe:
-                batches += 1
-                samples += len(batch) if hasattr(batch, "__len__") else defn.batch_size
-                if batches >= max_batches or time.perf_counter() - t0 >= max_seconds:
-                    break
-            result.update(batches=batches, samples=samples, wall=time.perf_counter() - t0)
+            data = consume(
+                pipe,
+                batch_size=defn.batch_size,
+                max_batches=max_batches,
+                max_seconds=max_seconds,
+                min_epochs=min_epochs,
+                materialize=materialize,
+            )
+            result.update(data, wall=data["wall_seconds"])
         except Exception as exc:  # noqa: BLE001 - reported as the measurement's error
             result["error"] = f"{type(exc).__name__}: {exc}"
         finally:
@@ -388,4 +392,12 @@ def measure_synthetic(
         stages=stats,
         host=host,
         peak_rss_bytes=_peak_rss(),
+        consumer_wait_seconds=float(result["consumer_wait_seconds"]),
+        consumer_seconds=float(result["consumer_seconds"]),
+        bytes_consumed=int(result["bytes_consumed"]),
+        first_epoch_samples_per_second=result["first_epoch_samples_per_second"],
+        steady_samples_per_second=result["steady_samples_per_second"],
+        epochs_completed=int(result["epochs_completed"]),
+        first_batch_seconds=result["first_batch_seconds"],
+        consumer_best_seconds_per_batch=result["consumer_best_seconds_per_batch"],
     )

@@ -102,6 +102,19 @@ class Measurement:
     status: str = "ok"  # ok | timeout | error  (error/timeout: ``error`` says what happened)
     consumer_wait_seconds: float = 0.0  # time the consumer blocked waiting for batches
     process_cpu_seconds: float = 0.0  # CPU of the measuring process tree in the window
+    # The consumer: every batch is materialized (each array copied once, as a host to
+    # device transfer would) inside the window; its time and bytes.
+    consumer_seconds: float = 0.0
+    bytes_consumed: int = 0
+    # Epochs: samples/s over the part of the first epoch inside the window (after the
+    # warmup) and over everything after the first epoch (a cache serves those); None when
+    # the window did not reach that far.
+    first_epoch_samples_per_second: float | None = None
+    steady_samples_per_second: float | None = None
+    epochs_completed: int = 0
+    first_batch_seconds: float | None = None  # from the first next() to the first batch
+    # the consumer's best copy of one batch (the last one, copied again warm, min of 5)
+    consumer_best_seconds_per_batch: float | None = None
 
 
 class ProbeSink(Protocol):

@@ -11,6 +11,7 @@ arguments raise (:class:`placer.errors.InvalidInputError`).
 from __future__ import annotations
 
 import functools
+import math
 import os
 import signal
 import threading
@@ -118,23 +119,92 @@ def tree_cpu_seconds() -> float:
     return total
 
 
-def _run(
-    defn: PipelineDef,
-    config: Config,
+class Consumer:
+    """What the measuring loop does with each batch: materialize it, as a training step must.
+
+    Every array-like leaf of the batch (numpy arrays, torch and TensorFlow tensors, bytes,
+    PIL images, lists of numbers) is copied once into a reusable buffer — the cheapest
+    thing a real consumer does (a host-to-device copy, ``torch.as_tensor``). Without it a
+    cache of finished batches "delivers" the same objects again at billions of samples/s,
+    a rate no training step can take. Strings count their encoded length.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray(1 << 20)
+        self.bytes = 0
+        self.seconds = 0.0
+
+    def _copy(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        n = view.nbytes
+        if n > len(self._buf):
+            self._buf = bytearray(max(n, 2 * len(self._buf)))
+        self._buf[:n] = view
+        return n
+
+    def _leaf(self, x: Any) -> int:
+        if x is None or isinstance(x, bool | int | float):
+            return 8
+        if isinstance(x, str):
+            return len(x.encode())
+        if isinstance(x, bytes | bytearray | memoryview):
+            return self._copy(x)
+        if isinstance(x, Mapping):
+            return sum(self._leaf(v) for v in x.values())
+        numpy = getattr(x, "numpy", None)  # torch / TensorFlow tensors
+        if callable(numpy) and not hasattr(x, "__array_interface__"):
+            try:
+                x = numpy()
+            except Exception:  # noqa: BLE001 - e.g. a tensor that needs .detach()
+                x = x.detach().cpu().numpy()
+        if hasattr(x, "__array_interface__") or hasattr(x, "__array__"):
+            import numpy as np
+
+            arr = np.ascontiguousarray(x)
+            if arr.dtype == object:
+                return sum(self._leaf(v) for v in arr.ravel())
+            return self._copy(arr)
+        tobytes = getattr(x, "tobytes", None)  # PIL images
+        if callable(tobytes):
+            return self._copy(tobytes())
+        if isinstance(x, list | tuple):
+            if x and all(isinstance(v, int | float) and not isinstance(v, bool) for v in x):
+                import numpy as np
+
+                return self._copy(np.asarray(x))
+            return sum(self._leaf(v) for v in x)
+        return 0
+
+    def __call__(self, batch: Any) -> None:
+        t0 = time.perf_counter()
+        self.bytes += self._leaf(batch)
+        self.seconds += time.perf_counter() - t0
+
+
+def consume(
+    pipeline: Any,
+    *,
+    batch_size: int,
     max_batches: int,
     max_seconds: float,
-    warmup_batches: int,
-    use_probes: bool,
-    send: Any,
-    state: dict[str, Any] | None = None,
+    warmup_batches: int = 0,
+    min_epochs: int = 0,
+    materialize: bool = True,
+    on_phase: Any = None,
+    on_batch: Any = None,
+    epoch_wait_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """The benchmark loop. ``state`` (phase, batches, probes) is what heartbeats report."""
-    probes = Probes([s.name for s in defn.stages]) if use_probes else None
-    state = state if state is not None else {}
-    state.update({"batches": 0, "phase": "build", "probes": probes})
+    """Iterate ``pipeline`` epoch after epoch (each ``iter()`` is one) as a consumer.
 
-    pipeline = defn.build(dict(config), probes)
-    state["phase"] = "warmup"
+    ``warmup_batches`` are taken first and not counted; then batches are counted until
+    ``max_batches``, or until ``max_seconds`` have passed *and* ``min_epochs`` epochs
+    (counted from the start, warmup included) are complete — or, for a stream whose
+    ``iter()`` never ends, until ``epoch_wait_seconds`` from the start have passed (then
+    the epoch rates stay None). Returns the window's counts,
+    the consumer's cost and the split between the first epoch and the later ones.
+    """
+    consumer = Consumer() if materialize else None
+    ends: list[float] = []  # perf_counter at the end of each completed epoch
 
     def batches() -> Iterator[Any]:
         while True:
@@ -142,18 +212,32 @@ def _run(
             for b in pipeline:
                 n += 1
                 yield b
+            ends.append(time.perf_counter())
             if n == 0:  # a one-shot iterable (or empty dataset): no further epochs
                 return
 
     it = batches()
+    started = time.perf_counter()
+    give_up = started + epoch_wait_seconds if epoch_wait_seconds is not None else math.inf
+    warm_samples = 0
+    first_batch: float | None = None
     for _ in range(warmup_batches):
-        if next(it, None) is None:
+        b = next(it, None)
+        if b is None:
             break
-    state["phase"] = "measure"
-    since = probes.snapshot() if probes is not None else None
-    cpu0 = tree_cpu_seconds()
-    n_batches = 0
-    n_samples = 0
+        if first_batch is None:
+            first_batch = time.perf_counter() - started
+        warm_samples += batch_samples(b, batch_size)
+        if consumer is not None:
+            consumer(b)
+    if on_phase is not None:
+        on_phase("measure")
+    c_seconds0 = consumer.seconds if consumer is not None else 0.0
+    c_bytes0 = consumer.bytes if consumer is not None else 0
+    warm_epochs = len(ends)
+    n_batches = n_samples = 0
+    last: Any = None
+    first_samples = seen = warm_samples  # warmup included
     waited = 0.0
     t0 = time.perf_counter()
     deadline = t0 + max_seconds
@@ -164,25 +248,111 @@ def _run(
         if b is None:
             break
         waited += now - w0
+        last = b
+        if consumer is not None:
+            consumer(b)
+        k = batch_samples(b, batch_size)
         n_batches += 1
-        n_samples += batch_samples(b, defn.batch_size)
-        state["batches"] = n_batches
-        if now >= deadline:
+        n_samples += k
+        seen += k
+        if first_batch is None:
+            first_batch = now - started
+        if len(ends) == warm_epochs == 0:
+            first_samples += k
+        if on_batch is not None:
+            on_batch(n_batches)
+        if now >= deadline and (len(ends) >= min_epochs or now >= give_up):
             break
-    wall = time.perf_counter() - t0
-    cpu = tree_cpu_seconds() - cpu0
-    stats: list[StageStats] = []
-    if probes is not None:
-        stats = probes.stats(since=since, parallelism=_parallelism(defn, config))
+    t_end = time.perf_counter()
+    # The first epoch is timed from the first next(): start-up (worker spawn, lazy imports)
+    # and the warmup are inside it. Timing it from the end of the warmup would credit the
+    # work prefetchers and parallel workers did during the warmup, a head start that is a
+    # large part of a short epoch.
+    first_rate = steady_rate = None
+    if ends and warm_epochs == 0 and ends[0] > started and first_samples > 0:
+        first_rate = first_samples / (ends[0] - started)
+    later = seen - first_samples
+    if ends and warm_epochs == 0 and later > 0 and t_end > ends[0]:
+        steady_rate = later / (t_end - ends[0])
     close = getattr(it, "close", None)
     if close is not None:
         close()
+    best_copy: float | None = None
+    if consumer is not None and last is not None:
+        # The best case of the consumer's copy (warm memory, no other thread in the way):
+        # what the analysis may use as a bound without it ever being beaten.
+        t_sum, b_sum = consumer.seconds, consumer.bytes
+        times = []
+        for _ in range(5):
+            t = consumer.seconds
+            consumer(last)
+            times.append(consumer.seconds - t)
+        best_copy = min(times)
+        consumer.seconds, consumer.bytes = t_sum, b_sum
     return {
         "batches": n_batches,
         "samples": n_samples,
-        "wall_seconds": wall,
-        "stages": stats,
+        "wall_seconds": t_end - t0,
         "consumer_wait_seconds": waited,
+        "consumer_seconds": (consumer.seconds - c_seconds0) if consumer is not None else 0.0,
+        "bytes_consumed": (consumer.bytes - c_bytes0) if consumer is not None else 0,
+        "first_epoch_samples_per_second": first_rate,
+        "steady_samples_per_second": steady_rate,
+        "epochs_completed": len(ends),
+        "first_batch_seconds": first_batch,
+        "consumer_best_seconds_per_batch": best_copy,
+    }
+
+
+def _run(
+    defn: PipelineDef,
+    config: Config,
+    max_batches: int,
+    max_seconds: float,
+    warmup_batches: int,
+    use_probes: bool,
+    min_epochs: int = 0,
+    materialize: bool = True,
+    epoch_wait_seconds: float | None = None,
+    send: Any = None,
+    state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The benchmark loop. ``state`` (phase, batches, probes) is what heartbeats report."""
+    probes = Probes([s.name for s in defn.stages]) if use_probes else None
+    state = state if state is not None else {}
+    state.update({"batches": 0, "phase": "build", "probes": probes})
+
+    pipeline = defn.build(dict(config), probes)
+    state["phase"] = "warmup"
+    marks: dict[str, Any] = {}
+
+    def on_phase(phase: str) -> None:
+        state["phase"] = phase
+        marks["since"] = probes.snapshot() if probes is not None else None
+        marks["cpu0"] = tree_cpu_seconds()
+
+    def on_batch(n: int) -> None:
+        state["batches"] = n
+
+    data = consume(
+        pipeline,
+        batch_size=defn.batch_size,
+        max_batches=max_batches,
+        max_seconds=max_seconds,
+        warmup_batches=warmup_batches,
+        min_epochs=min_epochs,
+        materialize=materialize,
+        on_phase=on_phase,
+        on_batch=on_batch,
+        epoch_wait_seconds=epoch_wait_seconds,
+    )
+    cpu = tree_cpu_seconds() - marks["cpu0"]
+    stats: list[StageStats] = []
+    if probes is not None:
+        stats = probes.stats(since=marks["since"], parallelism=_parallelism(defn, config))
+    return {
+        **data,
+        "stages": stats,
         "process_cpu_seconds": cpu,
         "peak_rss_bytes": _peak_rss(),
     }
@@ -272,6 +442,17 @@ def _result(
         status=status,
         consumer_wait_seconds=float(d.get("consumer_wait_seconds", 0.0)),
         process_cpu_seconds=float(d.get("process_cpu_seconds", 0.0)),
+        consumer_seconds=float(d.get("consumer_seconds", 0.0)),
+        bytes_consumed=int(d.get("bytes_consumed", 0)),
+        first_epoch_samples_per_second=d.get("first_epoch_samples_per_second")
+        if status == "ok"
+        else None,
+        steady_samples_per_second=d.get("steady_samples_per_second") if status == "ok" else None,
+        epochs_completed=int(d.get("epochs_completed", 0)),
+        first_batch_seconds=d.get("first_batch_seconds") if status == "ok" else None,
+        consumer_best_seconds_per_batch=d.get("consumer_best_seconds_per_batch")
+        if status == "ok"
+        else None,
     )
 
 
@@ -286,10 +467,16 @@ def measure(
     timeout: float | None = None,
     isolation: str = "fork",
     host: HostFacts | None = None,
+    min_epochs: int = 0,
+    materialize: bool = True,
 ) -> Measurement:
     """Run ``defn`` under ``config`` for at most ``max_batches`` / ``max_seconds``.
 
     ``warmup_batches`` are consumed first and not counted (worker start-up, first fetches).
+    ``min_epochs``: keep measuring past ``max_seconds`` until that many epochs (from the
+    start) are complete, so a cached config shows its first epoch and its cached ones
+    (``first_epoch_samples_per_second``, ``steady_samples_per_second``).
+    ``materialize``: the consumer copies every batch once (see :class:`Consumer`).
     ``timeout`` (default ``3 * max_seconds + 10``) bounds everything, build and warmup
     included; past it the child's whole process group is killed and the result has
     ``status="timeout"``. ``isolation="inline"`` runs in this process instead (no hard
@@ -297,14 +484,26 @@ def measure(
     """
     from placer.errors import InvalidInputError
 
-    if max_batches < 1 or max_seconds <= 0 or warmup_batches < 0:
+    if max_batches < 1 or max_seconds <= 0 or warmup_batches < 0 or min_epochs < 0:
         raise InvalidInputError(
-            "measure needs max_batches >= 1, max_seconds > 0 and warmup_batches >= 0"
+            "measure needs max_batches >= 1, max_seconds > 0, warmup_batches >= 0 "
+            "and min_epochs >= 0"
         )
     if isolation not in ("fork", "inline"):
         raise InvalidInputError(f"isolation must be 'fork' or 'inline', not {isolation!r}")
     host = host or host_facts(defn.source)
-    args = (defn, dict(config), max_batches, float(max_seconds), warmup_batches, probes)
+    limit = timeout if timeout is not None else 3 * max_seconds + 10
+    args = (
+        defn,
+        dict(config),
+        max_batches,
+        float(max_seconds),
+        warmup_batches,
+        probes,
+        min_epochs,
+        materialize,
+        0.75 * limit if min_epochs else None,  # a stream never ends an epoch: stop waiting
+    )
     if isolation == "inline":
         try:
             data = _run(*args, send=lambda _msg: None)
@@ -315,7 +514,6 @@ def measure(
     import multiprocessing
 
     _preload(defn.engine)
-    limit = timeout if timeout is not None else 3 * max_seconds + 10
     ctx = multiprocessing.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(send, args), name=f"placer-measure-{defn.name}")

@@ -109,6 +109,10 @@ def normalize(img: Any) -> np.ndarray:
 
 
 def spec(size: str | None = None) -> PipelineSpec:
+    # Import the stages' libraries now, as a job does at start: trials fork from this
+    # process and would otherwise pay the import inside their first epoch.
+    import PIL.Image  # noqa: F401
+
     root, p = dataset(size)
     files = sorted(str(f) for f in root.glob("*.jpg"))
     n, side, crop = len(files), p["side"], p["crop"]

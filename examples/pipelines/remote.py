@@ -143,6 +143,10 @@ def decode(data: bytes) -> dict[str, np.ndarray]:
 
 
 def spec(size: str | None = None) -> PipelineSpec:
+    # Import the stages' libraries now, as a job does at start: trials fork from this
+    # process and would otherwise pay the import inside their first epoch.
+    import requests  # noqa: F401
+
     root, p = dataset(size)
     server = ShardServer.get(root, p["latency_ms"])
     names = sorted(f.name for f in root.glob("shard_*.npy"))

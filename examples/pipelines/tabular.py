@@ -144,6 +144,10 @@ def hash_features(df: Any) -> dict[str, np.ndarray]:
 
 
 def spec(size: str | None = None) -> PipelineSpec:
+    # Import the stages' libraries now, as a job does at start: trials fork from this
+    # process and would otherwise pay the import inside their first epoch.
+    import pandas  # noqa: F401
+
     root, p = dataset(size)
     chunks = [tuple(c) for c in json.loads((root / "chunks.json").read_text())]
     csv = str(root / "clicks.csv")

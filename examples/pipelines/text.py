@@ -139,6 +139,10 @@ class Pack:
 
 
 def spec(size: str | None = None) -> PipelineSpec:
+    # Import the stages' libraries now, as a job does at start: trials fork from this
+    # process and would otherwise pay the import inside their first epoch.
+    import tokenizers  # noqa: F401
+
     root, p = dataset(size)
     offsets = [tuple(o) for o in json.loads((root / "offsets.json").read_text())]
     corpus = str(root / "corpus.jsonl")

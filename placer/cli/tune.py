@@ -101,6 +101,21 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="S",
         help="measuring time of one trial (3)",
     )
+    tune.add_argument(
+        "--epochs",
+        type=int,
+        default=10,
+        metavar="N",
+        help="epochs of the training run a cache's first epoch is amortized over; the "
+        "objective is the mean samples/s over that run (10)",
+    )
+    tune.add_argument(
+        "--trial-timeout",
+        type=_positive_float,
+        metavar="S",
+        help="hard limit of one measurement, build included; a stage that hangs fails "
+        "its trial after it (default: 3 x trial seconds + 10, more for cached configs)",
+    )
     tune.add_argument("--seed", type=int, help="sampler seed (reproducible searches)")
     tune.add_argument(
         "-o", "--output", metavar="FILE", help="write the best config as JSON (the job loads it)"
@@ -178,6 +193,8 @@ def _tune(args: argparse.Namespace, ctx: Context) -> int:
             study_name=args.study,
             join=args.join,
             trial_seconds=args.trial_seconds,
+            epochs=args.epochs,
+            trial_timeout=args.trial_timeout,
             seed=args.seed,
             on_analysis=on_analysis,
             on_progress=on_progress,
