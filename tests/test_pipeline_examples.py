@@ -88,6 +88,17 @@ def test_remote(engine: str) -> None:
     assert feats.shape == (64, 64) and 0 <= feats.min() and feats.max() < 1
 
 
+def test_remote_dataloader_gains_workers_in_the_same_process() -> None:
+    """A job that ran with no workers, then gets workers (the daemon's knobs at an epoch
+    boundary): forked workers must not reuse the parent's keep-alive connection."""
+    defn = load_pipeline("remote-dataloader")
+    first = list(defn.build({"num_workers": 0}, None))
+    again = list(defn.build({"num_workers": 2}, None))
+    assert len(first) == len(again) > 0
+    feats = np.concatenate([_np(b["features"]) for b in again])
+    assert feats.shape == (64, 64) and 0 <= feats.min() and feats.max() < 1
+
+
 @pytest.mark.slow
 def test_tfdata_examples_in_a_fresh_process(tiny_data: Path) -> None:
     from collectors.pipeline.adapters.tfdata import tf_available

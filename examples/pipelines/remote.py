@@ -119,9 +119,13 @@ class Fetch:
     def __call__(self, url: str) -> bytes:
         import requests
 
+        # A forked DataLoader worker inherits the forking thread's session and its open
+        # socket, shared with the parent: a process makes its own.
+        pid = os.getpid()
         session = getattr(self._local, "session", None)
-        if session is None:
+        if session is None or getattr(self._local, "pid", None) != pid:
             session = self._local.session = requests.Session()
+            self._local.pid = pid
         resp = session.get(url, timeout=self.timeout)
         resp.raise_for_status()
         return resp.content
