@@ -192,3 +192,28 @@ def test_sensitivity_table_moves_with_the_constants() -> None:
     # more slow-tier bandwidth makes streaming cheaper
     assert by[("slow read bandwidth", 1.3)]["all_slow_change"] < 0
     assert all(0.0 <= r["top_kept"] <= 1.0 for r in rows)
+
+
+def test_chunks_of_a_big_array_cost_what_the_array_costs() -> None:
+    """A 128 MiB array streamed 8 times costs the same in the slow tier whether it is one
+    object or 16 chunks of 8 MiB: a chunk smaller than the cache is not cache-resident
+    when the rest of its array evicts it on every pass."""
+    import dataclasses
+
+    spec, ref = load_spec("optane"), load_spec("dram")
+    size, passes = 128 * MIB, 8
+    whole = obj(1, size, r=passes * size, w=float(size))
+    chunks = [
+        dataclasses.replace(
+            obj(10 + c, size // 16, r=passes * size / 16, w=size / 16),
+            site_id=1,
+            chunk_index=c,
+            alloc_bytes=size,
+        )
+        for c in range(16)
+    ]
+    one, _ = costs(profile(whole), spec, ref, HOST)
+    split, _ = costs(profile(*chunks), spec, ref, HOST)
+    total = sum(c.penalty_s for c in split.values())
+    assert one[1].penalty_s > 0
+    assert total == pytest.approx(one[1].penalty_s, rel=0.05)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,3 +70,54 @@ def test_run_suite_labels_and_reports_failures(
         assert seq["all_slow_seconds"] > seq["baseline_seconds"]
     assert "seqread:" in (tmp_path / "suite.log").read_text()
     store.dispose()
+
+
+@pytest.mark.slow
+def test_experiment_chunk_labels_each_chunk_of_one_site(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``experiment --chunk``: one 32 MiB array profiled in 8 MiB chunks gives four object
+    labels of one site (default: one label); ``--chunk`` with ``--run`` is refused."""
+    pytest.importorskip("collectors.shim")
+    if shutil.which("valgrind") is None:
+        pytest.skip("valgrind is not installed")
+    import json
+
+    from sqlalchemy import select
+
+    from placer.cli import main
+    from placer.experiments.workloads import example_bin_dir
+    from placer.store import Store
+    from placer.store.models import Label
+
+    monkeypatch.setenv("PLACER_DATA_DIR", str(tmp_path / "data"))
+    bins = example_bin_dir(build=True)
+    assert bins is not None
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    prog = [str(bins / "seqread"), "-m", "32M", "-i", "2"]
+    base = ["--store", url, "--format", "json", "experiment", "--emulate", "--reference-dram"]
+    base += ["--budgets", "50", "--app", "seqread"]
+
+    def label(*extra: str) -> dict[str, Any]:
+        assert main([*base, *extra, "--", *prog]) == 0
+        out = capsys.readouterr().out
+        return json.loads(out[out.index("{") :])["experiments"][0]
+
+    whole = label()
+    chunked = label("--chunk", "8MiB")
+    assert whole["object_labels"] == 1
+    assert chunked["object_labels"] == 4
+    store = Store(url)
+    with store.session() as s:
+        rows = s.scalars(
+            select(Label).where(
+                Label.experiment_id == chunked["experiment"], Label.kind == "object"
+            )
+        ).all()
+        assert len({r.site_id for r in rows}) == 1
+        assert len({r.object_id for r in rows}) == 4
+        assert all(r.emulated and r.penalty_seconds is not None for r in rows)
+    store.dispose()
+    code = main([*base, "--run", str(chunked["run"]), "--chunk", "8MiB"])
+    assert code == 2
+    assert "new profiles only" in capsys.readouterr().err

@@ -27,6 +27,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="with --suite: one small scale per graph (a smoke test)",
     )
     p.add_argument(
+        "--chunk",
+        metavar="SIZE",
+        default="0",
+        help="profile with objects larger than SIZE split into SIZE chunks (e.g. 8MiB), "
+        "so labels and plans can keep part of a big array in DRAM; new profiles only "
+        "(not --run). Default 0: no chunks",
+    )
+    p.add_argument(
         "--budgets",
         default="30,50,70",
         help="DRAM budgets in %% of the footprint (default 30,50,70)",
@@ -102,6 +110,7 @@ def _experiment(args: argparse.Namespace, ctx: Context) -> int:
     import time
     from pathlib import Path
 
+    from collectors.profile.session import parse_size
     from placer.emulator.host import reference
     from placer.errors import InvalidInputError
     from placer.experiments.runner import ExperimentRequest, decide_mode
@@ -119,12 +128,20 @@ def _experiment(args: argparse.Namespace, ctx: Context) -> int:
     if args.repeat < 1:
         raise InvalidInputError("--repeat must be >= 1")
     budgets = parse_budgets(args.budgets)
+    chunk = parse_size(args.chunk, "--chunk")
+    if chunk and args.run is not None:
+        raise InvalidInputError(
+            "--chunk applies to new profiles only: run "
+            f"{args.run} is already profiled (profile again with --chunk, or drop --run)"
+        )
     load_spec(args.tier)  # unknown tier: error before anything runs
     root = Path(args.sys_root)
     if not (root / "sys/devices/system/node").is_dir():
         raise InvalidInputError(f"no NUMA information under {root}/sys/devices/system/node")
     mode = decide_mode(detect_nodes(root), slow_node=args.slow_node, force_emulate=args.emulate)
-    req = ExperimentRequest(tier=args.tier, budgets=budgets, repeat=args.repeat, seed=args.seed)
+    req = ExperimentRequest(
+        tier=args.tier, budgets=budgets, repeat=args.repeat, seed=args.seed, chunk=chunk
+    )
     # emulated: this host's DRAM is measured right before each program is profiled (or
     # read from the cache for --run); --reference-dram uses the reference spec instead
     host = reference() if args.reference_dram and mode.kind == "emulated" else None

@@ -113,6 +113,10 @@ def load_profile(
     )
     period_ms = ((native.signals or {}).get("shim") or {}).get("sample_period_ms") or 0
 
+    alloc_size: dict[int, int] = defaultdict(int)  # alloc_seq -> bytes over its chunks
+    for o in objs:
+        alloc_size[o.alloc_seq] += o.size_bytes
+
     weight: dict[int, float] = {}
     per_site: dict[int, float] = defaultdict(float)
     for o in objs:
@@ -162,6 +166,7 @@ def load_profile(
                 sample_period_s=period_ms / 1000.0,
                 traffic_source=source,
                 sampled_pages=int(summary.get("sampled_pages") or 0),
+                alloc_bytes=alloc_size[o.alloc_seq] if o.chunk_count > 1 else 0,
             )
         )
     if unmatched:

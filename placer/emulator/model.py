@@ -75,6 +75,14 @@ class ObjectTraffic:
     sample_period_s: float = 0.0
     traffic_source: str = "dhat"  # dhat | sampled-lower-bound | none
     sampled_pages: int = 0  # pages the sampler protected over the object's life
+    # The whole allocation a chunk belongs to (0: the object is the allocation). A chunk of
+    # a large array competes for the cache with the rest of it: cache terms use this size.
+    alloc_bytes: int = 0
+
+    @property
+    def cache_size(self) -> int:
+        """The size that decides whether the object's accesses hit the cache."""
+        return max(self.alloc_bytes, self.size_bytes, 1)
 
 
 @dataclass
@@ -196,7 +204,7 @@ def random_share(obj: ObjectTraffic, host: HostDram, threads: int = 1) -> tuple[
         return 0.5, "no lifetime: even mix assumed"
     rate = volume / obj.lifetime_s
     lo = WORD / (host.latency_ns * 1e-9)
-    hi = random_ceiling(obj.size_bytes, host, threads)
+    hi = random_ceiling(obj.cache_size, host, threads)
     if hi <= lo:
         return 0.5, "host constants inconsistent: even mix assumed"
     p_seq = math.log(max(rate, lo) / lo) / math.log(hi / lo)
@@ -219,8 +227,8 @@ def object_cost(obj: ObjectTraffic, host: HostDram, threads: int = 1) -> ObjectC
     p, evidence = random_share(obj, host, threads)
     c_eff = host.llc_bytes * LLC_SHARE
     size = max(obj.size_bytes, 1)
-    hit_rand = min(1.0, c_eff / size)
-    hit_seq = 1.0 if size <= c_eff else 0.0
+    hit_rand = min(1.0, c_eff / obj.cache_size)
+    hit_seq = 1.0 if obj.cache_size <= c_eff else 0.0
     # The first write of each byte is taken as a streaming initialization (fill loops,
     # memset, calloc); only the writes beyond one pass take the object's random share.
     w_init = min(obj.bytes_written, float(size))

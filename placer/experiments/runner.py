@@ -63,6 +63,7 @@ class ExperimentRequest:
     strategies: tuple[str, ...] = STRATEGIES
     seed: int = 0
     threads: int | None = None
+    chunk: int = 0  # profiles made for the experiment split objects above this size (0: no)
 
 
 def candidates(profile: RunProfile, penalties: dict[int, float]) -> list[Candidate]:

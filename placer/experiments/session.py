@@ -56,11 +56,18 @@ def stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def profile_native(store: Any, command: list[str], app: str) -> int:
-    """Profile ``command`` natively (shim, perf where it works); returns the run id."""
+def profile_native(store: Any, command: list[str], app: str, *, chunk: int = 0) -> int:
+    """Profile ``command`` natively (shim, perf where it works); returns the run id.
+
+    ``chunk`` > 0 splits allocations larger than ``chunk`` bytes into chunks of that size
+    (``placer profile --chunk``); the deep pass joins per site and the emulator shares a
+    site's traffic among its chunks, so the rest of an experiment is unchanged.
+    """
     from collectors.profile.session import ProfileRequest, run_profile
 
-    native, code, _ = run_profile(store, ProfileRequest(command=list(command), name=app))
+    native, code, _ = run_profile(
+        store, ProfileRequest(command=list(command), name=app, chunk=chunk)
+    )
     if code != 0:
         raise PlacerError(
             f"{app}: the program exited with {code} while being profiled (run {native})"
@@ -81,10 +88,10 @@ def deep_step(store: Any, run_id: int, command: list[str]) -> dict[str, Any] | N
 
 
 def profile_pair(
-    store: Any, command: list[str], app: str, *, deep: bool = True
+    store: Any, command: list[str], app: str, *, deep: bool = True, chunk: int = 0
 ) -> tuple[int, dict[str, Any] | None]:
     """Profile ``command`` natively, then (``deep``) add its DHAT traffic to that run."""
-    native = profile_native(store, command, app)
+    native = profile_native(store, command, app, chunk=chunk)
     return native, deep_step(store, native, command) if deep else None
 
 
@@ -106,11 +113,13 @@ def run_experiment(
 
             # the host is shared: take its DRAM as seen just before and just after the run
             before = measure_now()
-            run_id = profile_native(store, command, app)
+            run_id = profile_native(store, command, app, chunk=req.chunk)
             host = mean_host(before, measure_now())
             deep_step(store, run_id, command)
         else:
-            run_id, _ = profile_pair(store, command, app, deep=mode.kind == "emulated")
+            run_id, _ = profile_pair(
+                store, command, app, deep=mode.kind == "emulated", chunk=req.chunk
+            )
     if mode.kind == "emulated":
         return emulate_labels(store, run_id, req, host)
     if command is None:
