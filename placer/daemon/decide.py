@@ -39,6 +39,10 @@ class LiveObject:
     samples: deque[tuple[int, int, int, int]] = field(
         default_factory=lambda: deque(maxlen=SAMPLE_WINDOW)
     )  # (interval, sampled, touched, written)
+    #: perf mem windows: (samples, llc_misses, latency_sum over loads, loads, tlb_misses)
+    mem: deque[tuple[int, int, float, int, int]] = field(
+        default_factory=lambda: deque(maxlen=SAMPLE_WINDOW)
+    )
     tier: str | None = None  # tier the daemon last put it in
     score: float | None = None
     penalty: float | None = None
@@ -56,6 +60,7 @@ class LiveObject:
             "predicted_penalty": None if self.penalty is None else round(self.penalty, 8),
             "density_mean": round(sum(dens) / len(dens), 4) if dens else None,
             "samples": len(self.samples),
+            "perf_mem_samples": sum(m[0] for m in self.mem),
             "migrated_bytes": self.migrated_bytes,
         }
 
@@ -103,6 +108,14 @@ class ObjectTable:
             obj.samples.append((interval, sampled, touched, written))
             self.changed = True
 
+    def mem_window(self, counts: dict[str, Any]) -> None:
+        """One perf mem window's per-object counts (:class:`~placer.daemon.perfmem.ObjectMem`)."""
+        for key, c in counts.items():
+            obj = self.objects.get(key)
+            if obj is not None and c.samples:
+                obj.mem.append((c.samples, c.llc_misses, c.latency_sum, c.loads, c.tlb_misses))
+                self.changed = True
+
     def sync_mappings(self, regions: list[tuple[int, int, str]], now_ns: int) -> None:
         """Without the shim: the job's large anonymous mappings are its objects."""
         seen = set()
@@ -145,6 +158,7 @@ class ObjectTable:
             written = sum(w for _, _, _, w in o.samples)
             active = [d for _, d in dens if d > 0]
             access_est = sum(d for _, d in dens) * pages
+            mem_n = sum(m[0] for m in o.mem)
             rows.append(
                 {
                     "density_mean": (sum(d for _, d in dens) / len(dens)) if dens else math.nan,
@@ -163,10 +177,11 @@ class ObjectTable:
                     "alloc_time_share": min(max((o.alloc_ns - t0) / span, 0.0), 1.0),
                     "site_allocs": math.log2(1 + self.site_allocs.get(o.site, 1)),
                     "fault_density": 0.0,
-                    "llc_miss_share": math.nan,
-                    "llc_miss_density": math.nan,
-                    "mem_latency": math.nan,
-                    "tlb_miss_share": math.nan,
+                    # perf mem: as run_features (shares and density filled in below)
+                    "miss_est": float(sum(m[1] for m in o.mem)) if mem_n else math.nan,
+                    # run_features divides the load latency sum by all samples: same here
+                    "mem_latency": (sum(m[2] for m in o.mem) / mem_n) if mem_n else math.nan,
+                    "tlb_miss_share": (sum(m[4] for m in o.mem) / mem_n) if mem_n else math.nan,
                     "size_bytes": o.size,
                 }
             )
@@ -174,6 +189,12 @@ class ObjectTable:
         if len(df):
             total = df["access_est"].sum()
             df["access_share"] = df["access_est"] / total if total > 0 else 0.0
+            misses = df["miss_est"].sum(min_count=1)
+            has_mem = bool(df["miss_est"].notna().any()) and misses > 0
+            df["llc_miss_share"] = df["miss_est"] / misses if has_mem else math.nan
+            df["llc_miss_density"] = (
+                df["miss_est"] / (df["size_bytes"] / 2**20) if has_mem else math.nan
+            )
         return objs, df
 
     # -- ranking ---------------------------------------------------------------------

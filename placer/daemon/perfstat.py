@@ -51,7 +51,7 @@ class PerfSupport:
         else:
             counters = f"/proc/PID/stat ({self.reason})"
         mem = (
-            "available (perf mem record works); not sampled by the daemon"
+            "available (perf mem record works)"
             if self.mem
             else f"unavailable ({self.mem_reason or self.reason})"
         )

@@ -19,6 +19,7 @@ import datetime as dt
 import errno
 import json
 import os
+import shutil
 import signal
 import socket
 import socketserver
@@ -42,6 +43,8 @@ from placer.daemon.decide import (
 )
 from placer.daemon.ingest import EventRow, StateRow, Writer
 from placer.daemon.migrate import RateLimiter, migrate, numa_counts, page_range
+from placer.daemon.perfmem import MAX_CHILDREN, MemWindow, PerfMemRecorder, window_counts
+from placer.daemon.perfmem import workdir as perfmem_workdir
 from placer.daemon.perfstat import EVENTS, PerfCounter, PerfSupport, detect
 from placer.daemon.protocol import MAX_MESSAGE, ProtocolError, decode, encode
 from placer.daemon.protocol import field as pfield
@@ -121,6 +124,9 @@ class Job:
     dirty: bool = True
     perf: PerfCounter | None = None
     perf_failed: str | None = None  # why perf does not count this job (then /proc does)
+    mem: PerfMemRecorder | None = None  # rolling perf mem windows (objects jobs)
+    mem_failed: str | None = None  # why perf mem does not sample this job
+    mem_pending: MemWindow | None = None  # windows read since the last window event
     recent_migrations: deque[dict[str, Any]] = field(
         default_factory=lambda: deque(maxlen=MIGRATIONS_SHOWN)
     )
@@ -165,6 +171,7 @@ class Daemon:
         self.perf_support: PerfSupport | None = None
         self.optuna_store: Any = None
         self.perf_starts_left = PERF_STARTS_PER_TICK
+        self.mem_dir: Path | None = None  # perf mem files of this daemon
         self.totals = {
             "samples": 0,
             "migrations": 0,
@@ -246,6 +253,12 @@ class Daemon:
         sig = sup.signals(self.cfg.perf)
         if job is not None and job.perf_failed:
             sig["counters"] = f"/proc/PID/stat ({job.perf_failed})"
+        if job is not None and job.mem_failed:
+            sig["perf_mem"] = f"not sampled ({job.mem_failed})"
+        elif job is not None and job.mem is not None:
+            sig["perf_mem"] = f"sampled: perf mem record, {job.mem.window_s:g} s windows"
+        elif job is not None and sup.mem and self.cfg.perf and job.kind == "objects":
+            sig["perf_mem"] = f"available; waiting (at most {MAX_CHILDREN} jobs at once)"
         return sig
 
     def _store_timeouts(self, store: Any) -> None:
@@ -336,6 +349,9 @@ class Daemon:
             with job.lock:
                 self._stop_perf(job)
                 self._queue_state(job)
+        if self.mem_dir is not None:
+            shutil.rmtree(self.mem_dir, ignore_errors=True)
+            self.mem_dir = None
         assert self.writer is not None
         ok = self.writer.flush(deadline=time.monotonic() + max(5.0, self.cfg.store_timeout))
         if self.metrics is not None:
@@ -496,6 +512,9 @@ class Daemon:
         if job.wrapper_pid is None:
             self._ensure_perf(job)
         if job.kind == "objects":
+            if job.wrapper_pid is None:
+                self._ensure_mem(job)
+            self._collect_mem(job)
             self._collect_objects(job, info)
             self._rank_and_act(job)
         else:
@@ -628,7 +647,83 @@ class Daemon:
             fallback="/proc/PID/stat",
         )
 
+    # ------------------------------------------------------------------ perf mem
+    def _ensure_mem(self, job: Job) -> None:
+        """Start the job's rolling perf mem windows where perf mem works (bounded)."""
+        sup = self.perf_support
+        if job.mem is not None or job.mem_failed or not self.cfg.perf:
+            return
+        if sup is None or not sup.mem or sup.path is None or self.perf_starts_left <= 0:
+            return
+        with self.lock:
+            running = sum(1 for j in self.jobs.values() if j.mem is not None)
+        if running >= MAX_CHILDREN:
+            return
+        if self.mem_dir is None:
+            self.mem_dir = perfmem_workdir()
+        self.perf_starts_left -= 1
+        job.mem = PerfMemRecorder(
+            job.pid, sup.path, self.mem_dir, f"job{job.id}", max(2.0, self.cfg.interval)
+        )
+        job.state["signals"] = self._signals(job)
+        job.dirty = True
+
+    def _collect_mem(self, job: Job, alive: bool = True) -> None:
+        """Advance the job's perf mem window; fold a finished one into its objects."""
+        rec = job.mem
+        if rec is None:
+            return
+        try:
+            text = rec.poll(alive)
+        except OSError as exc:
+            rec.failed = f"perf mem did not start: {exc.strerror or exc}"
+            text = None
+        if rec.failed:
+            job.mem_failed = rec.failed
+            self._stop_mem(job)
+            job.state["signals"] = self._signals(job)
+            job.dirty = True
+            self.log("warning", "perf_mem_job_failed", job=job.id, pid=job.pid, reason=rec.failed)
+            return
+        if text is None:
+            return
+        objects = [
+            (o.key, o.address, o.size, o.alloc_ns if o.key.startswith("s") else 0)
+            for o in job.table.objects.values()
+        ]
+        w = window_counts(text, objects, job.pid)
+        job.table.mem_window(w.objects)
+        if job.mem_pending is None:
+            job.mem_pending = w
+        else:  # two windows before one event (a window event is skipped when idle)
+            p = job.mem_pending
+            p.samples += w.samples
+            p.matched += w.matched
+            p.total.add(w.total)
+            for level, n in w.levels.items():
+                p.levels[level] = p.levels.get(level, 0) + n
+            for key, c in w.objects.items():
+                p.objects.setdefault(key, type(c)()).add(c)
+        st = job.state
+        st["perf_mem_windows"] = int(st.get("perf_mem_windows", 0)) + 1
+        st["perf_mem_samples"] = int(st.get("perf_mem_samples", 0)) + w.samples
+        if w.samples:
+            self.totals["samples"] += w.samples
+            if self.metrics is not None:
+                self.metrics.samples.labels(source="perf_mem").inc(w.samples)
+        job.dirty = True
+
+    def _stop_mem(self, job: Job) -> None:
+        if job.mem is None:
+            return
+        rec, job.mem = job.mem, None
+        try:
+            rec.stop()
+        except OSError as exc:  # best effort, logged
+            self._job_error(job, "perf_mem_stop", exc)
+
     def _stop_perf(self, job: Job) -> None:
+        self._stop_mem(job)
         if job.perf is None:
             return
         perf, job.perf = job.perf, None
@@ -684,7 +779,8 @@ class Daemon:
             busy = any(counters[k] for k in ("cpu_ticks", "minflt", "majflt"))
         else:
             busy = any(counters[k] for k in ("cpu_ms", "page_faults", "minflt", "majflt"))
-        if not records and not busy:
+        mem, job.mem_pending = job.mem_pending, None
+        if not records and not busy and mem is None:
             return  # idle: nothing to store
         doc = {
             **new,
@@ -692,6 +788,8 @@ class Daemon:
             "live_objects": len(job.table.objects),
             "live_bytes": job.table.live_bytes(),
         }
+        if mem is not None:
+            doc["perf_mem"] = mem.to_doc()
         if job.tail is not None:
             doc["log_offset"] = job.tail.offset
         self._event(job, "window", doc)
