@@ -143,6 +143,8 @@ class ObjectTable:
         """Objects and their feature table (columns of ``placement.features.FEATURES``)."""
         import pandas as pd
 
+        from placer.placement.features import density_trend  # the trained features' formula
+
         objs = list(self.objects.values())
         t0 = self.t0_ns if self.t0_ns is not None else now_ns
         span = float(max(now_ns - t0, 1))
@@ -163,7 +165,9 @@ class ObjectTable:
                 {
                     "density_mean": (sum(d for _, d in dens) / len(dens)) if dens else math.nan,
                     "density_peak": max((d for _, d in dens), default=math.nan),
-                    "density_trend": _trend([((i - min_interval) / width, d) for i, d in dens])
+                    "density_trend": density_trend(
+                        [((i - min_interval) / width, d) for i, d in dens]
+                    )
                     if dens
                     else math.nan,
                     "active_share": (len(active) / len(dens)) if dens else math.nan,
@@ -239,18 +243,6 @@ class ObjectTable:
             out.append(Decision(o, tier, o.tier, int(ranks[i]), reason))
             o.tier = tier
         return out
-
-
-def _trend(values: list[tuple[float, float]]) -> float:
-    if len(values) < 2:
-        return 0.0
-    n = len(values)
-    mx = sum(x for x, _ in values) / n
-    my = sum(y for _, y in values) / n
-    sxx = sum((x - mx) ** 2 for x, _ in values)
-    if sxx <= 0:
-        return 0.0
-    return sum((x - mx) * (y - my) for x, y in values) / sxx
 
 
 _MAPS = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ (\d+)\s*(.*)$")

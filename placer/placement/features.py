@@ -58,7 +58,7 @@ FORBIDDEN_SOURCES = ("DeepSiteStat", "placer_deep_site_stats", "bytes_read", "by
 PAGE = 4096
 
 
-def _trend(values: list[tuple[float, float]]) -> float:
+def density_trend(values: list[tuple[float, float]]) -> float:
     """Least-squares slope of (position in [0, 1], density); 0 with fewer than 2 points."""
     if len(values) < 2:
         return 0.0
@@ -140,7 +140,7 @@ def run_features(session: Any, run_id: int) -> pd.DataFrame:
             "alloc_ns": int(o.alloc_ns), "end_ns": int(o.alloc_ns + max(float(lifetime), 0.0)),
             "density_mean": (sum(d for _, d in dens) / len(dens)) if dens else math.nan,
             "density_peak": max((d for _, d in dens), default=math.nan),
-            "density_trend": _trend([(i / max(max_interval, 1), d) for i, d in dens])
+            "density_trend": density_trend([(i / max(max_interval, 1), d) for i, d in dens])
             if dens else math.nan,
             "active_share": (len(active) / len(dens)) if dens else math.nan,
             "write_share": (written / touched) if touched else math.nan,
