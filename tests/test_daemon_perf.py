@@ -126,7 +126,10 @@ def test_perf_counter_reads_without_blocking_and_stops() -> None:
             got.minor_faults += more.minor_faults
             got.page_faults += more.page_faults
         assert got.intervals >= 2 and got.task_clock_ms > 10 and got.minor_faults > 100
-        assert got.page_faults >= got.minor_faults
+        # page-faults = minor + major, but perf reads each counter on its own at an
+        # interval's end: a fault landing between the reads shifts one by a few
+        faults = got.minor_faults + got.major_faults
+        assert abs(got.page_faults - faults) <= max(10, faults // 100)
         pc.stop()
         assert not pc.running() and not perf_watching(busy.pid)
     finally:
