@@ -74,6 +74,13 @@ def _iso(t: dt.datetime | None = None) -> str:
     return (t or _now()).isoformat(timespec="milliseconds")
 
 
+def _window_counts() -> dict[str, int]:
+    """What one window counts of a shim log: records by kind and sampled pages."""
+    return dict.fromkeys(
+        ("allocs", "frees", "samples", "sampled_pages", "touched_pages", "written_pages"), 0
+    )
+
+
 class JsonLog:
     """One JSON object per line on stderr (systemd's journal keeps them as they are)."""
 
@@ -555,14 +562,7 @@ class Daemon:
         job.state["tail"] = {"path": str(path), "offset": 0}
 
     def _collect_objects(self, job: Job, info: procs.ProcInfo) -> None:
-        new: dict[str, int] = {
-            "allocs": 0,
-            "frees": 0,
-            "samples": 0,
-            "sampled_pages": 0,
-            "touched_pages": 0,
-            "written_pages": 0,
-        }
+        new = _window_counts()
         if job.wrapper_pid is None:
             self._ensure_tail(job)
         if job.tail is not None:
@@ -935,14 +935,7 @@ class Daemon:
         if job.status in TERMINAL:
             return
         if job.kind == "objects" and job.tail is not None and status != "detached":
-            new: dict[str, int] = {
-                "allocs": 0,
-                "frees": 0,
-                "samples": 0,
-                "sampled_pages": 0,
-                "touched_pages": 0,
-                "written_pages": 0,
-            }
+            new = _window_counts()
             self._drain_tail(job, new)
             if any(new.values()):
                 self._event(
