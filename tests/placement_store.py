@@ -24,19 +24,37 @@ from placer.store.models import (
 MiB = 1 << 20
 
 
-def make_run(s: Any, app: Application, rng: random.Random, *, n: int = 12, build_id: str = "",
-             label: bool = True, emulated: bool = True, tier: str = "optane",
-             wall: float = 2.0, intervals: int = 8) -> int:
-    run = Run(application_id=app.id, kind="profile", command=[f"/bin/{app.name}"],
-              binary_path=f"/bin/{app.name}", build_id=build_id or f"b{app.id:04x}",
-              status="succeeded", exit_code=0, wall_seconds=wall,
-              signals={"shim": {"sample_period_ms": 250}})
+def make_run(
+    s: Any,
+    app: Application,
+    rng: random.Random,
+    *,
+    n: int = 12,
+    build_id: str = "",
+    label: bool = True,
+    emulated: bool = True,
+    tier: str = "optane",
+    wall: float = 2.0,
+    intervals: int = 8,
+) -> int:
+    run = Run(
+        application_id=app.id,
+        kind="profile",
+        command=[f"/bin/{app.name}"],
+        binary_path=f"/bin/{app.name}",
+        build_id=build_id or f"b{app.id:04x}",
+        status="succeeded",
+        exit_code=0,
+        wall_seconds=wall,
+        signals={"shim": {"sample_period_ms": 250}},
+    )
     s.add(run)
     s.flush()
     exp = None
     if label:
-        exp = Experiment(run_id=run.id, emulated=emulated, tier_spec_name=tier,
-                         baseline_seconds=wall, repeats=1)
+        exp = Experiment(
+            run_id=run.id, emulated=emulated, tier_spec_name=tier, baseline_seconds=wall, repeats=1
+        )
         s.add(exp)
         s.flush()
     t0 = 1_000_000_000
@@ -51,30 +69,55 @@ def make_run(s: Any, app: Application, rng: random.Random, *, n: int = 12, build
         randomness = rng.random()
         wshare = rng.random() * 0.6
         alloc = t0 + rng.randrange(span // 4)
-        obj = AllocObject(run_id=run.id, site_id=site.id, alloc_seq=k, address=0x7f0000000000
-                          + k * 64 * MiB, size_bytes=size, alloc_ns=alloc, free_ns=t0 + span,
-                          first_touch_faults=size // 4096,
-                          summary={"lifetime_ns": t0 + span - alloc})
+        obj = AllocObject(
+            run_id=run.id,
+            site_id=site.id,
+            alloc_seq=k,
+            address=0x7F0000000000 + k * 64 * MiB,
+            size_bytes=size,
+            alloc_ns=alloc,
+            free_ns=t0 + span,
+            first_touch_faults=size // 4096,
+            summary={"lifetime_ns": t0 + span - alloc},
+        )
         s.add(obj)
         s.flush()
         for i in range(intervals):
             sampled = 16
-            touched = min(sampled, round(sampled * hot * (0.7 + 0.6 * rng.random())
-                                         * (0.3 + randomness)))
-            s.add(ObjectMetric(object_id=obj.id, interval_index=i,
-                               start_ns=t0 + i * span // intervals,
-                               end_ns=t0 + (i + 1) * span // intervals, sampled_pages=sampled,
-                               touched_pages=touched, written_pages=round(touched * wshare)))
+            touched = min(
+                sampled, round(sampled * hot * (0.7 + 0.6 * rng.random()) * (0.3 + randomness))
+            )
+            s.add(
+                ObjectMetric(
+                    object_id=obj.id,
+                    interval_index=i,
+                    start_ns=t0 + i * span // intervals,
+                    end_ns=t0 + (i + 1) * span // intervals,
+                    sampled_pages=sampled,
+                    touched_pages=touched,
+                    written_pages=round(touched * wshare),
+                )
+            )
         if exp is not None:
             # stated rule: accesses ~ density x size; random reads cost most on the slow tier
             penalty = wall * 0.002 * hot * (size / MiB) * (0.2 + randomness) * (1 - 0.5 * wshare)
-            s.add(Label(experiment_id=exp.id, kind="object", emulated=emulated, object_id=obj.id,
-                        site_id=site.id, runtime_seconds=wall + penalty, penalty_seconds=penalty))
+            s.add(
+                Label(
+                    experiment_id=exp.id,
+                    kind="object",
+                    emulated=emulated,
+                    object_id=obj.id,
+                    site_id=site.id,
+                    runtime_seconds=wall + penalty,
+                    penalty_seconds=penalty,
+                )
+            )
     return run.id
 
 
-def make_corpus(url: str, apps: int = 4, runs_per_app: int = 2, n: int = 12, seed: int = 0,
-                **kw: Any) -> list[int]:
+def make_corpus(
+    url: str, apps: int = 4, runs_per_app: int = 2, n: int = 12, seed: int = 0, **kw: Any
+) -> list[int]:
     store = Store(url)
     store.upgrade()
     rng = random.Random(seed)

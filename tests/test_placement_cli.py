@@ -67,8 +67,20 @@ def test_train_recommend_evaluate(cli, labeled, tmp_path: Path, no_default) -> N
     assert _count(url, TrainedModel) == 2  # ranker + penalty, text only
 
     plan_path = tmp_path / "plan.json"
-    out = cli("--store", url, "recommend", str(runs[0]), "--dram-budget", "40%", "-o",
-                     str(plan_path), "--format", "json", check=True, env=no_default)
+    out = cli(
+        "--store",
+        url,
+        "recommend",
+        str(runs[0]),
+        "--dram-budget",
+        "40%",
+        "-o",
+        str(plan_path),
+        "--format",
+        "json",
+        check=True,
+        env=no_default,
+    )
     doc = json.loads(out.stdout)
     plan = json.loads(plan_path.read_text())
     assert plan == doc["plan"]
@@ -86,20 +98,34 @@ def test_train_recommend_evaluate(cli, labeled, tmp_path: Path, no_default) -> N
         assert len(row.decisions) == len(plan["decisions"])
     store.dispose()
 
-    out = cli("--store", url, "evaluate", "--budgets", "30,70", "--format", "json",
-                     check=True, env=no_default)
+    out = cli(
+        "--store",
+        url,
+        "evaluate",
+        "--budgets",
+        "30,70",
+        "--format",
+        "json",
+        check=True,
+        env=no_default,
+    )
     ev = json.loads(out.stdout)
     assert {r["budget"] for r in ev["rows"]} == {30, 70}
     assert len(ev["rows"]) == 2 * len(runs)
-    assert set(ev["summary"]["mean_degradation"]) >= {"model", "oracle", "density-greedy",
-                                                      "ecohmem-knapsack", "size-threshold",
-                                                      "first-touch", "random"}
+    assert set(ev["summary"]["mean_degradation"]) >= {
+        "model",
+        "oracle",
+        "density-greedy",
+        "ecohmem-knapsack",
+        "size-threshold",
+        "first-touch",
+        "random",
+    }
 
 
 def test_no_model_yet_is_a_clear_error(cli, labeled, no_default) -> None:  # type: ignore[no-untyped-def]
     url, runs = labeled
-    r = cli("--store", url, "recommend", str(runs[0]), "--dram-budget", "50%",
-                   env=no_default)
+    r = cli("--store", url, "recommend", str(runs[0]), "--dram-budget", "50%", env=no_default)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "no placement model" in r.stderr
     assert _count(url, Plan) == 0
@@ -136,11 +162,17 @@ def test_train_without_labels_fails_cleanly(cli, tmp_path: Path) -> None:  # typ
 
 
 def _plan_for(build_id: str) -> dict:
-    return {"format": "placer-plan", "version": 1, "build_id": build_id, "app": "true",
-            "budget": {"bytes": 0, "fraction": 0.0, "footprint_bytes": 1},
-            "nodes": {"dram": 0, "slow": 0, "default_tier": "dram"},
-            "decisions": [{"site": "0123456789abcdef", "chunk": 0, "tier": "slow",
-                           "node": 0, "size_bytes": 1}]}
+    return {
+        "format": "placer-plan",
+        "version": 1,
+        "build_id": build_id,
+        "app": "true",
+        "budget": {"bytes": 0, "fraction": 0.0, "footprint_bytes": 1},
+        "nodes": {"dram": 0, "slow": 0, "default_tier": "dram"},
+        "decisions": [
+            {"site": "0123456789abcdef", "chunk": 0, "tier": "slow", "node": 0, "size_bytes": 1}
+        ],
+    }
 
 
 def test_run_refuses_bad_plans(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -177,19 +209,42 @@ def test_run_binds_planned_sites_on_node0(cli, labeled, tmp_path: Path, no_defau
     # about 0.4 s: numa_maps is sampled while it runs
     prog = [str(REPO / "examples" / "bin" / "seqread"), "-m", "32M", "-i", "600"]
     cli("--store", url, "train", check=True, env=no_default)
-    cli("--store", url, "profile", "--name", "seqread", "--no-perf", "--", *prog,
-               check=True)
+    cli("--store", url, "profile", "--name", "seqread", "--no-perf", "--", *prog, check=True)
     store = Store(url)
     with store.session() as s:
         rid = s.scalar(select(func.max(Run.id)).where(Run.kind == "profile"))
     store.dispose()
     plan_path = tmp_path / "seq.json"
-    cli("--store", url, "recommend", str(rid), "--dram-budget", "100%", "-o",
-               str(plan_path), "--dram-node", "0", "--slow-node", "0", check=True,
-               env=no_default)
-    out = cli("--store", url, "run", "--plan", str(plan_path), "--format", "json", "--",
-                     *prog, check=True, env=no_default)
-    doc = json.loads(out.stdout[out.stdout.index("{\n"):])  # after any program output
+    cli(
+        "--store",
+        url,
+        "recommend",
+        str(rid),
+        "--dram-budget",
+        "100%",
+        "-o",
+        str(plan_path),
+        "--dram-node",
+        "0",
+        "--slow-node",
+        "0",
+        check=True,
+        env=no_default,
+    )
+    out = cli(
+        "--store",
+        url,
+        "run",
+        "--plan",
+        str(plan_path),
+        "--format",
+        "json",
+        "--",
+        *prog,
+        check=True,
+        env=no_default,
+    )
+    doc = json.loads(out.stdout[out.stdout.index("{\n") :])  # after any program output
     sites = doc["achieved"]["sites"]
     assert sites, doc
     assert sum(v["binds_ok"] for v in sites.values()) >= 1
@@ -219,8 +274,9 @@ def test_train_chooses_settings_by_leave_one_application_out(cli, labeled, no_de
             assert row.meta["params"][key] == value
         assert row.meta["selection"]["chosen"] == sel["chosen"]
     store.dispose()
-    doc = json.loads(cli("--store", url, "train", "--no-select", "--format", "json",
-                         check=True).stdout)
+    doc = json.loads(
+        cli("--store", url, "train", "--no-select", "--format", "json", check=True).stdout
+    )
     assert doc["selection"] == {"chosen": next(iter(CANDIDATES)), "inner_degradation": {}}
 
 
@@ -234,10 +290,9 @@ def test_run_applies_a_plan_for_another_binary_only_with_force(cli, tmp_path: Pa
     r = cli("--store", url, "run", "--plan", str(other), "--", true)
     assert r.returncode == 2 and "--force" in r.stderr
     assert not (tmp_path / "force.db").exists() or _count(url, Run) == 0
-    r = cli("--store", url, "run", "--plan", str(other), "--force", "--format", "json",
-            "--", true)
+    r = cli("--store", url, "run", "--plan", str(other), "--force", "--format", "json", "--", true)
     assert r.returncode == 0, r.stderr
-    doc = json.loads(r.stdout[r.stdout.index("{\n"):])
+    doc = json.loads(r.stdout[r.stdout.index("{\n") :])
     assert doc["achieved"]["forced"] is True and doc["exit_code"] == 0
     assert _count(url, Run) == 1 and _count(url, Plan) == 1
 
@@ -250,11 +305,21 @@ def test_plan_of_a_chunked_profile_carries_its_chunk_size(cli, tmp_path: Path) -
         pytest.skip("cannot build the examples")
     url = f"sqlite:///{tmp_path / 'chunks.db'}"
     prog = [str(REPO / "examples" / "bin" / "seqread"), "-m", "32M", "-i", "20"]
-    cli("--store", url, "profile", "--name", "seqread", "--chunk", "8MiB", "--no-perf",
-        "--", *prog, check=True)
+    cli(
+        "--store",
+        url,
+        "profile",
+        "--name",
+        "seqread",
+        "--chunk",
+        "8MiB",
+        "--no-perf",
+        "--",
+        *prog,
+        check=True,
+    )
     plan_path = tmp_path / "chunked.json"
-    cli("--store", url, "recommend", "1", "--dram-budget", "50%", "-o", str(plan_path),
-        check=True)
+    cli("--store", url, "recommend", "1", "--dram-budget", "50%", "-o", str(plan_path), check=True)
     plan = json.loads(plan_path.read_text())
     assert plan["chunk_bytes"] == 8 * 2**20
     assert sorted(d["chunk"] for d in plan["decisions"]) == [0, 1, 2, 3]

@@ -62,18 +62,31 @@ def test_knapsack_matches_brute_force_and_respects_capacity() -> None:
         cap = int(w.sum() * rng.uniform(0.1, 0.9))
         take = planner.knapsack(v, w, cap)
         assert w[take].sum() <= cap
-        best = max((sum(v[list(c)]) for k in range(n + 1)
-                    for c in itertools.combinations(range(n), k) if w[list(c)].sum() <= cap),
-                   default=0.0)
+        best = max(
+            (
+                sum(v[list(c)])
+                for k in range(n + 1)
+                for c in itertools.combinations(range(n), k)
+                if w[list(c)].sum() <= cap
+            ),
+            default=0.0,
+        )
         assert v[take].sum() == pytest.approx(best, rel=1e-9)
 
 
 def _grouped(sizes: list[int], access: list[float], t: list[int]) -> pd.DataFrame:
-    return pd.DataFrame({"site_hash": [f"{i:016x}" for i in range(len(sizes))],
-                         "chunk_index": 0, "site_id": range(len(sizes)),
-                         "objects": [[i] for i in range(len(sizes))], "weight": sizes,
-                         "first_alloc_ns": t, "access_est": access,
-                         "miss_est": [float("nan")] * len(sizes)})
+    return pd.DataFrame(
+        {
+            "site_hash": [f"{i:016x}" for i in range(len(sizes))],
+            "chunk_index": 0,
+            "site_id": range(len(sizes)),
+            "objects": [[i] for i in range(len(sizes))],
+            "weight": sizes,
+            "first_alloc_ns": t,
+            "access_est": access,
+            "miss_est": [float("nan")] * len(sizes),
+        }
+    )
 
 
 def test_baselines_follow_their_published_rules() -> None:
@@ -136,15 +149,24 @@ def test_feature_study_reports_every_set(dataset: evaluation.Dataset) -> None:
 
 
 def _plan_doc() -> dict:
-    return {"format": "placer-plan", "version": 1, "build_id": "ab", "budget": {
-        "bytes": 10, "fraction": 0.5, "footprint_bytes": 20},
+    return {
+        "format": "placer-plan",
+        "version": 1,
+        "build_id": "ab",
+        "budget": {"bytes": 10, "fraction": 0.5, "footprint_bytes": 20},
         "nodes": {"dram": 0, "slow": 1, "default_tier": "dram"},
-        "decisions": [{"site": "00000000000000aa", "chunk": 0, "tier": "dram", "node": 0,
-                       "size_bytes": 8},
-                      {"site": "00000000000000aa", "chunk": 1, "tier": "slow", "node": 1,
-                       "size_bytes": 4},
-                      {"site": "py-0123", "native_site": "00000000000000bb", "chunk": 0,
-                       "tier": "slow", "node": 1}]}
+        "decisions": [
+            {"site": "00000000000000aa", "chunk": 0, "tier": "dram", "node": 0, "size_bytes": 8},
+            {"site": "00000000000000aa", "chunk": 1, "tier": "slow", "node": 1, "size_bytes": 4},
+            {
+                "site": "py-0123",
+                "native_site": "00000000000000bb",
+                "chunk": 0,
+                "tier": "slow",
+                "node": 1,
+            },
+        ],
+    }
 
 
 def test_plan_schema_and_shim_lines() -> None:
@@ -195,25 +217,30 @@ def test_numa_maps_attribution_on_recorded_output() -> None:
         def __init__(self, **kw: object) -> None:
             self.__dict__.update(kw)
 
-    allocs = [R(seq=1, time_ns=10, address=0x7F0000200000, size=2 << 20, site_hash=0xAA),
-              R(seq=2, time_ns=10, address=0x7F0000400000, size=2 << 20, site_hash=0xBB)]
+    allocs = [
+        R(seq=1, time_ns=10, address=0x7F0000200000, size=2 << 20, site_hash=0xAA),
+        R(seq=2, time_ns=10, address=0x7F0000400000, size=2 << 20, site_hash=0xBB),
+    ]
     binds = [R(seq=1, node=1, errno=0), R(seq=2, node=0, errno=0)]
-    got = apply.achieved(allocs, binds, [], [(snap, ends)],
-                         {0xAA: "aa", 0xBB: "bb"}, {"aa": 1, "bb": 0})
+    got = apply.achieved(
+        allocs, binds, [], [(snap, ends)], {0xAA: "aa", 0xBB: "bb"}, {"aa": 1, "bb": 0}
+    )
     assert got["sites"]["aa"]["pages"] == {"1": 512}
     assert got["sites"]["aa"]["share_on_planned_node"] == 1.0
     assert got["sites"]["bb"]["pages"] == {"0": 300, "1": 212}
     assert got["share_on_planned_node"] == pytest.approx((512 + 300) / 1024)
 
 
-def test_shipped_default_model_loads_and_predicts(dataset: evaluation.Dataset,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shipped_default_model_loads_and_predicts(
+    dataset: evaluation.Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from placer.placement import registry
 
     monkeypatch.delenv(registry.DIR_ENV, raising=False)
     files = registry.default_files()
-    assert files is not None, "placer/placement/default/ is missing: " \
-        "python -m placer.placement.default_model"
+    assert files is not None, (
+        "placer/placement/default/ is missing: python -m placer.placement.default_model"
+    )
     model = PlacementModel.from_texts(files["ranker"], files["penalty"], files["meta"])
     pred = model.predict_penalty(dataset.table)
     assert len(pred) == len(dataset.table) and (pred >= 0).all()
@@ -221,23 +248,30 @@ def test_shipped_default_model_loads_and_predicts(dataset: evaluation.Dataset,
 
 
 def test_select_params_picks_the_candidate_whose_plans_degrade_least(
-        dataset: evaluation.Dataset) -> None:
+    dataset: evaluation.Dataset,
+) -> None:
     # a model on chunk_position alone (0 for every object here) predicts one constant:
     # its plans are as blind as a random fill, so selection must prefer the real features
-    cands = {"blind": {"features": ["chunk_position"], "n_estimators": 20},
-             "all": {"n_estimators": 20}}
+    cands = {
+        "blind": {"features": ["chunk_position"], "n_estimators": 20},
+        "all": {"n_estimators": 20},
+    }
     name, params, inner = evaluation.select_params(dataset, [30, 70], cands)
     assert name == "all" and params == cands["all"]
     assert inner["all"] is not None and inner["blind"] is not None
     assert inner["all"] < inner["blind"]
     # nothing to hold out with one application: the first candidate, unscored
     one = dataset.subset({"app0"})
-    assert evaluation.select_params(one, [50], cands) == ("blind", cands["blind"],
-                                                          {"blind": None, "all": None})
+    assert evaluation.select_params(one, [50], cands) == (
+        "blind",
+        cands["blind"],
+        {"blind": None, "all": None},
+    )
 
 
 def test_nested_selection_never_sees_the_held_out_application(
-        dataset: evaluation.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    dataset: evaluation.Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[list[str]] = []
     real = evaluation.select_params
 
@@ -263,11 +297,12 @@ def test_summary_bounds_the_goal_by_the_oracle(dataset: evaluation.Dataset) -> N
     assert s["model_over_oracle_degradation"] >= -1e-9
     deg = s["mean_degradation"]
     assert s["model_over_oracle_degradation"] == pytest.approx(
-        deg["model"] / deg["oracle"] - 1, abs=1e-5)
-    assert s["goal"]["within_5pct_of_oracle_degradation"] == \
-        (deg["model"] <= 1.05 * deg["oracle"])
-    assert s["goal"]["degradation_20pct_below_density_greedy"] == \
-        (deg["model"] <= 0.8 * deg["density-greedy"])
+        deg["model"] / deg["oracle"] - 1, abs=1e-5
+    )
+    assert s["goal"]["within_5pct_of_oracle_degradation"] == (deg["model"] <= 1.05 * deg["oracle"])
+    assert s["goal"]["degradation_20pct_below_density_greedy"] == (
+        deg["model"] <= 0.8 * deg["density-greedy"]
+    )
 
 
 def test_coarse_knapsack_cells_never_exceed_the_budget() -> None:
@@ -290,8 +325,11 @@ def test_shim_lines_bind_split_sites_per_chunk() -> None:
     doc["chunk_bytes"] = 4096
     doc = planfile.validate(doc)
     assert planfile.shim_lines(doc) == [  # split: one line per chunk, in chunk order
-        "0x00000000000000aa 0 0 4096", "0x00000000000000aa 1 1 4096",
-        "0x00000000000000bb 1", "0x00000000000000cc 1"]  # not split: whole
+        "0x00000000000000aa 0 0 4096",
+        "0x00000000000000aa 1 1 4096",
+        "0x00000000000000bb 1",
+        "0x00000000000000cc 1",
+    ]  # not split: whole
     assert planfile.collapsed_sites(doc) == []
     assert planfile.shim_lines(doc, chunk_bytes=1 << 20)[1] == "0x00000000000000aa 1 1 1048576"
     site_of, planned, chunks = planfile.parse_shim_lines(planfile.shim_lines(doc))
@@ -308,11 +346,16 @@ def test_shim_lines_bind_split_sites_per_chunk() -> None:
 def test_numa_maps_attribution_per_chunk() -> None:
     """A split site's pages are counted per bound chunk range, against each chunk's node."""
     base = 0x7F0000200000
-    vmas = [apply.Vma(base, "bind:0", {0: 256}), apply.Vma(base + (1 << 20), "bind:1", {1: 200,
-                                                                                   0: 56}),
-            apply.Vma(base + (2 << 20), "default", {0: 512})]
-    ends = {base: base + (1 << 20), base + (1 << 20): base + (2 << 20),
-            base + (2 << 20): base + (4 << 20)}
+    vmas = [
+        apply.Vma(base, "bind:0", {0: 256}),
+        apply.Vma(base + (1 << 20), "bind:1", {1: 200, 0: 56}),
+        apply.Vma(base + (2 << 20), "default", {0: 512}),
+    ]
+    ends = {
+        base: base + (1 << 20),
+        base + (1 << 20): base + (2 << 20),
+        base + (2 << 20): base + (4 << 20),
+    }
     snap = apply.Snapshot(time_ns=50, vmas=vmas)
 
     class R:
@@ -320,10 +363,13 @@ def test_numa_maps_attribution_per_chunk() -> None:
             self.__dict__.update(kw)
 
     allocs = [R(seq=1, time_ns=10, address=base, size=4 << 20, site_hash=0xAA)]
-    binds = [R(seq=1, node=0, errno=0, chunk=0, start=base, length=1 << 20),
-             R(seq=1, node=1, errno=0, chunk=1, start=base + (1 << 20), length=1 << 20)]
-    got = apply.achieved(allocs, binds, [], [(snap, ends)], {0xAA: "aa"}, {"aa": 0},
-                         {"aa": {0: 0, 1: 1}})
+    binds = [
+        R(seq=1, node=0, errno=0, chunk=0, start=base, length=1 << 20),
+        R(seq=1, node=1, errno=0, chunk=1, start=base + (1 << 20), length=1 << 20),
+    ]
+    got = apply.achieved(
+        allocs, binds, [], [(snap, ends)], {0xAA: "aa"}, {"aa": 0}, {"aa": {0: 0, 1: 1}}
+    )
     site = got["sites"]["aa"]
     assert site["binds_ok"] == 2 and site["allocations"] == 1
     assert site["chunks"]["0"]["pages"] == {"0": 256}

@@ -256,10 +256,20 @@ def test_chunk_bind_records_next_to_whole_ones(tmp_path: Path) -> None:
     whole allocations) read as chunk None. Both kinds in one log."""
     chunk = rec(7, struct.pack("<QIiIIQQ", 2, 1, 0, 3, 0, 0x7F0000500000, 1 << 20))
     failed = rec(7, struct.pack("<QIiIIQQ", 2, 0, 22, 4, 0, 0, 0))
-    data = (header() + alloc(2, 6_500, 0x7F0000200000, 8 << 20, SITE, kind=6)
-            + bind(2, 0, 0) + chunk + failed + end(10_000))
+    data = (
+        header()
+        + alloc(2, 6_500, 0x7F0000200000, 8 << 20, SITE, kind=6)
+        + bind(2, 0, 0)
+        + chunk
+        + failed
+        + end(10_000)
+    )
     log = read_log(write(tmp_path, data))
-    assert log.binds == [BindRecord(2, 0, 0), BindRecord(2, 1, 0, 3, 0x7F0000500000, 1 << 20),
-                         BindRecord(2, 0, 22, 4, 0, 0)]
+    assert log.binds == [
+        BindRecord(2, 0, 0),
+        BindRecord(2, 1, 0, 3, 0x7F0000500000, 1 << 20),
+        BindRecord(2, 0, 22, 4, 0, 0),
+    ]
     assert read_log(write(tmp_path, header() + failed + end(1), "only.log")).binds == [
-        BindRecord(2, 0, 22, 4, 0, 0)]
+        BindRecord(2, 0, 22, 4, 0, 0)
+    ]

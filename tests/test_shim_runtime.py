@@ -619,8 +619,7 @@ def _numa_site(prog: str, shim: str, tmp_path: Path) -> int:
     first = run([prog, "numa"], shim, tmp_path / "site.%p.log", off)
     assert first.returncode == 0
     addr = int(first.stdout.split()[0], 16)
-    return next(a.site_hash for a in only_log(tmp_path / "site.%p.log").allocs
-                if a.address == addr)
+    return next(a.site_hash for a in only_log(tmp_path / "site.%p.log").allocs if a.address == addr)
 
 
 def test_plan_binds_chunks_of_one_allocation(prog: str, shim: str, tmp_path: Path) -> None:
@@ -632,8 +631,12 @@ def test_plan_binds_chunks_of_one_allocation(prog: str, shim: str, tmp_path: Pat
     lines = [f"{site:#018x} 0 {c} {MiB}" for c in (2, 5, 7, 9)]  # 8 MiB: no chunk 9
     plan.write_text("# chunks\n" + "\n".join(lines) + "\n12345 1 0 4096\n")
     pattern = tmp_path / "c.%p.log"
-    res = run([prog, "numa"], shim, pattern,
-              {"PLACER_SHIM_SAMPLE_PERIOD_MS": "0", "PLACER_SHIM_PLAN": str(plan)})
+    res = run(
+        [prog, "numa"],
+        shim,
+        pattern,
+        {"PLACER_SHIM_SAMPLE_PERIOD_MS": "0", "PLACER_SHIM_PLAN": str(plan)},
+    )
     assert res.returncode == 0, res.stderr
     out = res.stdout.decode().splitlines()
     addr = int(out[0], 16)
@@ -659,8 +662,11 @@ def test_plan_binds_chunks_of_one_allocation(prog: str, shim: str, tmp_path: Pat
 
 
 def _strip_times(text: bytes) -> list[str]:
-    return [w for w in text.decode().split() if not w.split("=")[0].endswith(("_s", "_per_s",
-                                                                            "_per_access"))]
+    return [
+        w
+        for w in text.decode().split()
+        if not w.split("=")[0].endswith(("_s", "_per_s", "_per_access"))
+    ]
 
 
 def test_chunk_plan_leaves_program_output_unchanged(shim: str, tmp_path: Path) -> None:

@@ -315,12 +315,22 @@ def _decode(
     # a chunk BIND is 48 bytes: u32 chunk, u32 pad, u64 start, u64 length follow
     long = rlens[is_bind] >= BIND_CHUNK_LEN
     safe = np.where(long, b, 0)
-    chunks = [int(c) if ok else None
-              for c, ok in zip((col(safe, 3) & 0xFFFFFFFF).tolist(), long.tolist(), strict=True)]
+    chunks = [
+        int(c) if ok else None
+        for c, ok in zip((col(safe, 3) & 0xFFFFFFFF).tolist(), long.tolist(), strict=True)
+    ]
     zero = np.zeros(len(b), dtype=np.uint64)
-    binds = list(map(BindRecord, col(b, 1).tolist(), (c2 & 0xFFFFFFFF).tolist(), errs.tolist(),
-                     chunks, np.where(long, col(safe, 4), zero).tolist(),
-                     np.where(long, col(safe, 5), zero).tolist()))
+    binds = list(
+        map(
+            BindRecord,
+            col(b, 1).tolist(),
+            (c2 & 0xFFFFFFFF).tolist(),
+            errs.tolist(),
+            chunks,
+            np.where(long, col(safe, 4), zero).tolist(),
+            np.where(long, col(safe, 5), zero).tolist(),
+        )
+    )
     # END: the last one counts (an exec that failed wrote one before going on)
     end: EndRecord | None = None
     e_idx = np.nonzero(types == REC_END)[0]

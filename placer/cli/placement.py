@@ -14,46 +14,73 @@ from placer.errors import InvalidInputError
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("train", parents=[common],
-                       help="train the placement model (ranker + penalty) on labeled runs")
-    p.add_argument("--from-labels", choices=["measured", "emulated", "all"], default="all",
-                   help="which labels to learn from (all: measured preferred per run)")
-    p.add_argument("--tier", default="optane",
-                   help="tier spec of emulated labels to use (default optane)")
+    p = sub.add_parser(
+        "train",
+        parents=[common],
+        help="train the placement model (ranker + penalty) on labeled runs",
+    )
+    p.add_argument(
+        "--from-labels",
+        choices=["measured", "emulated", "all"],
+        default="all",
+        help="which labels to learn from (all: measured preferred per run)",
+    )
+    p.add_argument(
+        "--tier", default="optane", help="tier spec of emulated labels to use (default optane)"
+    )
     p.add_argument("--name", default="placement", help="model name (versions count up)")
-    p.add_argument("--no-select", action="store_true",
-                   help="skip choosing the model settings by leave-one-application-out "
-                        "(use the first candidate's)")
+    p.add_argument(
+        "--no-select",
+        action="store_true",
+        help="skip choosing the model settings by leave-one-application-out "
+        "(use the first candidate's)",
+    )
     p.set_defaults(handler=train)
 
-    p = sub.add_parser("evaluate", parents=[common],
-                       help="leave-one-application-out: model plans vs baselines vs oracle")
+    p = sub.add_parser(
+        "evaluate",
+        parents=[common],
+        help="leave-one-application-out: model plans vs baselines vs oracle",
+    )
     p.add_argument("--budgets", default="30,50,70", help="DRAM budgets in %% of footprint")
     p.add_argument("--from-labels", choices=["measured", "emulated", "all"], default="all")
     p.add_argument("--tier", default="optane")
-    p.add_argument("--features", action="store_true",
-                   help="feature study: train on each single feature and on feature sets")
-    p.add_argument("--no-select", action="store_true",
-                   help="evaluate the first candidate's settings instead of choosing them in "
-                        "each fold (faster)")
+    p.add_argument(
+        "--features",
+        action="store_true",
+        help="feature study: train on each single feature and on feature sets",
+    )
+    p.add_argument(
+        "--no-select",
+        action="store_true",
+        help="evaluate the first candidate's settings instead of choosing them in "
+        "each fold (faster)",
+    )
     p.set_defaults(handler=evaluate)
 
-    p = sub.add_parser("recommend", parents=[common],
-                       help="rank a run's objects and plan them under a DRAM budget")
+    p = sub.add_parser(
+        "recommend", parents=[common], help="rank a run's objects and plan them under a DRAM budget"
+    )
     p.add_argument("run", type=int, metavar="RUN", help="profiled run id")
-    p.add_argument("--dram-budget", required=True, metavar="BUDGET",
-                   help="share of the run's footprint (50%%) or a size (8GiB)")
+    p.add_argument(
+        "--dram-budget",
+        required=True,
+        metavar="BUDGET",
+        help="share of the run's footprint (50%%) or a size (8GiB)",
+    )
     p.add_argument("-o", "--output", type=Path, help="write the plan file here")
     p.add_argument("--dram-node", type=int, help="DRAM NUMA node (default: detected)")
     p.add_argument("--slow-node", type=int, help="slow-tier NUMA node (default: detected)")
     p.add_argument("--top", type=int, default=15, help="ranked objects to list")
     p.set_defaults(handler=recommend)
 
-    p = sub.add_parser("run", parents=[common],
-                       help="run a program with a plan applied by the shim (mbind)")
+    p = sub.add_parser(
+        "run", parents=[common], help="run a program with a plan applied by the shim (mbind)"
+    )
     p.add_argument("--plan", required=True, type=Path, help="plan file (placer recommend -o)")
-    p.add_argument("--force", action="store_true",
-                   help="apply a plan made for another build of the program")
+    p.add_argument(
+        "--force", action="store_true", help="apply a plan made for another build of the program"
+    )
     p.add_argument("--name", help="application name (default: the plan's)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
     p.set_defaults(handler=run)
@@ -76,15 +103,22 @@ def train(args: argparse.Namespace, ctx: Any) -> int:
         model = evaluation.fit(data, params)
         model.meta_["selection"] = {"chosen": chosen, "inner_degradation": inner}
         loaded = save_model(s, model, args.name)
-    doc = {"model": loaded.describe(), "training": model.meta_["training"],
-           "selection": model.meta_["selection"],
-           "label_source": args.from_labels, "tier": args.tier}
+    doc = {
+        "model": loaded.describe(),
+        "training": model.meta_["training"],
+        "selection": model.meta_["selection"],
+        "label_source": args.from_labels,
+        "tier": args.tier,
+    }
 
     def render(d: dict[str, Any]) -> None:
         t = d["training"]
-        print(f"trained {d['model']['version']} on {t['objects']} objects of {t['runs']} runs "
-              f"({', '.join(t['apps'])}); labels: {', '.join(t['label_sources'])}; "
-              f"settings: {d['selection']['chosen']}")
+        print(
+            f"trained {d['model']['version']} on {t['objects']} objects of {t['runs']} runs "
+            f"({', '.join(t['apps'])}); labels: {', '.join(t['label_sources'])}; "
+            f"settings: {d['selection']['chosen']}"
+        )
+
     ctx.emit(doc, render)
     return 0
 
@@ -108,10 +142,16 @@ def evaluate(args: argparse.Namespace, ctx: Any) -> int:
     store = ctx.open_store()
     with store.session() as s:
         data = evaluation.training_labels(s, args.from_labels, args.tier)
-    doc = evaluation.evaluate(data, budgets,
-                              candidates=None if args.no_select else evaluation.CANDIDATES)
-    doc.update({"label_source": args.from_labels, "tier": args.tier,
-                "labels": [lab.describe() for lab in data.labels]})
+    doc = evaluation.evaluate(
+        data, budgets, candidates=None if args.no_select else evaluation.CANDIDATES
+    )
+    doc.update(
+        {
+            "label_source": args.from_labels,
+            "tier": args.tier,
+            "labels": [lab.describe() for lab in data.labels],
+        }
+    )
     if args.features:
         sets = {f: [f] for f in FEATURES}
         sets.update({f"set:{k}": v for k, v in FEATURE_SETS.items()})
@@ -119,29 +159,61 @@ def evaluate(args: argparse.Namespace, ctx: Any) -> int:
 
     def render(d: dict[str, Any]) -> None:
         names = list(d["rows"][0]["slowdown"]) if d["rows"] else []
-        ctx.table("slowdown over all-DRAM (leave-one-application-out)",
-                  ["app", "run", "budget", *names],
-                  [[r["app"], r["run"], f"{r['budget']}%",
-                    *(f"{r['slowdown'][n]:.4f}" for n in names)] for r in d["rows"]])
+        ctx.table(
+            "slowdown over all-DRAM (leave-one-application-out)",
+            ["app", "run", "budget", *names],
+            [
+                [r["app"], r["run"], f"{r['budget']}%", *(f"{r['slowdown'][n]:.4f}" for n in names)]
+                for r in d["rows"]
+            ],
+        )
         sm = d["summary"]
-        ctx.table("mean degradation", ["budget", *names],
-                  [[f"{b}%", *(_pct(v[n]) for n in names)]
-                   for b, v in sm["mean_degradation_by_budget"].items()]
-                  + [["all", *(_pct(sm["mean_degradation"][n]) for n in names)]])
-        print(f"model vs density-greedy: {_pct(sm.get('model_vs_density_greedy'))} less "
-              f"degradation; model over oracle: {_pct(sm.get('model_over_oracle_slowdown'))} "
-              f"slower; NDCG@5 {sm['ndcg@5']}; top-1 {sm['top1']}")
+        ctx.table(
+            "mean degradation",
+            ["budget", *names],
+            [
+                [f"{b}%", *(_pct(v[n]) for n in names)]
+                for b, v in sm["mean_degradation_by_budget"].items()
+            ]
+            + [["all", *(_pct(sm["mean_degradation"][n]) for n in names)]],
+        )
+        print(
+            f"model vs density-greedy: {_pct(sm.get('model_vs_density_greedy'))} less "
+            f"degradation; model over oracle: {_pct(sm.get('model_over_oracle_slowdown'))} "
+            f"slower; NDCG@5 {sm['ndcg@5']}; top-1 {sm['top1']}"
+        )
         if d.get("selection"):
             picks = [v["chosen"] for v in d["selection"].values()]
-            print("settings chosen per fold: " + ", ".join(
-                f"{n} x{picks.count(n)}" for n in dict.fromkeys(picks)))
+            print(
+                "settings chosen per fold: "
+                + ", ".join(f"{n} x{picks.count(n)}" for n in dict.fromkeys(picks))
+            )
         if "feature_study" in d:
-            ctx.table("feature study (model trained on the feature or set alone)",
-                      ["features", "mean degradation", "vs density-greedy", "over oracle",
-                       "NDCG@5", "top-1", "diff to best"],
-                      [[r["set"], _pct(r["mean_degradation"]), _pct(r["vs_density_greedy"]),
-                        _pct(r["over_oracle"]), r["ndcg@5"], r["top1"],
-                        _pct(r["difference_to_best"])] for r in d["feature_study"]])
+            ctx.table(
+                "feature study (model trained on the feature or set alone)",
+                [
+                    "features",
+                    "mean degradation",
+                    "vs density-greedy",
+                    "over oracle",
+                    "NDCG@5",
+                    "top-1",
+                    "diff to best",
+                ],
+                [
+                    [
+                        r["set"],
+                        _pct(r["mean_degradation"]),
+                        _pct(r["vs_density_greedy"]),
+                        _pct(r["over_oracle"]),
+                        r["ndcg@5"],
+                        r["top1"],
+                        _pct(r["difference_to_best"]),
+                    ]
+                    for r in d["feature_study"]
+                ],
+            )
+
     ctx.emit(doc, render)
     return 0
 
@@ -172,22 +244,50 @@ def recommend(args: argparse.Namespace, ctx: Any) -> int:
 
     def render(d: dict[str, Any]) -> None:
         plan = d["plan"]
-        ctx.table(f"run {d['run']}: objects ranked by the model ({plan['model']['version']})",
-                  ["rank", "site", "chunk", "name", "size", "score", "pred. penalty"],
-                  [[r["rank"], r["site"][:16], r["chunk"], r["name"], r["size_bytes"],
-                    f"{r['score']:.3f}", _pct(r["predicted_penalty"])] for r in d["ranked"]])
+        ctx.table(
+            f"run {d['run']}: objects ranked by the model ({plan['model']['version']})",
+            ["rank", "site", "chunk", "name", "size", "score", "pred. penalty"],
+            [
+                [
+                    r["rank"],
+                    r["site"][:16],
+                    r["chunk"],
+                    r["name"],
+                    r["size_bytes"],
+                    f"{r['score']:.3f}",
+                    _pct(r["predicted_penalty"]),
+                ]
+                for r in d["ranked"]
+            ],
+        )
         b = plan["budget"]
-        ctx.table(f"plan {d['plan_id']}: {b['bytes']} of {b['footprint_bytes']} bytes in DRAM "
-                  f"({100 * b['fraction']:.1f}%)",
-                  ["site", "chunk", "name", "tier", "node", "bytes", "value"],
-                  [[x["site"][:16], x["chunk"], x.get("name", ""), x["tier"], x["node"],
-                    x["size_bytes"], _pct(x["score"])] for x in plan["decisions"][:40]])
-        ctx.table("predicted slowdown (model's penalties)", ["strategy", "slowdown"],
-                  [[k, f"{v:.4f}"] for k, v in d["predicted_slowdown"].items()])
+        ctx.table(
+            f"plan {d['plan_id']}: {b['bytes']} of {b['footprint_bytes']} bytes in DRAM "
+            f"({100 * b['fraction']:.1f}%)",
+            ["site", "chunk", "name", "tier", "node", "bytes", "value"],
+            [
+                [
+                    x["site"][:16],
+                    x["chunk"],
+                    x.get("name", ""),
+                    x["tier"],
+                    x["node"],
+                    x["size_bytes"],
+                    _pct(x["score"]),
+                ]
+                for x in plan["decisions"][:40]
+            ],
+        )
+        ctx.table(
+            "predicted slowdown (model's penalties)",
+            ["strategy", "slowdown"],
+            [[k, f"{v:.4f}"] for k, v in d["predicted_slowdown"].items()],
+        )
         if plan["nodes"].get("note"):
             print(f"note: {plan['nodes']['note']}")
         if d.get("plan_file"):
             print(f"plan written to {d['plan_file']}")
+
     ctx.emit(doc, render)
     return 0
 
@@ -214,8 +314,9 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         raise InvalidInputError("nothing to run: give a command after --")
     doc = read_plan(args.plan)
     prep = prepare(cmd, args.name or doc.get("app") or None)
-    forced = check_build_id(doc, prep.build_id, force=args.force,
-                            where=f"plan {args.plan}", binary=str(prep.binary))
+    forced = check_build_id(
+        doc, prep.build_id, force=args.force, where=f"plan {args.plan}", binary=str(prep.binary)
+    )
     store = ctx.open_store()
     store.ping()
     split = split_sites(doc)
@@ -224,12 +325,14 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     collapsed = collapsed_sites(doc, chunk_bytes)
     note = ""
     if collapsed:
-        note = (f" ({len(collapsed)} sites split across nodes, chunk size unknown: "
-                f"bound whole)")
+        note = f" ({len(collapsed)} sites split across nodes, chunk size unknown: bound whole)"
     elif split:
         note = f" ({len(split)} sites split across nodes: bound per {chunk_bytes}-byte chunk)"
-    print(f"placer: applying {len(lines)} bindings from {args.plan}{note}",
-          file=sys.stderr, flush=True)
+    print(
+        f"placer: applying {len(lines)} bindings from {args.plan}{note}",
+        file=sys.stderr,
+        flush=True,
+    )
     from placer.daemon.client import close_job, register_self
 
     job = register_self(cmd, say=lambda m: print(f"placer: {m}", file=sys.stderr))
@@ -241,31 +344,57 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     main = outcome.logs[0] if outcome.logs else None
     site_of, planned, planned_chunks = parse_shim_lines(lines)
     if main is not None:
-        got = apply.achieved(main.allocs, main.binds, main.frees, outcome.snapshots, site_of,
-                             planned, planned_chunks)
+        got = apply.achieved(
+            main.allocs, main.binds, main.frees, outcome.snapshots, site_of, planned, planned_chunks
+        )
         got["log_truncated"] = bool(main.truncated)
     else:
         got = {"sites": {}, "error": "the shim wrote no log (did the program start?)"}
-    got.update({"forced": forced, "split_sites": split, "split_sites_bound_whole": collapsed,
-                "chunk_bytes": chunk_bytes or None,
-                "default_tier": doc["nodes"]["default_tier"]})
+    got.update(
+        {
+            "forced": forced,
+            "split_sites": split,
+            "split_sites_bound_whole": collapsed,
+            "chunk_bytes": chunk_bytes or None,
+            "default_tier": doc["nodes"]["default_tier"],
+        }
+    )
     run_id, plan_id = _store_run(store, doc, prep, cmd, outcome, got)
     close_job(job, outcome.exit_code, outcome.status, run_id=run_id)
-    result = {"run": run_id, "plan_id": plan_id, "status": outcome.status,
-              "exit_code": outcome.exit_code, "wall_seconds": round(outcome.wall_seconds, 6),
-              "achieved": got}
+    result = {
+        "run": run_id,
+        "plan_id": plan_id,
+        "status": outcome.status,
+        "exit_code": outcome.exit_code,
+        "wall_seconds": round(outcome.wall_seconds, 6),
+        "achieved": got,
+    }
 
     def render(d: dict[str, Any]) -> None:
         a = d["achieved"]
-        rows = [[k[:16], v["node"], v["allocations"], v["binds_ok"], v["binds_failed"],
-                 " ".join(f"N{n}={c}" for n, c in sorted(v["pages"].items())),
-                 _pct(v["share_on_planned_node"])] for k, v in a["sites"].items()]
-        ctx.table(f"run {d['run']} ({d['status']}, {d['wall_seconds']:.2f} s): placement "
-                  f"achieved", ["site", "node", "allocs", "binds ok", "binds failed",
-                                "pages seen", "on planned node"], rows)
-        print(f"pages on planned node: {_pct(a.get('share_on_planned_node'))} "
-              f"of {a.get('pages_seen', 0)} seen in {a.get('snapshots', 0)} numa_maps samples",
-              file=sys.stderr)
+        rows = [
+            [
+                k[:16],
+                v["node"],
+                v["allocations"],
+                v["binds_ok"],
+                v["binds_failed"],
+                " ".join(f"N{n}={c}" for n, c in sorted(v["pages"].items())),
+                _pct(v["share_on_planned_node"]),
+            ]
+            for k, v in a["sites"].items()
+        ]
+        ctx.table(
+            f"run {d['run']} ({d['status']}, {d['wall_seconds']:.2f} s): placement achieved",
+            ["site", "node", "allocs", "binds ok", "binds failed", "pages seen", "on planned node"],
+            rows,
+        )
+        print(
+            f"pages on planned node: {_pct(a.get('share_on_planned_node'))} "
+            f"of {a.get('pages_seen', 0)} seen in {a.get('snapshots', 0)} numa_maps samples",
+            file=sys.stderr,
+        )
+
     ctx.emit(result, render)
     return outcome.exit_code
 
@@ -288,8 +417,9 @@ def _plan_chunk_bytes(store: Any, doc: dict[str, Any]) -> int | None:
     return int(size) if isinstance(size, int) and size > 0 else None
 
 
-def _store_run(store: Any, doc: dict[str, Any], prep: Any, cmd: list[str], outcome: Any,
-               got: dict[str, Any]) -> tuple[int, int]:
+def _store_run(
+    store: Any, doc: dict[str, Any], prep: Any, cmd: list[str], outcome: Any, got: dict[str, Any]
+) -> tuple[int, int]:
     import os
 
     from sqlalchemy import select
@@ -302,28 +432,53 @@ def _store_run(store: Any, doc: dict[str, Any], prep: Any, cmd: list[str], outco
             app = Application(name=prep.app_name)
             s.add(app)
             s.flush()
-        run = Run(application_id=app.id, kind="plan", command=cmd, cwd=os.getcwd(),
-                  binary_path=prep.binary, build_id=prep.build_id,
-                  inputs={"plan_run": doc.get("run"), "plan_strategy": doc.get("strategy")},
-                  status=outcome.status, exit_code=outcome.exit_code,
-                  wall_seconds=outcome.wall_seconds, signals={"plan": {
-                      "share_on_planned_node": got.get("share_on_planned_node")}})
+        run = Run(
+            application_id=app.id,
+            kind="plan",
+            command=cmd,
+            cwd=os.getcwd(),
+            binary_path=prep.binary,
+            build_id=prep.build_id,
+            inputs={"plan_run": doc.get("run"), "plan_strategy": doc.get("strategy")},
+            status=outcome.status,
+            exit_code=outcome.exit_code,
+            wall_seconds=outcome.wall_seconds,
+            signals={"plan": {"share_on_planned_node": got.get("share_on_planned_node")}},
+        )
         s.add(run)
         s.flush()
-        plan = Plan(run_id=run.id, model_id=(doc.get("model") or {}).get("id"),
-                    strategy=str(doc.get("strategy") or "file"), build_id=doc["build_id"],
-                    budget_bytes=doc["budget"]["bytes"],
-                    predicted_slowdown=doc.get("predicted_slowdown"), document=doc,
-                    achieved=got)
+        plan = Plan(
+            run_id=run.id,
+            model_id=(doc.get("model") or {}).get("id"),
+            strategy=str(doc.get("strategy") or "file"),
+            build_id=doc["build_id"],
+            budget_bytes=doc["budget"]["bytes"],
+            predicted_slowdown=doc.get("predicted_slowdown"),
+            document=doc,
+            achieved=got,
+        )
         hashes = {d["site"] for d in doc["decisions"]}
-        known = {row.site_hash: row.id for row in s.scalars(
-            select(Site).where(Site.site_hash.in_(hashes)))} if hashes else {}
+        known = (
+            {
+                row.site_hash: row.id
+                for row in s.scalars(select(Site).where(Site.site_hash.in_(hashes)))
+            }
+            if hashes
+            else {}
+        )
         for d in doc["decisions"]:
             if d["site"] in known:
-                plan.decisions.append(PlanDecision(
-                    site_id=known[d["site"]], chunk_index=d["chunk"], tier=d["tier"],
-                    numa_node=d["node"], size_bytes=int(d.get("size_bytes", 0)),
-                    score=float(d.get("score", 0.0)), reason="from plan file"))
+                plan.decisions.append(
+                    PlanDecision(
+                        site_id=known[d["site"]],
+                        chunk_index=d["chunk"],
+                        tier=d["tier"],
+                        numa_node=d["node"],
+                        size_bytes=int(d.get("size_bytes", 0)),
+                        score=float(d.get("score", 0.0)),
+                        reason="from plan file",
+                    )
+                )
         if plan.model_id is not None:
             from placer.store.models import TrainedModel
 

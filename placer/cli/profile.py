@@ -122,8 +122,12 @@ def _profile(args: argparse.Namespace, ctx: Context) -> int:
         with ctx.open_store() as store:
             run_id, code, summary = run_profile(store, req)
     finally:
-        close_job(job, code, "exited" if code is not None else "crashed",
-                  run_id=run_id if code is not None else None)
+        close_job(
+            job,
+            code,
+            "exited" if code is not None else "crashed",
+            run_id=run_id if code is not None else None,
+        )
     if ctx.format == "json":
         import json
 

@@ -97,8 +97,9 @@ def _coerce(name: str, value: Any, default: Any, where: str) -> Any:
         ) from None
 
 
-def load_config(path: str | os.PathLike[str] | None = None,
-                environ: dict[str, str] | None = None) -> DaemonConfig:
+def load_config(
+    path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None
+) -> DaemonConfig:
     """Defaults, then the TOML file (``[daemon]`` table or top level), then the environment."""
     env = dict(os.environ if environ is None else environ)
     explicit = path is not None or CONFIG_ENV in env

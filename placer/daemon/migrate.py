@@ -46,8 +46,15 @@ def move_pages(pid: int, pages: list[int], node: int | None) -> list[int]:
         addrs = (ctypes.c_void_p * m)(*chunk)
         status = (ctypes.c_int * m)()
         nodes = (ctypes.c_int * m)(*([node] * m)) if node is not None else None
-        rc = _libc.syscall(ctypes.c_long(_nr()), ctypes.c_int(pid), ctypes.c_ulong(m), addrs,
-                           nodes, status, ctypes.c_int(MPOL_MF_MOVE if node is not None else 0))
+        rc = _libc.syscall(
+            ctypes.c_long(_nr()),
+            ctypes.c_int(pid),
+            ctypes.c_ulong(m),
+            addrs,
+            nodes,
+            status,
+            ctypes.c_int(MPOL_MF_MOVE if node is not None else 0),
+        )
         if rc < 0:
             err = ctypes.get_errno()
             raise OSError(err, f"move_pages({pid}): {os.strerror(err)}")
@@ -105,11 +112,18 @@ class MigrationResult:
         return self.moved * PAGE_SIZE
 
     def to_dict(self) -> dict[str, object]:
-        return {"pid": self.pid, "node": self.node, "pages": self.pages,
-                "before_on_node": self.before_on_node, "after_on_node": self.after_on_node,
-                "moved": self.moved, "bytes_moved": self.bytes_moved,
-                "not_present": self.not_present, "errors": self.errors,
-                "seconds": round(self.seconds, 6)}
+        return {
+            "pid": self.pid,
+            "node": self.node,
+            "pages": self.pages,
+            "before_on_node": self.before_on_node,
+            "after_on_node": self.after_on_node,
+            "moved": self.moved,
+            "bytes_moved": self.bytes_moved,
+            "not_present": self.not_present,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 6),
+        }
 
 
 def migrate(pid: int, pages: list[int], node: int) -> MigrationResult:
@@ -129,10 +143,16 @@ def migrate(pid: int, pages: list[int], node: int) -> MigrationResult:
     on_before = sum(1 for s in before if s == node)
     on_after = sum(1 for s in after_status.values() if s == node)
     return MigrationResult(
-        pid=pid, node=node, pages=len(pages), before_on_node=on_before,
-        after_on_node=on_after, moved=sum(1 for p in todo if after_status[p] == node),
+        pid=pid,
+        node=node,
+        pages=len(pages),
+        before_on_node=on_before,
+        after_on_node=on_after,
+        moved=sum(1 for p in todo if after_status[p] == node),
         not_present=sum(1 for s in after_status.values() if s == -errno.ENOENT),
-        errors=errors, seconds=time.perf_counter() - t0)
+        errors=errors,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 def numa_counts(pid: int, address: int, size: int) -> dict[int, int]:

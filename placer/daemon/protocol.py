@@ -39,8 +39,14 @@ def decode(line: bytes) -> dict[str, Any]:
     return doc
 
 
-def field(doc: dict[str, Any], name: str, kind: type | tuple[type, ...], *,
-          required: bool = True, default: Any = None) -> Any:
+def field(
+    doc: dict[str, Any],
+    name: str,
+    kind: type | tuple[type, ...],
+    *,
+    required: bool = True,
+    default: Any = None,
+) -> Any:
     """``doc[name]`` checked against ``kind`` (bools are not ints here)."""
     if name not in doc or doc[name] is None:
         if required:

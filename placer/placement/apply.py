@@ -58,8 +58,14 @@ def parse_numa_maps(text: str) -> list[Vma]:
             continue
         rest = parts[2] if len(parts) > 2 else ""
         kps = _KPS.search(rest)
-        out.append(Vma(start, parts[1], {int(n): int(c) for n, c in _NODE.findall(rest)},
-                       int(kps.group(1)) if kps else 4))
+        out.append(
+            Vma(
+                start,
+                parts[1],
+                {int(n): int(c) for n, c in _NODE.findall(rest)},
+                int(kps.group(1)) if kps else 4,
+            )
+        )
     return out
 
 
@@ -102,8 +108,14 @@ def _pages_in(lo: int, hi: int, snap: Snapshot, ends: dict[int, int]) -> dict[in
 
 
 def _new_entry(node: int) -> dict[str, Any]:
-    return {"node": node, "allocations": 0, "binds_ok": 0, "binds_failed": 0, "errnos": [],
-            "pages": {}}
+    return {
+        "node": node,
+        "allocations": 0,
+        "binds_ok": 0,
+        "binds_failed": 0,
+        "errnos": [],
+        "pages": {},
+    }
 
 
 def _count_bind(entry: dict[str, Any], errno: int) -> None:
@@ -123,10 +135,15 @@ def _share(entry: dict[str, Any]) -> tuple[int, int]:
     return n_on, n_all
 
 
-def achieved(allocs: list[Any], binds: list[Any], frees: list[Any],
-             snapshots: list[tuple[Snapshot, dict[int, int]]], site_of: dict[int, str],
-             planned: dict[str, int],
-             planned_chunks: dict[str, dict[int, int]] | None = None) -> dict[str, Any]:
+def achieved(
+    allocs: list[Any],
+    binds: list[Any],
+    frees: list[Any],
+    snapshots: list[tuple[Snapshot, dict[int, int]]],
+    site_of: dict[int, str],
+    planned: dict[str, int],
+    planned_chunks: dict[str, dict[int, int]] | None = None,
+) -> dict[str, Any]:
     """Per planned site: allocations, binds ok/failed, pages per node seen, share on plan.
 
     ``site_of`` maps the shim's integer site hash to the plan's site key; ``planned`` maps
@@ -162,8 +179,7 @@ def achieved(allocs: list[Any], binds: list[Any], frees: list[Any],
             chunk_plan = planned_chunks.get(key, {})
             table = entry.setdefault("chunks", {})
             for cb in per_chunk:
-                ce = table.setdefault(str(cb.chunk),
-                                      _new_entry(chunk_plan.get(cb.chunk, cb.node)))
+                ce = table.setdefault(str(cb.chunk), _new_entry(chunk_plan.get(cb.chunk, cb.node)))
                 ce["allocations"] += 1
                 _count_bind(ce, cb.errno)
                 _count_bind(entry, cb.errno)
@@ -195,9 +211,13 @@ def achieved(allocs: list[Any], binds: list[Any], frees: list[Any],
             n_on, n_all = _share(entry)
         total += n_all
         total_on += n_on
-    return {"sites": sites, "pages_seen": total, "pages_on_planned_node": total_on,
-            "share_on_planned_node": round(total_on / total, 6) if total else None,
-            "snapshots": len(snapshots)}
+    return {
+        "sites": sites,
+        "pages_seen": total,
+        "pages_on_planned_node": total_on,
+        "share_on_planned_node": round(total_on / total, 6) if total else None,
+        "snapshots": len(snapshots),
+    }
 
 
 @dataclass
@@ -209,8 +229,13 @@ class RunOutcome:
     logs: list[Any]
 
 
-def run_with_plan(argv: list[str], shim_plan_lines: list[str], *, period_s: float = 0.05,
-                  threshold: int | None = None) -> RunOutcome:
+def run_with_plan(
+    argv: list[str],
+    shim_plan_lines: list[str],
+    *,
+    period_s: float = 0.05,
+    threshold: int | None = None,
+) -> RunOutcome:
     """Run ``argv`` with the shim and the plan; sample numa_maps of the main process."""
     from collectors.profile.runner import FORWARDED, classify
     from collectors.shim import shim_env

@@ -108,8 +108,9 @@ class ValueKnapsack(Strategy):
         self.values = values
 
     def choose(self, grouped: pd.DataFrame, capacity: int) -> np.ndarray:
-        return planner.knapsack(planner.group_values(grouped, self.values),
-                                grouped["weight"].to_numpy(), capacity)
+        return planner.knapsack(
+            planner.group_values(grouped, self.values), grouped["weight"].to_numpy(), capacity
+        )
 
 
 def heuristics(seed: int = 0) -> list[Strategy]:

@@ -25,8 +25,9 @@ from placer.errors import PlacerError
 OUT = Path(__file__).resolve().parent / "default"
 
 
-def build(store_url: str, out: Path, source: str = "all", tier: str = "optane",
-          evaluate: bool = True) -> dict:
+def build(
+    store_url: str, out: Path, source: str = "all", tier: str = "optane", evaluate: bool = True
+) -> dict:
     from placer.placement import evaluation
     from placer.store import Store
 
@@ -60,8 +61,9 @@ def build(store_url: str, out: Path, source: str = "all", tier: str = "optane",
 def main(argv: list[str] | None = None) -> int:
     from placer.config import resolve_store_url
 
-    p = argparse.ArgumentParser(prog="python -m placer.placement.default_model",
-                                description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m placer.placement.default_model", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--store", help="store with the labeled corpus (default: placer's store)")
     p.add_argument("--out", type=Path, default=OUT, help=f"output directory (default {OUT})")
     p.add_argument("--from-labels", default="all", choices=["measured", "emulated", "all"])
@@ -69,14 +71,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-evaluate", action="store_true", help="skip the LOAO summary")
     args = p.parse_args(argv)
     try:
-        meta = build(resolve_store_url(args.store), args.out, args.from_labels, args.tier,
-                     not args.no_evaluate)
+        meta = build(
+            resolve_store_url(args.store),
+            args.out,
+            args.from_labels,
+            args.tier,
+            not args.no_evaluate,
+        )
     except PlacerError as exc:
         print(f"default_model: error: {exc}", file=sys.stderr)
         return exc.exit_code
     t = meta["training"]
-    print(f"default model written to {args.out}: {t['objects']} objects, {t['runs']} runs, "
-          f"apps {', '.join(t['apps'])}")
+    print(
+        f"default model written to {args.out}: {t['objects']} objects, {t['runs']} runs, "
+        f"apps {', '.join(t['apps'])}"
+    )
     return 0
 
 

@@ -46,8 +46,14 @@ FEATURES: dict[str, str] = {
 FEATURE_SETS: dict[str, list[str]] = {
     "density": ["density_mean", "density_peak", "density_trend", "active_share"],
     "traffic": ["access_share", "access_per_byte", "write_share", "fault_density"],
-    "shape": ["log_size", "size_share", "chunk_position", "lifetime_share",
-              "alloc_time_share", "site_allocs"],
+    "shape": [
+        "log_size",
+        "size_share",
+        "chunk_position",
+        "lifetime_share",
+        "alloc_time_share",
+        "site_allocs",
+    ],
     "perf_mem": ["llc_miss_share", "llc_miss_density", "mem_latency", "tlb_miss_share"],
     "all": list(FEATURES),
 }
@@ -122,8 +128,9 @@ def run_features(session: Any, run_id: int) -> pd.DataFrame:
     for o, site_hash in objs:
         ms = metrics.get(o.id, [])
         pages = max(o.size_bytes / PAGE, 1.0)
-        dens = [(m.interval_index, m.touched_pages / m.sampled_pages) for m in ms
-                if m.sampled_pages > 0]
+        dens = [
+            (m.interval_index, m.touched_pages / m.sampled_pages) for m in ms if m.sampled_pages > 0
+        ]
         touched = sum(m.touched_pages for m in ms)
         written = sum(m.written_pages for m in ms)
         faults = sum(m.page_faults for m in ms) or o.first_touch_faults
@@ -131,17 +138,23 @@ def run_features(session: Any, run_id: int) -> pd.DataFrame:
         summary = o.summary or {}
         lifetime = summary.get("lifetime_ns")
         if not isinstance(lifetime, int | float):
-            lifetime = ((o.free_ns if o.free_ns is not None else t0 + span) - o.alloc_ns)
+            lifetime = (o.free_ns if o.free_ns is not None else t0 + span) - o.alloc_ns
         active = [d for _, d in dens if d > 0]
         row = {
-            "object_id": o.id, "run_id": run_id, "site_id": o.site_id, "site_hash": site_hash,
-            "chunk_index": o.chunk_index, "size_bytes": int(o.size_bytes),
+            "object_id": o.id,
+            "run_id": run_id,
+            "site_id": o.site_id,
+            "site_hash": site_hash,
+            "chunk_index": o.chunk_index,
+            "size_bytes": int(o.size_bytes),
             "native_site": str(summary.get("native_site") or site_hash),
-            "alloc_ns": int(o.alloc_ns), "end_ns": int(o.alloc_ns + max(float(lifetime), 0.0)),
+            "alloc_ns": int(o.alloc_ns),
+            "end_ns": int(o.alloc_ns + max(float(lifetime), 0.0)),
             "density_mean": (sum(d for _, d in dens) / len(dens)) if dens else math.nan,
             "density_peak": max((d for _, d in dens), default=math.nan),
             "density_trend": density_trend([(i / max(max_interval, 1), d) for i, d in dens])
-            if dens else math.nan,
+            if dens
+            else math.nan,
             "active_share": (len(active) / len(dens)) if dens else math.nan,
             "write_share": (written / touched) if touched else math.nan,
             "access_est": sum(d for _, d in dens) * pages,
@@ -153,9 +166,9 @@ def run_features(session: Any, run_id: int) -> pd.DataFrame:
             "site_allocs": math.log2(1 + len(site_allocs[o.site_id])),
             "fault_density": faults / pages,
             "miss_est": float(sum(m.perf_mem_llc_misses for m in ms)) if mem_n else math.nan,
-            "mem_latency": (sum(m.perf_mem_latency_sum for m in ms) / mem_n) if mem_n
-            else math.nan,
-            "tlb_miss_share": (sum(m.perf_mem_tlb_misses for m in ms) / mem_n) if mem_n
+            "mem_latency": (sum(m.perf_mem_latency_sum for m in ms) / mem_n) if mem_n else math.nan,
+            "tlb_miss_share": (sum(m.perf_mem_tlb_misses for m in ms) / mem_n)
+            if mem_n
             else math.nan,
         }
         row["access_per_byte"] = (row["access_est"] / pages / len(dens)) if dens else math.nan
@@ -166,8 +179,7 @@ def run_features(session: Any, run_id: int) -> pd.DataFrame:
     total_miss = df["miss_est"].sum(min_count=1)
     has_mem = bool(df["miss_est"].notna().any()) and total_miss > 0
     df["llc_miss_share"] = df["miss_est"] / total_miss if has_mem else math.nan
-    df["llc_miss_density"] = (df["miss_est"] / (df["size_bytes"] / 2**20)) if has_mem \
-        else math.nan
+    df["llc_miss_density"] = (df["miss_est"] / (df["size_bytes"] / 2**20)) if has_mem else math.nan
     return df
 
 

@@ -55,14 +55,21 @@ class RunLabels:
         return {k: v / self.baseline_seconds for k, v in self.penalties.items()}
 
     def describe(self) -> dict[str, Any]:
-        return {"run": self.run_id, "app": self.app, "app_name": self.app_name,
-                "experiment": self.experiment_id,
-                "emulated": self.emulated, "tier_spec": self.tier_spec_name,
-                "host": self.host_id, "objects": len(self.penalties)}
+        return {
+            "run": self.run_id,
+            "app": self.app,
+            "app_name": self.app_name,
+            "experiment": self.experiment_id,
+            "emulated": self.emulated,
+            "tier_spec": self.tier_spec_name,
+            "host": self.host_id,
+            "objects": len(self.penalties),
+        }
 
 
-def load_labels(session: Any, source: str = "all", tier: str | None = "optane",
-                run_ids: list[int] | None = None) -> list[RunLabels]:
+def load_labels(
+    session: Any, source: str = "all", tier: str | None = "optane", run_ids: list[int] | None = None
+) -> list[RunLabels]:
     """Labels per run, one experiment each (measured preferred when ``source`` is all).
 
     ``tier`` filters emulated experiments by tier spec name (None: any); measured ones are
@@ -83,8 +90,9 @@ def load_labels(session: Any, source: str = "all", tier: str | None = "optane",
             continue
         if not exp.emulated and source == "emulated":
             continue
-        has = session.scalar(select(Label.id).where(
-            Label.experiment_id == exp.id, Label.kind == "object").limit(1))
+        has = session.scalar(
+            select(Label.id).where(Label.experiment_id == exp.id, Label.kind == "object").limit(1)
+        )
         if has is None:
             continue
         prev = chosen.get(exp.run_id)
@@ -108,11 +116,18 @@ def load_labels(session: Any, source: str = "all", tier: str | None = "optane",
         base = exp.baseline_seconds or (run.wall_seconds if run else None)
         if not base or base <= 0 or not penalties:
             continue
-        out.append(RunLabels(
-            run_id=obj_run, app=program_of(run, app.name if app else str(run_id)),
-            app_name=app.name if app else str(run_id),
-            build_id=run.build_id if run else "", experiment_id=exp.id,
-            emulated=bool(exp.emulated), tier_spec_name=exp.tier_spec_name,
-            host_id=exp.host_id, baseline_seconds=float(base), penalties=penalties,
-        ))
+        out.append(
+            RunLabels(
+                run_id=obj_run,
+                app=program_of(run, app.name if app else str(run_id)),
+                app_name=app.name if app else str(run_id),
+                build_id=run.build_id if run else "",
+                experiment_id=exp.id,
+                emulated=bool(exp.emulated),
+                tier_spec_name=exp.tier_spec_name,
+                host_id=exp.host_id,
+                baseline_seconds=float(base),
+                penalties=penalties,
+            )
+        )
     return out

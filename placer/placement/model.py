@@ -82,17 +82,32 @@ class PlacementModel:
 
     # -- parameters ------------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
-        return {"features": self.features, "n_estimators": self.n_estimators,
-                "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
-                "min_child_samples": self.min_child_samples, "subsample": self.subsample,
-                "target": self.target, "random_state": self.random_state}
+        return {
+            "features": self.features,
+            "n_estimators": self.n_estimators,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_child_samples": self.min_child_samples,
+            "subsample": self.subsample,
+            "target": self.target,
+            "random_state": self.random_state,
+        }
 
     def _lgbm_params(self) -> dict[str, Any]:
-        return {"n_estimators": self.n_estimators, "learning_rate": self.learning_rate,
-                "num_leaves": self.num_leaves, "min_child_samples": self.min_child_samples,
-                "subsample": self.subsample, "subsample_freq": 1 if self.subsample < 1 else 0,
-                "random_state": self.random_state, "n_jobs": 1, "deterministic": True,
-                "force_row_wise": True, "min_data_in_bin": 1, "verbose": -1}
+        return {
+            "n_estimators": self.n_estimators,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_child_samples": self.min_child_samples,
+            "subsample": self.subsample,
+            "subsample_freq": 1 if self.subsample < 1 else 0,
+            "random_state": self.random_state,
+            "n_jobs": 1,
+            "deterministic": True,
+            "force_row_wise": True,
+            "min_data_in_bin": 1,
+            "verbose": -1,
+        }
 
     @property
     def feature_names_(self) -> list[str]:
@@ -132,16 +147,19 @@ class PlacementModel:
         X = matrix(table, self.feature_names_)
         sizes = groups.groupby(groups, sort=False).size().to_numpy()
         rel = relevance(shares, groups)
-        ranker = lgb.LGBMRanker(objective="lambdarank", label_gain=[0, 1, 3, 7, 15],
-                                **self._lgbm_params())
+        ranker = lgb.LGBMRanker(
+            objective="lambdarank", label_gain=[0, 1, 3, 7, 15], **self._lgbm_params()
+        )
         ranker.fit(X, rel, group=sizes)
         reg = lgb.LGBMRegressor(objective="regression", **self._lgbm_params())
         reg.fit(X, self._encode(shares, table))
         self.ranker_ = ranker.booster_
         self.penalty_ = reg.booster_
         self.meta_: dict[str, Any] = {
-            "format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
-            "features": self.feature_names_, "params": self.get_params(),
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "features": self.feature_names_,
+            "params": self.get_params(),
             "training": {"objects": int(len(table)), "runs": int(len(sizes))},
             "versions": _versions(),
         }
@@ -172,14 +190,15 @@ class PlacementModel:
         return self.ranker_.model_to_string(), self.penalty_.model_to_string(), dict(self.meta_)
 
     @classmethod
-    def from_texts(cls, ranker_text: str, penalty_text: str, meta: dict[str, Any]
-                   ) -> PlacementModel:
+    def from_texts(
+        cls, ranker_text: str, penalty_text: str, meta: dict[str, Any]
+    ) -> PlacementModel:
         import lightgbm as lgb
 
-        if meta.get("format") != MODEL_FORMAT or meta.get("format_version") != \
-                MODEL_FORMAT_VERSION:
+        if meta.get("format") != MODEL_FORMAT or meta.get("format_version") != MODEL_FORMAT_VERSION:
             raise InvalidInputError(
-                f"model metadata is not a {MODEL_FORMAT} v{MODEL_FORMAT_VERSION} document")
+                f"model metadata is not a {MODEL_FORMAT} v{MODEL_FORMAT_VERSION} document"
+            )
         params = dict(meta.get("params") or {})
         params["features"] = list(meta.get("features") or FEATURES)
         model = cls(params.pop("features"), **params)
@@ -201,8 +220,13 @@ def _versions() -> dict[str, str]:
 
     from placer import __version__
 
-    return {"placer": __version__, "lightgbm": lightgbm.__version__, "numpy": numpy.__version__,
-            "pandas": pandas.__version__, "python": platform.python_version()}
+    return {
+        "placer": __version__,
+        "lightgbm": lightgbm.__version__,
+        "numpy": numpy.__version__,
+        "pandas": pandas.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def finite(x: float) -> float | None:

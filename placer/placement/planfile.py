@@ -33,8 +33,11 @@ SCHEMA: dict[str, Any] = {
         "model": {
             "type": ["object", "null"],
             "required": ["name", "version"],
-            "properties": {"name": {"type": "string"}, "version": {"type": "string"},
-                           "id": {"type": ["integer", "null"]}},
+            "properties": {
+                "name": {"type": "string"},
+                "version": {"type": "string"},
+                "id": {"type": ["integer", "null"]},
+            },
         },
         "budget": {
             "type": "object",
@@ -88,14 +91,14 @@ def validate(doc: Any, where: str = "plan") -> dict[str, Any]:
     error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
     if error is not None:
         path = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise InvalidInputError(f"{where} is not a valid placer plan: at {path}: "
-                                f"{error.message}")
+        raise InvalidInputError(f"{where} is not a valid placer plan: at {path}: {error.message}")
     seen: set[tuple[str, int]] = set()
     for d in doc["decisions"]:
         key = (d["site"], d["chunk"])
         if key in seen:
-            raise InvalidInputError(f"{where}: site {d['site']} chunk {d['chunk']} is planned "
-                                    f"twice")
+            raise InvalidInputError(
+                f"{where}: site {d['site']} chunk {d['chunk']} is planned twice"
+            )
         seen.add(key)
     return doc
 
@@ -161,8 +164,9 @@ def shim_lines(doc: dict[str, Any], chunk_bytes: int | None = None) -> list[str]
     return out
 
 
-def parse_shim_lines(lines: list[str]) -> tuple[dict[int, str], dict[str, int],
-                                                dict[str, dict[int, int]]]:
+def parse_shim_lines(
+    lines: list[str],
+) -> tuple[dict[int, str], dict[str, int], dict[str, dict[int, int]]]:
     """``shim_lines`` output → (shim hash → site key, site → node, site → chunk → node).
 
     A split site's node in the second map is the one holding most of its chunks.
@@ -200,7 +204,11 @@ def collapsed_sites(doc: dict[str, Any], chunk_bytes: int | None = None) -> list
 
 
 def check_build_id(
-    doc: dict[str, Any], build_id: str, *, force: bool, where: str = "plan",
+    doc: dict[str, Any],
+    build_id: str,
+    *,
+    force: bool,
+    where: str = "plan",
     binary: str = "the program",
 ) -> bool:
     """Refuse a plan that is not provably for this binary unless ``force``; True if forced.

@@ -30,8 +30,10 @@ _BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 def peak_live(starts: list[int], ends: list[int], sizes: list[int]) -> int:
     """Largest sum of sizes alive at one time (intervals ``[start, end)``)."""
-    events = sorted([(s, 1, z) for s, z in zip(starts, sizes, strict=True)]
-                    + [(max(e, s), 0, -z) for s, e, z in zip(starts, ends, sizes, strict=True)])
+    events = sorted(
+        [(s, 1, z) for s, z in zip(starts, sizes, strict=True)]
+        + [(max(e, s), 0, -z) for s, e, z in zip(starts, ends, sizes, strict=True)]
+    )
     live = peak = 0
     for _, _, delta in events:  # frees (0) sort before allocations (1) at the same time
         live += delta
@@ -46,15 +48,20 @@ def groups(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (site_hash, chunk), g in table.groupby(["site_hash", "chunk_index"], sort=False):
         miss = g["miss_est"].sum(min_count=1)
-        rows.append({
-            "site_hash": site_hash, "chunk_index": int(chunk), "site_id": int(g["site_id"].iat[0]),
-            "objects": list(map(int, g["object_id"])), "count": len(g),
-            "bytes": int(g["size_bytes"].sum()),
-            "weight": peak_live(list(g["alloc_ns"]), list(g["end_ns"]), list(g["size_bytes"])),
-            "first_alloc_ns": int(g["alloc_ns"].min()),
-            "access_est": float(g["access_est"].sum()),
-            "miss_est": float(miss) if pd.notna(miss) else float("nan"),
-        })
+        rows.append(
+            {
+                "site_hash": site_hash,
+                "chunk_index": int(chunk),
+                "site_id": int(g["site_id"].iat[0]),
+                "objects": list(map(int, g["object_id"])),
+                "count": len(g),
+                "bytes": int(g["size_bytes"].sum()),
+                "weight": peak_live(list(g["alloc_ns"]), list(g["end_ns"]), list(g["size_bytes"])),
+                "first_alloc_ns": int(g["alloc_ns"].min()),
+                "access_est": float(g["access_est"].sum()),
+                "miss_est": float(miss) if pd.notna(miss) else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -85,8 +92,13 @@ def parse_budget(text: str, total: int) -> tuple[int, float]:
     return nbytes, nbytes / total
 
 
-def knapsack(values: np.ndarray, weights: np.ndarray, capacity: int,
-             resolution: int = RESOLUTION, cells: int = CELLS) -> np.ndarray:
+def knapsack(
+    values: np.ndarray,
+    weights: np.ndarray,
+    capacity: int,
+    resolution: int = RESOLUTION,
+    cells: int = CELLS,
+) -> np.ndarray:
     """Boolean mask of the items to take: max sum of values with sum of weights <= capacity.
 
     ``cells`` bounds the DP table (items x buckets); fewer cells round weights up more
@@ -135,8 +147,9 @@ def knapsack(values: np.ndarray, weights: np.ndarray, capacity: int,
     return take
 
 
-def greedy(order: list[int], weights: np.ndarray, capacity: int, *, stop_at_first: bool = False
-           ) -> np.ndarray:
+def greedy(
+    order: list[int], weights: np.ndarray, capacity: int, *, stop_at_first: bool = False
+) -> np.ndarray:
     """Take items in ``order`` while they fit (skip misfits, or stop at the first one)."""
     import numpy as np
 
@@ -171,9 +184,20 @@ def group_values(grouped: pd.DataFrame, shares: dict[int, float]) -> Any:
 
 
 def describe_choice(grouped: pd.DataFrame, dram: np.ndarray) -> dict[str, Any]:
-    return {"groups_in_dram": int(dram.sum()), "groups": int(len(dram)),
-            "dram_bytes": int(grouped["weight"].to_numpy()[dram].sum())}
+    return {
+        "groups_in_dram": int(dram.sum()),
+        "groups": int(len(dram)),
+        "dram_bytes": int(grouped["weight"].to_numpy()[dram].sum()),
+    }
 
 
-__all__ = ["groups", "footprint", "parse_budget", "knapsack", "greedy", "plan_value",
-           "peak_live", "RESOLUTION"]
+__all__ = [
+    "groups",
+    "footprint",
+    "parse_budget",
+    "knapsack",
+    "greedy",
+    "plan_value",
+    "peak_live",
+    "RESOLUTION",
+]

@@ -32,14 +32,26 @@ def host_nodes(root: str = "/") -> Nodes:
     dram = next((n.node for n in nodes if n.kind == "dram"), 0)
     slow = next((n.node for n in nodes if n.kind != "dram"), None)
     if slow is None:
-        return Nodes(dram, dram, "this host has no slow tier: slow decisions are bound to the "
-                                 f"DRAM node {dram} (the plan is applied for real, its effect "
-                                 f"is emulated)")
+        return Nodes(
+            dram,
+            dram,
+            "this host has no slow tier: slow decisions are bound to the "
+            f"DRAM node {dram} (the plan is applied for real, its effect "
+            f"is emulated)",
+        )
     return Nodes(dram, slow)
 
 
-def recommend(session: Any, run_id: int, budget: str, loaded: LoadedModel, nodes: Nodes,
-              *, store_plan: bool = True, top: int = 20) -> dict[str, Any]:
+def recommend(
+    session: Any,
+    run_id: int,
+    budget: str,
+    loaded: LoadedModel,
+    nodes: Nodes,
+    *,
+    store_plan: bool = True,
+    top: int = 20,
+) -> dict[str, Any]:
     """Build (and store) the model's plan for ``run_id``; returns the JSON document."""
     from placer.store.models import Application, Plan, PlanDecision, Run
 
@@ -69,28 +81,44 @@ def recommend(session: Any, run_id: int, budget: str, loaded: LoadedModel, nodes
     natives = {(r.site_hash, int(r.chunk_index)): r.native_site for r in table.itertuples()}
     decisions = []
     for i, row in enumerate(grouped.itertuples()):
-        decisions.append({
-            "site": row.site_hash, "chunk": int(row.chunk_index),
-            "tier": "dram" if mask[i] else "slow",
-            "node": nodes.dram if mask[i] else nodes.slow,
-            "size_bytes": int(row.weight), "score": round(float(group_value[i]), 8),
-            "name": names.get(int(row.site_id), ""),
-        })
+        decisions.append(
+            {
+                "site": row.site_hash,
+                "chunk": int(row.chunk_index),
+                "tier": "dram" if mask[i] else "slow",
+                "node": nodes.dram if mask[i] else nodes.slow,
+                "size_bytes": int(row.weight),
+                "score": round(float(group_value[i]), 8),
+                "name": names.get(int(row.site_id), ""),
+            }
+        )
         native = natives.get((row.site_hash, int(row.chunk_index)))
         if row.site_hash.startswith("py-") and native and not native.startswith("py-"):
             decisions[-1]["native_site"] = native
     decisions.sort(key=lambda d: (-d["score"], d["site"], d["chunk"]))
     app = session.get(Application, run.application_id)
     doc: dict[str, Any] = {
-        "format": PLAN_FORMAT, "version": PLAN_VERSION, "build_id": run.build_id or "",
-        "binary": run.binary_path or "", "app": app.name if app else "", "run": run_id,
+        "format": PLAN_FORMAT,
+        "version": PLAN_VERSION,
+        "build_id": run.build_id or "",
+        "binary": run.binary_path or "",
+        "app": app.name if app else "",
+        "run": run_id,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "strategy": "model",
         "model": {"name": loaded.name, "version": loaded.version, "id": loaded.penalty_row_id},
-        "budget": {"bytes": nbytes, "fraction": round(fraction, 6), "footprint_bytes": total,
-                   "spec": str(budget)},
-        "nodes": {"dram": nodes.dram, "slow": nodes.slow, "default_tier": DEFAULT_TIER,
-                  **({"note": nodes.note} if nodes.note else {})},
+        "budget": {
+            "bytes": nbytes,
+            "fraction": round(fraction, 6),
+            "footprint_bytes": total,
+            "spec": str(budget),
+        },
+        "nodes": {
+            "dram": nodes.dram,
+            "slow": nodes.slow,
+            "default_tier": DEFAULT_TIER,
+            **({"note": nodes.note} if nodes.note else {}),
+        },
         "predicted_slowdown": round(predicted, 6),
         "baselines": {k: round(v, 6) for k, v in compare.items() if k != "model"},
         "decisions": decisions,
@@ -100,29 +128,53 @@ def recommend(session: Any, run_id: int, budget: str, loaded: LoadedModel, nodes
         doc["chunk_bytes"] = int(chunk)
     validate(doc)
     order = sorted(range(len(table)), key=lambda i: -scores[i])[:top]
-    ranked = [{
-        "rank": r + 1, "object": int(table["object_id"].iat[i]),
-        "site": table["site_hash"].iat[i], "chunk": int(table["chunk_index"].iat[i]),
-        "name": names.get(int(table["site_id"].iat[i]), ""),
-        "size_bytes": int(table["size_bytes"].iat[i]), "score": finite(float(scores[i])),
-        "predicted_penalty": finite(float(shares[i])),
-        "density_mean": finite(float(table["density_mean"].iat[i]))
-        if not math.isnan(table["density_mean"].iat[i]) else None,
-    } for r, i in enumerate(order)]
+    ranked = [
+        {
+            "rank": r + 1,
+            "object": int(table["object_id"].iat[i]),
+            "site": table["site_hash"].iat[i],
+            "chunk": int(table["chunk_index"].iat[i]),
+            "name": names.get(int(table["site_id"].iat[i]), ""),
+            "size_bytes": int(table["size_bytes"].iat[i]),
+            "score": finite(float(scores[i])),
+            "predicted_penalty": finite(float(shares[i])),
+            "density_mean": finite(float(table["density_mean"].iat[i]))
+            if not math.isnan(table["density_mean"].iat[i])
+            else None,
+        }
+        for r, i in enumerate(order)
+    ]
     plan_id = None
     if store_plan:
-        plan = Plan(run_id=run_id, model_id=loaded.penalty_row_id, strategy="model",
-                    build_id=run.build_id or "", budget_bytes=nbytes,
-                    predicted_slowdown=predicted, document=doc)
+        plan = Plan(
+            run_id=run_id,
+            model_id=loaded.penalty_row_id,
+            strategy="model",
+            build_id=run.build_id or "",
+            budget_bytes=nbytes,
+            predicted_slowdown=predicted,
+            document=doc,
+        )
         site_ids = {(r.site_hash, int(r.chunk_index)): int(r.site_id) for r in grouped.itertuples()}
         for d in decisions:
-            plan.decisions.append(PlanDecision(
-                site_id=site_ids[(d["site"], d["chunk"])], chunk_index=d["chunk"], tier=d["tier"],
-                numa_node=d["node"], size_bytes=d["size_bytes"], score=d["score"],
-                reason=f"knapsack on predicted penalty ({loaded.version})"))
+            plan.decisions.append(
+                PlanDecision(
+                    site_id=site_ids[(d["site"], d["chunk"])],
+                    chunk_index=d["chunk"],
+                    tier=d["tier"],
+                    numa_node=d["node"],
+                    size_bytes=d["size_bytes"],
+                    score=d["score"],
+                    reason=f"knapsack on predicted penalty ({loaded.version})",
+                )
+            )
         session.add(plan)
         session.flush()
         plan_id = plan.id
-    return {"run": run_id, "plan_id": plan_id, "ranked": ranked,
-            "predicted_slowdown": {k: round(v, 6) for k, v in compare.items()},
-            "plan": doc}
+    return {
+        "run": run_id,
+        "plan_id": plan_id,
+        "ranked": ranked,
+        "predicted_slowdown": {k: round(v, 6) for k, v in compare.items()},
+        "plan": doc,
+    }

@@ -34,9 +34,14 @@ class LoadedModel:
     penalty_row_id: int | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "source": self.source,
-                "id": self.penalty_row_id, "features": self.model.feature_names_,
-                "trained_on": (self.model.meta_ or {}).get("training", {})}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "source": self.source,
+            "id": self.penalty_row_id,
+            "features": self.model.feature_names_,
+            "trained_on": (self.model.meta_ or {}).get("training", {}),
+        }
 
 
 def save_model(session: Any, model: PlacementModel, name: str = DEFAULT_NAME) -> LoadedModel:
@@ -46,14 +51,21 @@ def save_model(session: Any, model: PlacementModel, name: str = DEFAULT_NAME) ->
     from placer.store.models import TrainedModel
 
     ranker_text, penalty_text, meta = model.to_texts()
-    current = session.scalar(select(func.max(TrainedModel.version)).where(
-        TrainedModel.name.in_([f"{name}.ranker", f"{name}.penalty"])))
+    current = session.scalar(
+        select(func.max(TrainedModel.version)).where(
+            TrainedModel.name.in_([f"{name}.ranker", f"{name}.penalty"])
+        )
+    )
     version = int(current or 0) + 1
     meta = dict(meta, name=name, version=version)
-    session.add(TrainedModel(name=f"{name}.ranker", version=version, kind="ranker",
-                             model_text=ranker_text, meta=meta))
-    pen = TrainedModel(name=f"{name}.penalty", version=version, kind="penalty",
-                       model_text=penalty_text, meta=meta)
+    session.add(
+        TrainedModel(
+            name=f"{name}.ranker", version=version, kind="ranker", model_text=ranker_text, meta=meta
+        )
+    )
+    pen = TrainedModel(
+        name=f"{name}.penalty", version=version, kind="penalty", model_text=penalty_text, meta=meta
+    )
     session.add(pen)
     session.flush()
     model.meta_ = meta
@@ -66,8 +78,9 @@ def default_files() -> dict[str, Any] | None:
     ``$PLACER_DEFAULT_MODEL_DIR`` points at another directory of the same three files.
     """
     override = os.environ.get(DIR_ENV)
-    base: Any = Path(override) if override else \
-        resources.files(DEFAULT_DIR[0]).joinpath(DEFAULT_DIR[1])
+    base: Any = (
+        Path(override) if override else resources.files(DEFAULT_DIR[0]).joinpath(DEFAULT_DIR[1])
+    )
     try:
         return {
             "ranker": base.joinpath("ranker.txt").read_text("utf-8"),
@@ -78,18 +91,26 @@ def default_files() -> dict[str, Any] | None:
         return None
 
 
-def load_model(session: Any, name: str = DEFAULT_NAME, *, allow_default: bool = True
-               ) -> LoadedModel:
+def load_model(
+    session: Any, name: str = DEFAULT_NAME, *, allow_default: bool = True
+) -> LoadedModel:
     """The newest stored model ``name``, else the shipped default; one-line error if none."""
     from sqlalchemy import select
 
     from placer.store.models import TrainedModel
 
-    pen = session.scalars(select(TrainedModel).where(TrainedModel.name == f"{name}.penalty")
-                          .order_by(TrainedModel.version.desc()).limit(1)).first()
+    pen = session.scalars(
+        select(TrainedModel)
+        .where(TrainedModel.name == f"{name}.penalty")
+        .order_by(TrainedModel.version.desc())
+        .limit(1)
+    ).first()
     if pen is not None:
-        rank = session.scalars(select(TrainedModel).where(
-            TrainedModel.name == f"{name}.ranker", TrainedModel.version == pen.version)).first()
+        rank = session.scalars(
+            select(TrainedModel).where(
+                TrainedModel.name == f"{name}.ranker", TrainedModel.version == pen.version
+            )
+        ).first()
         if rank is not None:
             model = PlacementModel.from_texts(rank.model_text, pen.model_text, pen.meta or {})
             return LoadedModel(model, name, f"{name}@{pen.version}", "store", pen.id)
