@@ -458,3 +458,29 @@ def test_daemon_samples_perf_mem_into_windows_and_features(
     assert not mem_recorders(target.pid) and not mem_dirs[0].exists()
     state = d.job_row(job)["state"]
     assert state["perf_mem_windows"] >= 2 and state["perf_mem_samples"] >= 14
+
+
+# ----------------------------------------------- the one perf-mem probe both sides use
+def _perf_script(tmp_path: Path, name: str, body: str) -> str:
+    path = tmp_path / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_perf_mem_probe_is_shared_by_profiler_and_daemon(tmp_path: Path) -> None:
+    from collectors.profile.perf import perf_mem_works
+    from placer.daemon.perfstat import PerfSupport
+
+    refused = _perf_script(
+        tmp_path, "perf-refused", 'echo "failed: memory events not supported" >&2\nexit 129\n'
+    )
+    assert perf_mem_works(refused) == (
+        False,
+        "perf mem record failed: failed: memory events not supported",
+    )
+    works = _perf_script(tmp_path, "perf-works", "exit 0\n")
+    assert perf_mem_works(works) == (True, "")
+    # the daemon's signals carry the probe's reason when perf mem is missing
+    support = PerfSupport(True, works, "", False, perf_mem_works(refused)[1])
+    assert "memory events not supported" in support.signals(True)["perf_mem"]

@@ -186,6 +186,28 @@ def _first_line(text: str) -> str:
     return ""
 
 
+def perf_mem_works(perf: str) -> tuple[bool, str]:
+    """Does ``perf mem record`` run here (PEBS/IBS present and permitted)? And if not, why.
+
+    One probe for the profiler and the daemon: both record perf mem only where it works.
+    """
+    with tempfile.TemporaryDirectory(prefix="placer-perfmem-") as tmp:
+        try:
+            r = subprocess.run(
+                [perf, "mem", "record", "-o", os.path.join(tmp, "mem.data"), "true"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return False, f"perf mem cannot run: {exc}"
+    if r.returncode == 0:
+        return True, ""
+    first = _first_line(r.stderr + r.stdout) or f"exit {r.returncode}"
+    return False, f"perf mem record failed: {first}"
+
+
 def probe(perf: str | None = None, *, want_mem: bool = True) -> PerfStatus:
     """Can perf record page faults with data addresses here? And perf mem?"""
     perf = perf or shutil.which("perf")
@@ -219,19 +241,7 @@ def probe(perf: str | None = None, *, want_mem: bool = True) -> PerfStatus:
         if proc.returncode != 0:
             why = _first_line(proc.stderr + proc.stdout) or f"exit {proc.returncode}"
             return PerfStatus(False, False, f"perf record not permitted or failed: {why}", perf)
-        mem = False
-        if want_mem:
-            try:
-                memp = subprocess.run(
-                    [perf, "mem", "record", "-o", os.path.join(tmp, "mem.data"), "true"],
-                    capture_output=True,
-                    text=True,
-                    timeout=30,
-                    check=False,
-                )
-                mem = memp.returncode == 0
-            except (OSError, subprocess.TimeoutExpired):
-                mem = False
+        mem = perf_mem_works(perf)[0] if want_mem else False
     return PerfStatus(True, mem, "", perf)
 
 

@@ -24,7 +24,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 
 EVENTS = ("task-clock", "page-faults", "minor-faults", "major-faults")
@@ -80,23 +79,9 @@ def detect(perf: str | None = None) -> PerfSupport:
             f"perf stat cannot count {', '.join(missing)} (not permitted or not supported"
             f"{paranoid})",
         )
-    mem, mem_reason = False, ""
-    with tempfile.TemporaryDirectory(prefix="placer-perfmem-") as tmp:
-        try:
-            r = subprocess.run(
-                [perf, "mem", "record", "-o", os.path.join(tmp, "mem.data"), "true"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
-            )
-            mem = r.returncode == 0
-            if not mem:
-                lines = [ln.strip() for ln in (r.stderr + r.stdout).splitlines() if ln.strip()]
-                first = lines[0] if lines else f"exit {r.returncode}"
-                mem_reason = f"perf mem record failed: {first}"
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            mem_reason = f"perf mem cannot run: {exc}"
+    from collectors.profile.perf import perf_mem_works
+
+    mem, mem_reason = perf_mem_works(perf)
     return PerfSupport(True, perf, "", mem, mem_reason)
 
 
