@@ -29,7 +29,7 @@ def obj(
     r: float,
     w: float,
     *,
-    series: list[float] | None = None,
+    series: list[float | None] | None = None,
     lifetime: float = 2.0,
 ) -> ObjectTraffic:
     return ObjectTraffic(
@@ -217,3 +217,135 @@ def test_chunks_of_a_big_array_cost_what_the_array_costs() -> None:
     total = sum(c.penalty_s for c in split.values())
     assert one[1].penalty_s > 0
     assert total == pytest.approx(one[1].penalty_s, rel=0.05)
+
+
+def test_an_object_that_is_its_own_allocation_is_emulated_as_before() -> None:
+    """Pooling pattern evidence per allocation leaves unsplit objects bit for bit as they
+    were: the numbers below are what the emulator gave before pooling (2026-11-30)."""
+    import dataclasses
+
+    objs = [
+        obj(1, 256 * MIB, r=20 * 256 * MIB, w=0, series=[0.1] * 200),
+        obj(2, 256 * MIB, r=20 * 256 * MIB, w=256 * MIB, series=[1.0] * 200),
+        obj(3, 512 * MIB, r=8000 * MIB, w=0, series=[1.0] * 50, lifetime=0.5),
+        obj(4, 128 * MIB, r=0.3e9, w=1e8, lifetime=1.0),
+        dataclasses.replace(
+            obj(5, 4 * MIB, r=400 * MIB, w=0, series=[0.5, None, 0.2] * 20),
+            sampled_pages=90,
+        ),
+    ]
+    before = {
+        1: (0.0, 0.8960057900321541),
+        2: (1.0, 3.090931725038826),
+        3: (1.0, 0.7418051973721883),
+        4: (0.598115991217171, 1.5319307497966241),
+        5: (0.8004015816819634, 0.007922015636405669),
+    }
+    spec, ref = load_spec("optane"), load_spec("dram")
+    # an allocation of one object (alloc_id set, no other chunk) is the same as none
+    for variant in (objs, [dataclasses.replace(o, alloc_id=o.object_id) for o in objs]):
+        cs, _ = costs(profile(*variant, wall=3.0), spec, ref, HOST)
+        assert {i: (c.random_share, c.penalty_s) for i, c in cs.items()} == before
+        assert all("pooled" not in c.pattern_evidence for c in cs.values())
+
+
+def _split_array(
+    touch: float, *, chunks: int = 16, intervals: int = 200, seed: int = 1
+) -> tuple[ObjectTraffic, list[ObjectTraffic]]:
+    """A 128 MiB array read 20 times (one write pass) over 2 s, whole and in ``chunks``
+    chunks. The sampler protects one page per chunk per interval; each is touched with
+    probability ``touch`` (0.1: a stream at 0.1 passes per interval; 1.0: random accesses
+    of the same volume touch every sampled page). The whole array sees all those pages."""
+    import dataclasses
+    import random
+
+    rng = random.Random(seed)
+    size, passes = 128 * MIB, 20
+    cols = [[1.0 if rng.random() < touch else 0.0 for _ in range(intervals)] for _ in range(chunks)]
+    whole = dataclasses.replace(
+        obj(1, size, r=passes * size, w=float(size), lifetime=2.0),
+        density_series=[sum(c[i] for c in cols) / chunks for i in range(intervals)],
+        sampled_pages=chunks * intervals,
+    )
+    parts = [
+        dataclasses.replace(
+            obj(10 + c, size // chunks, r=passes * size / chunks, w=size / chunks, lifetime=2.0),
+            site_id=1,
+            chunk_index=c,
+            density_series=list(cols[c]),
+            sampled_pages=intervals,
+            alloc_bytes=size,
+            alloc_id=7,
+        )
+        for c in range(chunks)
+    ]
+    return whole, parts
+
+
+def test_a_split_stream_is_emulated_like_the_unsplit_array() -> None:
+    """seqread-like: each 8 MiB chunk alone has ~20 sparse samples, all touched when any is
+    (one page per interval), which looks like one pass per interval and leaves the rate to
+    decide: a chunk's 1/16 of the traffic looked random (3.0x all-slow vs 1.18x unsplit
+    before pooling). Pooled per allocation, the chunks are the stream the array is."""
+    spec, ref = load_spec("optane"), load_spec("dram")
+    whole, parts = _split_array(0.1)
+    one = estimate(profile(whole, wall=4.0), [1], spec, ref, HOST)
+    split = estimate(profile(*parts, wall=4.0), [o.object_id for o in parts], spec, ref, HOST)
+    assert one.costs[1].random_share == pytest.approx(0.0, abs=0.05)
+    assert split.slowdown == pytest.approx(one.slowdown, rel=0.02)
+    shares = {c.random_share for c in split.costs.values()}
+    assert len(shares) == 1 and shares.pop() == pytest.approx(0.0, abs=0.05)
+    assert all("pooled over 16 chunks" in c.pattern_evidence for c in split.costs.values())
+
+
+def test_a_split_random_array_stays_random_and_shares_its_lifetime_cap() -> None:
+    spec, ref = load_spec("optane"), load_spec("dram")
+    whole, parts = _split_array(1.0)
+    one = estimate(profile(whole, wall=4.0), [1], spec, ref, HOST)
+    split = estimate(profile(*parts, wall=4.0), [o.object_id for o in parts], spec, ref, HOST)
+    assert one.costs[1].random_share == pytest.approx(1.0)
+    assert all(c.random_share == pytest.approx(1.0) for c in split.costs.values())
+    # the array's random reads fill its 2 s life; its chunks together cannot exceed that
+    assert sum(c.dram_time for c in split.costs.values()) == pytest.approx(2.0)
+    assert split.slowdown == pytest.approx(one.slowdown, rel=0.02)
+
+
+def test_chunks_sharing_their_allocations_samples_count_them_once() -> None:
+    """Today's shim samples an allocation and the ingest copies its counts to each chunk
+    (``poison_scope: object``): the pooled evidence is the allocation's, not 16x it."""
+    import dataclasses
+
+    from placer.emulator.model import pooled_evidence
+
+    whole, parts = _split_array(0.1)
+    copies = [
+        dataclasses.replace(
+            p,
+            density_series=whole.density_series,
+            sampled_pages=whole.sampled_pages,
+            samples_of_allocation=True,
+        )
+        for p in parts
+    ]
+    assert pooled_evidence(copies).sampled_pages == whole.sampled_pages
+    cs, _ = costs(profile(*copies, wall=4.0), load_spec("optane"), load_spec("dram"), HOST)
+    assert cs[10].random_share == random_share(whole, HOST)[0]
+
+
+def test_a_thinly_sampled_allocation_borrows_its_sites_pattern() -> None:
+    import dataclasses
+
+    spec, ref = load_spec("optane"), load_spec("dram")
+    _, sampled = _split_array(0.1)
+    unsampled = [
+        dataclasses.replace(
+            p, object_id=p.object_id + 100, alloc_id=8, density_series=[], sampled_pages=0
+        )
+        for p in sampled
+    ]
+    cs, _ = costs(profile(*sampled, *unsampled, wall=8.0), spec, ref, HOST)
+    assert cs[110].random_share == pytest.approx(cs[10].random_share, abs=0.05)
+    assert "chunks of the site" in cs[110].pattern_evidence
+    # alone, the same chunks fall back to their rate (1/16 of the traffic each was random)
+    alone, _ = costs(profile(*unsampled, wall=8.0), spec, ref, HOST)
+    assert "rate" in alone[110].pattern_evidence

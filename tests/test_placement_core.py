@@ -128,6 +128,25 @@ def test_model_text_roundtrip_predicts_the_same(dataset: evaluation.Dataset) -> 
         PlacementModel.from_texts(ranker, penalty, {"format": "pickle"})
 
 
+def test_a_model_trained_with_the_retired_access_per_byte_still_runs(
+    dataset: evaluation.Dataset,
+) -> None:
+    """``access_per_byte`` equalled ``density_mean`` and was dropped; a model trained with it
+    (stored, or the default model shipped before) reads it from ``density_mean``."""
+    t = dataset.table
+    assert "access_per_byte" not in features.FEATURES and "access_per_byte" not in t
+    names = list(features.FEATURES)
+    old = [*names[:6], "access_per_byte", *names[6:]]
+    model = evaluation.fit(dataset, {"n_estimators": 20, "features": old})
+    again = PlacementModel.from_texts(*model.to_texts())
+    with_col = t.assign(access_per_byte=t["density_mean"])
+    np.testing.assert_allclose(again.rank_scores(t), model.rank_scores(with_col))
+    # a feature this version never computed: one line that says what to do
+    bad = PlacementModel.from_texts(*model.to_texts()[:2], {**model.meta_, "features": ["nope"]})
+    with pytest.raises(InvalidInputError, match="unknown feature 'nope'.*retrain"):
+        bad.rank_scores(t)
+
+
 def test_leave_one_application_out_beats_blind_baselines(dataset: evaluation.Dataset) -> None:
     res = evaluation.evaluate(dataset, [30, 50, 70], {"n_estimators": 60})
     mean = res["summary"]["mean_degradation"]

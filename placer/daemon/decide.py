@@ -173,7 +173,6 @@ class ObjectTable:
                     "active_share": (len(active) / len(dens)) if dens else math.nan,
                     "write_share": (written / touched) if touched else math.nan,
                     "access_est": access_est,
-                    "access_per_byte": (access_est / pages / len(dens)) if dens else math.nan,
                     "log_size": math.log2(max(o.size, 1)),
                     "size_share": o.size / footprint,
                     "chunk_position": 0.0,

@@ -167,6 +167,8 @@ def load_profile(
                 traffic_source=source,
                 sampled_pages=int(summary.get("sampled_pages") or 0),
                 alloc_bytes=alloc_size[o.alloc_seq] if o.chunk_count > 1 else 0,
+                alloc_id=o.alloc_seq if o.chunk_count > 1 else None,
+                samples_of_allocation=summary.get("poison_scope") == "object",
             )
         )
     if unmatched:

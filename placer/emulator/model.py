@@ -78,6 +78,12 @@ class ObjectTraffic:
     # The whole allocation a chunk belongs to (0: the object is the allocation). A chunk of
     # a large array competes for the cache with the rest of it: cache terms use this size.
     alloc_bytes: int = 0
+    # The allocation a chunk belongs to (its ``alloc_seq``; None: the object is the whole
+    # allocation). Chunks of one allocation share one access pattern (docs/emulator.md).
+    alloc_id: int | None = None
+    # The page-poison samples are the whole allocation's, copied to each chunk (the shim
+    # samples allocations; the ingest marks such chunks ``poison_scope: object``).
+    samples_of_allocation: bool = False
 
     @property
     def cache_size(self) -> int:
@@ -168,6 +174,107 @@ def random_ceiling(size: float, host: HostDram, threads: int) -> float:
     return min(stream, misses / (1.0 - hit))
 
 
+@dataclass(frozen=True)
+class PatternEvidence:
+    """What decides the random share: page-poison spread and byte rate, over one or more
+    objects (the chunks of one allocation are pooled, see :func:`pooled_evidence`)."""
+
+    volume: float  # bytes read + written
+    size: float  # bytes
+    active: list[float]  # densities of the active (touched) intervals
+    weights: list[float] | None  # per active interval (None: equal weights)
+    passes: float  # passes over the object per active interval (0: no active interval)
+    sampled_pages: int  # distinct sampled pages behind ``active`` (sampling noise)
+    sampled: bool  # page-poison samples exist (a sampler period was set)
+    lifetime_s: float
+    cache_size: float
+
+
+def evidence(obj: ObjectTraffic) -> PatternEvidence:
+    """One object's own evidence (the unchunked path: exactly what it always used)."""
+    active = [d for d in obj.density_series if d is not None and d > 0]
+    volume = obj.bytes_read + obj.bytes_written
+    return PatternEvidence(
+        volume=volume,
+        size=obj.size_bytes,
+        active=active,
+        weights=None,
+        passes=volume / obj.size_bytes / len(active) if active and obj.size_bytes > 0 else 0.0,
+        sampled_pages=obj.sampled_pages,
+        sampled=obj.sample_period_s > 0,
+        lifetime_s=obj.lifetime_s,
+        cache_size=obj.cache_size,
+    )
+
+
+def pooled_evidence(objs: list[ObjectTraffic]) -> PatternEvidence:
+    """The evidence of several chunks of one array taken together.
+
+    Accesses to one array follow one pattern, so its chunks' samples are one body of
+    evidence. Chunks whose samples are the allocation's (``samples_of_allocation``) share
+    them: the allocation's series counts once. Chunks sampled on their own over the same
+    intervals (as many sampled intervals each) are summed per interval as counts (touched /
+    sampled pages; a chunk's sampled pages per interval taken as its total over its sampled
+    intervals): the series the unsplit array would have had. Otherwise every chunk's active
+    intervals count, weighted the same way. The stream/random predictions use the pooled
+    passes per interval (all volume over all active byte-intervals) and the rate is the
+    whole allocation's (all volume over its lifetime).
+    """
+    if len(objs) == 1:
+        return evidence(objs[0])
+    size = float(sum(o.size_bytes for o in objs))
+    volume = sum(o.bytes_read + o.bytes_written for o in objs)
+    active: list[float] = []
+    weights: list[float] | None = None
+    if all(o.samples_of_allocation for o in objs):
+        own = evidence(max(objs, key=lambda o: (o.sampled_pages, len(o.density_series))))
+        active, sampled_pages = own.active, own.sampled_pages
+        passes = volume / size / len(active) if active and size > 0 else 0.0
+    else:
+        active, weights, passes = _pool_samples(objs, volume, size)
+        sampled_pages = sum(o.sampled_pages for o in objs)
+    return PatternEvidence(
+        volume=volume,
+        size=size,
+        active=active,
+        weights=weights,
+        passes=passes,
+        sampled_pages=sampled_pages,
+        sampled=any(o.sample_period_s > 0 for o in objs),
+        lifetime_s=max(o.lifetime_s for o in objs),
+        cache_size=max(o.cache_size for o in objs),
+    )
+
+
+def _pool_samples(
+    objs: list[ObjectTraffic], volume: float, size: float
+) -> tuple[list[float], list[float] | None, float]:
+    """Active densities, their weights (None: equal) and passes per interval of chunks
+    sampled on their own (see :func:`pooled_evidence`)."""
+    per_interval = []
+    for o in objs:
+        n_seen = sum(1 for d in o.density_series if d is not None)
+        per_interval.append(o.sampled_pages / n_seen if n_seen and o.sampled_pages > 0 else 1.0)
+    # the sampled intervals of each chunk, in order (None: an interval with no sample)
+    seen = [[d for d in o.density_series if d is not None] for o in objs]
+    lengths = {len(x) for x in seen}
+    active: list[float] = []
+    if len(lengths) == 1:
+        for i in range(lengths.pop()):
+            touched = sum(x[i] * w for x, w in zip(seen, per_interval, strict=True))
+            if touched > 0:
+                active.append(touched / sum(per_interval))
+        return active, None, volume / size / len(active) if active and size > 0 else 0.0
+    weights: list[float] = []
+    byte_intervals = 0.0
+    for o, w in zip(objs, per_interval, strict=True):
+        own_active = [d for d in o.density_series if d is not None and d > 0]
+        active += own_active
+        weights += [w] * len(own_active)
+        byte_intervals += o.size_bytes * len(own_active)
+    return active, weights, volume / byte_intervals if byte_intervals > 0 else 0.0
+
+
 def random_share(obj: ObjectTraffic, host: HostDram, threads: int = 1) -> tuple[float, str]:
     """Share of accesses that are random (0 = streaming, 1 = random), and the evidence used.
 
@@ -181,30 +288,38 @@ def random_share(obj: ObjectTraffic, host: HostDram, threads: int = 1) -> tuple[
     rate random accesses could reach on this host with ``threads`` threads
     (:func:`random_ceiling`; at or above it the traffic cannot be random: a stream).
     """
-    volume = obj.bytes_read + obj.bytes_written
-    if volume <= 0 or obj.size_bytes <= 0:
+    return share_of(evidence(obj), host, threads)
+
+
+def share_of(ev: PatternEvidence, host: HostDram, threads: int = 1) -> tuple[float, str]:
+    """:func:`random_share` on given (own or pooled) evidence."""
+    volume = ev.volume
+    if volume <= 0 or ev.size <= 0:
         return 0.0, "no traffic"
-    active = [d for d in obj.density_series if d is not None and d > 0]
-    if active and obj.sample_period_s > 0:
-        passes = volume / obj.size_bytes / len(active)
+    active = ev.active
+    if active and ev.sampled:
+        passes = ev.passes
         d_seq = min(1.0, passes)
         d_rand = 1.0 - math.exp(-passes * PAGE / WORD)
-        observed = sum(active) / len(active)
+        if ev.weights is None:
+            observed = sum(active) / len(active)
+        else:
+            observed = sum(d * w for d, w in zip(active, ev.weights, strict=True)) / sum(ev.weights)
         if d_rand - d_seq > 0.15:
             # sampling noise: a stream is assumed unless the excess over its prediction
             # is beyond two standard errors of the sampled share
-            n = max(obj.sampled_pages, len(active))
+            n = max(ev.sampled_pages, len(active))
             noise = 2.0 * math.sqrt(max(observed * (1 - observed), 0.0) / n)
             p = (observed - d_seq - noise) / (d_rand - d_seq)
             return min(1.0, max(0.0, p)), (
                 f"page-poison: touched {observed:.2f} vs stream {d_seq:.2f} / random "
                 f"{d_rand:.2f} at {passes:.2f} passes per interval"
             )
-    if obj.lifetime_s <= 0:
+    if ev.lifetime_s <= 0:
         return 0.5, "no lifetime: even mix assumed"
-    rate = volume / obj.lifetime_s
+    rate = volume / ev.lifetime_s
     lo = WORD / (host.latency_ns * 1e-9)
-    hi = random_ceiling(obj.cache_size, host, threads)
+    hi = random_ceiling(ev.cache_size, host, threads)
     if hi <= lo:
         return 0.5, "host constants inconsistent: even mix assumed"
     p_seq = math.log(max(rate, lo) / lo) / math.log(hi / lo)
@@ -215,6 +330,71 @@ def random_share(obj: ObjectTraffic, host: HostDram, threads: int = 1) -> tuple[
     )
 
 
+#: Fewer sampled pages than this behind an allocation's pooled page-poison evidence is thin:
+#: the allocation then borrows the spread of its site's other chunked allocations.
+THIN_SAMPLED_PAGES = 16
+
+
+def _thin(ev: PatternEvidence) -> bool:
+    return not (ev.sampled and ev.active) or ev.sampled_pages < THIN_SAMPLED_PAGES
+
+
+def _sampled(o: ObjectTraffic) -> bool:
+    return o.sample_period_s > 0 and any(d for d in o.density_series if d)
+
+
+def pooled_shares(
+    objects: list[ObjectTraffic], host: HostDram, threads: int = 1
+) -> dict[int, tuple[float, str]]:
+    """Random share of every object, pooled over the chunks of each allocation.
+
+    An object that is its own allocation (``alloc_id`` None, or alone) keeps its own
+    evidence, unchanged. The chunks of one allocation get one share from their pooled
+    evidence (:func:`pooled_evidence`); when that is thin (:data:`THIN_SAMPLED_PAGES`), the
+    page-poison spread and passes of all chunks of the same site stand in for it while
+    the rate stays the allocation's own. Volumes stay per chunk.
+    """
+    groups: dict[tuple[int, int], list[ObjectTraffic]] = {}
+    out: dict[int, tuple[float, str]] = {}
+    for o in objects:
+        if o.alloc_id is None:
+            out[o.object_id] = random_share(o, host, threads)
+        else:
+            groups.setdefault((o.site_id, o.alloc_id), []).append(o)
+    by_site: dict[int, list[ObjectTraffic]] = {}
+    for (site, _), members in groups.items():
+        by_site.setdefault(site, []).extend(members)
+    for (site, _), members in groups.items():
+        ev = pooled_evidence(members)
+        how = f"pooled over {len(members)} chunks of the allocation"
+        site_sampled = [m for m in by_site[site] if _sampled(m)]
+        if len(members) > 1 and _thin(ev) and site_sampled:
+            site_ev = pooled_evidence(site_sampled)
+            if not _thin(site_ev):
+                # the site's spread and passes per interval; the allocation's own rate
+                ev = PatternEvidence(
+                    volume=ev.volume,
+                    size=site_ev.size,
+                    active=site_ev.active,
+                    weights=site_ev.weights,
+                    passes=site_ev.passes,
+                    sampled_pages=site_ev.sampled_pages,
+                    sampled=site_ev.sampled,
+                    lifetime_s=ev.lifetime_s,
+                    cache_size=ev.cache_size,
+                )
+                how = (
+                    f"pooled over {len(site_sampled)} sampled chunks of the site "
+                    f"({len(members)} of the allocation: too few samples)"
+                )
+        p, why = share_of(ev, host, threads)
+        if len(members) > 1:
+            why = f"{why}; {how}"
+        for o in members:
+            out[o.object_id] = (p, why)
+    return out
+
+
 def _misses(nbytes: float, gran: float, compulsory: float, hit: float) -> float:
     """Lines moved to/from memory: compulsory lines plus the capacity misses beyond them."""
     lines = nbytes / gran
@@ -222,9 +402,18 @@ def _misses(nbytes: float, gran: float, compulsory: float, hit: float) -> float:
     return first + (lines - first) * (1.0 - hit)
 
 
-def object_cost(obj: ObjectTraffic, host: HostDram, threads: int = 1) -> ObjectCost:
-    """Step 2-4 for one object: DRAM time of its memory traffic, before the caps."""
-    p, evidence = random_share(obj, host, threads)
+def object_cost(
+    obj: ObjectTraffic,
+    host: HostDram,
+    threads: int = 1,
+    pattern: tuple[float, str] | None = None,
+) -> ObjectCost:
+    """Step 2-4 for one object: DRAM time of its memory traffic, before the caps.
+
+    ``pattern``: the random share and its evidence when decided for more than this object
+    (the pooled chunks of an allocation); None: from the object's own evidence.
+    """
+    p, why = pattern if pattern is not None else random_share(obj, host, threads)
     c_eff = host.llc_bytes * LLC_SHARE
     size = max(obj.size_bytes, 1)
     hit_rand = min(1.0, c_eff / obj.cache_size)
@@ -245,7 +434,7 @@ def object_cost(obj: ObjectTraffic, host: HostDram, threads: int = 1) -> ObjectC
     return ObjectCost(
         object_id=obj.object_id,
         random_share=p,
-        pattern_evidence=evidence,
+        pattern_evidence=why,
         t_read_random=parts["rand"][0] * lat,
         t_read_seq=parts["seq"][0] * LINE / (host.read_gbps * 1e9),
         t_write_seq=parts["seq"][1] * LINE / (host.write_gbps * 1e9),
@@ -260,24 +449,52 @@ def _scale(cost: ObjectCost, f: float) -> None:
     cost.t_write_random *= f
 
 
+def _cap_lifetime(group: list[ObjectCost], lifetime: float) -> None:
+    """Cap 1 for one object, or for the chunks of one allocation taken together.
+
+    Streams and writebacks are priced at the bandwidth this host achieves, so they are
+    taken as they are; the random-read stall time (serial, MLP 1) is what the lifetime
+    bounds: it shrinks to the time left, i.e. to the implied MLP (shared among chunks in
+    proportion to their own stall time).
+    """
+    total = sum(c.dram_time for c in group)
+    if lifetime <= 0 or total <= lifetime:
+        return
+    t_bw = sum(c.t_read_seq + c.t_write_seq + c.t_write_random for c in group)
+    if t_bw >= lifetime:
+        for c in group:
+            c.t_read_random = 0.0
+            _scale(c, lifetime / t_bw)
+        return
+    if len(group) == 1:
+        group[0].t_read_random = lifetime - t_bw
+        return
+    stall = sum(c.t_read_random for c in group)
+    for c in group:
+        c.t_read_random = (lifetime - t_bw) * c.t_read_random / stall
+
+
 def costs(
     profile: RunProfile, spec: TierSpec, ref: TierSpec, host: HostDram
 ) -> tuple[dict[int, ObjectCost], dict[str, float]]:
     """Every object's capped DRAM time and its penalty alone in ``spec``'s tier."""
-    out = {o.object_id: object_cost(o, host, profile.threads) for o in profile.objects}
-    for o in profile.objects:  # cap 1: an object's memory time fits in its lifetime
-        c = out[o.object_id]
-        if o.lifetime_s <= 0 or c.dram_time <= o.lifetime_s:
-            continue
-        # Streams and writebacks are priced at the bandwidth this host achieves, so they
-        # are taken as they are; the random-read stall time (serial, MLP 1) is what the
-        # lifetime bounds: it shrinks to the time left, i.e. to the implied MLP.
-        t_bw = c.t_read_seq + c.t_write_seq + c.t_write_random
-        if t_bw >= o.lifetime_s:
-            c.t_read_random = 0.0
-            _scale(c, o.lifetime_s / t_bw)
-        else:
-            c.t_read_random = o.lifetime_s - t_bw
+    shares = pooled_shares(profile.objects, host, profile.threads)
+    out = {
+        o.object_id: object_cost(o, host, profile.threads, shares[o.object_id])
+        for o in profile.objects
+    }
+    # cap 1: an allocation's memory time fits in its lifetime (the chunks of one
+    # allocation live together, so they share the cap: what one object alone would get)
+    allocs: dict[tuple[int, int], list[ObjectTraffic]] = {}
+    for o in profile.objects:
+        if o.alloc_id is not None:
+            allocs.setdefault((o.site_id, o.alloc_id), []).append(o)
+    for o in profile.objects:
+        if o.alloc_id is None or len(allocs[(o.site_id, o.alloc_id)]) == 1:
+            _cap_lifetime([out[o.object_id]], o.lifetime_s)
+    for members in allocs.values():
+        if len(members) > 1:
+            _cap_lifetime([out[o.object_id] for o in members], max(o.lifetime_s for o in members))
     total = sum(c.dram_time for c in out.values())
     if profile.wall_seconds > 0 and total > profile.wall_seconds:  # cap 2: all fit the run
         for c in out.values():

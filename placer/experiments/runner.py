@@ -227,34 +227,44 @@ def median_spread(values: list[float]) -> tuple[float, float]:
 def measured_labels(
     store: Any, run_id: int, req: ExperimentRequest, mode: Mode, command: list[str], workdir: Path
 ) -> dict[str, Any]:
-    """Measured labels: the program re-run with plans bound through the shim."""
+    """Measured labels: the program re-run with plans bound through the shim.
+
+    A run profiled with chunks (``--chunk``) is bound chunk by chunk in the plan runs: a
+    budget that keeps part of an array in DRAM sends only its other chunks to the slow
+    node. The per-object ("alone") runs bind a site whole, as before.
+    """
     from placer.emulator.load import load_profile_native
-    from placer.experiments.measure import run_with_plan
-    from placer.store.models import Experiment, Label
+    from placer.experiments.measure import run_with_plan, slow_lines
+    from placer.store.models import Experiment, Label, Run
 
     if mode.slow_node is None:
         raise InvalidInputError("measured labels need a slow NUMA node")
     slow_node: int = mode.slow_node
     with store.session() as s:
         profile = load_profile_native(s, run_id)
+        run = s.get(Run, profile.run_id)
+        size = ((run.inputs if run is not None else None) or {}).get("chunk_bytes")
+    chunked = any(o.alloc_id is not None for o in profile.objects)
+    chunk_bytes = int(size) if chunked and isinstance(size, int) and size > 0 else 0
     sites: dict[str, list[int]] = {}
     for o in profile.objects:
         sites.setdefault(o.site_hash, []).append(o.object_id)
 
-    def measure(slow_sites: set[str], tag: str) -> tuple[float, float, dict[str, Any]]:
+    def measure(slow_ids: set[int], tag: str) -> tuple[float, float, dict[str, Any]]:
+        lines = slow_lines(profile, slow_ids, slow_node, chunk_bytes)
         walls, checks = [], []
-        for i in range(req.repeat):
-            res = run_with_plan(command, {h: slow_node for h in slow_sites}, workdir / f"{tag}-{i}")
+        for _ in range(req.repeat):
+            res = run_with_plan(command, lines)
             walls.append(res.wall_seconds)
             checks.append(res.evidence)
         med, spread = median_spread(walls)
-        return med, spread, {"walls": walls, "binding": checks[-1]}
+        return med, spread, {"walls": walls, "plan": lines, "binding": checks[-1]}
 
     base, base_spread, base_ev = measure(set(), "base")
     object_rows = []
     site_pen: dict[str, float] = {}
     for h, ids in sites.items():
-        med, spread, ev = measure({h}, f"site-{h[:12]}")
+        med, spread, ev = measure(set(ids), f"site-{h[:12]}")
         site_pen[h] = max(0.0, med - base)  # oracle ranking: noise below 0 counts as 0
         object_rows.append((h, ids, med, spread, ev))
     pen = {}
@@ -268,8 +278,7 @@ def measured_labels(
     for budget in req.budgets:
         for strat in req.strategies:
             slow_ids = slow_set(strat, cands, budget, req.seed)
-            slow_sites = {o.site_hash for o in profile.objects if o.object_id in slow_ids}
-            med, spread, ev = measure(slow_sites, f"{strat}-{int(budget * 100)}")
+            med, spread, ev = measure(set(slow_ids), f"{strat}-{int(budget * 100)}")
             plan_rows.append((budget, strat, med, spread, ev, slow_ids))
     with store.session() as s:
         exp = Experiment(
@@ -287,7 +296,10 @@ def measured_labels(
                 "baseline_spread": base_spread,
                 "baseline_binding": base_ev["binding"],
                 "command": command,
-                "budget_enforcement": "plan (non-DRAM sites bound to the slow node)",
+                "budget_enforcement": "plan (non-DRAM sites bound to the slow node)"
+                if not chunk_bytes
+                else "plan (non-DRAM chunks bound to the slow node)",
+                "chunk_bytes": chunk_bytes or None,
             },
         )
         s.add(exp)

@@ -235,8 +235,12 @@ def run_with_plan(
     *,
     period_s: float = 0.05,
     threshold: int | None = None,
+    quiet: bool = False,
 ) -> RunOutcome:
-    """Run ``argv`` with the shim and the plan; sample numa_maps of the main process."""
+    """Run ``argv`` with the shim and the plan; sample numa_maps of the main process.
+
+    ``quiet``: the program's output goes to /dev/null (a caller printing JSON on stdout).
+    """
     from collectors.profile.runner import FORWARDED, classify
     from collectors.shim import shim_env
     from collectors.shim.log import find_logs, read_log
@@ -263,7 +267,8 @@ def run_with_plan(
         try:
             t0 = time.monotonic()
             try:
-                proc = subprocess.Popen(argv, env=env, process_group=0)
+                out = subprocess.DEVNULL if quiet else None
+                proc = subprocess.Popen(argv, env=env, process_group=0, stdout=out, stderr=out)
             except FileNotFoundError:
                 raise InvalidInputError(f"command not found: {argv[0]}") from None
             except OSError as exc:

@@ -28,7 +28,6 @@ FEATURES: dict[str, str] = {
     "active_share": "share of the object's lifetime intervals in which it was touched",
     "write_share": "written / touched sampled pages",
     "access_share": "object's share of the run's estimated touched pages (density x pages)",
-    "access_per_byte": "estimated touched pages per page of the object, per interval",
     "log_size": "log2 of the object's (chunk's) size in bytes",
     "size_share": "size / run footprint",
     "chunk_position": "chunk index / chunk count (0 for unsplit objects)",
@@ -45,7 +44,7 @@ FEATURES: dict[str, str] = {
 #: Feature sets the feature study (``placer evaluate --features``) compares.
 FEATURE_SETS: dict[str, list[str]] = {
     "density": ["density_mean", "density_peak", "density_trend", "active_share"],
-    "traffic": ["access_share", "access_per_byte", "write_share", "fault_density"],
+    "traffic": ["access_share", "write_share", "fault_density"],
     "shape": [
         "log_size",
         "size_share",
@@ -57,6 +56,11 @@ FEATURE_SETS: dict[str, list[str]] = {
     "perf_mem": ["llc_miss_share", "llc_miss_density", "mem_latency", "tlb_miss_share"],
     "all": list(FEATURES),
 }
+
+#: Features no longer computed → the column that holds the same values, so a model trained
+#: with them still runs. ``access_per_byte`` (touched-page estimate / pages / intervals) was
+#: the mean sampled density again, equal to ``density_mean`` on every object: dropped.
+RETIRED: dict[str, str] = {"access_per_byte": "density_mean"}
 
 #: Store tables/columns deep mode fills; features must never read them.
 FORBIDDEN_SOURCES = ("DeepSiteStat", "placer_deep_site_stats", "bytes_read", "bytes_written")
@@ -171,7 +175,6 @@ def run_features(session: Any, run_id: int) -> pd.DataFrame:
             if mem_n
             else math.nan,
         }
-        row["access_per_byte"] = (row["access_est"] / pages / len(dens)) if dens else math.nan
         rows.append(row)
     df = pd.DataFrame(rows)
     total_access = df["access_est"].sum()
@@ -186,7 +189,16 @@ def run_features(session: Any, run_id: int) -> pd.DataFrame:
 def matrix(table: pd.DataFrame, features: list[str] | None = None) -> pd.DataFrame:
     """The model's input: the chosen feature columns, in :data:`FEATURES` order."""
     names = list(features or FEATURES)
-    unknown = [f for f in names if f not in FEATURES]
+    unknown = [f for f in names if f not in FEATURES and f not in RETIRED]
     if unknown:
-        raise InvalidInputError(f"unknown feature {unknown[0]!r} (known: {', '.join(FEATURES)})")
-    return table[names].astype(float)
+        raise InvalidInputError(
+            f"unknown feature {unknown[0]!r} (known: {', '.join(FEATURES)}); a model trained "
+            f"on it needs retraining with this version (`placer train`)"
+        )
+    if all(f in table.columns for f in names):
+        return table[names].astype(float)
+    import pandas as pd
+
+    # a model trained with a retired feature: its values from the column that equals it
+    cols = {f: table[f if f in table.columns else RETIRED[f]] for f in names}
+    return pd.DataFrame(cols, index=table.index).astype(float)

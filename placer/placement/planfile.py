@@ -138,7 +138,9 @@ def _heaviest(per: dict[int, int]) -> int:
     return max(per, key=lambda n: (per[n], -n))
 
 
-def shim_lines(doc: dict[str, Any], chunk_bytes: int | None = None) -> list[str]:
+def shim_lines(
+    doc: dict[str, Any], chunk_bytes: int | None = None, *, per_chunk: frozenset[str] = frozenset()
+) -> list[str]:
     """The shim's plan text (``PLACER_SHIM_PLAN``), one line per planned site or chunk.
 
     A site whose chunks all go to one node: ``0x<site hash> node`` (the whole allocation).
@@ -148,12 +150,14 @@ def shim_lines(doc: dict[str, Any], chunk_bytes: int | None = None) -> list[str]
     ``chunk_bytes`` (the profile's ``--chunk``); without one a split site is bound whole to
     the node holding most of its planned bytes (:func:`collapsed_sites` lists those).
     The shim matches native sites (Python sites use the native hash recorded with them).
+    Sites in ``per_chunk`` get chunk lines even on one node: a partial plan naming only
+    the chunks to bind (the measured experiments bind only the chunks sent to the slow node).
     """
     size = chunk_bytes if chunk_bytes is not None else int(doc.get("chunk_bytes") or 0)
     out = []
     for site, chunks in _native_nodes(doc).items():
         nodes = {n for per in chunks.values() for n in per}
-        if len(nodes) > 1 and size > 0:
+        if (len(nodes) > 1 or site in per_chunk) and size > 0:
             out += [f"0x{site} {_heaviest(chunks[c])} {c} {size}" for c in sorted(chunks)]
             continue
         total: dict[int, int] = {}
