@@ -108,3 +108,21 @@ def test_run_without_deep_data_is_refused(
     assert "no deep-mode data" in err and "--deep" in err
     assert main(["--store", url, "emulate", "999", "--all-slow"]) == 2
     assert "not in the store" in capsys.readouterr().err
+
+
+def test_base_time_is_the_programs_own_not_perfs(
+    toy: tuple[str, dict], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run profiled under `perf record` pays perf's start-up and write-out in its wall
+    time (about 1 s here); the emulated baseline is the program's time the shim saw."""
+    from placer.store import Store
+    from placer.store.models import Run
+
+    url, ids = toy
+    with Store(url).session() as s:
+        run = s.get(Run, ids["native"])
+        run.signals = {**(run.signals or {}), "shim": {"program_seconds": 0.5}}
+    code, doc, _ = run_json(
+        capsys, "--store", url, "emulate", str(ids["native"]), "--reference-dram", "--all-slow"
+    )
+    assert code == 0 and doc["base_seconds"] == 0.5  # not the 2.0 s wall time

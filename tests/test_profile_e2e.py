@@ -137,6 +137,10 @@ def test_profile_stores_objects_named_by_lines(run_placer, shim, prog) -> None: 
     assert hot["free_ns"] is not None and cold["free_ns"] is not None
     if doc["run"]["signals"].get("perf", {}).get("faults"):
         assert cold["first_touch_faults"] > 0
+    # the program's own time (shim start to END) is inside the wall time, which also
+    # holds what wraps the program (perf record's start-up and write-out)
+    own = doc["run"]["signals"]["shim"]["program_seconds"]
+    assert 0 < own <= doc["run"]["wall_seconds"]
 
 
 @pytest.mark.slow

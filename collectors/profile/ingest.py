@@ -494,6 +494,13 @@ def ingest_profile(
             "truncated": bool(log.truncated),
             "dropped_records": log.end.dropped_records if log.end else None,
             "end_reason": log.end.reason if log.end else None,
+            # the program's own time, shim start to END: a run under `perf record` also
+            # pays perf's start-up and write-out (about 1 s here) in its wall time
+            "program_seconds": (
+                (log.end.time_ns - header.start_ns) / 1e9
+                if log.end is not None and log.end.time_ns > header.start_ns
+                else None
+            ),
             "allocations": len(allocs),
             "samples": poison,
             "other_processes": [o.header.pid for o in others],

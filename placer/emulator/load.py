@@ -88,7 +88,7 @@ def load_profile(
                 f"emulator needs: run `placer profile --deep` on the same command"
             )
         notes.append(f"DHAT traffic from deep run {deep.id}")
-    if native.status != "succeeded" or not native.wall_seconds:
+    if native.status != "succeeded" or not native.program_seconds:
         raise InvalidInputError(f"run {native.id} did not succeed ({native.status}): no baseline")
 
     app = session.get(Application, native.application_id)
@@ -177,7 +177,7 @@ def load_profile(
         run_id=native.id,
         app=app.name if app else "",
         build_id=native.build_id,
-        wall_seconds=float(native.wall_seconds),
+        wall_seconds=float(native.program_seconds),  # the program's own time, not perf's
         threads=threads or os.cpu_count() or 1,
         objects=objects,
         deep_run_id=deep.id if deep else None,

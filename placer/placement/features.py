@@ -120,7 +120,7 @@ def run_features(session: Any, run_id: int) -> pd.DataFrame:
     t0 = min(o.alloc_ns for o, _ in objs)
     ends = [o.free_ns for o, _ in objs if o.free_ns is not None]
     ends += [m.end_ns for ms in metrics.values() for m in ms]
-    wall_ns = (run.wall_seconds or 0.0) * 1e9
+    wall_ns = (run.program_seconds or 0.0) * 1e9
     span = max(wall_ns, (max(ends) - t0) if ends else 0.0, 1.0)
     max_interval = max((m.interval_index for ms in metrics.values() for m in ms), default=0)
     site_allocs: dict[int, set[int]] = {}

@@ -113,7 +113,7 @@ def load_labels(
         for oid, pen, orun in rows:
             penalties[oid] = max(float(pen or 0.0), 0.0)
             obj_run = orun
-        base = exp.baseline_seconds or (run.wall_seconds if run else None)
+        base = exp.baseline_seconds or (run.program_seconds if run else None)
         if not base or base <= 0 or not penalties:
             continue
         out.append(

@@ -121,6 +121,20 @@ class Run(Base):
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     wall_seconds: Mapped[float | None] = mapped_column(Float)
 
+    @property
+    def program_seconds(self) -> float | None:
+        """The program's own run time: from the shim's start to its END record.
+
+        ``wall_seconds`` also holds what wraps the program (``perf record`` starts and
+        writes out for about a second), which would dwarf a short program's time; runs
+        without a shim END record fall back to it.
+        """
+        shim = (self.signals or {}).get("shim") or {}
+        value = shim.get("program_seconds") if isinstance(shim, dict) else None
+        if isinstance(value, int | float) and value > 0:
+            return float(value)
+        return self.wall_seconds
+
 
 class Site(Base):
     """An allocation site: hash of the top return addresses as (module, offset) pairs."""
