@@ -192,6 +192,20 @@ def test_pipeline_job_gets_knobs_and_speeds_up(daemon_factory: Callable[..., Dae
     )
     assert row["state"]["knob_changes"][0]["knob"] == "num_workers"
     assert len(d.events(agent.job_id, "knobs")) >= 5
+    # the study is listed beside `placer tune`'s: one row, in step with the job
+    with d.db() as c:
+        studies = c.execute(
+            "SELECT t.status, t.n_trials, t.best_throughput, p.name, p.builder, t.budget_cores "
+            "FROM placer_tuning_studies t JOIN placer_pipelines p ON p.id = t.pipeline_id "
+            "WHERE t.optuna_study_name = ?",
+            (doc["study"],),
+        ).fetchall()
+    assert len(studies) == 1
+    status, n_trials, best_sps, pname, builder, cores = studies[0]
+    assert cores >= 1  # the job's own CPUs: it had no analysis to take the budget from
+    assert status == "done" and n_trials == 5 and pname == "io-demo"
+    assert builder == f"daemon:job{agent.job_id}"
+    assert best_sps == pytest.approx(doc["best"]["samples_per_second"])
     # a report for a job that is gone is refused with one line
     with pytest.raises(Exception, match="not attached"):
         d.request("pipeline", job=agent.job_id, knobs=knobs, samples_per_second=1.0)

@@ -16,6 +16,7 @@ dropped and counted (``dropped``), never an unbounded memory.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import threading
 import time
 from collections import deque
@@ -142,7 +143,76 @@ class Writer:
                     values["pid"] = st.pid
                     values["pid_start_time"] = st.pid_start_time or 0
                 s.execute(update(DaemonJob).where(DaemonJob.id == st.job_id).values(**values))
+                if isinstance(st.state.get("study_facts"), dict):
+                    sync_study_row(s, st.job_id, st.state, st.status)
         return len(events)
+
+
+def _finite_or_none(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def sync_study_row(session: Any, job_id: int, state: dict[str, Any], status: str | None) -> None:
+    """Keep a pipeline job's ``placer_tuning_studies`` row (and its pipeline row) in step
+    with the job's state, so `placer pipelines` and the reports list daemon studies beside
+    `placer tune`'s. Idempotent: the row is found by the Optuna study name."""
+    from sqlalchemy import select
+
+    from placer.store.models import Pipeline, Stage, TuningStudy
+
+    name = state.get("study")
+    facts = state.get("study_facts") or {}
+    if not isinstance(name, str) or not name:
+        return
+    row = session.scalars(select(TuningStudy).where(TuningStudy.optuna_study_name == name)).first()
+    if row is None:
+        pipeline = Pipeline(
+            name=str(state.get("name") or f"daemon-job{job_id}"),
+            engine=str(facts.get("engine") or "unknown"),
+            builder=f"daemon:job{job_id}",
+        )
+        for pos, st in enumerate(facts.get("stages") or []):
+            pipeline.stages.append(
+                Stage(
+                    position=pos,
+                    name=str(st.get("name")),
+                    kind=str(st.get("kind") or "map"),
+                    sequential=bool(st.get("sequential")),
+                    random=bool(st.get("random")),
+                )
+            )
+        session.add(pipeline)
+        session.flush()
+        row = TuningStudy(
+            pipeline_id=pipeline.id,
+            optuna_study_name=name,
+            budget_cores=float(facts.get("budget_cores") or 0.0),
+            budget_memory_bytes=int(facts.get("budget_memory_bytes") or 0),
+            naive_throughput=state.get("first_samples_per_second"),
+            upper_bound=_finite_or_none(facts.get("upper_bound")),
+        )
+        session.add(row)
+    best = state.get("best") or {}
+    row.n_trials = int(state.get("trials") or 0)
+    if best.get("samples_per_second") is not None:
+        row.best_throughput = float(best["samples_per_second"])
+        row.best_config = dict(best.get("knobs") or {})
+    if row.naive_throughput is None:
+        row.naive_throughput = state.get("first_samples_per_second")
+    if state.get("settled"):
+        row.status = "done"
+    elif status in ("exited", "crashed", "killed", "gone", "detached"):
+        row.status = "interrupted"
+    else:
+        row.status = "running"
+    pipeline_row = session.get(Pipeline, row.pipeline_id)
+    if pipeline_row is not None and row.best_throughput is not None:
+        pipeline_row.best_config = dict(row.best_config or {})
+        pipeline_row.best_throughput = row.best_throughput
 
 
 def _insert_ignore(dialect: str, model: Any) -> Any:

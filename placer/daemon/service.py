@@ -1389,6 +1389,21 @@ class Daemon:
             study_name=name,
             first=first,
         )
+        a = tuner.first.analysis or {}
+        shape = st.get("shape") or {}
+        # what the study's row in placer_tuning_studies says (written with the job state)
+        st["study_facts"] = {
+            "engine": shape.get("engine") if isinstance(shape, dict) else None,
+            # without an analysis: what the job's process may use here
+            "budget_cores": a.get("budget_cores") or _job_cores(job.pid),
+            "budget_memory_bytes": a.get("budget_memory_bytes") or _available_memory(),
+            "upper_bound": a.get("upper_bound_samples_per_second"),
+            "stages": [
+                {k: stg.get(k) for k in ("name", "kind", "sequential", "random")}
+                for stg in a.get("stages") or []
+                if isinstance(stg, dict)
+            ],
+        }
         self.log(
             "info",
             "study_resumed" if tuner.resumed else "study_created",
@@ -1553,3 +1568,19 @@ def _descendants(root: int) -> list[int]:
                 nxt.append(c)
         frontier = nxt
     return out
+
+
+def _job_cores(pid: int) -> float:
+    """The CPUs a job's process may run on (its affinity), else the host's."""
+    try:
+        return float(len(os.sched_getaffinity(pid)))
+    except OSError:
+        return float(os.cpu_count() or 1)
+
+
+def _available_memory() -> int:
+    """The host's available memory in bytes (0: unknown)."""
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError):
+        return 0
