@@ -18,7 +18,10 @@ Every search (placer, optuna alone, random, grid) names its best the same way: i
 best trials are re-measured once and the best mean of two measurements wins
 (:func:`tuners.tuning.pick_confirmed` / ``confirm_best``; 3 extra measurements each, not
 trials). Each method's chosen config is measured again at the end (``--final-runs`` runs
-of ``--final-seconds``, probes off, mean) so all are compared under the same conditions.
+of ``--final-seconds``, probes off, median) so all are compared under the same conditions:
+distinct configs are measured round robin (A, B, ..., A, B, ...) so load bursts hit all
+alike, and methods that chose the identical config share one set of runs. Every measured
+value (final runs, grid) above the analysis's upper bound is listed as a bound violation.
 
 Every number is the tuner's objective (:func:`tuners.tuning.measure_config`): samples/s
 delivered to a consumer that materializes each batch (copies every array once), and, for
@@ -188,45 +191,94 @@ def search(
     return dict(best.user_attrs["config"]), trial_score(study, best)
 
 
-def measure_final(
-    defn: PipelineDef,
-    config: Config | None,
+def config_key(defn: PipelineDef, config: Config) -> str:
+    """One key per distinct (pipeline, config): identical configs are measured once."""
+    return json.dumps([defn.name, config], sort_keys=True, default=str)
+
+
+def measure_finals(
+    entries: dict[str, tuple[PipelineDef, Config | None]],
     measure: Any,
     runs: int,
     seconds: float,
     analysis: Analysis,
-    detail: dict[str, Any] | None = None,
-) -> float | None:
-    """Mean objective of ``runs`` runs; ``detail`` gets the first-epoch/steady rates."""
-    if config is None:
-        return None
-    values, first, steady = [], [], []
+) -> tuple[dict[str, float | None], dict[str, dict[str, Any]], dict[str, list[float]]]:
+    """Measure every method's chosen config fairly under host noise.
+
+    Distinct configs (:func:`config_key`) are measured once per round, round robin
+    (A run 1, B run 1, ..., A run 2, ...), so a burst of load hits every method about
+    alike; each method gets the median of its config's ``runs`` values (None if a run
+    failed). Methods that chose the identical config share its numbers: one config has one
+    true throughput. Returns (median per method, first-epoch/steady detail of cached
+    configs per method, every value per method).
+    """
+    keys: dict[str, str] = {}
+    unique: dict[str, tuple[PipelineDef, Config]] = {}
+    for method, (defn, config) in entries.items():
+        if config is None:
+            continue
+        key = config_key(defn, config)
+        keys[method] = key
+        unique.setdefault(key, (defn, config))
+    values: dict[str, list[float]] = {k: [] for k in unique}
+    first: dict[str, list[float]] = {k: [] for k in unique}
+    steady: dict[str, list[float]] = {k: [] for k in unique}
+    failed: set[str] = set()
     for _ in range(runs):
-        m, value = measure_config(
-            measure,
-            defn,
-            config,
-            seconds=seconds,
-            epochs=analysis.epochs,
-            analysis=analysis,
-            max_batches=1_000_000,
-            probes=False,
-            whole_epochs=True,
-        )
-        if m.error or m.batches <= 0:
-            return None
-        values.append(value)
-        if m.first_epoch_samples_per_second:
-            first.append(m.first_epoch_samples_per_second)
-        if m.steady_samples_per_second:
-            steady.append(m.steady_samples_per_second)
-    if detail is not None and config.get("cache") is not None:
-        detail.update(
-            cache=config.get("cache"),
-            first_epoch=statistics.fmean(first) if first else None,
-            steady=statistics.fmean(steady) if steady else None,
-        )
-    return statistics.fmean(values)
+        for key, (defn, config) in unique.items():
+            if key in failed:
+                continue
+            m, value = measure_config(
+                measure,
+                defn,
+                config,
+                seconds=seconds,
+                epochs=analysis.epochs,
+                analysis=analysis,
+                max_batches=1_000_000,
+                probes=False,
+                whole_epochs=True,
+            )
+            if m.error or m.batches <= 0:
+                failed.add(key)
+                continue
+            values[key].append(value)
+            if m.first_epoch_samples_per_second:
+                first[key].append(m.first_epoch_samples_per_second)
+            if m.steady_samples_per_second:
+                steady[key].append(m.steady_samples_per_second)
+    final: dict[str, float | None] = {}
+    details: dict[str, dict[str, Any]] = {}
+    runs_of: dict[str, list[float]] = {}
+    for method in entries:
+        key = keys.get(method)
+        if key is None or key in failed or not values[key]:
+            final[method] = None
+            continue
+        final[method] = statistics.median(values[key])
+        runs_of[method] = list(values[key])
+        config = unique[key][1]
+        if config.get("cache") is not None:
+            details[method] = {
+                "cache": config.get("cache"),
+                "first_epoch": statistics.median(first[key]) if first[key] else None,
+                "steady": statistics.median(steady[key]) if steady[key] else None,
+            }
+    return final, details, runs_of
+
+
+def bound_violations(
+    upper: float | None, measured: dict[str, list[float]], slack: float = 0.0
+) -> list[dict[str, Any]]:
+    """Every measured value above the analysis's upper bound (which must never happen)."""
+    if upper is None or not math.isfinite(upper):
+        return []
+    out = []
+    for method, vals in measured.items():
+        for v in vals:
+            if v > upper * (1 + slack):
+                out.append({"method": method, "samples_per_second": v, "upper_bound": upper})
+    return out
 
 
 def bench_one(name: str, args: argparse.Namespace, store_dir: Path) -> dict[str, Any]:
@@ -344,33 +396,24 @@ def bench_one(name: str, args: argparse.Namespace, store_dir: Path) -> dict[str,
         "grid": grid_config,
     }
     autotune_name = f"{name}-autotune" if name.endswith("-tfdata") else None
-    final: dict[str, float | None] = {}
-    details: dict[str, dict[str, Any]] = {}
-    for method, chosen_config in chosen.items():
-        details[method] = {}
-        final[method] = measure_final(
-            defn,
-            chosen_config,
-            measure,
-            args.final_runs,
-            args.final_seconds,
-            analysis,
-            details[method],
-        )
+    entries: dict[str, tuple[PipelineDef, Config | None]] = {
+        method: (defn, config) for method, config in chosen.items()
+    }
     if autotune_name is not None:
         try:
             tf_defn = load_pipeline(autotune_name)
-            final["tf.data AUTOTUNE"] = measure_final(
-                tf_defn,
-                dict(tf_defn.naive_config),
-                measure,
-                args.final_runs,
-                args.final_seconds,
-                analysis,
-            )
+            entries["tf.data AUTOTUNE"] = (tf_defn, dict(tf_defn.naive_config))
         except Exception as exc:  # noqa: BLE001 - reported, the rest of the row stands
-            final["tf.data AUTOTUNE"] = None
             print(f"{autotune_name}: {exc}", file=sys.stderr)
+    final, details, final_runs = measure_finals(
+        entries, measure, args.final_runs, args.final_seconds, analysis
+    )
+    if autotune_name is not None:
+        final.setdefault("tf.data AUTOTUNE", None)
+    shared: dict[str, list[str]] = {}
+    for method, (d, config) in entries.items():
+        if config is not None:
+            shared.setdefault(config_key(d, config), []).append(method)
 
     def ratio(a: str, b: str) -> float | None:
         x, y = final.get(a), final.get(b)
@@ -378,6 +421,11 @@ def bench_one(name: str, args: argparse.Namespace, store_dir: Path) -> dict[str,
 
     upper = analysis.upper_bound_samples_per_second
     placer = final.get("placer")
+    bound = upper if math.isfinite(upper) else None
+    # every measured number: the final runs, and the grid's (one short run each)
+    measured = dict(final_runs)
+    measured["grid (all configs)"] = [v for _c, v in grid_values_seen]
+    violations = bound_violations(bound, measured)
     return {
         "pipeline": name,
         "engine": defn.engine,
@@ -386,9 +434,23 @@ def bench_one(name: str, args: argparse.Namespace, store_dir: Path) -> dict[str,
         "grid_fitting_budget": len(fits),
         "trials": n_trials,
         "samples_per_second": final,
+        "final_runs": final_runs,
+        "same_config": [m for m in shared.values() if len(m) > 1],
         "cached_epochs": {k: v for k, v in details.items() if v},
         "configs": chosen,
-        "upper_bound": upper if math.isfinite(upper) else None,
+        "upper_bound": bound,
+        "upper_bound_without_gil": analysis.upper_bound_without_gil,
+        "gil_bound": analysis.gil_bound_samples_per_second,
+        "gil_shares": {
+            **{s.name: s.gil_share for s in analysis.stages if s.gil_share is not None},
+            **(
+                {"consumer": analysis.consumer_gil_share}
+                if analysis.consumer_gil_share is not None
+                else {}
+            ),
+        },
+        "lp_bottleneck": analysis.lp_bottleneck,
+        "bound_violations": violations,
         "upper_bound_steady": analysis.upper_bound_steady
         if math.isfinite(analysis.upper_bound_steady)
         else None,
@@ -434,18 +496,38 @@ def _cache_cell(r: dict[str, Any]) -> str:
     return f"{d['cache']} (1st epoch {_fmt(d['first_epoch'])}, then {_fmt(d['steady'])})"
 
 
+def _violations_cell(r: dict[str, Any]) -> str:
+    v = r.get("bound_violations") or []
+    if not v:
+        return "none"
+    worst = max(v, key=lambda x: x["samples_per_second"])
+    return (
+        f"{len(v)} (max {_fmt(worst['samples_per_second'])} by {worst['method']}, "
+        f"{100 * worst['samples_per_second'] / worst['upper_bound']:.0f}% of bound)"
+    )
+
+
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     head = (
         ["pipeline", "trials (grid)"]
         + METHODS
-        + ["upper bound", "placer/grid", "placer/bound", "placer/naive", "placer cache"]
+        + [
+            "upper bound",
+            "placer/grid",
+            "placer/bound",
+            "placer/naive",
+            "placer cache",
+            "bound violations",
+        ]
     )
     lines = [
         f"Measured {meta['date']} on {meta['host']} ({meta['cores']} cores, "
         f"{meta['memory_gib']:.0f} GiB, {meta['platform']}); budget {meta['budget_cores']} cores; "
         f"trials of {meta['trial_seconds']} s, objective = mean samples/s over "
         f"{meta['epochs']} epochs with a consumer copying each batch, "
-        f"final {meta['final_runs']}x{meta['final_seconds']} s; "
+        f"final: median of {meta['final_runs']} runs of {meta['final_seconds']} s (two "
+        "whole epochs at least) per distinct config, measured round robin, methods that "
+        "chose the same config share its numbers; "
         f"samples/s. Load average (1/5/15 min) at start {meta['load_average_at_start']}, "
         f"at end {meta.get('load_average_at_end')}: the host was shared with other jobs.",
         "",
@@ -462,6 +544,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             _fmt(r["placer_vs_upper_bound"], True),
             _fmt(r["placer_vs_naive"]) + "x",
             _cache_cell(r),
+            _violations_cell(r),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -472,7 +555,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("pipelines", nargs="*", default=None)
     parser.add_argument("--trial-seconds", type=float, default=1.5)
     parser.add_argument("--final-seconds", type=float, default=3.0)
-    parser.add_argument("--final-runs", type=int, default=2)
+    parser.add_argument(
+        "--final-runs", type=int, default=3, help="round-robin runs per config (median)"
+    )
     parser.add_argument("--trials", type=int, default=None, help="default: grid size / 10")
     parser.add_argument("--budget-cores", type=float, default=None)
     parser.add_argument("--budget-mem", type=int, default=None, help="bytes")

@@ -7,7 +7,9 @@ service rate* (output batches per CPU-second spent in the stage) and its *per-wo
 waits on I/O). A linear program (:func:`scipy.optimize.linprog`, HiGHS) then splits the
 CPU budget across stages to maximize the pipeline rate, the minimum over stages of
 ``cores × per-core rate``; sequential stages get at most one core (and one worker). The
-LP optimum, also capped by the source's read bandwidth, is an upper bound on throughput.
+LP optimum, also capped by the source's read bandwidth and, for engines whose stages are
+threads of one interpreter, by the GIL (the measured GIL-holding CPU of all those stages
+and the consumer fits in one core), is an upper bound on throughput.
 Prefetch depth follows Little's law (rate × per-batch latency) and the cache goes after
 the stage nearest the output whose materialized output fits the memory budget, never at
 or after a random stage (its output changes every epoch).
@@ -63,6 +65,7 @@ class StageAnalysis:
     parallelism: int = 1  # integer workers derived from the LP
     materialized_bytes: int | None = None  # memory to cache this stage's epoch output
     cacheable: bool = False
+    gil_share: float | None = None  # share of its CPU that holds the GIL (None: unknown/none)
 
 
 @dataclass
@@ -92,6 +95,12 @@ class Analysis:
     upper_bound_steady: float = math.inf  # with the cache, after its first epoch
     consumer_seconds_per_batch: float = 0.0  # the consumer's copy of one batch
     consumer_bound_samples_per_second: float | None = None  # one consumer thread's most
+    consumer_gil_share: float | None = None  # the consumer's GIL share (shared interpreter)
+    # one interpreter runs Python on one core at a time: samples/s at which the GIL-holding
+    # CPU of the stages and the consumer fills a core (None: no GIL term)
+    gil_bound_samples_per_second: float | None = None
+    upper_bound_without_gil: float | None = None  # the same bound without the GIL term
+    lp_bottleneck_no_cache: str | None = None  # what binds the no-cache LP
     explanation: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -167,7 +176,9 @@ def _materialized(defn: PipelineDef, stats: StageStats, epoch_batches: float, vi
     return int(math.ceil(per_element * visit * epoch_batches))
 
 
-def _consumer_stage(seconds_per_batch: float) -> StageAnalysis | None:
+def _consumer_stage(
+    seconds_per_batch: float, gil_share: float | None = None
+) -> StageAnalysis | None:
     """The consumer as a sequential stage that a cache never removes (None: free)."""
     if seconds_per_batch <= _EPS_CPU:
         return None
@@ -184,7 +195,14 @@ def _consumer_stage(seconds_per_batch: float) -> StageAnalysis | None:
         worker_rate=rate,
         measured_parallelism=1,
         measured_rate=rate,
+        gil_share=gil_share,
     )
+
+
+def gil_seconds_per_batch(stages: list[StageAnalysis]) -> float:
+    """CPU-seconds per output batch that hold the GIL: ``Σ cpu_per_batch_i × g_i`` over the
+    stages whose share was measured (those sharing one interpreter; unknown counts 0)."""
+    return sum(s.cpu_per_batch * s.gil_share for s in stages if s.gil_share)
 
 
 def _lp(
@@ -192,12 +210,15 @@ def _lp(
     budget_cores: float,
     cap_batches: float | None,
     max_workers: Mapping[str, int],
+    *,
+    gil: bool = True,
 ) -> tuple[float, dict[str, float], str | None]:
     """Max T s.t. T <= c_i r_i, sum c_i <= C, c_i <= 1 (sequential), T <= caps.
 
     Returns (T in batches/s, cores per stage, what binds). Stages without measurable CPU
     need no cores; every stage is also capped by its most workers (one if sequential,
-    the knob's upper end otherwise) times one worker's wall rate.
+    the knob's upper end otherwise) times one worker's wall rate. Stages with a measured
+    GIL share share one interpreter: ``T × Σ cpu_per_batch_i × g_i <= 1`` (``"gil"``).
     """
     from scipy.optimize import linprog
 
@@ -210,6 +231,10 @@ def _lp(
             caps.append((most * s.worker_rate, s.name))
     if cap_batches is not None:
         caps.append((cap_batches, "source"))
+    held = gil_seconds_per_batch(stages) if gil else 0.0
+    if held > _EPS_CPU:
+        # The GIL term involves T alone, so it is a cap on T.
+        caps.append((1.0 / held, "gil"))
     if n == 0:
         if not caps:
             return math.inf, {}, None
@@ -344,6 +369,7 @@ def analyze(
                 measured_rate=measured,
                 materialized_bytes=_materialized(defn, stats, epoch_batches, r["visit"]),
                 cacheable=pos < first_random,
+                gil_share=getattr(stats, "gil_share", None),
             )
         )
 
@@ -382,8 +408,10 @@ def analyze(
     consumer_per_batch = max(measurement.consumer_seconds, 0.0) / batches
     if measurement.consumer_best_seconds_per_batch is not None:
         consumer_per_batch = min(consumer_per_batch, measurement.consumer_best_seconds_per_batch)
-    consumer = _consumer_stage(consumer_per_batch)
+    # The consumer runs in the stages' interpreter when their GIL shares were measured.
+    consumer = _consumer_stage(consumer_per_batch, measurement.consumer_gil_share)
     tail = [consumer] if consumer is not None else []
+    gil_held = gil_seconds_per_batch(stages + tail)
     t_nc, cores_nc, bind_nc = _lp(stages + tail, budget_cores, source_cap, max_workers)
 
     # Cache: nearest the output, before any random stage, fitting the memory budget.
@@ -448,6 +476,13 @@ def analyze(
     # No start-up term: what a run pays before its first batch varies per config and per
     # process (imports, worker spawn), and the bound must stay an upper bound.
     upper = run_rate(upper_nc, upper_steady, epochs) if cache is not None else upper_nc
+    without_gil: float | None = None
+    if gil_held > _EPS_CPU:  # what the bound was before the GIL term (same cache choice)
+        free_nc = _lp(stages + tail, budget_cores, source_cap, max_workers, gil=False)[0]
+        without_gil = free_nc * samples_per_batch
+        if cache is not None:
+            free_c = _lp(live + tail, budget_cores, None, max_workers, gil=False)[0]
+            without_gil = run_rate(without_gil, free_c * samples_per_batch, epochs)
     analysis = Analysis(
         pipeline=defn.name,
         batch_size=samples_per_batch,
@@ -476,6 +511,12 @@ def analyze(
         consumer_bound_samples_per_second=(
             samples_per_batch / consumer_per_batch if consumer is not None else None
         ),
+        consumer_gil_share=measurement.consumer_gil_share,
+        gil_bound_samples_per_second=(
+            samples_per_batch / gil_held if gil_held > _EPS_CPU else None
+        ),
+        upper_bound_without_gil=without_gil,
+        lp_bottleneck_no_cache=bind_nc,
     )
     if source_note:
         analysis.notes.append(source_note)
@@ -498,6 +539,20 @@ def _fmt_bytes(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+def _gil_clause(a: Analysis, stages: list[StageAnalysis]) -> str:
+    """The GIL clause of a bound ("the GIL binds: 92% of tokenize's CPU holds it, ..."),
+    largest holders first, so a reader sees which stage's Python serializes the run."""
+    holders = [(s.cpu_per_batch * s.gil_share, s.name, s.gil_share) for s in stages if s.gil_share]
+    if a.consumer_gil_share and a.consumer_seconds_per_batch > _EPS_CPU:
+        share = a.consumer_gil_share
+        holders.append((a.consumer_seconds_per_batch * share, "the consumer", share))
+    holders.sort(reverse=True)
+    parts = [f"{100 * g:.0f}% of {name}'s CPU holds it" for held, name, g in holders[:3] if held]
+    return (
+        "the GIL binds: " + ", ".join(parts) + "; one interpreter runs Python on one core at a time"
+    )
 
 
 def explain(a: Analysis) -> list[str]:
@@ -524,18 +579,18 @@ def explain(a: Analysis) -> list[str]:
         )
     cores = f"{a.budget_cores:g} core{'s' if a.budget_cores != 1 else ''}"
     bound = f"{cores} bound the pipeline at {_fmt_rate(a.upper_bound_no_cache)} samples/s"
-    if (
-        a.lp_bottleneck == "source"
-        and a.source_bound_samples_per_second is not None
-        and a.cache is None
-    ):
+    # what binds without a cache (older analyses only stored the final LP's)
+    nc = a.lp_bottleneck_no_cache or (a.lp_bottleneck if a.cache is None else None)
+    if nc == "source" and a.source_bound_samples_per_second is not None:
         bound += " (the source's read bandwidth binds)"
-    elif a.lp_bottleneck == CONSUMER and a.cache is None:
+    elif nc == CONSUMER:
         bound += " (the consumer's copy of each batch binds)"
-    elif a.lp_bottleneck not in (None, "cores", "source", CONSUMER) and a.cache is None:
-        st = a.stage(a.lp_bottleneck)
+    elif nc == "gil":
+        bound += f" ({_gil_clause(a, a.stages)})"
+    elif nc not in (None, "cores", "source", "gil", CONSUMER):
+        st = a.stage(nc)
         most = "its one worker" if st.sequential else "the most workers its knob allows"
-        bound += f" ({a.lp_bottleneck} binds at {most})"
+        bound += f" ({nc} binds at {most})"
     lines.append(bound)
     if a.cache is not None:
         removed = [s.name for s in a.stages[: [s.name for s in a.stages].index(a.cache) + 1]]
@@ -543,6 +598,9 @@ def explain(a: Analysis) -> list[str]:
             after = f"bound {_fmt_rate(a.upper_bound_steady)} samples/s"
             if a.lp_bottleneck == CONSUMER:
                 after += " (the consumer's copy of each batch binds)"
+            elif a.lp_bottleneck == "gil":
+                cut = [s.name for s in a.stages].index(a.cache) + 1
+                after += f" ({_gil_clause(a, a.stages[cut:])})"
         else:
             after = "no measured stage is left to bound the pipeline"
         lines.append(
@@ -640,20 +698,26 @@ def predicted_rate(defn: PipelineDef, analysis: Analysis, config: Config, *, cac
     """Batches/s the config's workers could sustain if they got every core they ask for.
 
     The minimum over stages of workers × one worker's rate (DataLoader: the pool's workers
-    over the summed per-batch time of all stages); with ``cached`` the stages up to the
-    cache are skipped (steady state after the first epoch).
+    over the summed per-batch time of all stages), the consumer's rate and the GIL's (one
+    over the GIL-holding CPU per batch, when measured); with ``cached`` the stages up to
+    the cache are skipped (steady state after the first epoch).
     """
     skip = set(_prefix(defn, config.get("cache"))) if cached else set()
     live = [s for s in analysis.stages if s.name not in skip]
-    consumer = (
+    tail = (  # the consumer's rate, and the GIL's when measured
         1.0 / analysis.consumer_seconds_per_batch
         if analysis.consumer_seconds_per_batch > _EPS_CPU
         else math.inf
     )
+    held = gil_seconds_per_batch(live) + analysis.consumer_seconds_per_batch * (
+        analysis.consumer_gil_share or 0.0
+    )
+    if held > _EPS_CPU:  # threads of one interpreter: its GIL-holding CPU fits in one core
+        tail = min(tail, 1.0 / held)
     if "num_workers" in config:
         wall = sum(s.wall_per_batch for s in live)
         pool = max(int(config.get("num_workers") or 0), 1) / wall if wall > 0 else math.inf
-        return min(pool, consumer)
+        return min(pool, tail)
     knob_of = {s.name: s.parallelism_knob or f"parallelism.{s.name}" for s in defn.stages}
     rate = math.inf
     for st in live:
@@ -665,7 +729,7 @@ def predicted_rate(defn: PipelineDef, analysis: Analysis, config: Config, *, cac
             else int(config.get(knob_of.get(st.name, ""), st.measured_parallelism))
         )
         rate = min(rate, max(par, 1) * st.worker_rate)
-    return min(rate, consumer)
+    return min(rate, tail)
 
 
 def core_demand(defn: PipelineDef, analysis: Analysis, config: Config) -> float:

@@ -127,6 +127,8 @@ def pipeline_document(session: Session, pipeline: Pipeline) -> dict[str, Any]:
                 ),
                 "parallelism": stages_a.get(st.name, {}).get("parallelism"),
                 "cores": stages_a.get(st.name, {}).get("cores"),
+                # share of its CPU that holds the GIL (thread engines; None: not measured)
+                "gil_share": stages_a.get(st.name, {}).get("gil_share"),
             }
             for st in pipeline.stages
         ],

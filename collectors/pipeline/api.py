@@ -74,6 +74,10 @@ class StageStats:
     wait_seconds: float  # time the stage waited on its upstream
     queue_occupancy: float  # mean items waiting in the stage's output queue (0 if none)
     parallelism: int
+    # Share of the stage's time that holds the GIL (serialized in its interpreter), from
+    # replaying kept inputs in one and two threads (``probe.gil_share``); None: unknown or
+    # not applicable (worker processes, tf.data's native ops, sources that are generators).
+    gil_share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,11 @@ class Measurement:
     first_batch_seconds: float | None = None  # from the first next() to the first batch
     # the consumer's best copy of one batch (the last one, copied again warm, min of 5)
     consumer_best_seconds_per_batch: float | None = None
+    # GIL share of the consumer's copy when it shares one interpreter with the stages
+    # (thread engines; None otherwise), and what the GIL check cost (seconds, after the
+    # window: not in any rate)
+    consumer_gil_share: float | None = None
+    gil_check_seconds: float = 0.0
 
 
 class ProbeSink(Protocol):

@@ -10,6 +10,7 @@ arguments raise (:class:`placer.errors.InvalidInputError`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -21,9 +22,14 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from collectors.pipeline.api import Config, HostFacts, Measurement, PipelineDef, StageStats
-from collectors.pipeline.probe import Counters, Probes
+from collectors.pipeline.probe import RESERVOIR, Counters, Probes, gil_share
 
 _HEARTBEAT_SECONDS = 0.25
+
+#: Engines that run every stage (and the consumer) as threads of one interpreter: their
+#: stages share one GIL. DataLoader workers are processes (a GIL each) and tf.data runs
+#: native ops in C++ threads without it.
+SHARED_GIL_ENGINES = ("torchdata", "python")
 
 
 def batch_samples(batch: Any, default: int) -> int:
@@ -193,6 +199,7 @@ def consume(
     on_phase: Any = None,
     on_batch: Any = None,
     epoch_wait_seconds: float | None = None,
+    keep_last: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Iterate ``pipeline`` epoch after epoch (each ``iter()`` is one) as a consumer.
 
@@ -202,6 +209,7 @@ def consume(
     ``iter()`` never ends, until ``epoch_wait_seconds`` from the start have passed (then
     the epoch rates stay None). Returns the window's counts,
     the consumer's cost and the split between the first epoch and the later ones.
+    ``keep_last`` gets the last batch appended (for the consumer's GIL check).
     """
     consumer = Consumer() if materialize else None
     ends: list[float] = []  # perf_counter at the end of each completed epoch
@@ -277,6 +285,8 @@ def consume(
     close = getattr(it, "close", None)
     if close is not None:
         close()
+    if keep_last is not None and last is not None:
+        keep_last.append(last)
     best_copy: float | None = None
     if consumer is not None and last is not None:
         # The best case of the consumer's copy (warm memory, no other thread in the way):
@@ -314,22 +324,32 @@ def _run(
     min_epochs: int = 0,
     materialize: bool = True,
     epoch_wait_seconds: float | None = None,
+    gil_check: bool = False,
     send: Any = None,
     state: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The benchmark loop. ``state`` (phase, batches, probes) is what heartbeats report."""
+    """The benchmark loop. ``state`` (phase, batches, probes) is what heartbeats report.
+
+    ``gil_check`` (with probes): stages keep a reservoir of their inputs during the
+    window; afterwards each stage and the consumer is replayed in one and two threads
+    (:func:`collectors.pipeline.probe.gil_share`) for its GIL share.
+    """
     probes = Probes([s.name for s in defn.stages]) if use_probes else None
+    gil_check = gil_check and probes is not None
     state = state if state is not None else {}
     state.update({"batches": 0, "phase": "build", "probes": probes})
 
     pipeline = defn.build(dict(config), probes)
     state["phase"] = "warmup"
     marks: dict[str, Any] = {}
+    last: list[Any] = []
 
     def on_phase(phase: str) -> None:
         state["phase"] = phase
         marks["since"] = probes.snapshot() if probes is not None else None
         marks["cpu0"] = tree_cpu_seconds()
+        if gil_check and probes is not None:
+            probes.keep_inputs(RESERVOIR)
 
     def on_batch(n: int) -> None:
         state["batches"] = n
@@ -345,13 +365,25 @@ def _run(
         on_phase=on_phase,
         on_batch=on_batch,
         epoch_wait_seconds=epoch_wait_seconds,
+        keep_last=last if gil_check else None,
     )
     cpu = tree_cpu_seconds() - marks["cpu0"]
     stats: list[StageStats] = []
     if probes is not None:
         stats = probes.stats(since=marks["since"], parallelism=_parallelism(defn, config))
+    extra: dict[str, Any] = {}
+    if gil_check and probes is not None:
+        state["phase"] = "gil-check"
+        probes.keep_inputs(0)
+        t0 = time.perf_counter()
+        shares = probes.gil_shares()
+        stats = [dataclasses.replace(st, gil_share=shares.get(st.name)) for st in stats]
+        if last:
+            extra["consumer_gil_share"] = gil_share(Consumer(), [((last[0],), {})] * 4)
+        extra["gil_check_seconds"] = time.perf_counter() - t0
     return {
         **data,
+        **extra,
         "stages": stats,
         "process_cpu_seconds": cpu,
         "peak_rss_bytes": _peak_rss(),
@@ -453,6 +485,8 @@ def _result(
         consumer_best_seconds_per_batch=d.get("consumer_best_seconds_per_batch")
         if status == "ok"
         else None,
+        consumer_gil_share=d.get("consumer_gil_share") if status == "ok" else None,
+        gil_check_seconds=float(d.get("gil_check_seconds", 0.0)),
     )
 
 
@@ -469,6 +503,7 @@ def measure(
     host: HostFacts | None = None,
     min_epochs: int = 0,
     materialize: bool = True,
+    gil_check: bool | None = None,
 ) -> Measurement:
     """Run ``defn`` under ``config`` for at most ``max_batches`` / ``max_seconds``.
 
@@ -477,6 +512,10 @@ def measure(
     start) are complete, so a cached config shows its first epoch and its cached ones
     (``first_epoch_samples_per_second``, ``steady_samples_per_second``).
     ``materialize``: the consumer copies every batch once (see :class:`Consumer`).
+    ``gil_check``: measure each stage's and the consumer's GIL share after the window
+    (``StageStats.gil_share``; about 0.15-0.2 s per stage, not inside any rate). Default
+    (None): on for a profile, i.e. probes on, the naive config, and an engine whose stages
+    share one interpreter (:data:`SHARED_GIL_ENGINES`); trials skip it.
     ``timeout`` (default ``3 * max_seconds + 10``) bounds everything, build and warmup
     included; past it the child's whole process group is killed and the result has
     ``status="timeout"``. ``isolation="inline"`` runs in this process instead (no hard
@@ -493,6 +532,12 @@ def measure(
         raise InvalidInputError(f"isolation must be 'fork' or 'inline', not {isolation!r}")
     host = host or host_facts(defn.source)
     limit = timeout if timeout is not None else 3 * max_seconds + 10
+    if gil_check is None:
+        gil_check = (
+            probes
+            and defn.engine in SHARED_GIL_ENGINES
+            and {**defn.naive_config, **config} == dict(defn.naive_config)
+        )
     args = (
         defn,
         dict(config),
@@ -503,6 +548,7 @@ def measure(
         min_epochs,
         materialize,
         0.75 * limit if min_epochs else None,  # a stream never ends an epoch: stop waiting
+        bool(gil_check),
     )
     if isolation == "inline":
         try:

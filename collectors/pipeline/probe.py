@@ -19,14 +19,25 @@ Usage from plain Python::
     for x in probes.iterate("read", read_records()):  # times every next()
         ...
     stats = probes.stats()
+
+GIL share (:meth:`Probes.keep_inputs`, :meth:`Probes.gil_shares`): engines that run stages
+as threads of one interpreter (torchdata.nodes, plain Python thread pools) only scale as
+far as the stages' Python code lets go of the GIL. While keeping inputs, each wrapped
+stage keeps a small reservoir of the arguments it was called with; afterwards
+:func:`gil_share` replays them through the stage function in one thread and in two, and
+takes the share of time the two threads spend blocked on each other as the stage's
+serialized (GIL-holding) share: Amdahl's law on an idle host, robust to a busy one.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from random import random as _random
 from typing import Any
 
 from collectors.pipeline.api import StageStats
@@ -63,6 +74,18 @@ _PIL_BYTES_PER_PIXEL = {
 
 _clock = time.perf_counter_ns
 _cpu = time.thread_time_ns  # CLOCK_THREAD_CPUTIME_ID
+
+#: Inputs a stage keeps for the GIL check (reservoir sampling over the measured window).
+RESERVOIR = 32
+#: Attribute that marks a stage function as not replayable (see :func:`side_effects`).
+SIDE_EFFECTS_ATTR = "placer_side_effects"
+
+
+def side_effects(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark ``fn`` as a stage that must not be called twice on one input (it writes,
+    sends, consumes its input): the GIL check skips it and its share stays unknown."""
+    setattr(fn, SIDE_EFFECTS_ATTR, True)
+    return fn
 
 
 def estimate_bytes(value: Any, _depth: int = 0) -> int:
@@ -116,6 +139,8 @@ class StageProbe:
         """
         row = self._row()
         row[IN] += 1
+        if self._probes._keep:
+            self._probes._offer(self.index, fn, args, kwargs)
         if row[STRIDE] <= 1:
             w0 = _clock()
             c0 = _cpu()
@@ -252,6 +277,10 @@ class Probes:
         self._slot = -1  # >= 0 inside a worker process
         self._owner_pid = os.getpid()
         self._last_flush = 0
+        # GIL check: per stage index, the function and a reservoir of (args, kwargs)
+        self._keep = 0
+        self._kept: dict[int, tuple[Callable[..., Any], list[Any], list[int]]] = {}
+        self._no_replay: set[int] = set()
         for name in stages:
             self._add(name)
 
@@ -286,6 +315,53 @@ class Probes:
     def iterate(self, name: str, iterable: Iterable[Any]) -> Iterator[Any]:
         """``iterable`` with each ``next()`` timed and counted as stage ``name``."""
         return self.stage(name).iterate(iterable)
+
+    # -- inputs for the GIL check ----------------------------------------------------
+    def keep_inputs(self, k: int = RESERVOIR) -> None:
+        """Keep a uniform sample of up to ``k`` inputs per wrapped stage from now on
+        (``k=0``: stop keeping; what was kept stays until the next start)."""
+        if k > 0:
+            self._kept = {}
+            self._no_replay = set()
+        self._keep = max(int(k), 0)
+
+    def _offer(
+        self, index: int, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        # Algorithm R; racing threads may drop or overwrite a sample, which is harmless.
+        if index in self._no_replay:
+            return
+        entry = self._kept.get(index)
+        if entry is None:
+            if getattr(fn, SIDE_EFFECTS_ATTR, False):
+                self._no_replay.add(index)
+                return
+            entry = self._kept.setdefault(index, (fn, [], [0]))
+        kept, seen = entry[1], entry[2]
+        seen[0] += 1
+        if len(kept) < self._keep:
+            kept.append((args, kwargs))
+        else:
+            j = int(_random() * seen[0])
+            if j < self._keep:
+                kept[j] = (args, kwargs)
+
+    def kept_inputs(self, name: str) -> tuple[Callable[..., Any], list[Any]] | None:
+        """The stage's function and its kept ``(args, kwargs)`` (None: nothing kept)."""
+        idx = self._index.get(name)
+        entry = self._kept.get(idx) if idx is not None else None
+        if entry is None or not entry[1]:
+            return None
+        return entry[0], list(entry[1])
+
+    def gil_shares(self, **kwargs: Any) -> dict[str, float | None]:
+        """:func:`gil_share` of every stage that kept inputs (``kwargs`` go to it)."""
+        out: dict[str, float | None] = {}
+        for name in self._names:
+            kept = self.kept_inputs(name)
+            if kept is not None:
+                out[name] = gil_share(kept[0], kept[1], **kwargs)
+        return out
 
     # -- per-thread rows ------------------------------------------------------------
     def _thread_rows(self) -> list[list[int]]:
@@ -425,3 +501,138 @@ class Probes:
         self.__init__(state["names"])  # type: ignore[misc]
         self._shared = state["shared"]
         self._max_workers = state["max_workers"]
+
+
+# -- GIL share ---------------------------------------------------------------------------
+
+_SCHEDSTAT = "/proc/thread-self/schedstat"
+
+
+def _run_delay_ns() -> int | None:
+    """Nanoseconds this thread has waited on a run queue (ready, no core), or None."""
+    try:
+        with open(_SCHEDSTAT) as fh:
+            return int(fh.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _window(
+    fn: Callable[..., Any], items: list[Any], seconds: float, threads: int
+) -> list[tuple[float, float, float, int]] | None:
+    """Call ``fn`` over ``items`` (round robin, split between ``threads`` threads) for
+    ``seconds``; per thread (wall since the start, thread CPU, run-queue delay in
+    seconds, calls), None without schedstat. All threads run for the whole window (no thread
+    idles at the end while another finishes its share)."""
+    out: list[tuple[float, float, float, int]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    t0 = [0]
+    span = int(seconds * 1e9)
+
+    def work(chunk: list[Any], go: threading.Event) -> None:
+        d0, c0 = _run_delay_ns(), _cpu()  # before the start: waiting for the GIL counts
+        go.wait()
+        calls = 0
+        end = t0[0] + span
+        try:
+            while True:
+                for a, kw in chunk:
+                    fn(*a, **kw)
+                    calls += 1
+                    if _clock() >= end:
+                        break
+                else:
+                    continue
+                break
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+            errors.append(exc)
+        w1, c1, d1 = _clock(), _cpu(), _run_delay_ns()
+        if d0 is None or d1 is None:
+            return
+        with lock:
+            out.append(((w1 - t0[0]) / 1e9, (c1 - c0) / 1e9, (d1 - d0) / 1e9, calls))
+
+    go = threading.Event()
+    pool = [
+        threading.Thread(target=work, args=(items[i::threads], go), daemon=True)
+        for i in range(threads)
+    ]
+    for t in pool:
+        t.start()
+    time.sleep(0.001)  # let every thread reach go.wait()
+    t0[0] = _clock()  # the workers stop themselves: this thread would wait for the GIL
+    go.set()
+    for t in pool:
+        t.join()
+    if errors:
+        raise errors[0]
+    return out if len(out) == threads else None
+
+
+def gil_share(
+    fn: Callable[..., Any],
+    inputs: list[Any],
+    *,
+    repeats: int = 3,
+    window_seconds: float = 0.025,
+    max_call_seconds: float = 0.05,
+) -> float | None:
+    """Share of ``fn``'s time that is serialized in this interpreter (holds the GIL).
+
+    ``inputs`` are ``(args, kwargs)`` pairs. Per repeat, ``fn`` runs over the inputs for
+    ``window_seconds`` in one thread, then in two concurrent threads (both busy for the
+    whole window). A thread that needs the GIL while the other holds it is *blocked*:
+    neither on a core nor waiting for one. Per thread, blocked = wall − thread CPU −
+    run-queue delay (``/proc/thread-self/schedstat``); what the stage is blocked on alone
+    (sleeps, I/O: the one-thread run's blocked time per call) is taken out, the rest is
+    GIL wait. Two threads that hold the GIL all the time each wait half of the window, so
+    ``g = 2 × GIL wait / wall``, summed over the two threads: 1 for pure Python, 0 for
+    code that releases the GIL. On an idle two-core host this is Amdahl's law
+    (``wall2/wall1 = g + (1-g)/2`` for the same work), but a busy host, which delays
+    threads on the run queue without blocking them, is not mistaken for a serialized
+    stage. Threads that hold the GIL only part of the time may interleave without
+    waiting, so ``g`` is at most the share of the stage's time that holds it: a bound
+    built on it stays an upper bound.
+
+    Returns the median over ``repeats``, clipped to [0, 1]; None when unknown: no
+    schedstat (not Linux), a replay raised, or one call takes longer than
+    ``max_call_seconds``. Cost: about ``repeats × 2 × window_seconds`` plus two calls.
+    """
+    items = [x for x in inputs if isinstance(x, tuple) and len(x) == 2]
+    if len(items) < 2 or _run_delay_ns() is None:
+        return None
+    interval = sys.getswitchinterval()
+    try:
+        w0 = _clock()
+        for a, kw in items[:2]:  # warm up; also measures one call
+            fn(*a, **kw)
+        per_call = (_clock() - w0) / 2e9
+        if per_call > max_call_seconds:
+            return None
+        window = max(window_seconds, 4 * per_call)
+        shares: list[float] = []
+        # No forced GIL hand-offs while measuring: a thread gets the GIL when the holder
+        # lets go of it (I/O, C code that releases it), not every 5 ms. Each forced hand-off
+        # wakes the waiting thread, which on a busy host then waits on the run queue, and
+        # that delay would hide the GIL wait; the holder's own releases are what matter.
+        sys.setswitchinterval(max(interval, 10 * window))
+        for _ in range(max(repeats, 1)):
+            one = _window(fn, items, window, 1)
+            two = _window(fn, items, window, 2)
+            if not one or not two:
+                return None
+            wall1, cpu1, delay1, calls1 = one[0]
+            if calls1 <= 0:
+                continue
+            alone = max(wall1 - cpu1 - delay1, 0.0) / calls1  # blocked per call, 1 thread
+            walls = waited = 0.0
+            for wall, cpu, delay, calls in two:
+                waited += max(wall - cpu - delay - alone * calls, 0.0)
+                walls += wall
+            shares.append(min(max(2.0 * waited / max(walls, 1e-9), 0.0), 1.0))
+    except Exception:  # noqa: BLE001 - a stage that cannot be replayed: unknown
+        return None
+    finally:
+        sys.setswitchinterval(interval)
+    return statistics.median(shares) if shares else None
