@@ -308,7 +308,8 @@ def bench_one(name: str, args: argparse.Namespace, store_dir: Path) -> dict[str,
         epochs=args.epochs,
     )
     configs = grid(defn, pre)
-    n_trials = max(3, len(configs) // 10) if args.trials is None else args.trials
+    # at most a tenth of the grid (the goal), at least the analysis trial itself
+    n_trials = max(1, len(configs) // 10) if args.trials is None else args.trials
     print(
         f"{name}: grid of {len(configs)} configs, {n_trials} tuner trials "
         f"{json.dumps(grid_values(defn, pre), default=str)}",

@@ -470,6 +470,18 @@ def analyze(
     workers = max(
         1, math.ceil(t_for_little * sum(s.wall_per_batch for s in live if not s.sequential))
     )
+    if cache is not None and 0 < t_nc < math.inf:
+        # The first epoch runs every stage and fills the cache. When it takes most of the
+        # run (1/t_nc against (epochs-1)/t_opt), size the overlap for it: with the cached
+        # depth (none when every stage is cached) the first epoch would run its stages one
+        # after another in the consumer's thread, far below the LP's split of the cores.
+        later = (epochs - 1) / t_opt if 0 < t_opt < math.inf else 0.0
+        if 1.0 / t_nc >= later:
+            prefetch = max(prefetch, math.ceil(t_nc * sum(s.wall_per_batch for s in stages) - 1e-9))
+            workers = max(
+                workers,
+                math.ceil(t_nc * sum(s.wall_per_batch for s in stages if not s.sequential)),
+            )
 
     upper_steady = t_opt * samples_per_batch
     upper_nc = t_nc * samples_per_batch
