@@ -68,6 +68,10 @@ def test_run_suite_labels_and_reports_failures(
         assert s.scalar(select(func.count(Label.id)).where(Label.emulated.is_(False))) == 0
         seq = [e for e in doc["experiments"] if e["app"] == "seqread"][0]
         assert seq["all_slow_seconds"] > seq["baseline_seconds"]
+        # the baseline is the fastest plain run, not the profiled (shim + perf) run
+        base = s.get(Experiment, seq["experiment"]).params["baseline"]
+        assert base["source"] == "fastest plain run" and len(base["runs"]) == 3
+        assert seq["baseline_seconds"] == pytest.approx(min(base["runs"]), abs=1e-6)
     assert "seqread:" in (tmp_path / "suite.log").read_text()
     store.dispose()
 
@@ -121,3 +125,15 @@ def test_experiment_chunk_labels_each_chunk_of_one_site(
     code = main([*base, "--run", str(chunked["run"]), "--chunk", "8MiB"])
     assert code == 2
     assert "new profiles only" in capsys.readouterr().err
+
+
+def test_plain_baseline_keeps_every_run_and_gives_up_on_failure() -> None:
+    from placer.experiments.runner import plain_baseline
+
+    runs = plain_baseline(["sleep", "0.05"], runs=3)
+    assert len(runs) == 3 and min(runs) >= 0.05
+    assert plain_baseline(["sleep", "0.2"], runs=5, budget_seconds=0.3) == pytest.approx(
+        [0.2, 0.2], abs=0.15
+    )  # stops once the budget is spent
+    assert plain_baseline(["false"]) == []  # a failing run: no baseline from plain runs
+    assert plain_baseline(["no-such-program-xyz"]) == []

@@ -15,7 +15,13 @@ from typing import Any
 
 from placer.emulator.model import HostDram
 from placer.errors import PlacerError
-from placer.experiments.runner import ExperimentRequest, Mode, emulate_labels, measured_labels
+from placer.experiments.runner import (
+    ExperimentRequest,
+    Mode,
+    emulate_labels,
+    measured_labels,
+    plain_baseline,
+)
 
 
 @contextlib.contextmanager
@@ -121,7 +127,8 @@ def run_experiment(
                 store, command, app, deep=mode.kind == "emulated", chunk=req.chunk
             )
     if mode.kind == "emulated":
-        return emulate_labels(store, run_id, req, host)
+        runs = plain_baseline(command) if command else None
+        return emulate_labels(store, run_id, req, host, baseline_runs=runs)
     if command is None:
         from placer.store.models import Run
 
