@@ -283,3 +283,21 @@ def test_consumer_bound_uses_its_best_warm_copy() -> None:
     a = analyze(_cache_everything_defn(), m, budget_cores=2, budget_memory_bytes=8 * GIB)
     assert a.consumer_seconds_per_batch == pytest.approx(0.0005)
     assert a.upper_bound_steady == pytest.approx(2000 * 32)
+
+
+def test_calibrated_stage_cpu_is_held_to_what_the_process_used() -> None:
+    """tf.data stage costs are calibrated apart from the run; when they add up to more
+    CPU than the process spent, the bound would sit below what the pipeline reaches."""
+    m = _measurement()
+    # stages sum to 4.21 CPU-s; the process used 2.5 s, 0.4 s of it the consumer's copy
+    m = Measurement(**{**m.__dict__, "process_cpu_seconds": 2.5, "consumer_seconds": 0.4})
+    budget = dict(budget_cores=2, budget_memory_bytes=512 * 1024**2)
+    traced = analyze(_defn(), m, **budget)  # type: ignore[arg-type]
+    calibrated = analyze(_defn(engine="tfdata"), m, **budget)  # type: ignore[arg-type]
+    scale = (2.5 - 0.4) / 4.21
+    assert calibrated.stage("decode").cpu_per_batch == pytest.approx(0.032 * scale, rel=1e-6)
+    assert calibrated.upper_bound_no_cache > traced.upper_bound_no_cache * 1.5
+    assert any("stage CPU scaled by 0.50" in n for n in calibrated.notes)
+    # traced engines' thread CPU is taken as measured
+    assert traced.stage("decode").cpu_per_batch == pytest.approx(0.032)
+    assert not any("scaled" in n for n in traced.notes)
