@@ -251,18 +251,18 @@ def measure_finals(
     details: dict[str, dict[str, Any]] = {}
     runs_of: dict[str, list[float]] = {}
     for method in entries:
-        key = keys.get(method)
-        if key is None or key in failed or not values[key]:
+        mkey = keys.get(method)
+        if mkey is None or mkey in failed or not values[mkey]:
             final[method] = None
             continue
-        final[method] = statistics.median(values[key])
-        runs_of[method] = list(values[key])
-        config = unique[key][1]
-        if config.get("cache") is not None:
+        final[method] = statistics.median(values[mkey])
+        runs_of[method] = list(values[mkey])
+        chosen = unique[mkey][1]
+        if chosen.get("cache") is not None:
             details[method] = {
-                "cache": config.get("cache"),
-                "first_epoch": statistics.median(first[key]) if first[key] else None,
-                "steady": statistics.median(steady[key]) if steady[key] else None,
+                "cache": chosen.get("cache"),
+                "first_epoch": statistics.median(first[mkey]) if first[mkey] else None,
+                "steady": statistics.median(steady[mkey]) if steady[mkey] else None,
             }
     return final, details, runs_of
 
@@ -338,21 +338,9 @@ def bench_one(name: str, args: argparse.Namespace, store_dir: Path) -> dict[str,
     fits = [c for c in configs if core_demand(defn, analysis, c) <= budget_cores + 1e-6]
     grid_values_seen: list[tuple[Config, float]] = []
     t0 = time.perf_counter()
-    for config in fits:
-        m, value = measure_config(
-            measure,
-            defn,
-            config,
-            seconds=args.trial_seconds,
-            epochs=analysis.epochs,
-            analysis=analysis,
-            max_batches=1_000_000,
-            probes=False,
-        )
-        if not m.error:
-            grid_values_seen.append((config, value))
 
-    def remeasure(config: Config) -> float:
+    def measure_once(config: Config) -> tuple[Any, float]:
+        """One grid trial: the tuner's objective, probes off."""
         return measure_config(
             measure,
             defn,
@@ -362,7 +350,15 @@ def bench_one(name: str, args: argparse.Namespace, store_dir: Path) -> dict[str,
             analysis=analysis,
             max_batches=1_000_000,
             probes=False,
-        )[1]
+        )
+
+    for config in fits:
+        m, value = measure_once(config)
+        if not m.error:
+            grid_values_seen.append((config, value))
+
+    def remeasure(config: Config) -> float:
+        return measure_once(config)[1]
 
     # the same confirmation of the best few as placer's
     grid_config, _grid_value, _again = pick_confirmed(grid_values_seen, remeasure)
@@ -412,9 +408,9 @@ def bench_one(name: str, args: argparse.Namespace, store_dir: Path) -> dict[str,
     if autotune_name is not None:
         final.setdefault("tf.data AUTOTUNE", None)
     shared: dict[str, list[str]] = {}
-    for method, (d, config) in entries.items():
-        if config is not None:
-            shared.setdefault(config_key(d, config), []).append(method)
+    for method, (d, method_config) in entries.items():
+        if method_config is not None:
+            shared.setdefault(config_key(d, method_config), []).append(method)
 
     def ratio(a: str, b: str) -> float | None:
         x, y = final.get(a), final.get(b)
