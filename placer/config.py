@@ -14,7 +14,7 @@ def data_dir() -> Path:
     override = os.environ.get(DATA_DIR_ENV)
     if override:
         return Path(override).expanduser()
-    from platformdirs import user_data_dir
+    from platformdirs import user_data_dir  # lazy: heavy
 
     return Path(user_data_dir("placer", appauthor=False))
 

@@ -14,6 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from placer.errors import PlacerError
+from placer.store import Store
+from placer.store.engine import display_url, parse_url, sqlite_path
 from placer.tiers import detect_nodes
 
 
@@ -177,10 +180,6 @@ def check_openmp() -> Finding:
 
 
 def check_store(store_url: str) -> list[Finding]:
-    from placer.errors import PlacerError
-    from placer.store import Store
-    from placer.store.engine import display_url, parse_url, sqlite_path
-
     findings = [Finding("store", "ok", display_url(store_url), {"url": display_url(store_url)})]
     path = sqlite_path(parse_url(store_url))
     if path is not None and not path.exists():

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from placer import cli
 
 
 def test_db_upgrade_then_current_reports_head(run_placer, store_url: str) -> None:  # type: ignore[no-untyped-def]
@@ -146,3 +149,30 @@ def test_version_and_help_do_not_import_heavy_libraries() -> None:
         [sys.executable, "-m", "placer", "--version"], capture_output=True, text=True, check=True
     )
     assert version.stdout.startswith("placer ")
+
+
+def test_command_table_names_every_command_its_module_registers() -> None:
+    """`placer --help` lists commands from a table; each module must register exactly those."""
+    modules = {module for module, _help in cli.COMMANDS.values()}
+    for module in modules:
+        parser = cli.build_parser(next(n for n, (m, _) in cli.COMMANDS.items() if m == module))
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        helps = {c.dest: c.help for c in sub._choices_actions}
+        assert set(helps) == set(cli.COMMANDS), module  # every command listed
+        for name, (owner, text) in cli.COMMANDS.items():
+            assert helps[name] == text
+            if owner == module:
+                assert sub.choices[name]._actions[1:], f"{name}: no arguments registered"
+
+
+def test_command_word_is_found_after_global_options() -> None:
+    assert cli.command_name(["--store", "sqlite:///x.db", "--format", "json", "runs"]) == "runs"
+    assert cli.command_name(["--debug", "objects", "3"]) == "objects"
+    assert cli.command_name(["--help"]) is None
+
+
+def test_unknown_command_is_one_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["nosuchcommand"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err

@@ -47,8 +47,8 @@ def resolve_command(name: str) -> str:
 
 def read_elf(path: str) -> ElfInfo | None:
     """ELF facts of ``path``, or None if it is not an ELF file (a script, say)."""
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
+    from elftools.common.exceptions import ELFError  # lazy: heavy
+    from elftools.elf.elffile import ELFFile  # lazy: heavy
 
     try:
         with open(path, "rb") as fh:

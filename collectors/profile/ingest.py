@@ -21,9 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collectors.profile.dhat import match_points, read_dhat
 from collectors.profile.intervals import ObjectIndex, Span
-from collectors.profile.symbolize import Symbolizer
+from collectors.profile.symbolize import Symbolizer, fallback_name
 from placer.errors import InvalidInputError
+from placer.store.models import (
+    AllocObject,
+    Application,
+    DeepSiteStat,
+    Host,
+    ObjectMetric,
+    Run,
+    Site,
+)
 
 ALLOC_KINDS = {
     0: "malloc",
@@ -54,9 +64,7 @@ class RunOutcome:
 
 # ----------------------------------------------------------------- phase 1
 def _host(session: Any) -> Any:
-    from sqlalchemy import select
-
-    from placer.store.models import Host
+    from sqlalchemy import select  # lazy: heavy
 
     name = platform.node() or "localhost"
     host = session.scalar(select(Host).where(Host.hostname == name))
@@ -74,9 +82,7 @@ def _host(session: Any) -> Any:
 
 
 def _application(session: Any, name: str) -> Any:
-    from sqlalchemy import select
-
-    from placer.store.models import Application
+    from sqlalchemy import select  # lazy: heavy
 
     app = session.scalar(select(Application).where(Application.name == name))
     if app is None:
@@ -96,7 +102,6 @@ def begin_run(
     inputs: dict[str, Any],
 ) -> int:
     """Store the Run (status running) and return its id."""
-    from placer.store.models import Run
 
     with store.session() as s:
         app = _application(s, app_name)
@@ -120,7 +125,6 @@ def begin_run(
 
 def finish_run(store: Any, run_id: int, outcome: RunOutcome, signals: dict[str, Any]) -> None:
     """Set a run's final status without touching its objects (used when ingestion failed)."""
-    from placer.store.models import Run
 
     with store.session() as s:
         run = s.get(Run, run_id)
@@ -214,7 +218,6 @@ def _symbolize_sites(
     log: Any, used: Iterable[int], symbolizer: Symbolizer | None
 ) -> dict[int, tuple[list[list[Any]], list[str]]]:
     """site_hash → (frames [[module path, offset]], symbolized ``file:line`` chain)."""
-    from collectors.profile.symbolize import fallback_name
 
     build_ids: dict[str, str] = {}
     for path, build_id in log.modules.values():
@@ -245,9 +248,7 @@ def _symbolize_sites(
 
 def _get_or_create_sites(session: Any, rows: dict[str, dict[str, Any]]) -> dict[str, int]:
     """Site ids by hash; new hashes are inserted (sites are shared by all runs)."""
-    from sqlalchemy import select
-
-    from placer.store.models import Site
+    from sqlalchemy import select  # lazy: heavy
 
     ids: dict[str, int] = {}
     hashes = list(rows)
@@ -257,7 +258,7 @@ def _get_or_create_sites(session: Any, rows: dict[str, dict[str, Any]]) -> dict[
             select(Site.id, Site.site_hash).where(Site.site_hash.in_(batch))
         ):
             ids[h] = sid
-    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.exc import IntegrityError  # lazy: heavy
 
     for h, row in rows.items():
         if h in ids:
@@ -281,9 +282,7 @@ def ingest_profile(
     extra_signals: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Store everything of phase 2 in one transaction; returns a short summary."""
-    from sqlalchemy import insert
-
-    from placer.store.models import AllocObject, ObjectMetric, Run
+    from sqlalchemy import insert  # lazy: heavy
 
     signals: dict[str, Any] = dict(extra_signals or {})
     if not inputs.logs:
@@ -605,10 +604,7 @@ def ingest_dhat(
     store: Any, run_id: int, dhat_path: Path, *, wall_seconds: float | None
 ) -> dict[str, Any]:
     """Parse DHAT output and store DeepSiteStat rows for this run's sites, all or nothing."""
-    from sqlalchemy import select
-
-    from collectors.profile.dhat import match_points, read_dhat
-    from placer.store.models import AllocObject, DeepSiteStat, Run, Site
+    from sqlalchemy import select  # lazy: heavy
 
     profile = read_dhat(dhat_path)  # raises InvalidInputError before anything is written
     with store.session() as s:
@@ -667,7 +663,6 @@ def check_log_sanity(log: Any) -> None:
 
 def mark_deep_error(store: Any, run_id: int, message: str) -> None:
     """Record on the run that deep mode's output could not be used (no DeepSiteStat rows)."""
-    from placer.store.models import Run
 
     with store.session() as s:
         run = s.get(Run, run_id)

@@ -14,6 +14,7 @@ Only the standard library is imported here; numpy is looked at only if the scrip
 from __future__ import annotations
 
 import atexit
+import ctypes
 import gc
 import json
 import os
@@ -57,8 +58,6 @@ class Scanner:
                 return None  # views of foreign memory (mmap, buffers) are not heap objects
             return owner.__array_interface__["data"][0], int(owner.nbytes), owner
         if isinstance(obj, bytearray) and len(obj) >= self.min_size:
-            import ctypes
-
             buf = (ctypes.c_char * len(obj)).from_buffer(obj)
             addr = ctypes.addressof(buf)
             del buf

@@ -9,12 +9,21 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import collectors
+from collectors.profile import ingest, perf
+from collectors.profile.elf import read_elf, resolve_command, script_interpreter
+from collectors.profile.runner import run_program
+from collectors.profile.symbolize import Symbolizer
+from collectors.shim import shim_path
+from collectors.shim.log import read_log
+from placer.config import data_dir
 from placer.errors import ExternalToolError, InvalidInputError, PlacerError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
@@ -56,7 +65,6 @@ class PreparedCommand:
 
 def prepare(command: list[str], name: str | None) -> PreparedCommand:
     """Resolve the program, refuse what the shim cannot load, spot Python scripts."""
-    from collectors.profile.elf import read_elf, resolve_command, script_interpreter
 
     if not command:
         raise InvalidInputError("nothing to profile: give a command after --")
@@ -103,7 +111,7 @@ def prepare(command: list[str], name: str | None) -> PreparedCommand:
 
 def _shim_path() -> str:
     try:
-        from collectors.shim import shim_path  # type: ignore[attr-defined,unused-ignore]
+        pass
     except ImportError as exc:
         raise ExternalToolError(f"the allocation shim is not installed ({exc})") from None
     try:
@@ -120,10 +128,6 @@ def _say(msg: str) -> None:
 
 def run_profile(store: Any, req: ProfileRequest) -> tuple[int, int, dict[str, Any]]:
     """Profile ``req.command``; returns (run id, exit code for placer, summary)."""
-    from collectors.profile import ingest, perf
-    from collectors.profile.runner import run_program
-    from collectors.profile.symbolize import Symbolizer
-    from placer.config import data_dir
 
     prep = prepare(req.command, req.name)
     if req.chunk < 0:
@@ -164,8 +168,6 @@ def run_profile(store: Any, req: ProfileRequest) -> tuple[int, int, dict[str, An
         program = list(prep.argv)
         py_out: Path | None = None
         if prep.python_script is not None:
-            import collectors
-
             root = str(Path(collectors.__file__).resolve().parent.parent)
             py_out = workdir / "python.jsonl"
             program = [
@@ -293,8 +295,6 @@ def run_profile(store: Any, req: ProfileRequest) -> tuple[int, int, dict[str, An
 
 
 def _signame(sig: int) -> str:
-    import signal
-
     try:
         return signal.Signals(sig).name
     except ValueError:
@@ -302,6 +302,4 @@ def _signame(sig: int) -> str:
 
 
 def _read_logs(workdir: Path) -> list[Any]:
-    from collectors.shim.log import read_log
-
     return [read_log(p) for p in sorted(workdir.glob("shim.*.log"))]

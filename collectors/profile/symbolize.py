@@ -17,6 +17,8 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
+from collectors.profile.elf import read_elf
+
 _PRETTY = re.compile(r"^(?:\s*\(inlined by\)\s*)?(?:0x[0-9a-f]+:\s*)?(?P<func>.*?) at (?P<loc>.*)$")
 
 
@@ -81,7 +83,6 @@ class Symbolizer:
 
     def _vaddr_base(self, module: str) -> int:
         """Link-time address of the module's load base (non-zero for non-PIE programs)."""
-        from collectors.profile.elf import read_elf
 
         try:
             info = read_elf(module)

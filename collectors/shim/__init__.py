@@ -10,6 +10,10 @@ import os
 import threading
 from pathlib import Path
 
+from collectors.shim import build
+from collectors.shim.build import LIBRARY_NAME, cache_dir, compile_shim, embedded_hash
+from placer.errors import ExternalToolError
+
 __all__ = ["ENV_VARS", "shim_env", "shim_path"]
 
 #: Every environment variable the shim reads (docs/shim.md).
@@ -41,8 +45,6 @@ def shim_path() -> Path:
     source hash. Raises :class:`placer.errors.ExternalToolError` when it has to be built
     and no C compiler is found or the build fails.
     """
-    from collectors.shim import build
-    from collectors.shim.build import LIBRARY_NAME, cache_dir, compile_shim, embedded_hash
 
     SOURCE = build.SOURCE
 
@@ -57,8 +59,6 @@ def shim_path() -> Path:
             _resolved[digest] = packaged
             return packaged
         if not have_source:
-            from placer.errors import ExternalToolError
-
             raise ExternalToolError(
                 f"the allocation shim is not installed ({packaged} missing) and its C source "
                 f"({SOURCE}) is not there to build it; reinstall placer"

@@ -12,24 +12,95 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from placer import __version__
 from placer.cli.context import Context
 from placer.errors import PlacerError
 
-#: Command modules, in the order ``placer --help`` lists them.
-COMMAND_MODULES = [
-    "placer.cli.db",
-    "placer.cli.doctor",
-    "placer.cli.profile",
-    "placer.cli.tiers",
-    "placer.cli.emulate",
-    "placer.cli.experiment",
-    "placer.cli.tune",
-    "placer.cli.placement",
-    "placer.cli.report",
-    "placer.cli.daemon",
-]
+#: Every command: the module that implements it and its one-line help, in the order
+#: ``placer --help`` lists them. ``placer --help`` reads this table alone; a command's module
+#: (and the store, numpy, ... that it imports) is loaded only when that command runs, so the
+#: CLI starts fast. A module's ``register(sub, common)`` adds its commands' arguments; their
+#: help comes from here (one source).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "db": ("placer.cli.db", "manage the store's schema"),
+    "doctor": ("placer.cli.doctor", "what this host offers placer"),
+    "profile": (
+        "placer.cli.profile",
+        "run a program with the allocation shim and store its objects",
+    ),
+    "runs": ("placer.cli.profile", "list profiled runs"),
+    "objects": ("placer.cli.profile", "objects of one run, hottest first"),
+    "tiers": ("placer.cli.tiers", "memory tiers of this host (NUMA nodes)"),
+    "emulate": (
+        "placer.cli.emulate",
+        "estimate a run's runtime with some objects in a slow tier (emulator)",
+    ),
+    "experiment": (
+        "placer.cli.experiment",
+        "label a program's objects and plans under DRAM budgets (measured or emulated)",
+    ),
+    "tune": (
+        "placer.cli.tune",
+        "profile an input pipeline, find its bottleneck, tune it with Optuna",
+    ),
+    "pipelines": ("placer.cli.tune", "list profiled pipelines"),
+    "pipeline": ("placer.cli.tune", "show one pipeline: stages, rates, bottleneck, best config"),
+    "train": (
+        "placer.cli.placement",
+        "train the placement model (ranker + penalty) on labeled runs",
+    ),
+    "evaluate": (
+        "placer.cli.placement",
+        "leave-one-application-out: model plans vs baselines vs oracle",
+    ),
+    "recommend": (
+        "placer.cli.placement",
+        "rank a run's objects and plan them under a DRAM budget",
+    ),
+    "run": ("placer.cli.placement", "run a program with a plan applied by the shim (mbind)"),
+    "report": ("placer.cli.report", "write a recommendation report (HTML, Markdown or JSON)"),
+    "daemon": (
+        "placer.cli.daemon",
+        "run the placer daemon in the foreground (or: daemon status)",
+    ),
+    "jobs": ("placer.cli.daemon", "jobs the daemon watches"),
+    "job": ("placer.cli.daemon", "one daemon job: its current decisions and why"),
+    "attach": (
+        "placer.cli.daemon",
+        "attach the daemon to a running process (yours, or any as root)",
+    ),
+    "detach": ("placer.cli.daemon", "stop watching a job"),
+}
+
+#: Options before the command that take a value (``placer --store URL runs``).
+_VALUED_OPTIONS = ("--store", "--format")
+
+
+class _Commands:
+    """The subparsers action as a command module sees it: help filled in from COMMANDS."""
+
+    def __init__(self, sub: Any) -> None:
+        self._sub = sub
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        kwargs.setdefault("help", COMMANDS[name][1])
+        parser: argparse.ArgumentParser = self._sub.add_parser(name, **kwargs)
+        return parser
+
+
+def command_name(argv: Sequence[str]) -> str | None:
+    """The command word in argv (the first argument that is not a global option)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _VALUED_OPTIONS:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def _common_options(defaults: bool) -> argparse.ArgumentParser:
@@ -57,7 +128,8 @@ def _common_options(defaults: bool) -> argparse.ArgumentParser:
     return parent
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``command``, that command's module registers its full arguments."""
     parser = argparse.ArgumentParser(
         prog="placer",
         description="ML-driven data placement for tiered memory and ML input-pipeline tuning.",
@@ -66,16 +138,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"placer {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMAND_MODULES:
+    registered: set[str] = set()
+    if command in COMMANDS:
         # A fresh parent per module: parsers share the parent's action objects, so one
         # module overriding an option (conflict_handler="resolve") must not strip it from
         # every other command.
-        importlib.import_module(name).register(sub, _common_options(defaults=False))
+        module = importlib.import_module(COMMANDS[command][0])
+        module.register(_Commands(sub), _common_options(defaults=False))
+        registered = set(sub.choices)
+    for name, (_module, help_text) in COMMANDS.items():
+        if name not in registered:
+            sub.add_parser(name, help=help_text, parents=[_common_options(defaults=False)])
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(command_name(argv))
     args = parser.parse_args(argv)
     ctx = Context.from_args(args)
     try:

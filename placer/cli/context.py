@@ -28,6 +28,7 @@ class Context:
 
     def open_store(self, *, create: bool = True, migrate: bool = True) -> Any:
         """The store; by default created and migrated to head, as data commands need."""
+        # lazy: heavy (the store is sqlalchemy); `placer --help` must not pay for it
         from placer.store import Store
 
         store = Store(self.store_url, create=create)
@@ -46,8 +47,8 @@ class Context:
 
     @staticmethod
     def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        from rich.console import Console
-        from rich.table import Table
+        from rich.console import Console  # lazy: heavy
+        from rich.table import Table  # lazy: heavy
 
         table = Table(title=title, show_lines=False, header_style="bold")
         for col in columns:

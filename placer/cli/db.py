@@ -9,7 +9,7 @@ from placer.cli.context import Context
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    db = sub.add_parser("db", help="manage the store's schema", parents=[common])
+    db = sub.add_parser("db", parents=[common])
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION")
     db_sub.required = True
 

@@ -6,12 +6,13 @@ import argparse
 from typing import Any
 
 from placer.cli.context import Context
+from placer.doctor import run_doctor
 
 _MARK = {"ok": "ok", "warn": "!!", "missing": "--", "unsupported": "--", "error": "XX"}
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("doctor", help="what this host offers placer", parents=[common])
+    p = sub.add_parser("doctor", parents=[common])
     p.add_argument("--sys-root", default="/", help=argparse.SUPPRESS)  # recorded sysfs trees
     p.set_defaults(handler=_doctor)
 
@@ -25,7 +26,5 @@ def _render(doc: dict[str, Any]) -> None:
 
 
 def _doctor(args: argparse.Namespace, ctx: Context) -> int:
-    from placer.doctor import run_doctor
-
     ctx.emit(run_doctor(ctx.store_url, sys_root=args.sys_root), _render)
     return 0

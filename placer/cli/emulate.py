@@ -6,13 +6,18 @@ import argparse
 from typing import Any
 
 from placer.cli.context import Context
+from placer.emulator import costs
+from placer.emulator.host import host_dram, reference
+from placer.emulator.load import load_profile
+from placer.emulator.plans import resolve_plan, site_objects
+from placer.errors import InvalidInputError
+from placer.tiers.specs import load_spec
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "emulate",
         parents=[common],
-        help="estimate a run's runtime with some objects in a slow tier (emulator)",
         description="Estimate how long RUN would take with a placement in the slow tier "
         "described by --tier, from its profile and deep-mode (DHAT) traffic. "
         "Model and constants: docs/emulator.md. Nothing is stored.",
@@ -73,13 +78,6 @@ def _render(doc: dict[str, Any]) -> None:
 
 
 def _emulate(args: argparse.Namespace, ctx: Context) -> int:
-    from placer.emulator import costs
-    from placer.emulator.host import host_dram, reference
-    from placer.emulator.load import load_profile
-    from placer.emulator.plans import resolve_plan, site_objects
-    from placer.errors import InvalidInputError
-    from placer.tiers.specs import load_spec
-
     spec = load_spec(args.tier)
     ref = load_spec("dram")
     if args.threads is not None and args.threads < 1:

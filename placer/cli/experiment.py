@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
+from collectors.profile.session import parse_size
 from placer.cli.context import Context
+from placer.emulator.host import reference
+from placer.errors import InvalidInputError
+from placer.experiments.runner import ExperimentRequest, decide_mode
+from placer.experiments.session import run_experiment, run_suite, stdout_to_stderr
+from placer.experiments.strategies import parse_budgets
+from placer.experiments.workloads import suite
+from placer.tiers import detect_nodes
+from placer.tiers.specs import load_spec
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "experiment",
         parents=[common],
-        help="label a program's objects and plans under DRAM budgets (measured or emulated)",
         description="Profile CMD (or take --run), then store labels: each object's penalty "
         "alone in the slow tier and, per DRAM budget, the runtime of candidate plans. "
         "Measured when this host has a slow NUMA node (or --slow-node), else emulated with "
@@ -105,20 +118,6 @@ def _render(doc: dict[str, Any]) -> None:
 
 
 def _experiment(args: argparse.Namespace, ctx: Context) -> int:
-    import contextlib
-    import os
-    import time
-    from pathlib import Path
-
-    from collectors.profile.session import parse_size
-    from placer.emulator.host import reference
-    from placer.errors import InvalidInputError
-    from placer.experiments.runner import ExperimentRequest, decide_mode
-    from placer.experiments.session import run_experiment, stdout_to_stderr
-    from placer.experiments.strategies import parse_budgets
-    from placer.tiers import detect_nodes
-    from placer.tiers.specs import load_spec
-
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
@@ -172,20 +171,14 @@ def _experiment(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _suite(store: Any, req: Any, mode: Any, host: Any, *, quick: bool) -> dict[str, Any]:
-    import os
-    import sys
-
-    from rich.console import Console
+    from rich.console import Console  # lazy: heavy
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
         Progress,
         TextColumn,
         TimeElapsedColumn,
-    )
-
-    from placer.experiments.session import run_suite
-    from placer.experiments.workloads import suite
+    )  # lazy: heavy
 
     workloads = suite(quick=quick)
     # the progress bar keeps its own handle on the terminal: programs' output is redirected

@@ -7,17 +7,36 @@ Documents printed with ``--format json`` are described in docs/cli.md (Placement
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
+from collectors.profile.session import prepare
+from placer.daemon.client import close_job, register_self
 from placer.errors import InvalidInputError
+from placer.placement import apply, evaluation
+from placer.placement.features import FEATURE_SETS, FEATURES
+from placer.placement.labels import load_labels
+from placer.placement.planfile import (
+    check_build_id,
+    collapsed_sites,
+    parse_shim_lines,
+    read_plan,
+    shim_lines,
+    split_sites,
+    write_plan,
+)
+from placer.placement.recommend import Nodes, host_nodes
+from placer.placement.recommend import recommend as recommend_plan
+from placer.placement.registry import load_model, save_model
+from placer.store.models import Application, Plan, PlanDecision, Run, Site, TrainedModel
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "train",
         parents=[common],
-        help="train the placement model (ranker + penalty) on labeled runs",
     )
     p.add_argument(
         "--from-labels",
@@ -40,7 +59,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "evaluate",
         parents=[common],
-        help="leave-one-application-out: model plans vs baselines vs oracle",
     )
     p.add_argument("--budgets", default="30,50,70", help="DRAM budgets in %% of footprint")
     p.add_argument("--from-labels", choices=["measured", "emulated", "all"], default="all")
@@ -58,9 +76,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.set_defaults(handler=evaluate)
 
-    p = sub.add_parser(
-        "recommend", parents=[common], help="rank a run's objects and plan them under a DRAM budget"
-    )
+    p = sub.add_parser("recommend", parents=[common])
     p.add_argument("run", type=int, metavar="RUN", help="profiled run id")
     p.add_argument(
         "--dram-budget",
@@ -74,9 +90,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=int, default=15, help="ranked objects to list")
     p.set_defaults(handler=recommend)
 
-    p = sub.add_parser(
-        "run", parents=[common], help="run a program with a plan applied by the shim (mbind)"
-    )
+    p = sub.add_parser("run", parents=[common])
     p.add_argument("--plan", required=True, type=Path, help="plan file (placer recommend -o)")
     p.add_argument(
         "--force", action="store_true", help="apply a plan made for another build of the program"
@@ -92,10 +106,6 @@ def _pct(x: float | None) -> str:
 
 # ----------------------------------------------------------------------------- train
 def train(args: argparse.Namespace, ctx: Any) -> int:
-    from placer.placement import evaluation
-    from placer.placement.labels import load_labels
-    from placer.placement.registry import save_model
-
     store = ctx.open_store()
     with store.session() as s:
         data = evaluation.build_dataset(s, load_labels(s, args.from_labels, args.tier))
@@ -135,9 +145,6 @@ def _budgets(text: str) -> list[int]:
 
 
 def evaluate(args: argparse.Namespace, ctx: Any) -> int:
-    from placer.placement import evaluation
-    from placer.placement.features import FEATURE_SETS, FEATURES
-
     budgets = _budgets(args.budgets)
     store = ctx.open_store()
     with store.session() as s:
@@ -220,10 +227,6 @@ def evaluate(args: argparse.Namespace, ctx: Any) -> int:
 
 # ------------------------------------------------------------------------- recommend
 def recommend(args: argparse.Namespace, ctx: Any) -> int:
-    from placer.placement.planfile import write_plan
-    from placer.placement.recommend import Nodes, host_nodes, recommend
-    from placer.placement.registry import load_model
-
     nodes = host_nodes()
     if args.dram_node is not None or args.slow_node is not None:
         dram = nodes.dram if args.dram_node is None else args.dram_node
@@ -234,7 +237,7 @@ def recommend(args: argparse.Namespace, ctx: Any) -> int:
     store = ctx.open_store()
     with store.session() as s:
         loaded = load_model(s)
-        doc = recommend(s, args.run, args.dram_budget, loaded, nodes, top=args.top)
+        doc = recommend_plan(s, args.run, args.dram_budget, loaded, nodes, top=args.top)
         if args.output:
             try:
                 write_plan(args.output, doc["plan"])
@@ -294,19 +297,6 @@ def recommend(args: argparse.Namespace, ctx: Any) -> int:
 
 # ------------------------------------------------------------------------------- run
 def run(args: argparse.Namespace, ctx: Any) -> int:
-    import sys
-
-    from collectors.profile.session import prepare
-    from placer.placement import apply
-    from placer.placement.planfile import (
-        check_build_id,
-        collapsed_sites,
-        parse_shim_lines,
-        read_plan,
-        shim_lines,
-        split_sites,
-    )
-
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
@@ -333,7 +323,6 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         file=sys.stderr,
         flush=True,
     )
-    from placer.daemon.client import close_job, register_self
 
     job = register_self(cmd, say=lambda m: print(f"placer: {m}", file=sys.stderr))
     try:
@@ -407,7 +396,6 @@ def _plan_chunk_bytes(store: Any, doc: dict[str, Any]) -> int | None:
     run_id = doc.get("run")
     if not isinstance(run_id, int):
         return None
-    from placer.store.models import Run
 
     with store.session() as s:
         run = s.get(Run, run_id)
@@ -420,11 +408,8 @@ def _plan_chunk_bytes(store: Any, doc: dict[str, Any]) -> int | None:
 def _store_run(
     store: Any, doc: dict[str, Any], prep: Any, cmd: list[str], outcome: Any, got: dict[str, Any]
 ) -> tuple[int, int]:
-    import os
 
-    from sqlalchemy import select
-
-    from placer.store.models import Application, Plan, PlanDecision, Run, Site
+    from sqlalchemy import select  # lazy: heavy
 
     with store.session() as s:
         app = s.scalar(select(Application).where(Application.name == prep.app_name))
@@ -480,8 +465,6 @@ def _store_run(
                     )
                 )
         if plan.model_id is not None:
-            from placer.store.models import TrainedModel
-
             if s.get(TrainedModel, plan.model_id) is None:
                 plan.model_id = None  # the plan came from another store
         s.add(plan)

@@ -6,11 +6,16 @@ Heavy work lives in :mod:`collectors.profile`; this module parses arguments and 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
+from collectors.profile.session import ProfileRequest, parse_size, run_profile
+from collectors.profile.symbolize import short_frame
 from placer.cli.context import Context
+from placer.daemon.client import close_job, register_self
 from placer.errors import InvalidInputError, NotFoundError
+from placer.store.models import AllocObject, Application, DeepSiteStat, ObjectMetric, Run, Site
 
 SORT_KEYS = (
     "density",
@@ -31,7 +36,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "profile",
         parents=[common],
-        help="run a program with the allocation shim and store its objects",
         description="Run CMD with the allocation shim preloaded (and perf where it works); "
         "its output passes through untouched, placer exits with its exit code and prints "
         "the run id on stderr.",
@@ -78,12 +82,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.set_defaults(handler=_profile)
 
-    r = sub.add_parser("runs", parents=[common], help="list profiled runs")
+    r = sub.add_parser("runs", parents=[common])
     r.add_argument("--limit", type=int, default=50, help="newest N runs (default 50)")
     r.add_argument("--app", metavar="APP", help="only runs of this application")
     r.set_defaults(handler=_runs)
 
-    o = sub.add_parser("objects", parents=[common], help="objects of one run, hottest first")
+    o = sub.add_parser("objects", parents=[common])
     o.add_argument("run", type=int, metavar="RUN", help="run id (see `placer runs`)")
     o.add_argument(
         "--sort",
@@ -97,8 +101,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 # ----------------------------------------------------------------- profile
 def _profile(args: argparse.Namespace, ctx: Context) -> int:
-    from collectors.profile.session import ProfileRequest, parse_size, run_profile
-
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
@@ -114,7 +116,6 @@ def _profile(args: argparse.Namespace, ctx: Context) -> int:
         threshold=parse_size(args.threshold, "--threshold") if args.threshold else None,
         perf=not args.no_perf,
     )
-    from placer.daemon.client import close_job, register_self
 
     job = register_self(cmd, say=lambda m: print(f"placer: {m}", file=sys.stderr))
     code: int | None = None
@@ -129,8 +130,6 @@ def _profile(args: argparse.Namespace, ctx: Context) -> int:
             run_id=run_id if code is not None else None,
         )
     if ctx.format == "json":
-        import json
-
         json.dump({"run": run_id, "exit_code": code, **summary}, sys.stderr)
         sys.stderr.write("\n")
     return code
@@ -138,9 +137,7 @@ def _profile(args: argparse.Namespace, ctx: Context) -> int:
 
 # ----------------------------------------------------------------- runs
 def _runs(args: argparse.Namespace, ctx: Context) -> int:
-    from sqlalchemy import func, select
-
-    from placer.store.models import AllocObject, Application, Run
+    from sqlalchemy import func, select  # lazy: heavy
 
     with ctx.open_store() as store, store.session() as s:
         counts = (
@@ -205,9 +202,7 @@ def objects_document(
     store: Any, run_id: int, sort: str = "density", limit: int = 0
 ) -> dict[str, Any]:
     """The JSON document of ``placer objects`` (documented in docs/cli.md)."""
-    from sqlalchemy import select
-
-    from placer.store.models import AllocObject, Application, DeepSiteStat, ObjectMetric, Run, Site
+    from sqlalchemy import select  # lazy: heavy
 
     with store.session() as s:
         row = s.execute(
@@ -366,8 +361,6 @@ def _clip(text: str, n: int) -> str:
 
 
 def _site_label(chain: list[str], frames: int = 3) -> str:
-    from collectors.profile.symbolize import short_frame
-
     # frames of the C library's start-up code (``./csu/...``) tell people nothing
     useful = [f for f in chain if not f.startswith("./")] or list(chain)
     return " ← ".join(short_frame(f) for f in useful[:frames]) or "?"

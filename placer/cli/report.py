@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from placer import reports
 from placer.cli.context import Context
 from placer.errors import UsageError
+from placer.reports.render import render
 
 _BY_SUFFIX = {".html": "html", ".htm": "html", ".json": "json", ".md": "md"}
 
@@ -26,7 +28,6 @@ def _positive_int(text: str) -> int:
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "report",
-        help="write a recommendation report (HTML, Markdown or JSON)",
         parents=[common],
         conflict_handler="resolve",
         description=(
@@ -80,9 +81,6 @@ def _report(args: argparse.Namespace, ctx: Context) -> int:
             raise UsageError(f"cannot write report {args.output}: it is a directory")
     if fmt == "html" and args.output is None and sys.stdout.isatty():
         raise UsageError("an HTML report goes to a file: add -o report.html")
-
-    from placer import reports
-    from placer.reports.render import render
 
     kind, ident = (
         ("run", args.run)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from placer.cli.context import Context
+from placer.errors import InvalidInputError
+from placer.tiers import detect_nodes
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("tiers", help="memory tiers of this host (NUMA nodes)", parents=[common])
+    p = sub.add_parser("tiers", parents=[common])
     p.add_argument("--sys-root", default="/", help="read sysfs under this root (recorded trees)")
     p.set_defaults(handler=_tiers)
 
@@ -51,11 +54,6 @@ def _render(doc: dict[str, Any]) -> None:
 
 
 def _tiers(args: argparse.Namespace, ctx: Context) -> int:
-    from pathlib import Path
-
-    from placer.errors import InvalidInputError
-    from placer.tiers import detect_nodes
-
     if not (Path(args.sys_root) / "sys/devices/system/node").is_dir():
         raise InvalidInputError(
             f"no NUMA information under {args.sys_root}/sys/devices/system/node"

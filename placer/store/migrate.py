@@ -23,7 +23,7 @@ def migrations_dir() -> Path:
 
 def alembic_config(connection: Connection | None = None) -> Any:
     """An Alembic ``Config`` pointing at our scripts, optionally bound to a connection."""
-    from alembic.config import Config
+    from alembic.config import Config  # lazy: heavy
 
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
@@ -34,7 +34,7 @@ def alembic_config(connection: Connection | None = None) -> Any:
 
 
 def script_directory() -> Any:
-    from alembic.script import ScriptDirectory
+    from alembic.script import ScriptDirectory  # lazy: heavy
 
     return ScriptDirectory.from_config(alembic_config())
 
@@ -47,7 +47,7 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at; None when our schema was never created."""
-    from alembic.runtime.migration import MigrationContext
+    from alembic.runtime.migration import MigrationContext  # lazy: heavy
 
     with engine.connect() as conn:
         if not inspect(conn).has_table(VERSION_TABLE):
@@ -58,7 +58,7 @@ def current_revision(engine: Engine) -> str | None:
 
 def _resolve(revision: str) -> None:
     """Fail with one clear line before touching the database if ``revision`` is unknown."""
-    from alembic.util import CommandError
+    from alembic.util import CommandError  # lazy: heavy
 
     if revision in ("head", "base", "heads"):
         return
@@ -74,7 +74,7 @@ def _resolve(revision: str) -> None:
 
 @contextlib.contextmanager
 def _migration_errors() -> Iterator[None]:
-    from alembic.util import CommandError
+    from alembic.util import CommandError  # lazy: heavy
 
     try:
         yield
@@ -83,7 +83,7 @@ def _migration_errors() -> Iterator[None]:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    from alembic import command
+    from alembic import command  # lazy: heavy
 
     _resolve(revision)
     with _migration_errors(), engine.begin() as conn:
@@ -91,7 +91,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    from alembic import command
+    from alembic import command  # lazy: heavy
 
     _resolve(revision)
     with _migration_errors(), engine.begin() as conn:
@@ -100,7 +100,7 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 def check(engine: Engine) -> None:
     """Raise if the ORM models and the migrated schema differ (``alembic check``)."""
-    from alembic import command
+    from alembic import command  # lazy: heavy
 
     with _migration_errors(), engine.begin() as conn:
         command.check(alembic_config(conn))
