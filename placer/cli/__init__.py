@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "runs": ("placer.cli.profile", "list profiled runs"),
     "objects": ("placer.cli.profile", "objects of one run, hottest first"),
     "tiers": ("placer.cli.tiers", "memory tiers of this host (NUMA nodes)"),
+    "calibrate": (
+        "placer.cli.calibrate",
+        "measure this host's caches and DRAM once and store the host model",
+    ),
     "emulate": (
         "placer.cli.emulate",
         "estimate a run's runtime with some objects in a slow tier (emulator)",

@@ -66,6 +66,30 @@ class Host(Base):
     tiers: Mapped[list[MemoryTier]] = relationship(back_populates="host")
 
 
+class HostModelRow(Base):
+    """A host model measured by ``placer calibrate`` (:mod:`placer.contracts.host`).
+
+    Kept, never overwritten: every label and plan priced on a model names it, so a later
+    calibration changes nothing already computed. The newest row is the host's current model.
+    """
+
+    __tablename__ = "placer_host_models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[int] = mapped_column(
+        ForeignKey("placer_hosts.id", ondelete="CASCADE"), index=True
+    )
+    host_fingerprint: Mapped[str] = mapped_column(String(32))
+    fingerprint: Mapped[str] = mapped_column(String(32), unique=True)
+    effective_cache_bytes: Mapped[int] = mapped_column(BigInteger)
+    dram_latency_ns: Mapped[float] = mapped_column(Float)
+    read_gbps: Mapped[float] = mapped_column(Float)
+    write_gbps: Mapped[float] = mapped_column(Float)
+    spread: Mapped[float] = mapped_column(Float)
+    model: Mapped[JsonDict] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = _now()
+
+
 class MemoryTier(Base):
     """One NUMA node of a host, classed as DRAM or a slow tier, with the evidence used."""
 
