@@ -151,10 +151,3 @@ def _parse_pretty(text: str, offsets: list[int], base: int) -> dict[int, list[st
             continue
         result.setdefault(current, []).append(loc)
     return result
-
-
-def short_frame(frame: str) -> str:
-    """``/long/path/pr.cc:42`` → ``pr.cc:42`` for tables."""
-    if "+0x" in frame and ":" not in frame:
-        return frame
-    return os.path.basename(frame)

@@ -11,8 +11,8 @@ import sys
 from typing import Any
 
 from collectors.profile.session import ProfileRequest, parse_size, run_profile
-from collectors.profile.symbolize import short_frame
 from placer.cli.context import Context
+from placer.contracts.naming import site_label
 from placer.daemon.client import close_job, register_self
 from placer.errors import InvalidInputError, NotFoundError
 from placer.store.models import AllocObject, Application, DeepSiteStat, ObjectMetric, Run, Site
@@ -360,12 +360,6 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _site_label(chain: list[str], frames: int = 3) -> str:
-    # frames of the C library's start-up code (``./csu/...``) tell people nothing
-    useful = [f for f in chain if not f.startswith("./")] or list(chain)
-    return " ← ".join(short_frame(f) for f in useful[:frames]) or "?"
-
-
 def _objects(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.open_store() as store:
         doc = objects_document(store, args.run, args.sort, args.limit)
@@ -388,7 +382,7 @@ def _objects(args: argparse.Namespace, ctx: Context) -> int:
             ]
             row = [
                 o["id"],
-                _site_label(o["site"]["chain"]) + chunk,
+                site_label(o["site"]["chain"]) + chunk,
                 _human(o["size_bytes"]),
                 f"{o['lifetime_s']:.2f}",
                 "" if o["density"] is None else f"{o['density']:.2f}",
