@@ -183,7 +183,7 @@ def _replayed(log: NS, perf: list[PerfSample]) -> pd.DataFrame:
 
 
 def _assert_same(stored: pd.DataFrame, live: pd.DataFrame) -> None:
-    assert len(live) and set(live.index) <= set(stored.index)
+    assert len(live) and stored.index.is_unique and set(live.index) <= set(stored.index)
     stored = stored.loc[live.index]
     for col in [*FEATURES, *SHAPE]:
         for key, want, got in zip(live.index, stored[col], live[col], strict=True):
