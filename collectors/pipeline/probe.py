@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from random import random as _random
 from typing import Any
 
-from collectors.pipeline.api import StageStats
+from placer.contracts.pipeline import StageStats
 
 FIELDS = (
     "elements_in",
