@@ -224,7 +224,7 @@ def _lp(
     the knob's upper end otherwise) times one worker's wall rate. Stages with a measured
     GIL share share one interpreter: ``T × Σ cpu_per_batch_i × g_i <= 1`` (``"gil"``).
     """
-    from scipy.optimize import linprog
+    from scipy.optimize import linprog  # lazy: heavy
 
     cpu_stages = [s for s in stages if s.core_rate is not None]
     n = len(cpu_stages)
