@@ -54,3 +54,11 @@ class InvalidInputError(PlacerError):
 
 class ExternalToolError(PlacerError):
     """An external program placer relies on (perf, valgrind, cc) is missing or failed."""
+
+
+def first_line(text_or_exc: str | BaseException) -> str:
+    """The first non-empty line of ``str(text_or_exc)``, stripped: errors stay one line."""
+    for line in str(text_or_exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return ""

@@ -21,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from placer.contracts.pipeline import from_wire, to_wire
 from placer.errors import InvalidInputError
 from placer.placement.features import (
     Interval,
@@ -32,6 +33,7 @@ from placer.placement.features import (
 )
 from placer.placement.features import features as feature_table
 from placer.placement.planner import knapsack, parse_budget
+from tuners.space import distributions
 
 #: Samples kept per object (a sliding window: the daemon ranks recent behaviour).
 SAMPLE_WINDOW = 256
@@ -256,30 +258,9 @@ def anonymous_regions(pid: int, min_bytes: int = VMA_MIN_BYTES) -> list[tuple[in
 
 # ------------------------------------------------------------------------- pipelines
 def parse_knob_space(doc: Any) -> dict[str, dict[str, Any]]:
-    """``{"knob": {"low": 1, "high": 8} | {"choices": [...]}}`` checked; one-line errors."""
-    if not isinstance(doc, dict) or not doc:
-        raise InvalidInputError("knob space must be a non-empty object of knob definitions")
-    out: dict[str, dict[str, Any]] = {}
-    for name, spec in doc.items():
-        if not isinstance(name, str) or not isinstance(spec, dict):
-            raise InvalidInputError(f"knob {name!r}: a definition is an object")
-        if "choices" in spec:
-            ch = spec["choices"]
-            if (
-                not isinstance(ch, list)
-                or not ch
-                or not all(c is None or isinstance(c, str | int | float | bool) for c in ch)
-            ):
-                raise InvalidInputError(f"knob {name!r}: choices must be a list of scalars")
-            out[name] = {"choices": list(ch)}
-        else:
-            lo, hi = spec.get("low"), spec.get("high")
-            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)) or lo > hi:  # type: ignore[operator]
-                raise InvalidInputError(
-                    f"knob {name!r}: low and high must be integers, low <= high"
-                )
-            out[name] = {"low": lo, "high": hi}
-    return out
+    """``{"knob": {"low": 1, "high": 8[, "log": true]} | {"choices": [...]}}`` checked;
+    one-line errors. Normalized through the knob types so nothing (``log``) is lost."""
+    return to_wire(from_wire(doc))
 
 
 #: Fields a reported stage needs for the analysis (those of ``StageStats``).
@@ -373,7 +354,7 @@ def _analysis_trial(
 ) -> FirstTrial:
     import os
 
-    from collectors.pipeline.api import (
+    from placer.contracts.pipeline import (
         ChoiceKnob,
         HostFacts,
         IntKnob,
@@ -382,7 +363,8 @@ def _analysis_trial(
         StageInfo,
         StageStats,
     )
-    from tuners.analysis import analyze, config_from_analysis
+    from tuners.analysis import analyze
+    from tuners.configs import config_from_analysis
 
     shape = shape or {}
     declared = {str(d.get("name")): d for d in shape.get("stages") or [] if isinstance(d, dict)}
@@ -499,7 +481,7 @@ def _rss(pid: int) -> int:
 class PipelineTuner:
     """Optuna ask-and-tell over a job's knobs, in the store's database or in memory.
 
-    ``storage`` (Optuna's RDB storage on the store, ``tuners.tuning.optuna_storage``) and
+    ``storage`` (Optuna's RDB storage on the store, ``tuners.study.optuna_storage``) and
     ``study_name``: the study is created, or loaded when it exists (a restarted daemon
     resumes it: its finished trials count, its open trial is the one the job may be
     running). Without storage the study is in memory.
@@ -571,14 +553,7 @@ class PipelineTuner:
         return self.told >= self.max_trials and self.best is not None
 
     def _dists(self) -> dict[str, Any]:
-        from optuna.distributions import CategoricalDistribution, IntDistribution
-
-        return {
-            k: CategoricalDistribution(v["choices"])
-            if "choices" in v
-            else IntDistribution(v["low"], v["high"])
-            for k, v in self.space.items()
-        }
+        return distributions(from_wire(self.space))
 
     def _ask(self) -> dict[str, Any]:
         t = self.study.ask(self._dists())
