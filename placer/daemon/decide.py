@@ -14,13 +14,26 @@ for the next ones, which the daemon sends back for the job to apply at its next 
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from collectors.pipeline.api import (
+    ChoiceKnob,
+    HostFacts,
+    IntKnob,
+    Measurement,
+    PipelineDef,
+    StageInfo,
+    StageStats,
+)
 from placer.errors import InvalidInputError
+from placer.placement.planner import knapsack, parse_budget
+from tuners.analysis import analyze, config_from_analysis
 
 PAGE = 4096
 #: Samples kept per object (a sliding window: the daemon ranks recent behaviour).
@@ -203,9 +216,7 @@ class ObjectTable:
     # -- ranking ---------------------------------------------------------------------
     def rank(self, model: Any, budget: str, model_version: str, now_ns: int) -> list[Decision]:
         """Score every live object, choose the DRAM set, return the tier changes."""
-        import numpy as np
-
-        from placer.placement.planner import knapsack, parse_budget
+        import numpy as np  # lazy: heavy
 
         self.changed = False
         objs, table = self.features(now_ns)
@@ -385,19 +396,6 @@ def _analysis_trial(
     shape: dict[str, Any] | None,
     pid: int | None,
 ) -> FirstTrial:
-    import os
-
-    from collectors.pipeline.api import (
-        ChoiceKnob,
-        HostFacts,
-        IntKnob,
-        Measurement,
-        PipelineDef,
-        StageInfo,
-        StageStats,
-    )
-    from tuners.analysis import analyze, config_from_analysis
-
     shape = shape or {}
     declared = {str(d.get("name")): d for d in shape.get("stages") or [] if isinstance(d, dict)}
     stats = []
@@ -536,8 +534,8 @@ class PipelineTuner:
         study_name: str | None = None,
         first: FirstTrial | None = None,
     ) -> None:
-        import optuna
-        from optuna.trial import TrialState
+        import optuna  # lazy: heavy
+        from optuna.trial import TrialState  # lazy: heavy
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.space = space
@@ -601,7 +599,7 @@ class PipelineTuner:
 
     def _add_baseline(self, knobs: dict[str, Any], value: float) -> int | None:
         """The job's own config, measured before the first trial ran, as a finished trial."""
-        import optuna
+        import optuna  # lazy: heavy
 
         dists = self._dists()
         params = {k: knobs.get(k) for k in dists}
@@ -669,6 +667,4 @@ class PipelineTuner:
 
 
 def _json_safe(doc: Any) -> Any:
-    import json
-
     return json.loads(json.dumps(doc, default=str))
