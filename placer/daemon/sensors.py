@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from placer.daemon import procs
 from placer.daemon.config import DaemonConfig
@@ -73,6 +73,7 @@ class SensorEnv:
         log_job_error(self.log, job, what, exc)
 
 
+@runtime_checkable
 class Sensor(Protocol):
     """One source of what the daemon knows of a job."""
 
