@@ -63,7 +63,8 @@ class RunOutcome:
 
 
 # ----------------------------------------------------------------- phase 1
-def _host(session: Any) -> Any:
+def host_row(session: Any) -> Any:
+    """This host's row in the store (created on first use); the daemon keys its jobs by it."""
     from sqlalchemy import select  # lazy: heavy
 
     name = platform.node() or "localhost"
@@ -105,7 +106,7 @@ def begin_run(
 
     with store.session() as s:
         app = _application(s, app_name)
-        host = _host(s)
+        host = host_row(s)
         run = Run(
             application_id=app.id,
             host_id=host.id,

@@ -15,13 +15,25 @@ for the next ones, which the daemon sends back for the job to apply at its next 
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from placer.contracts.pipeline import from_wire, to_wire
+from placer.contracts.pipeline import (
+    ChoiceKnob,
+    HostFacts,
+    IntKnob,
+    Measurement,
+    PipelineDef,
+    StageInfo,
+    StageStats,
+    from_wire,
+    to_wire,
+)
 from placer.errors import InvalidInputError
 from placer.placement.features import (
     Interval,
@@ -33,6 +45,8 @@ from placer.placement.features import (
 )
 from placer.placement.features import features as feature_table
 from placer.placement.planner import knapsack, parse_budget
+from tuners.analysis import analyze
+from tuners.configs import config_from_analysis
 from tuners.space import distributions
 
 #: Samples kept per object (a sliding window: the daemon ranks recent behaviour).
@@ -352,20 +366,6 @@ def _analysis_trial(
     shape: dict[str, Any] | None,
     pid: int | None,
 ) -> FirstTrial:
-    import os
-
-    from placer.contracts.pipeline import (
-        ChoiceKnob,
-        HostFacts,
-        IntKnob,
-        Measurement,
-        PipelineDef,
-        StageInfo,
-        StageStats,
-    )
-    from tuners.analysis import analyze
-    from tuners.configs import config_from_analysis
-
     shape = shape or {}
     declared = {str(d.get("name")): d for d in shape.get("stages") or [] if isinstance(d, dict)}
     stats = []
@@ -504,8 +504,8 @@ class PipelineTuner:
         study_name: str | None = None,
         first: FirstTrial | None = None,
     ) -> None:
-        import optuna
-        from optuna.trial import TrialState
+        import optuna  # lazy: heavy
+        from optuna.trial import TrialState  # lazy: heavy
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.space = space
@@ -562,7 +562,7 @@ class PipelineTuner:
 
     def _add_baseline(self, knobs: dict[str, Any], value: float) -> int | None:
         """The job's own config, measured before the first trial ran, as a finished trial."""
-        import optuna
+        import optuna  # lazy: heavy
 
         dists = self._dists()
         params = {k: knobs.get(k) for k in dists}
@@ -630,6 +630,4 @@ class PipelineTuner:
 
 
 def _json_safe(doc: Any) -> Any:
-    import json
-
     return json.loads(json.dumps(doc, default=str))
