@@ -10,8 +10,6 @@ import os
 import threading
 from pathlib import Path
 
-from collectors.shim import build
-from collectors.shim.build import LIBRARY_NAME, cache_dir, compile_shim, embedded_hash
 from placer.errors import ExternalToolError
 
 __all__ = ["ENV_VARS", "shim_env", "shim_path"]
@@ -39,33 +37,36 @@ _resolved: dict[str, Path] = {}
 def shim_path() -> Path:
     """The shim library to put in ``LD_PRELOAD``, built first if missing or stale.
 
-    The library installed with the package is used when it was built from the C source
-    that sits next to it; otherwise (an editable install after the source changed, a
+    The library installed with the package is used when it was built from the C sources
+    that sit next to it; otherwise (an editable install after the source changed, a
     wheel built without a compiler) the shim is compiled into the user's cache under its
     source hash. Raises :class:`placer.errors.ExternalToolError` when it has to be built
     and no C compiler is found or the build fails.
     """
+    # not at module top: `python -m collectors.shim.build` (make shim) must find the build
+    # module unimported when the package loads (runpy warns otherwise)
+    from collectors.shim import build
 
-    SOURCE = build.SOURCE
+    source_dir = build.SOURCE_DIR
 
     with _lock:
-        have_source = SOURCE.exists()
-        digest = build.source_hash(SOURCE) if have_source else ""
+        have_source = build.has_sources(source_dir)
+        digest = build.source_hash(source_dir) if have_source else ""
         cached = _resolved.get(digest)
         if cached is not None and cached.exists():
             return cached
-        packaged = SOURCE.with_name(LIBRARY_NAME)
-        if packaged.exists() and (not have_source or embedded_hash(packaged) == digest):
+        packaged = source_dir / build.LIBRARY_NAME
+        if packaged.exists() and (not have_source or build.embedded_hash(packaged) == digest):
             _resolved[digest] = packaged
             return packaged
         if not have_source:
             raise ExternalToolError(
-                f"the allocation shim is not installed ({packaged} missing) and its C source "
-                f"({SOURCE}) is not there to build it; reinstall placer"
+                f"the allocation shim is not installed ({packaged} missing) and its C sources "
+                f"({source_dir}) are not there to build it; reinstall placer"
             )
-        target = cache_dir() / digest[:20] / LIBRARY_NAME
-        if not (target.exists() and embedded_hash(target) == digest):
-            compile_shim(target, SOURCE)
+        target = build.cache_dir() / digest[:20] / build.LIBRARY_NAME
+        if not (target.exists() and build.embedded_hash(target) == digest):
+            build.compile_shim(target, source_dir)
         _resolved[digest] = target
         return target
 
