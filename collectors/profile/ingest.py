@@ -53,7 +53,8 @@ class RunOutcome:
 
 
 # ----------------------------------------------------------------- phase 1
-def _host(session: Any) -> Any:
+def host_row(session: Any) -> Any:
+    """This host's Host row (created on first use): one per hostname, for every run."""
     from sqlalchemy import select
 
     from placer.store.models import Host
@@ -100,7 +101,7 @@ def begin_run(
 
     with store.session() as s:
         app = _application(s, app_name)
-        host = _host(s)
+        host = host_row(s)
         run = Run(
             application_id=app.id,
             host_id=host.id,

@@ -297,7 +297,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     import sys
 
     from collectors.profile.session import prepare
-    from placer.placement import apply
+    from placer.act import bind as apply
     from placer.placement.planfile import (
         check_build_id,
         collapsed_sites,

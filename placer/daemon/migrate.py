@@ -161,7 +161,7 @@ def numa_counts(pid: int, address: int, size: int) -> dict[int, int]:
     numa_maps counts whole VMAs: for an object in its own mapping (large mallocs are
     mmaps) that is the object.
     """
-    from placer.placement.apply import parse_numa_maps, vma_ends
+    from placer.act.bind import parse_numa_maps, vma_ends
 
     try:
         numa = open(f"/proc/{pid}/numa_maps").read()

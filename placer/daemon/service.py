@@ -198,7 +198,7 @@ class Daemon:
         self._store_timeouts(self.store)
         self.store.ensure_schema()
         with self.store.session() as s:
-            from collectors.profile.ingest import _host
+            from collectors.profile.ingest import host_row as _host
 
             self.host_id = _host(s).id
         self.writer = Writer(self.store, self.cfg.buffer_max, self.cfg.batch_max)

@@ -1,0 +1,1 @@
+"""Base-layer types and helpers shared by sense and decide."""
