@@ -397,3 +397,37 @@ def test_numa_maps_attribution_per_chunk() -> None:
     assert site["chunks"]["1"]["share_on_planned_node"] == pytest.approx(200 / 256)
     assert site["pages"] == {"0": 312, "1": 200}  # the unbound chunks 2-3 are not counted
     assert got["pages_on_planned_node"] == 456 and got["pages_seen"] == 512
+
+
+def test_one_registry_rules_per_object_and_per_group() -> None:
+    """Experiments and reports rank objects with the same registry the planner's groups use:
+    one object per group gives the same picks and ranks either way; the oracle is the
+    planner's knapsack on per-object values."""
+    g = _grouped([10, 40, 20, 30], [5.0, 40.0, 30.0, 3.0], [3, 0, 1, 2])
+    objs = [
+        baselines.Candidate(id=i, weight=w, alloc_order=t, accesses=a)
+        for i, (w, t, a) in enumerate(
+            zip([10, 40, 20, 30], [3, 0, 1, 2], [5.0, 40.0, 30.0, 3.0], strict=True)
+        )
+    ]
+    assert baselines.group_candidates(g) == [
+        baselines.Candidate(c.id, c.weight, c.alloc_order, c.accesses, (c.id,)) for c in objs
+    ]
+    for s in baselines.heuristics(seed=3):
+        assert list(s.choose(g, 50)) == list(s.pick(objs, 50)), s.name
+        assert sorted(s.ranks(objs).values()) == [1, 2, 3, 4]
+    oracle = baselines.strategy("oracle", values={0: 1.0, 1: 5.0, 2: 4.0, 3: 0.5})
+    assert list(np.flatnonzero(oracle.pick(objs, 50))) == [0, 1]  # 6.0 in 50 B beats 5.0
+    assert oracle.ranks(objs)[2] == 1  # 0.2 per byte: the best value density
+    with pytest.raises(InvalidInputError, match="unknown strategy"):
+        baselines.strategy("lru")
+    with pytest.raises(InvalidInputError, match="needs per-object values"):
+        baselines.strategy("oracle")
+
+
+def test_first_line_of_text_or_exception() -> None:
+    from placer.errors import first_line
+
+    assert first_line("\n  perf: not permitted \nmore") == "perf: not permitted"
+    assert first_line(ValueError("\nbad value\nline 2")) == "bad value"
+    assert first_line("") == ""

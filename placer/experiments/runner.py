@@ -21,7 +21,7 @@ from placer.emulator.host import host_dram
 from placer.emulator.load import load_profile, load_profile_native
 from placer.emulator.model import HostDram, costs
 from placer.errors import InvalidInputError
-from placer.experiments.measure import run_with_plan, slow_lines
+from placer.experiments import measure as plan_runs  # looked up per call (tests stub it)
 from placer.experiments.strategies import STRATEGIES, candidates, slow_set
 from placer.store.models import Experiment, Label, Run
 from placer.tiers import NumaNode
@@ -262,10 +262,10 @@ def measured_labels(
         sites.setdefault(o.site_hash, []).append(o.object_id)
 
     def measure(slow_ids: set[int], tag: str) -> tuple[float, float, dict[str, Any]]:
-        lines = slow_lines(profile, slow_ids, slow_node, chunk_bytes)
+        lines = plan_runs.slow_lines(profile, slow_ids, slow_node, chunk_bytes)
         walls, checks = [], []
         for _ in range(req.repeat):
-            res = run_with_plan(command, lines)
+            res = plan_runs.run_with_plan(command, lines)
             walls.append(res.wall_seconds)
             checks.append(res.evidence)
         med, spread = median_spread(walls)
