@@ -57,7 +57,11 @@ class ExternalToolError(PlacerError):
 
 
 def first_line(text_or_exc: str | BaseException) -> str:
-    """The first non-empty line of ``str(text_or_exc)``, stripped: errors stay one line."""
+    """The first non-empty line of ``str(text_or_exc)``, stripped ("" when there is none).
+
+    Errors from tools and libraries run over many lines; a one-line message keeps the
+    first, which is where they say what went wrong.
+    """
     for line in str(text_or_exc).splitlines():
         if line.strip():
             return line.strip()

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from placer.placement.apply import parse_numa_maps, vma_ends
+from placer.act.bind import parse_numa_maps, vma_ends
 
 MPOL_MF_MOVE = 1 << 1
 _SYSCALLS = {"x86_64": 279, "aarch64": 239, "ppc64le": 301, "s390x": 310, "riscv64": 239}

@@ -13,8 +13,11 @@ import os
 from collections import defaultdict
 from typing import Any
 
+from sqlalchemy import select
+
 from placer.emulator.model import ObjectTraffic, RunProfile
 from placer.errors import InvalidInputError, NotFoundError
+from placer.store.models import AllocObject, Application, DeepSiteStat, Run, Site
 
 
 def _is_deep(run: Any) -> bool:
@@ -23,10 +26,6 @@ def _is_deep(run: Any) -> bool:
 
 def _companion(session: Any, run: Any, *, deep: bool) -> Any | None:
     """The newest finished run of the same command and binary, deep or native."""
-    from sqlalchemy import select
-
-    from placer.store.models import DeepSiteStat, Run
-
     rows = session.scalars(
         select(Run)
         .where(Run.build_id == run.build_id, Run.status == "succeeded", Run.id != run.id)
@@ -56,10 +55,6 @@ def load_profile(
     session: Any, run_id: int, *, threads: int | None = None, require_deep: bool = True
 ) -> RunProfile:
     """The run (or its native companion) with deep traffic; one-line errors otherwise."""
-    from sqlalchemy import select
-
-    from placer.store.models import AllocObject, Application, DeepSiteStat, Run, Site
-
     run = session.get(Run, run_id)
     if run is None:
         raise NotFoundError(f"run {run_id} is not in the store (see `placer runs`)")

@@ -18,6 +18,7 @@ from typing import Any
 
 from placer.emulator.model import RunProfile
 from placer.errors import InvalidInputError, NotFoundError
+from placer.store.models import Plan, Site
 
 
 def _check_build(plan_build: str, profile: RunProfile, what: str) -> None:
@@ -80,8 +81,6 @@ def plan_from_file(path: Path, profile: RunProfile) -> set[int]:
 
 
 def plan_from_store(session: Any, plan_id: int, profile: RunProfile) -> set[int]:
-    from placer.store.models import Plan, Site
-
     plan = session.get(Plan, plan_id)
     if plan is None:
         raise NotFoundError(f"plan {plan_id} is not in the store")

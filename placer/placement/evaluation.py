@@ -74,7 +74,7 @@ class Dataset:
 
 
 def build_dataset(session: Any, labels: list[RunLabels]) -> Dataset:
-    import pandas as pd
+    import pandas as pd  # lazy: heavy
 
     if not labels:
         raise InvalidInputError(
@@ -119,8 +119,8 @@ def fit(data: Dataset, params: dict[str, Any] | None = None) -> PlacementModel:
 
 
 def _ndcg_top1(table: pd.DataFrame, scores: Any, k: int = 5) -> tuple[float | None, float | None]:
-    import numpy as np
-    from sklearn.metrics import ndcg_score
+    import numpy as np  # lazy: heavy
+    from sklearn.metrics import ndcg_score  # lazy: heavy
 
     truth = table["label_share"].to_numpy(dtype=float)
     truth = np.nan_to_num(truth, nan=0.0)

@@ -9,10 +9,14 @@ baseline, so a label is a *share of runtime* (0.05 = 5% slower) comparable acros
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
+
 from placer.errors import InvalidInputError
+from placer.store.models import AllocObject, Application, Experiment, Label, Run
 
 SOURCES = ("measured", "emulated", "all")
 
@@ -21,8 +25,6 @@ def program_of(run: Any, app_name: str) -> str:
     """The program a run executed: leave-one-*application*-out holds out every input and
     scale of one program (bfs on kron14 and on kron16 are one application), so a model is
     never judged on a program it saw. Python runs are named by their script."""
-    import os
-
     cmd = [str(c) for c in (run.command or [])] if run is not None else []
     if not cmd:
         return app_name
@@ -75,10 +77,6 @@ def load_labels(
     ``tier`` filters emulated experiments by tier spec name (None: any); measured ones are
     on whatever slow tier their host has and are never filtered out by it.
     """
-    from sqlalchemy import select
-
-    from placer.store.models import AllocObject, Application, Experiment, Label, Run
-
     if source not in SOURCES:
         raise InvalidInputError(f"--from-labels must be one of {', '.join(SOURCES)}")
     q = select(Experiment).order_by(Experiment.id)

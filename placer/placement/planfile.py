@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from placer.errors import InvalidInputError
 
 PLAN_FORMAT = "placer-plan"
@@ -85,8 +87,6 @@ SCHEMA: dict[str, Any] = {
 
 def validate(doc: Any, where: str = "plan") -> dict[str, Any]:
     """Raise a one-line :class:`InvalidInputError` unless ``doc`` is a valid plan."""
-    import jsonschema
-
     validator = jsonschema.Draft202012Validator(SCHEMA)
     error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
     if error is not None:

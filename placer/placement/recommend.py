@@ -12,6 +12,8 @@ from placer.placement.features import run_features
 from placer.placement.model import finite
 from placer.placement.planfile import PLAN_FORMAT, PLAN_VERSION, validate
 from placer.placement.registry import LoadedModel
+from placer.store.models import Application, Plan, PlanDecision, Run, Site
+from placer.tiers.sysfs import detect_nodes
 
 #: Where allocations of sites the plan does not name go (see docs/placement.md).
 DEFAULT_TIER = "dram"
@@ -26,8 +28,6 @@ class Nodes:
 
 def host_nodes(root: str = "/") -> Nodes:
     """DRAM node and slow node of this host; without a slow tier both are the DRAM node."""
-    from placer.tiers.sysfs import detect_nodes
-
     nodes = detect_nodes(root)
     dram = next((n.node for n in nodes if n.kind == "dram"), 0)
     slow = next((n.node for n in nodes if n.kind != "dram"), None)
@@ -53,8 +53,6 @@ def recommend(
     top: int = 20,
 ) -> dict[str, Any]:
     """Build (and store) the model's plan for ``run_id``; returns the JSON document."""
-    from placer.store.models import Application, Plan, PlanDecision, Run
-
     run = session.get(Run, run_id)
     table = run_features(session, run_id)  # raises for a missing run or one without objects
     grouped = planner.groups(table)
@@ -71,8 +69,6 @@ def recommend(
         compare[strat.name] = planner.plan_value(grouped, strat.choose(grouped, nbytes), pred)
 
     names = {}
-    from placer.store.models import Site
-
     for sid in set(grouped["site_id"]):
         site = session.get(Site, int(sid))
         chain = list(site.symbolized or []) if site else []

@@ -17,8 +17,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, select
+
 from placer.errors import NotFoundError
 from placer.placement.model import PlacementModel
+from placer.store.models import TrainedModel
 
 DEFAULT_NAME = "placement"
 DEFAULT_DIR = ("placer.placement", "default")
@@ -46,10 +49,6 @@ class LoadedModel:
 
 def save_model(session: Any, model: PlacementModel, name: str = DEFAULT_NAME) -> LoadedModel:
     """Store both boosters as a new version of ``name``; returns what was stored."""
-    from sqlalchemy import func, select
-
-    from placer.store.models import TrainedModel
-
     ranker_text, penalty_text, meta = model.to_texts()
     current = session.scalar(
         select(func.max(TrainedModel.version)).where(
@@ -95,10 +94,6 @@ def load_model(
     session: Any, name: str = DEFAULT_NAME, *, allow_default: bool = True
 ) -> LoadedModel:
     """The newest stored model ``name``, else the shipped default; one-line error if none."""
-    from sqlalchemy import select
-
-    from placer.store.models import TrainedModel
-
     pen = session.scalars(
         select(TrainedModel)
         .where(TrainedModel.name == f"{name}.penalty")
