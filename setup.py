@@ -4,7 +4,7 @@ The shim (the C files in collectors/shim/, listed in collectors.shim.build.SOURC
 plain C shared library for LD_PRELOAD, not a Python extension; it is declared as one only
 so that ``pip install .`` and ``pip install -e .`` both build it (into the wheel, or next
 to its sources). Without a C compiler the install still succeeds:
-``collectors.shim.shim_path()`` then explains what is missing when the shim is first needed.
+``collectors.shim.library.shim_path()`` then explains what is missing when the shim is first needed.
 """
 
 from __future__ import annotations

@@ -235,7 +235,7 @@ def wait_for(pred: Callable[[], Any], timeout: float = 20.0, step: float = 0.1) 
 def start_shim_target(
     d: DaemonProc, prog: Path, *args: str
 ) -> tuple[subprocess.Popen[bytes], Path]:
-    from collectors.shim import shim_env
+    from collectors.shim.library import shim_env
 
     logdir = d.tmp / "logs"
     logdir.mkdir(exist_ok=True)

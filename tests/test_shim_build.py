@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import collectors.shim as shim_pkg
-from collectors.shim import build, shim_env, shim_path
+import collectors.shim.library as shim_pkg
+from collectors.shim import build
+from collectors.shim.library import shim_env, shim_path
 from placer.errors import ExternalToolError
 
 needs_cc = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (cc)")

@@ -21,7 +21,7 @@ from collectors.profile import ingest, perf
 from collectors.profile.elf import read_elf, resolve_command, script_interpreter
 from collectors.profile.runner import run_program
 from collectors.profile.symbolize import Symbolizer
-from collectors.shim import shim_path
+from collectors.shim.library import shim_path
 from collectors.shim.log import read_log
 from placer.config import data_dir
 from placer.contracts.units import parse_size as parse_size  # public here too (CLI, tests)

@@ -3,7 +3,7 @@
 Used three ways:
 
 - by the package build (``setup.py``), which puts the library next to this file;
-- by :func:`collectors.shim.shim_path` when that library is missing or stale (an editable
+- by :func:`collectors.shim.library.shim_path` when that library is missing or stale (an editable
   install whose C sources changed): it compiles into a per-user cache keyed by the
   source hash;
 - by hand: ``python -m collectors.shim.build [-o OUT]`` (what ``make shim`` runs).

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.profile.runner import run_program
-from collectors.shim import shim_env
+from collectors.shim.library import shim_env
 from collectors.shim.log import find_logs, read_log
 
 _NODE = re.compile(r"\bN(\d+)=(\d+)")
