@@ -110,7 +110,8 @@ class Analysis:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON (an unbounded rate, every stage cached, becomes ``None``)."""
-        return _finite(asdict(self))
+        doc: dict[str, Any] = _finite(asdict(self))
+        return doc
 
     def stage(self, name: str) -> StageAnalysis:
         for st in self.stages:

@@ -44,6 +44,7 @@ from placer.placement.features import (
     density_mean,
 )
 from placer.placement.features import features as feature_table
+from placer.placement.model import PlacementModel
 from placer.placement.planner import knapsack, parse_budget
 from tuners.analysis import analyze
 from tuners.configs import config_from_analysis
@@ -205,7 +206,9 @@ class ObjectTable:
         return objs, feature_table(run)
 
     # -- ranking ---------------------------------------------------------------------
-    def rank(self, model: Any, budget: str, model_version: str, now_ns: int) -> list[Decision]:
+    def rank(
+        self, model: PlacementModel, budget: str, model_version: str, now_ns: int
+    ) -> list[Decision]:
         """Score every live object, choose the DRAM set, return the tier changes."""
         import numpy as np  # lazy: heavy
 

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -29,6 +29,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from placer.errors import StoreError
 from placer.store.models import DaemonEvent, DaemonJob, Pipeline, Stage, TuningStudy
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 @dataclass
@@ -157,7 +160,9 @@ def _finite_or_none(value: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def sync_study_row(session: Any, job_id: int, state: dict[str, Any], status: str | None) -> None:
+def sync_study_row(
+    session: Session, job_id: int, state: dict[str, Any], status: str | None
+) -> None:
     """Keep a pipeline job's ``placer_tuning_studies`` row (and its pipeline row) in step
     with the job's state, so `placer pipelines` and the reports list daemon studies beside
     `placer tune`'s. Idempotent: the row is found by the Optuna study name."""

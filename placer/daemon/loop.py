@@ -222,7 +222,8 @@ class Loop:
         d = self.d
         now = time.monotonic()
         t, st = job.table, job.state
-        if t.changed and t.objects and now - job.last_rank >= d.cfg.rank_every:
+        ready = d.model is not None and t.changed and t.objects
+        if ready and d.model is not None and now - job.last_rank >= d.cfg.rank_every:
             job.last_rank = now
             decisions = t.rank(d.model, d.cfg.dram_budget, d.model_version, time.monotonic_ns())
             st.model = d.model_version

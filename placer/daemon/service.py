@@ -84,7 +84,7 @@ class Daemon:
         self.telemetry = Telemetry()
         self.metrics: Metrics | None = None
         self.metrics_address: tuple[str, int] | None = None
-        self.model: Any = None
+        self.model: PlacementModel | None = None
         self.model_version = ""
         self.host_id: int | None = None
         self.nodes: Any = None

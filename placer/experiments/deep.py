@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 
@@ -25,8 +25,11 @@ from collectors.profile.symbolize import Symbolizer
 from placer.errors import ExternalToolError, InvalidInputError
 from placer.store.models import AllocObject, DeepSiteStat, Run, Site
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
-def _chains(session: Any, run_id: int) -> dict[int, Sequence[str]]:
+
+def _chains(session: Session, run_id: int) -> dict[int, Sequence[str]]:
     """Site id → file:line chain, symbolizing frames again where the stored chain has none."""
     rows = session.execute(
         select(Site.id, Site.symbolized, Site.frames).where(

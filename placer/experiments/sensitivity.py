@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -28,6 +28,9 @@ from placer.errors import PlacerError
 from placer.store import Store
 from placer.store.models import Application, Experiment, Run
 from placer.tiers.specs import TierSpec, load_spec
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 #: (label, how to perturb): spec constants of the slow tier, then this host's DRAM.
 KNOBS: list[tuple[str, str, str]] = [
@@ -95,7 +98,7 @@ def table(
     return rows
 
 
-def graph_profiles(session: Any, select_app: Callable[[str], bool]) -> list[RunProfile]:
+def graph_profiles(session: Session, select_app: Callable[[str], bool]) -> list[RunProfile]:
     """Latest labeled native run of each matching application that has deep data."""
     out: dict[str, RunProfile] = {}
     q = (

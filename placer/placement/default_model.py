@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from placer.config import resolve_store_url
 from placer.errors import PlacerError
@@ -30,7 +31,7 @@ OUT = Path(__file__).resolve().parent / "default"
 
 def build(
     store_url: str, out: Path, source: str = "all", tier: str = "optane", evaluate: bool = True
-) -> dict:
+) -> dict[str, Any]:
     store = Store(store_url, create=False)
     with store.session() as s:
         data = evaluation.training_labels(s, source, tier)

@@ -27,6 +27,7 @@ from placer.placement.model import PlacementModel
 
 if TYPE_CHECKING:
     import pandas as pd
+    from sqlalchemy.orm import Session
 
 DEFAULT_BUDGETS = (30, 50, 70)
 
@@ -73,7 +74,7 @@ class Dataset:
         )
 
 
-def build_dataset(session: Any, labels: list[RunLabels]) -> Dataset:
+def build_dataset(session: Session, labels: list[RunLabels]) -> Dataset:
     import pandas as pd  # lazy: heavy
 
     if not labels:
@@ -377,5 +378,5 @@ def feature_study(
     return out
 
 
-def training_labels(session: Any, source: str, tier: str | None) -> Dataset:
+def training_labels(session: Session, source: str, tier: str | None) -> Dataset:
     return build_dataset(session, load_labels(session, source, tier))

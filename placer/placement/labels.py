@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from placer.errors import InvalidInputError
 from placer.store.models import AllocObject, Application, Experiment, Label, Run
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 SOURCES = ("measured", "emulated", "all")
 
@@ -70,7 +73,10 @@ class RunLabels:
 
 
 def load_labels(
-    session: Any, source: str = "all", tier: str | None = "optane", run_ids: list[int] | None = None
+    session: Session,
+    source: str = "all",
+    tier: str | None = "optane",
+    run_ids: list[int] | None = None,
 ) -> list[RunLabels]:
     """Labels per run, one experiment each (measured preferred when ``source`` is all).
 
@@ -109,6 +115,8 @@ def load_labels(
         penalties: dict[int, float] = {}
         obj_run = run_id
         for oid, pen, orun in rows:
+            if oid is None:
+                continue
             penalties[oid] = max(float(pen or 0.0), 0.0)
             obj_run = orun
         base = exp.baseline_seconds or (run.program_seconds if run else None)

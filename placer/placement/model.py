@@ -124,7 +124,8 @@ class PlacementModel:
             y = y / np.maximum(table["size_share"].to_numpy(dtype=float), 1e-9)
         elif self.target != "share":
             raise InvalidInputError(f"unknown target {self.target!r} (share or per_byte)")
-        return np.log1p(100.0 * np.maximum(y, 0.0))
+        encoded: np.ndarray = np.log1p(100.0 * np.maximum(y, 0.0))
+        return encoded
 
     def _decode(self, raw: np.ndarray, table: pd.DataFrame) -> np.ndarray:
         import numpy as np  # lazy: heavy
@@ -132,7 +133,8 @@ class PlacementModel:
         y = np.expm1(np.maximum(raw, 0.0)) / 100.0
         if self.target == "per_byte":
             y = y * table["size_share"].to_numpy(dtype=float)
-        return y
+        decoded: np.ndarray = y
+        return decoded
 
     # -- fit / predict ---------------------------------------------------------------
     def fit(self, table: pd.DataFrame, shares: pd.Series, groups: pd.Series) -> PlacementModel:

@@ -100,7 +100,8 @@ def validate(doc: Any, where: str = "plan") -> dict[str, Any]:
                 f"{where}: site {d['site']} chunk {d['chunk']} is planned twice"
             )
         seen.add(key)
-    return doc
+    out: dict[str, Any] = doc
+    return out
 
 
 def read_plan(path: Path) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from placer.placement import baselines, planner
 from placer.placement.features import run_features
@@ -14,6 +14,9 @@ from placer.placement.planfile import PLAN_FORMAT, PLAN_VERSION, validate
 from placer.placement.registry import LoadedModel
 from placer.store.models import Application, Plan, PlanDecision, Run, Site
 from placer.tiers.sysfs import detect_nodes
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 #: Where allocations of sites the plan does not name go (see docs/placement.md).
 DEFAULT_TIER = "dram"
@@ -43,7 +46,7 @@ def host_nodes(root: str = "/") -> Nodes:
 
 
 def recommend(
-    session: Any,
+    session: Session,
     run_id: int,
     budget: str,
     loaded: LoadedModel,
@@ -53,8 +56,9 @@ def recommend(
     top: int = 20,
 ) -> dict[str, Any]:
     """Build (and store) the model's plan for ``run_id``; returns the JSON document."""
-    run = session.get(Run, run_id)
     table = run_features(session, run_id)  # raises for a missing run or one without objects
+    run = session.get(Run, run_id)
+    assert run is not None  # run_features raised NotFoundError otherwise
     grouped = planner.groups(table)
     total = planner.footprint(grouped)
     nbytes, fraction = planner.parse_budget(budget, total)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -31,6 +31,9 @@ from placer.store.models import (
     Run,
     Site,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 #: Budgets of the DRAM-budget curve, as shares of the run's footprint.
 BUDGETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -259,7 +262,7 @@ class RunReport(ReportBuilder):
         return info
 
     @staticmethod
-    def _placement_view(session: Any, run_id: int) -> dict[str, Any]:
+    def _placement_view(session: Session, run_id: int) -> dict[str, Any]:
         """The planner's groups and the model's predictions.
 
         Uses the same code as ``placer recommend``; a model that cannot be loaded leaves
