@@ -6,7 +6,7 @@ is the only code that computes a feature. Two adapters build observations:
 :func:`observations_from_store` (stored runs; :func:`run_features`, what models train on)
 and the daemon's live object table, so online ranking sees the features training saw.
 
-The honesty rule (design map §5): the emulator makes labels from exact deep-mode counts
+The honesty rule (docs/placement.md): the emulator makes labels from exact deep-mode counts
 (DHAT bytes read/written); a model fed those counts would learn the emulator's formula and
 prove nothing. So features come only from the shim (sizes, lifetimes, page-poison samples),
 perf software events (first-touch faults) and, where a host has it, ``perf mem``.
