@@ -39,10 +39,16 @@ demo: setup
 daemon-demo: setup
 	@DEMO_DIR=$(DEMO_DIR)/daemon VENV=$(VENV) bash scripts/daemon-demo.sh
 
+# The layers (docs/architecture.md) are import-linter contracts in pyproject.toml; the
+# rooms whose types matter most are held to mypy --strict.
+STRICT := placer/store placer/contracts placer/placement placer/emulator tuners/analysis.py
+
 lint: setup
 	$(VENV)/bin/ruff check placer collectors tuners tests
 	$(VENV)/bin/ruff format --check placer collectors tuners tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict $(STRICT)
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) build dist *.egg-info

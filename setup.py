@@ -1,10 +1,10 @@
 """Build step pyproject.toml cannot express: compile the preloaded allocation shim.
 
-The shim (collectors/shim/placer_shim.c) is a plain C shared library for LD_PRELOAD, not a
-Python extension; it is declared as one only so that ``pip install .`` and
-``pip install -e .`` both build it (into the wheel, or next to its source). Without a C
-compiler the install still succeeds: ``collectors.shim.shim_path()`` then explains what is
-missing when the shim is first needed.
+The shim (the C files in collectors/shim/, listed in collectors.shim.build.SOURCES) is a
+plain C shared library for LD_PRELOAD, not a Python extension; it is declared as one only
+so that ``pip install .`` and ``pip install -e .`` both build it (into the wheel, or next
+to its sources). Without a C compiler the install still succeeds:
+``collectors.shim.library.shim_path()`` then explains what is missing when the shim is first needed.
 """
 
 from __future__ import annotations
@@ -14,6 +14,11 @@ import sys
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+
+# the project's own modules, from this checkout (an isolated build does not install them)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from collectors.shim.build import SOURCES, compile_shim  # noqa: E402
+from placer.errors import ExternalToolError  # noqa: E402
 
 SHIM = "collectors.shim.libplacer_shim"
 
@@ -31,10 +36,6 @@ class BuildShim(build_ext):
         if ext.name != SHIM:
             super().build_extension(ext)
             return
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from collectors.shim.build import compile_shim
-        from placer.errors import ExternalToolError
-
         out = self.get_ext_fullpath(ext.name)
         try:
             compile_shim(out)
@@ -43,6 +44,6 @@ class BuildShim(build_ext):
 
 
 setup(
-    ext_modules=[Extension(SHIM, sources=["collectors/shim/placer_shim.c"])],
+    ext_modules=[Extension(SHIM, sources=[f"collectors/shim/{name}" for name in SOURCES])],
     cmdclass={"build_ext": BuildShim},
 )

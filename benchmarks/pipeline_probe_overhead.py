@@ -63,8 +63,9 @@ def per_element_overhead_us(
     probes off and on, ``repeats`` times each, and takes the minimum CPU time of each
     (the minimum is what the work costs when no neighbour interferes).
     """
+    from collectors.pipeline.adapters import pipeline_def
     from collectors.pipeline.probe import Probes
-    from collectors.pipeline.spec import PipelineSpec, StageSpec, pipeline_def
+    from collectors.pipeline.spec import PipelineSpec, StageSpec
 
     stages = [StageSpec("read", _identity, kind="source")]
     stages += [StageSpec(f"map{i}", _identity) for i in range(4)]

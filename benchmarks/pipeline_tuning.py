@@ -16,7 +16,7 @@ For every pipeline, in one run on this host:
 
 Every search (placer, optuna alone, random, grid) names its best the same way: its three
 best trials are re-measured once and the best mean of two measurements wins
-(:func:`tuners.tuning.pick_confirmed` / ``confirm_best``; 3 extra measurements each, not
+(:func:`tuners.study.pick_confirmed` / ``confirm_best``; 3 extra measurements each, not
 trials). Each method's chosen config is measured again at the end (``--final-runs`` runs
 of ``--final-seconds``, probes off, median) so all are compared under the same conditions:
 distinct configs are measured round robin (A, B, ..., A, B, ...) so load bursts hit all
@@ -52,18 +52,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from collectors.pipeline.api import ChoiceKnob, Config, IntKnob, PipelineDef  # noqa: E402
-from tuners.analysis import Analysis, core_demand  # noqa: E402
+from placer.contracts.pipeline import ChoiceKnob, Config, IntKnob, PipelineDef  # noqa: E402
+from tuners.analysis import Analysis  # noqa: E402
+from tuners.configs import core_demand  # noqa: E402
 from tuners.resolve import load_pipeline, resolve_measure  # noqa: E402
+from tuners.study import best_trial, pick_confirmed, trial_score  # noqa: E402
 from tuners.tuning import (  # noqa: E402
     Budget,
     Objective,
     TrialFailed,
-    best_trial,
     confirm_best,
     measure_config,
-    pick_confirmed,
-    trial_score,
     tune,
 )
 
@@ -169,7 +168,7 @@ def search(
     """An in-memory Optuna study with ``sampler`` and no analysis seed."""
     import optuna
 
-    from tuners.tuning import make_pruner
+    from tuners.study import make_pruner
 
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=make_pruner())
     objective = Objective(

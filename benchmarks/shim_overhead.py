@@ -259,7 +259,7 @@ def run_once(
     slug = re.sub(r"[^a-z0-9]+", "-", cfg.name.lower()).strip("-")
     pattern = workdir / f"{slug}.{repeat}.%p.log"
     if cfg.shim:
-        from collectors.shim import shim_env
+        from collectors.shim.library import shim_env
 
         env.update(shim_env(pattern, **cfg.settings))
     else:
@@ -442,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1 or not 1 <= args.scale <= 30:
         p.error("--repeats must be >= 1 and --scale in [1, 30]")
 
-    from collectors.shim import shim_path
+    from collectors.shim.library import shim_path
 
     shim = shim_path()  # builds it if needed, before any timing
     pr = _examples_bin("pr")

@@ -54,3 +54,15 @@ class InvalidInputError(PlacerError):
 
 class ExternalToolError(PlacerError):
     """An external program placer relies on (perf, valgrind, cc) is missing or failed."""
+
+
+def first_line(text_or_exc: str | BaseException) -> str:
+    """The first non-empty line of ``str(text_or_exc)``, stripped ("" when there is none).
+
+    Errors from tools and libraries run over many lines; a one-line message keeps the
+    first, which is where they say what went wrong.
+    """
+    for line in str(text_or_exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return ""

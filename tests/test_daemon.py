@@ -235,7 +235,7 @@ def wait_for(pred: Callable[[], Any], timeout: float = 20.0, step: float = 0.1) 
 def start_shim_target(
     d: DaemonProc, prog: Path, *args: str
 ) -> tuple[subprocess.Popen[bytes], Path]:
-    from collectors.shim import shim_env
+    from collectors.shim.library import shim_env
 
     logdir = d.tmp / "logs"
     logdir.mkdir(exist_ok=True)
@@ -482,13 +482,13 @@ def test_daemon_refuses_another_users_process(tmp_path: Path) -> None:
         me = os.getuid()
         stranger = 65534 if me != 65534 else 65533
         with pytest.raises(PermissionRefused, match="refused"):
-            d._op_attach({"pid": os.getpid()}, stranger, 1)
+            d.requests.op_attach({"pid": os.getpid()}, stranger, 1)
         assert d.jobs == {}
-        got = d._op_attach({"pid": os.getpid()}, me, 1)["job"]
+        got = d.requests.op_attach({"pid": os.getpid()}, me, 1)["job"]
         with pytest.raises(PermissionRefused):  # nor may a stranger detach it
-            d._op_detach({"job": got["id"]}, stranger, 1)
+            d.requests.op_detach({"job": got["id"]}, stranger, 1)
         with pytest.raises(ProtocolError):
-            d._op_attach({"pid": "1; rm -rf /"}, me, 1)
+            d.requests.op_attach({"pid": "1; rm -rf /"}, me, 1)
         mode = stat.S_IMODE(os.stat(cfg.socket_path()).st_mode)
         assert mode == 0o600 and os.stat(cfg.socket_path()).st_uid == me
     finally:

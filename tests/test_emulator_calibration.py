@@ -21,9 +21,9 @@ def test_microbenchmarks_land_within_20_percent(
     pytest.importorskip("collectors.shim")
     if shutil.which("valgrind") is None:
         pytest.skip("valgrind is not installed")
-    from placer.emulator.calibration import calibrate
+    from placer.contracts.examples import example_bin_dir
     from placer.emulator.host import measure_now
-    from placer.experiments.workloads import example_bin_dir
+    from placer.experiments.calibration import calibrate
     from placer.store import Store
 
     monkeypatch.setenv("PLACER_DATA_DIR", str(tmp_path / "data"))

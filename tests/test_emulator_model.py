@@ -115,7 +115,7 @@ def test_rate_above_the_random_ceiling_is_a_stream() -> None:
 
 
 def test_calibration_reference_charges_every_phase() -> None:
-    from placer.emulator.calibration import phases
+    from placer.experiments.calibration import phases
 
     r = ratios(load_spec("optane"), load_spec("dram"), threads=2)
     host = HostDram(latency_ns=200.0, read_gbps=20.0, write_gbps=20.0, llc_bytes=32 * MIB)
@@ -177,7 +177,7 @@ def test_estimate_adds_penalties_of_the_slow_objects_only() -> None:
 
 
 def test_sensitivity_table_moves_with_the_constants() -> None:
-    from placer.emulator.sensitivity import KNOBS, table
+    from placer.experiments.sensitivity import KNOBS, table
 
     rand = obj(1, 256 * MIB, r=2560 * MIB, w=0, series=[1.0] * 200)
     stream = obj(2, 256 * MIB, r=2560 * MIB, w=0, series=[0.05] * 200)

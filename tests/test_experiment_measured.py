@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from placer.act.bind import parse_numa_maps
 from placer.emulator.model import ObjectTraffic, RunProfile
 from placer.experiments.measure import PlanRun, slow_lines
 from placer.experiments.runner import ExperimentRequest, decide_mode, measured_labels
-from placer.placement.apply import parse_numa_maps
 from placer.tiers import detect_nodes
 from tests import sysfs_trees
 from tests.emulator_fixtures import SITES, build_store
@@ -89,7 +89,7 @@ def test_plan_binding_on_node_0_for_real(tmp_path: Path, monkeypatch: pytest.Mon
     """mbind to node 0 succeeds and /proc/PID/numa_maps shows the pages on N0."""
     from sqlalchemy import select
 
-    from placer.experiments.workloads import example_bin_dir
+    from placer.contracts.examples import example_bin_dir
     from placer.store import Store
     from placer.store.models import Label
 
@@ -165,7 +165,7 @@ def test_chunked_plan_binding_on_node_0_for_real(
     succeeds and numa_maps shows its pages on node 0."""
     from sqlalchemy import select
 
-    from placer.experiments.workloads import example_bin_dir
+    from placer.contracts.examples import example_bin_dir
     from placer.store import Store
     from placer.store.models import Experiment, Label
 

@@ -33,10 +33,11 @@ def test_run_suite_labels_and_reports_failures(
         pytest.skip("valgrind is not installed")
     from sqlalchemy import func, select
 
+    from placer.contracts.examples import example_bin_dir
     from placer.emulator.host import reference
     from placer.experiments.runner import ExperimentRequest, Mode
     from placer.experiments.session import run_suite
-    from placer.experiments.workloads import Workload, example_bin_dir
+    from placer.experiments.workloads import Workload
     from placer.store import Store
     from placer.store.models import Experiment, Label
 
@@ -90,7 +91,7 @@ def test_experiment_chunk_labels_each_chunk_of_one_site(
     from sqlalchemy import select
 
     from placer.cli import main
-    from placer.experiments.workloads import example_bin_dir
+    from placer.contracts.examples import example_bin_dir
     from placer.store import Store
     from placer.store.models import Label
 

@@ -151,6 +151,6 @@ def test_unknown_names_and_bad_user_builders() -> None:
     with pytest.raises(InvalidInputError, match="has no function"):
         load_pipeline("collectors.pipeline.spec:nope")
     with pytest.raises(InvalidInputError, match="raised"):
-        load_pipeline("collectors.pipeline.spec:pipeline_def")  # needs arguments
+        load_pipeline("collectors.pipeline.adapters:pipeline_def")  # needs arguments
     with pytest.raises(InvalidInputError, match="not a PipelineDef"):
         load_pipeline("collectors.pipeline.registry:example_names")

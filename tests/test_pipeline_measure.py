@@ -8,8 +8,9 @@ import time
 import numpy as np
 import pytest
 
+from collectors.pipeline.adapters import pipeline_def
 from collectors.pipeline.measure import batch_samples, host_facts, measure
-from collectors.pipeline.spec import PipelineSpec, StageSpec, pipeline_def
+from collectors.pipeline.spec import PipelineSpec, StageSpec
 from placer.errors import InvalidInputError
 
 

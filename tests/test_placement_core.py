@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from placer.act import bind
 from placer.errors import InvalidInputError
-from placer.placement import apply, baselines, evaluation, features, planfile, planner
+from placer.placement import baselines, evaluation, features, planfile, planner
 from placer.placement.labels import load_labels
 from placer.placement.model import PlacementModel
 from placer.store import Store
@@ -227,10 +228,10 @@ def test_plan_without_build_id_is_refused_unless_forced() -> None:
 
 def test_numa_maps_attribution_on_recorded_output() -> None:
     text = (DATA / "numa_maps_two_nodes.txt").read_text()
-    vmas = apply.parse_numa_maps(text)
+    vmas = bind.parse_numa_maps(text)
     assert vmas[1].policy == "bind:1" and vmas[1].pages == {1: 512}
     ends = {v.start: v.start + 4096 * 512 for v in vmas}
-    snap = apply.Snapshot(time_ns=50, vmas=vmas)
+    snap = bind.Snapshot(time_ns=50, vmas=vmas)
 
     class R:  # log records as collectors.shim.log returns them
         def __init__(self, **kw: object) -> None:
@@ -241,7 +242,7 @@ def test_numa_maps_attribution_on_recorded_output() -> None:
         R(seq=2, time_ns=10, address=0x7F0000400000, size=2 << 20, site_hash=0xBB),
     ]
     binds = [R(seq=1, node=1, errno=0), R(seq=2, node=0, errno=0)]
-    got = apply.achieved(
+    got = bind.achieved(
         allocs, binds, [], [(snap, ends)], {0xAA: "aa", 0xBB: "bb"}, {"aa": 1, "bb": 0}
     )
     assert got["sites"]["aa"]["pages"] == {"1": 512}
@@ -366,16 +367,16 @@ def test_numa_maps_attribution_per_chunk() -> None:
     """A split site's pages are counted per bound chunk range, against each chunk's node."""
     base = 0x7F0000200000
     vmas = [
-        apply.Vma(base, "bind:0", {0: 256}),
-        apply.Vma(base + (1 << 20), "bind:1", {1: 200, 0: 56}),
-        apply.Vma(base + (2 << 20), "default", {0: 512}),
+        bind.Vma(base, "bind:0", {0: 256}),
+        bind.Vma(base + (1 << 20), "bind:1", {1: 200, 0: 56}),
+        bind.Vma(base + (2 << 20), "default", {0: 512}),
     ]
     ends = {
         base: base + (1 << 20),
         base + (1 << 20): base + (2 << 20),
         base + (2 << 20): base + (4 << 20),
     }
-    snap = apply.Snapshot(time_ns=50, vmas=vmas)
+    snap = bind.Snapshot(time_ns=50, vmas=vmas)
 
     class R:
         def __init__(self, **kw: object) -> None:
@@ -386,7 +387,7 @@ def test_numa_maps_attribution_per_chunk() -> None:
         R(seq=1, node=0, errno=0, chunk=0, start=base, length=1 << 20),
         R(seq=1, node=1, errno=0, chunk=1, start=base + (1 << 20), length=1 << 20),
     ]
-    got = apply.achieved(
+    got = bind.achieved(
         allocs, binds, [], [(snap, ends)], {0xAA: "aa"}, {"aa": 0}, {"aa": {0: 0, 1: 1}}
     )
     site = got["sites"]["aa"]
@@ -396,3 +397,37 @@ def test_numa_maps_attribution_per_chunk() -> None:
     assert site["chunks"]["1"]["share_on_planned_node"] == pytest.approx(200 / 256)
     assert site["pages"] == {"0": 312, "1": 200}  # the unbound chunks 2-3 are not counted
     assert got["pages_on_planned_node"] == 456 and got["pages_seen"] == 512
+
+
+def test_one_registry_rules_per_object_and_per_group() -> None:
+    """Experiments and reports rank objects with the same registry the planner's groups use:
+    one object per group gives the same picks and ranks either way; the oracle is the
+    planner's knapsack on per-object values."""
+    g = _grouped([10, 40, 20, 30], [5.0, 40.0, 30.0, 3.0], [3, 0, 1, 2])
+    objs = [
+        baselines.Candidate(id=i, weight=w, alloc_order=t, accesses=a)
+        for i, (w, t, a) in enumerate(
+            zip([10, 40, 20, 30], [3, 0, 1, 2], [5.0, 40.0, 30.0, 3.0], strict=True)
+        )
+    ]
+    assert baselines.group_candidates(g) == [
+        baselines.Candidate(c.id, c.weight, c.alloc_order, c.accesses, (c.id,)) for c in objs
+    ]
+    for s in baselines.heuristics(seed=3):
+        assert list(s.choose(g, 50)) == list(s.pick(objs, 50)), s.name
+        assert sorted(s.ranks(objs).values()) == [1, 2, 3, 4]
+    oracle = baselines.strategy("oracle", values={0: 1.0, 1: 5.0, 2: 4.0, 3: 0.5})
+    assert list(np.flatnonzero(oracle.pick(objs, 50))) == [0, 1]  # 6.0 in 50 B beats 5.0
+    assert oracle.ranks(objs)[2] == 1  # 0.2 per byte: the best value density
+    with pytest.raises(InvalidInputError, match="unknown strategy"):
+        baselines.strategy("lru")
+    with pytest.raises(InvalidInputError, match="needs per-object values"):
+        baselines.strategy("oracle")
+
+
+def test_first_line_of_text_or_exception() -> None:
+    from placer.errors import first_line
+
+    assert first_line("\n  perf: not permitted \nmore") == "perf: not permitted"
+    assert first_line(ValueError("\nbad value\nline 2")) == "bad value"
+    assert first_line("") == ""

@@ -51,7 +51,7 @@ int main(int argc, char **argv) {
 
 def _shim_ready() -> str | None:
     try:
-        from collectors.shim import shim_path  # type: ignore[attr-defined,unused-ignore]
+        from collectors.shim.library import shim_path  # type: ignore[attr-defined,unused-ignore]
 
         return str(shim_path())
     except Exception as exc:  # noqa: BLE001

@@ -149,3 +149,29 @@ def test_pyrunner_keeps_script_semantics_and_names_buffers(tmp_path: Path) -> No
     assert by_type["ndarray"]["tb"][:2] == [[str(script), 4], [str(script), 5]]
     assert by_type["bytearray"]["tb"][0] == [str(script), 6]
     assert all(r["t"] <= time.monotonic_ns() for r in recs)
+
+
+def test_one_launcher_watches_and_says_why_a_program_cannot_start(tmp_path: Path) -> None:
+    """run_program is the one launcher (profiles and plan runs): ``watch`` sees the live
+    process, and a missing or non-executable program is a one-line InvalidInputError."""
+    from collectors.profile.runner import run_program
+    from placer.act.bind import run_with_plan
+    from placer.errors import InvalidInputError
+
+    seen: list[int] = []
+
+    def watch(proc: subprocess.Popen[bytes]) -> None:
+        seen.append(proc.pid)
+        proc.wait()
+
+    res = run_program(["sh", "-c", "exit 3"], dict(os.environ), quiet=True, watch=watch)
+    assert res.status == "failed" and res.exit_code == 3 and len(seen) == 1
+    script = tmp_path / "noexec.sh"
+    script.write_text("#!/bin/sh\n")
+    with pytest.raises(InvalidInputError, match="permission denied"):
+        run_program([str(script)], dict(os.environ), quiet=True)
+    # the plan runner launches through it too: same one-line errors
+    with pytest.raises(InvalidInputError, match="permission denied"):
+        run_with_plan([str(script)], [], quiet=True)
+    with pytest.raises(InvalidInputError, match="command not found"):
+        run_with_plan([str(tmp_path / "missing")], [], quiet=True)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import collectors.shim as shim_pkg
-from collectors.shim import build, shim_env, shim_path
+import collectors.shim.library as shim_pkg
+from collectors.shim import build
+from collectors.shim.library import shim_env, shim_path
 from placer.errors import ExternalToolError
 
 needs_cc = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (cc)")
@@ -19,11 +20,14 @@ needs_cc = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler 
 
 @pytest.fixture
 def private_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A changed copy of the C source, and an empty cache: shim_path() must build."""
-    src = tmp_path / "src" / "placer_shim.c"
-    src.parent.mkdir()
-    src.write_text(build.SOURCE.read_text() + f"\n/* changed for {tmp_path.name} */\n")
-    monkeypatch.setattr(build, "SOURCE", src)
+    """A changed copy of the C sources, and an empty cache: shim_path() must build."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for path in build.source_files():
+        shutil.copyfile(path, src / path.name)
+    changed = src / build.SOURCES[0]
+    changed.write_text(changed.read_text() + f"\n/* changed for {tmp_path.name} */\n")
+    monkeypatch.setattr(build, "SOURCE_DIR", src)
     monkeypatch.setenv(build.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setattr(shim_pkg, "_resolved", {})
     return src
@@ -52,6 +56,44 @@ def test_stale_source_is_rebuilt_into_the_cache(private_source: Path, tmp_path: 
         assert "track" not in exported  # internals stay hidden
 
 
+#: What the library exports: the wrapped functions and nothing else (each C file's shared
+#: internals are hidden; a new export is a new wrapper, and belongs on this list).
+EXPORTS = set(
+    """
+    _Exit __fread_chk __fread_unlocked_chk __pread64_chk __pread_chk __read_chk __recv_chk
+    __recvfrom_chk __sysv_signal _exit aligned_alloc bsd_signal calloc execl execle execlp
+    execv execve execvp execvpe fexecve fread fread_unlocked free fwrite fwrite_unlocked
+    getentropy getrandom malloc memalign mmap mmap64 mprotect mremap munmap posix_memalign
+    posix_spawn posix_spawnp pread pread64 preadv preadv2 preadv64 preadv64v2 pthread_sigmask
+    pvalloc pwrite pwrite64 pwritev pwritev2 pwritev64 pwritev64v2 read readv realloc
+    reallocarray recv recvfrom recvmsg send sendmsg sendto setbuf setbuffer setvbuf sigaction
+    signal sigprocmask sysv_signal valloc write writev
+    """.split()
+)
+
+
+@needs_cc
+def test_library_exports_exactly_the_wrappers() -> None:
+    out = subprocess.run(
+        ["nm", "-D", "--defined-only", str(shim_path())], capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        pytest.skip("nm is not available")
+    assert {ln.split()[-1] for ln in out.stdout.splitlines()} == EXPORTS
+
+
+def test_every_source_file_is_in_the_hash(private_source: Path) -> None:
+    before = build.source_hash(private_source)
+    assert build.has_sources(private_source)
+    header = private_source / build.HEADERS[0]
+    header.write_text(header.read_text() + "/* changed */\n")
+    assert build.source_hash(private_source) != before
+    (private_source / build.SOURCES[-1]).unlink()
+    assert not build.has_sources(private_source)
+    with pytest.raises(ExternalToolError, match="C source is missing"):
+        build.compile_shim(private_source / "x.so", private_source)
+
+
 def test_no_compiler_is_a_clear_error(
     private_source: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -65,7 +107,7 @@ def test_no_compiler_is_a_clear_error(
 
 @needs_cc
 def test_compile_error_is_reported(private_source: Path) -> None:
-    private_source.write_text("this is not C;\n")
+    (private_source / build.SOURCES[-1]).write_text("this is not C;\n")
     with pytest.raises(ExternalToolError, match="building the allocation shim failed"):
         shim_path()
 

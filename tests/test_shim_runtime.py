@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors.shim import shim_path
+from collectors.shim.library import shim_path
 from collectors.shim.log import END_EXEC, find_logs, read_log
 
 HERE = Path(__file__).resolve().parent

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from collectors.pipeline.api import (
+from placer.contracts.pipeline import (
     ChoiceKnob,
     HostFacts,
     IntKnob,
@@ -16,7 +16,8 @@ from collectors.pipeline.api import (
     StageStats,
 )
 from placer.errors import InvalidInputError
-from tuners.analysis import analyze, config_from_analysis, core_demand
+from tuners.analysis import analyze
+from tuners.configs import config_from_analysis, core_demand
 
 GIB = 1024**3
 

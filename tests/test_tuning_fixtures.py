@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from collectors.pipeline.api import PipelineDef
+from placer.contracts.pipeline import PipelineDef
 from tuners.synthetic import synthetic_cpu
 
 COUNTER_ENV = "PLACER_TEST_BUILD_COUNTER"

@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 from placer.errors import InvalidInputError
 from placer.store import Store
 from placer.store.models import Pipeline, PipelineRun, StageMetric, TuningStudy
+from tuners.study import optuna_storage
 from tuners.synthetic import measure_synthetic
-from tuners.tuning import optuna_storage, tune
+from tuners.tuning import tune
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
@@ -204,7 +205,7 @@ def test_a_cached_trial_is_worth_its_run_not_its_replay() -> None:
 
     import optuna
 
-    from collectors.pipeline.api import HostFacts, Measurement
+    from placer.contracts.pipeline import HostFacts, Measurement
     from tuners.analysis import Analysis, run_rate
     from tuners.tuning import Budget, Objective
 
@@ -272,7 +273,7 @@ def test_a_cached_trial_is_worth_its_run_not_its_replay() -> None:
 def test_the_best_is_confirmed_by_a_second_measurement() -> None:
     import optuna
 
-    from tuners.tuning import CONFIRM_ATTR, best_trial, pick_confirmed, trial_score
+    from tuners.study import CONFIRM_ATTR, best_trial, pick_confirmed, trial_score
 
     # a lucky first run (b) loses to a steady one (a) once both are measured again
     again = {"a": 95.0, "b": 40.0, "c": 80.0, "d": 1000.0}

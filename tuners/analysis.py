@@ -1,6 +1,6 @@
 """Plumber-style operational analysis of an input pipeline (Kuchnik et al., MLSys'22).
 
-From one probed :class:`~collectors.pipeline.api.Measurement` the analysis derives, per
+From one probed :class:`~placer.contracts.pipeline.Measurement` the analysis derives, per
 stage, the *visit ratio* (elements the stage produces per output batch), its *per-core
 service rate* (output batches per CPU-second spent in the stage) and its *per-worker rate*
 (output batches per wall-second of one worker; lower than the per-core rate when the stage
@@ -26,9 +26,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from collectors.pipeline.api import (
+from placer.contracts.pipeline import (
     ChoiceKnob,
-    Config,
     IntKnob,
     Measurement,
     PipelineDef,
@@ -38,7 +37,7 @@ from collectors.pipeline.api import (
 from placer.errors import InvalidInputError
 
 #: Below this CPU time a stage is treated as free (no measurable CPU per batch).
-_EPS_CPU = 1e-9
+EPS_CPU = 1e-9
 
 #: Default training-run length (epochs) over which a cache's first epoch is amortized.
 DEFAULT_EPOCHS = 10
@@ -111,7 +110,8 @@ class Analysis:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON (an unbounded rate, every stage cached, becomes ``None``)."""
-        return _finite(asdict(self))
+        doc: dict[str, Any] = _finite(asdict(self))
+        return doc
 
     def stage(self, name: str) -> StageAnalysis:
         for st in self.stages:
@@ -167,8 +167,8 @@ def _per_batch_rates(info: StageInfo, stats: StageStats, batches: int) -> dict[s
     visit = stats.elements_out / batches
     cpu = max(stats.cpu_seconds, 0.0) / batches
     wall = max(stats.wall_seconds, stats.cpu_seconds, 0.0) / batches
-    core_rate = 1.0 / cpu if cpu > _EPS_CPU else None
-    worker_rate = 1.0 / wall if wall > _EPS_CPU else None
+    core_rate = 1.0 / cpu if cpu > EPS_CPU else None
+    worker_rate = 1.0 / wall if wall > EPS_CPU else None
     return {"visit": visit, "cpu": cpu, "wall": wall, "core": core_rate, "worker": worker_rate}
 
 
@@ -185,7 +185,7 @@ def _consumer_stage(
     seconds_per_batch: float, gil_share: float | None = None
 ) -> StageAnalysis | None:
     """The consumer as a sequential stage that a cache never removes (None: free)."""
-    if seconds_per_batch <= _EPS_CPU:
+    if seconds_per_batch <= EPS_CPU:
         return None
     rate = 1.0 / seconds_per_batch
     return StageAnalysis(
@@ -225,7 +225,7 @@ def _lp(
     the knob's upper end otherwise) times one worker's wall rate. Stages with a measured
     GIL share share one interpreter: ``T × Σ cpu_per_batch_i × g_i <= 1`` (``"gil"``).
     """
-    from scipy.optimize import linprog
+    from scipy.optimize import linprog  # lazy: heavy
 
     cpu_stages = [s for s in stages if s.core_rate is not None]
     n = len(cpu_stages)
@@ -237,7 +237,7 @@ def _lp(
     if cap_batches is not None:
         caps.append((cap_batches, "source"))
     held = gil_seconds_per_batch(stages) if gil else 0.0
-    if held > _EPS_CPU:
+    if held > EPS_CPU:
         # The GIL term involves T alone, so it is a cap on T.
         caps.append((1.0 / held, "gil"))
     if n == 0:
@@ -291,21 +291,6 @@ def _max_workers(defn: PipelineDef) -> dict[str, int]:
         elif isinstance(pool, IntKnob) and not info.sequential:
             out[info.name] = max(pool.high, 1)
     return out
-
-
-def _knob_clip(knob: Any, value: Any) -> Any:
-    if isinstance(knob, IntKnob):
-        return int(min(max(int(value), knob.low), knob.high))
-    if isinstance(knob, ChoiceKnob):
-        if value in knob.choices:
-            return value
-        numeric = [
-            c for c in knob.choices if isinstance(c, int | float) and not isinstance(c, bool)
-        ]
-        if numeric and isinstance(value, int | float) and not isinstance(value, bool):
-            return min(numeric, key=lambda c: abs(c - value))
-        return knob.choices[0]
-    return value
 
 
 # --------------------------------------------------------------------------- analysis
@@ -511,7 +496,7 @@ def analyze(
     # process (imports, worker spawn), and the bound must stay an upper bound.
     upper = run_rate(upper_nc, upper_steady, epochs) if cache is not None else upper_nc
     without_gil: float | None = None
-    if gil_held > _EPS_CPU:  # what the bound was before the GIL term (same cache choice)
+    if gil_held > EPS_CPU:  # what the bound was before the GIL term (same cache choice)
         free_nc = _lp(stages + tail, budget_cores, source_cap, max_workers, gil=False)[0]
         without_gil = free_nc * samples_per_batch
         if cache is not None:
@@ -546,9 +531,7 @@ def analyze(
             samples_per_batch / consumer_per_batch if consumer is not None else None
         ),
         consumer_gil_share=measurement.consumer_gil_share,
-        gil_bound_samples_per_second=(
-            samples_per_batch / gil_held if gil_held > _EPS_CPU else None
-        ),
+        gil_bound_samples_per_second=(samples_per_batch / gil_held if gil_held > EPS_CPU else None),
         upper_bound_without_gil=without_gil,
         lp_bottleneck_no_cache=bind_nc,
     )
@@ -584,7 +567,7 @@ def _gil_clause(a: Analysis, stages: list[StageAnalysis]) -> str:
     """The GIL clause of a bound ("the GIL binds: 92% of tokenize's CPU holds it, ..."),
     largest holders first, so a reader sees which stage's Python serializes the run."""
     holders = [(s.cpu_per_batch * s.gil_share, s.name, s.gil_share) for s in stages if s.gil_share]
-    if a.consumer_gil_share and a.consumer_seconds_per_batch > _EPS_CPU:
+    if a.consumer_gil_share and a.consumer_seconds_per_batch > EPS_CPU:
         share = a.consumer_gil_share
         holders.append((a.consumer_seconds_per_batch * share, "the consumer", share))
     holders.sort(reverse=True)
@@ -666,143 +649,3 @@ def explain(a: Analysis) -> list[str]:
     else:
         lines.append(f"prefetch {a.prefetch} batch(es) by Little's law")
     return lines
-
-
-# --------------------------------------------------------------------------- config
-
-
-def config_from_analysis(defn: PipelineDef, analysis: Analysis) -> Config:
-    """Map the analysis onto ``defn``'s knobs (values clipped to the knobs' ranges).
-
-    Per-stage engines get one parallelism per stage; DataLoader's one pool gets
-    ``num_workers`` from Little's law over all worker-side stages (equal to the LP's core
-    sum for CPU-bound stages, more for stages that wait on I/O) and ``prefetch_factor``
-    from the prefetch depth spread over the workers.
-    """
-    config: Config = dict(defn.naive_config)
-    knobs: Mapping[str, Any] = defn.knobs
-    stage_by_knob = {s.parallelism_knob: s.name for s in defn.stages if s.parallelism_knob}
-    for key, knob in knobs.items():
-        if key.startswith("parallelism.") or key in stage_by_knob:
-            name = stage_by_knob.get(key, key.removeprefix("parallelism."))
-            try:
-                value: Any = analysis.stage(name).parallelism
-            except KeyError:
-                continue
-        elif key == "num_workers":
-            value = analysis.workers
-        elif key == "prefetch_factor":
-            value = max(2, math.ceil(analysis.prefetch / max(analysis.workers, 1)))
-        elif key == "prefetch":
-            value = analysis.prefetch
-        elif key == "cache":
-            value = analysis.cache
-        elif key == "persistent_workers":
-            value = True
-        elif key == "pin_memory":
-            value = False  # tuners never see a GPU; pinning only costs on CPU-only hosts
-        else:
-            value = config.get(key)
-            if value is None and isinstance(knob, ChoiceKnob):
-                value = knob.choices[0]
-            elif value is None and isinstance(knob, IntKnob):
-                value = knob.low
-        config[key] = _knob_clip(knob, value)
-    return _fit_cores(defn, analysis, config)
-
-
-def _fit_cores(defn: PipelineDef, analysis: Analysis, config: Config) -> Config:
-    """Round the LP's fractional cores down where ceil() overshoots the CPU budget.
-
-    Workers were rounded up to sustain the LP rate; if the result would use more cores
-    than the budget, take one worker at a time from the stage with the most until it fits.
-    """
-    knobs = [k for k, v in defn.knobs.items() if isinstance(v, IntKnob)]
-    par_keys = [k for k in knobs if k.startswith("parallelism.") or k == "num_workers"]
-    budget = analysis.budget_cores + 1e-6
-    while core_demand(defn, analysis, config) > budget:
-        movable = [
-            k
-            for k in par_keys
-            if int(config.get(k, 1)) > max(defn.knobs[k].low, 1)  # type: ignore[union-attr]
-        ]
-        if not movable:
-            break
-        key = max(movable, key=lambda k: int(config[k]))
-        config[key] = int(config[key]) - 1
-    return config
-
-
-def predicted_rate(defn: PipelineDef, analysis: Analysis, config: Config, *, cached: bool) -> float:
-    """Batches/s the config's workers could sustain if they got every core they ask for.
-
-    The minimum over stages of workers × one worker's rate (DataLoader: the pool's workers
-    over the summed per-batch time of all stages), the consumer's rate and the GIL's (one
-    over the GIL-holding CPU per batch, when measured); with ``cached`` the stages up to
-    the cache are skipped (steady state after the first epoch).
-    """
-    skip = set(_prefix(defn, config.get("cache"))) if cached else set()
-    live = [s for s in analysis.stages if s.name not in skip]
-    tail = (  # the consumer's rate, and the GIL's when measured
-        1.0 / analysis.consumer_seconds_per_batch
-        if analysis.consumer_seconds_per_batch > _EPS_CPU
-        else math.inf
-    )
-    held = gil_seconds_per_batch(live) + analysis.consumer_seconds_per_batch * (
-        analysis.consumer_gil_share or 0.0
-    )
-    if held > _EPS_CPU:  # threads of one interpreter: its GIL-holding CPU fits in one core
-        tail = min(tail, 1.0 / held)
-    if "num_workers" in config:
-        wall = sum(s.wall_per_batch for s in live)
-        pool = max(int(config.get("num_workers") or 0), 1) / wall if wall > 0 else math.inf
-        return min(pool, tail)
-    knob_of = {s.name: s.parallelism_knob or f"parallelism.{s.name}" for s in defn.stages}
-    rate = math.inf
-    for st in live:
-        if st.worker_rate is None:
-            continue
-        par = (
-            1
-            if st.sequential
-            else int(config.get(knob_of.get(st.name, ""), st.measured_parallelism))
-        )
-        rate = min(rate, max(par, 1) * st.worker_rate)
-    return min(rate, tail)
-
-
-def core_demand(defn: PipelineDef, analysis: Analysis, config: Config) -> float:
-    """Cores the config would use: its predicted rate × CPU-seconds per batch, capped by
-    the host's cores (threads beyond the cores time-share them, they cannot use more).
-
-    The larger of the first epoch (every stage runs) and the cached steady state. Used to
-    skip configs that cannot fit a CPU budget smaller than the host.
-    """
-    demand = 0.0
-    skip = set(_prefix(defn, config.get("cache")))
-    for cached in (False, True):
-        rate = predicted_rate(defn, analysis, config, cached=cached)
-        cpu = analysis.consumer_seconds_per_batch + sum(
-            s.cpu_per_batch for s in analysis.stages if not (cached and s.name in skip)
-        )
-        demand = max(demand, rate * cpu if math.isfinite(rate) else math.inf)
-    host = analysis.host_cores or math.inf
-    return float(min(demand, host))
-
-
-def _prefix(defn: PipelineDef, cache: Any) -> list[str]:
-    names = [s.name for s in defn.stages]
-    if cache not in names:
-        return []
-    return names[: names.index(cache) + 1]
-
-
-def cache_bytes(analysis: Analysis, config: Config) -> int:
-    """Memory the config's cache takes (the stage's materialized epoch output)."""
-    name = config.get("cache")
-    if not name:
-        return 0
-    try:
-        return int(analysis.stage(name).materialized_bytes or 0)
-    except KeyError:
-        return 0

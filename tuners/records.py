@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from collectors.pipeline.api import Measurement, PipelineDef
+from placer.contracts.pipeline import Measurement, PipelineDef
 from placer.store.models import Pipeline, PipelineRun, Stage, StageMetric, TuningStudy
 
 __all__ = ["Pipeline", "TuningStudy", "find_study", "record_measurement", "upsert_pipeline"]

@@ -26,7 +26,9 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from collectors.pipeline.api import (
+from collectors.pipeline.measure import consume
+from collectors.pipeline.probe import Probes
+from placer.contracts.pipeline import (
     ChoiceKnob,
     Config,
     HostFacts,
@@ -341,9 +343,6 @@ def measure_synthetic(
     ``2 × max_seconds + 5``), so a stage that never returns cannot hang the caller. The
     loop is the collectors' consumer (epochs, ``min_epochs``, materializing each batch).
     """
-    from collectors.pipeline.measure import consume
-    from collectors.pipeline.probe import Probes
-
     sink = Probes([s.name for s in defn.stages]) if probes else None
     result: dict[str, Any] = {}
     _reset_peak_rss()

@@ -1,8 +1,7 @@
 """Optuna tuning of a pipeline, seeded by the operational analysis.
 
-The study lives in the store's database through Optuna's RDB storage (so
-``optuna-dashboard <store-url>`` opens it). Its first trial is the analysis's
-configuration (``enqueue_trial``), followed by a few neighbours of it, then TPE searches
+The study lives in the store's database (:mod:`tuners.study`). Its first trial is the
+analysis's configuration (``enqueue_trial``), followed by a few neighbours of it, then TPE searches
 the pipeline's knobs. Each trial is a short :func:`measure` run in two steps: a quick
 one whose throughput is reported to the pruner, then the full one. CPU and memory
 budgets are constraints (``trial.set_constraint``, which Optuna 5's samplers read in
@@ -11,8 +10,7 @@ skipped before they run, and measured usage over budget makes a finished trial i
 
 Several processes (``workers``) or hosts share one study: each runs its own share of
 trials against the same storage; trials are numbered by the storage, so none is lost or
-counted twice. SQLite serializes the writers (``BEGIN IMMEDIATE`` and a busy timeout),
-heartbeats mark the trials of a killed worker failed.
+counted twice.
 """
 
 from __future__ import annotations
@@ -22,24 +20,35 @@ import logging
 import math
 import multiprocessing
 import os
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors.pipeline.api import ChoiceKnob, Config, IntKnob, Measurement, PipelineDef
-from placer.errors import InvalidInputError, PlacerError, StoreError
-from tuners.analysis import (
-    DEFAULT_EPOCHS,
-    Analysis,
-    StageAnalysis,
-    cache_bytes,
-    core_demand,
-    effective_rate,
+from placer.contracts.pipeline import Config, IntKnob, Measurement, PipelineDef
+from placer.errors import InvalidInputError, PlacerError
+from placer.store import Store
+from placer.store.models import TuningStudy
+from tuners import records
+from tuners.analysis import DEFAULT_EPOCHS, Analysis, analyze, effective_rate
+from tuners.configs import cache_bytes, config_from_analysis, core_demand
+from tuners.resolve import load_pipeline, resolve_measure
+from tuners.space import suggest
+from tuners.study import (
+    CONFIRM_ATTR,
+    CONFIRM_TOP,
+    analysis_from_dict,
+    best_trial,
+    finished_feasible,
+    make_pruner,
+    make_sampler,
+    optuna_storage,
+    quiet_optuna,
+    retry,
+    trial_rows,
+    trial_score,
 )
-
-HEARTBEAT_SECONDS = 5
-SQLITE_TIMEOUT_SECONDS = 60.0
 
 
 class TrialFailed(Exception):
@@ -54,101 +63,7 @@ class Budget:
     memory_bytes: int
 
 
-# --------------------------------------------------------------------------- storage
-
-
-def _quiet_optuna() -> None:
-    """Optuna logs every trial and warns about heartbeats being experimental; we report."""
-    import warnings
-
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
-def _sqlite_immediate(engine: Any) -> None:
-    """Make SQLite writers queue on the busy timeout instead of failing at lock upgrade."""
-    from sqlalchemy import event
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cur = dbapi_connection.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {int(SQLITE_TIMEOUT_SECONDS * 1000)}")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    engine.dispose()  # connections made before the listeners existed
-
-
-def optuna_storage(url: str, *, heartbeat: bool = True, attempts: int = 5) -> Any:
-    """Optuna's RDB storage on the store URL (retried: workers may race to create it)."""
-    import optuna
-    from sqlalchemy.exc import OperationalError
-
-    from placer.store.engine import parse_url
-
-    parsed = parse_url(url)
-    kwargs: dict[str, Any] = {}
-    sqlite = parsed.drivername.startswith("sqlite")
-    if sqlite:
-        kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_SECONDS}
-    else:
-        kwargs["pool_pre_ping"] = True
-    rendered = parsed.render_as_string(hide_password=False)
-    last: BaseException | None = None
-    for attempt in range(attempts):
-        try:
-            storage = optuna.storages.RDBStorage(
-                rendered,
-                engine_kwargs=kwargs,
-                heartbeat_interval=HEARTBEAT_SECONDS if heartbeat else None,
-                grace_period=6 * HEARTBEAT_SECONDS if heartbeat else None,
-            )
-            if sqlite:
-                _sqlite_immediate(storage.engine)
-            return storage
-        except (OperationalError, optuna.exceptions.StorageInternalError) as exc:
-            last = exc
-            time.sleep(0.2 * (2**attempt))
-        except Exception as exc:  # noqa: BLE001 - e.g. races on create_all, retried
-            last = exc
-            time.sleep(0.2 * (2**attempt))
-    first = str(last).strip().splitlines()[0] if last and str(last).strip() else repr(last)
-    raise StoreError(f"cannot open the Optuna storage on the store: {first}")
-
-
-def _retry(fn: Callable[[], Any], attempts: int = 5) -> Any:
-    import optuna
-
-    for attempt in range(attempts):
-        try:
-            return fn()
-        except optuna.exceptions.StorageInternalError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (2**attempt))
-    return None
-
-
 # --------------------------------------------------------------------------- search
-
-
-def suggest(trial: Any, knobs: Mapping[str, Any]) -> Config:
-    """Sample every knob of the pipeline (Optuna distributions from the knob types)."""
-    config: Config = {}
-    for key, knob in knobs.items():
-        if isinstance(knob, IntKnob):
-            config[key] = trial.suggest_int(key, knob.low, knob.high, log=knob.log)
-        elif isinstance(knob, ChoiceKnob):
-            config[key] = trial.suggest_categorical(key, list(knob.choices))
-        else:
-            raise InvalidInputError(f"knob {key!r} has unsupported type {type(knob).__name__}")
-    return config
 
 
 def neighbours(defn: PipelineDef, analysis: Analysis, config: Config, limit: int) -> list[Config]:
@@ -188,66 +103,6 @@ def neighbours(defn: PipelineDef, analysis: Analysis, config: Config, limit: int
     return out
 
 
-def feasible(trial: Any) -> bool:
-    """Within budget: every constraint (``trial.set_constraint``) is zero or less."""
-    return all(v <= 0 for v in trial.constraints.values())
-
-
-CONFIRM_ATTR = "confirmed_samples_per_second"  # study attr: {trial number: [re-measures]}
-CONFIRM_TOP = 3
-
-
-def _done(study: Any) -> list[Any]:
-    from optuna.trial import TrialState
-
-    return [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None and feasible(t)
-    ]
-
-
-def trial_score(study: Any, trial: Any) -> float:
-    """A trial's value, averaged with its confirming re-measurements if it has any."""
-    extra = study.user_attrs.get(CONFIRM_ATTR, {}).get(str(trial.number), [])
-    values = [float(trial.value), *(float(v) for v in extra)]
-    return sum(values) / len(values)
-
-
-def best_trial(study: Any) -> Any | None:
-    """The best finished trial that fits the budget (None if none does).
-
-    Among confirmed trials (:func:`confirm_best`) the best mean of its measurements wins;
-    a study without confirmations falls back to the best single value.
-    """
-    done = _done(study)
-    if not done:
-        return None
-    confirmed = study.user_attrs.get(CONFIRM_ATTR, {})
-    pool = [t for t in done if str(t.number) in confirmed] or done
-    return max(pool, key=lambda t: trial_score(study, t))
-
-
-def pick_confirmed(
-    candidates: Sequence[tuple[Config, float]],
-    remeasure: Callable[[Config], float],
-    top: int = CONFIRM_TOP,
-) -> tuple[Config | None, float | None, list[float]]:
-    """Re-measure the ``top`` best ``(config, value)`` candidates once each and return the
-    one with the best mean of its two values (and the re-measured values, in order).
-
-    One short measurement on a shared host is noisy: the single best value is often a
-    lucky run. Used for the study's best trial and, in the benchmark, for every method.
-    """
-    ranked = sorted(candidates, key=lambda cv: -cv[1])[:top]
-    again = [remeasure(config) for config, _ in ranked]
-    if not ranked:
-        return None, None, []
-    means = [(value + re) / 2 for (_, value), re in zip(ranked, again, strict=True)]
-    i = max(range(len(ranked)), key=lambda j: means[j])
-    return ranked[i][0], means[i], again
-
-
 def confirm_best(
     study: Any,
     defn: PipelineDef,
@@ -263,7 +118,7 @@ def confirm_best(
     :func:`best_trial` then ranks confirmed trials by their mean. Trial values stay as
     measured (Optuna's history is not rewritten); a failed re-measure counts as 0."""
     confirmed = dict(study.user_attrs.get(CONFIRM_ATTR, {}))
-    ranked = sorted(_done(study), key=lambda t: -float(t.value))[:top]
+    ranked = sorted(finished_feasible(study), key=lambda t: -float(t.value))[:top]
     for t in ranked:
         if str(t.number) in confirmed:
             continue
@@ -379,7 +234,7 @@ class Objective:
         raise TrialFailed(error)
 
     def __call__(self, trial: Any) -> float:
-        import optuna
+        import optuna  # lazy: heavy
 
         config = {**self.defn.naive_config, **suggest(trial, self.defn.knobs)}
         trial.set_user_attr("config", config)
@@ -427,36 +282,6 @@ class Objective:
         return value
 
 
-def make_sampler(seed: int | None, n_startup_trials: int) -> Any:
-    import optuna
-
-    return optuna.samplers.TPESampler(
-        seed=seed,
-        n_startup_trials=n_startup_trials,
-        multivariate=True,
-        constant_liar=True,
-    )
-
-
-def make_pruner() -> Any:
-    import optuna
-
-    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
-
-
-# --------------------------------------------------------------------------- analysis <-> JSON
-
-
-def analysis_from_dict(doc: Mapping[str, Any]) -> Analysis:
-    data = dict(doc)
-    for key in ("upper_bound_samples_per_second", "upper_bound_no_cache"):
-        if data.get(key) is None:
-            data[key] = math.inf
-    data["stages"] = [StageAnalysis(**s) for s in doc["stages"]]
-    names = {f.name for f in dataclasses.fields(Analysis)}
-    return Analysis(**{k: v for k, v in data.items() if k in names})
-
-
 # --------------------------------------------------------------------------- workers
 
 
@@ -483,17 +308,13 @@ def run_trials(
     callbacks: Sequence[Callable[[Any, Any], None]] = (),
 ) -> None:
     """Run ``spec.n_trials`` trials of the study in this process."""
-    import optuna
+    import optuna  # lazy: heavy
 
-    from placer.store import Store
-    from tuners import records
-    from tuners.resolve import load_pipeline, resolve_measure
-
-    _quiet_optuna()
+    quiet_optuna()
     defn = defn if defn is not None else load_pipeline(spec.pipeline)
     measure = measure if measure is not None else resolve_measure()
     storage = optuna_storage(spec.store_url)
-    study = _retry(
+    study = retry(
         lambda: optuna.load_study(
             study_name=spec.study_name,
             storage=storage,
@@ -539,8 +360,6 @@ def run_trials(
 
 
 def _worker_main(spec: WorkerSpec) -> None:
-    import sys
-
     for path in spec.extra_sys_path:
         if path not in sys.path:
             sys.path.insert(0, path)
@@ -562,8 +381,8 @@ def run_workers(
     poll_seconds: float = 0.5,
 ) -> list[int]:
     """Run the study's trials in ``workers`` spawned processes; returns their exit codes."""
-    import optuna
-    from optuna.trial import TrialState
+    import optuna  # lazy: heavy
+    from optuna.trial import TrialState  # lazy: heavy
 
     ctx = multiprocessing.get_context("spawn")
     procs = []
@@ -643,25 +462,6 @@ class TuneResult:
         }
 
 
-def trial_rows(study: Any) -> list[dict[str, Any]]:
-    """Every trial of the study, in number order, as plain JSON."""
-    rows = []
-    confirmed = study.user_attrs.get(CONFIRM_ATTR, {})
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        rows.append(
-            {
-                "number": t.number,
-                "state": t.state.name.lower(),
-                "samples_per_second": t.value,
-                "feasible": feasible(t),
-                "config": t.user_attrs.get("config", t.params),
-                "note": t.user_attrs.get("error") or t.user_attrs.get("skipped"),
-                "confirmed_samples_per_second": confirmed.get(str(t.number)),
-            }
-        )
-    return rows
-
-
 def tune(
     pipeline: str,
     store_url: str,
@@ -694,13 +494,9 @@ def tune(
     resolved pipeline and measuring function (tests, benchmark); with them only
     ``workers=1`` is possible, since worker processes resolve ``pipeline`` themselves.
     """
-    import optuna
+    import optuna  # lazy: heavy
 
-    from placer.store import Store
-    from tuners import records
-    from tuners.resolve import load_pipeline, resolve_measure
-
-    _quiet_optuna()
+    quiet_optuna()
     if n_trials < 1:
         raise InvalidInputError(f"--trials must be at least 1, got {n_trials}")
     if workers < 1:
@@ -785,13 +581,13 @@ def tune(
             trial_seconds=trial_seconds,
             seed=seed,
             n_startup_trials=max(2, min(5, n_trials // 3)),
-            extra_sys_path=[p for p in __import__("sys").path if p],
+            extra_sys_path=[p for p in sys.path if p],
             trial_timeout=trial_timeout,
         )
         status = "done"
         try:
             if workers == 1:
-                from optuna.trial import TrialState
+                from optuna.trial import TrialState  # lazy: heavy
 
                 done_states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -864,11 +660,7 @@ def _start_study(
     Nothing is stored unless profiling and analysis succeed; the placer rows and the
     Optuna study are created together (the study is deleted if the rows fail).
     """
-    import optuna
-
-    from placer.store.models import TuningStudy
-    from tuners import records
-    from tuners.analysis import analyze, config_from_analysis
+    import optuna  # lazy: heavy
 
     try:
         extra = {"timeout": trial_timeout} if trial_timeout is not None else {}
@@ -957,9 +749,7 @@ def _finish(
     store: Any, storage: Any, defn: PipelineDef, spec: str, name: str, status: str
 ) -> tuple[Config | None, float | None, list[dict[str, Any]], str]:
     """Store the study's outcome on its row and, if better, on the pipeline."""
-    import optuna
-
-    from tuners import records
+    import optuna  # lazy: heavy
 
     study = optuna.load_study(study_name=name, storage=storage)
     best = best_trial(study)

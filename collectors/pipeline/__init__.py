@@ -1,1 +1,1 @@
-"""Pipeline probes and engine adapters (see ``collectors.pipeline.api`` for the contract)."""
+"""Pipeline probes and engine adapters (see ``placer.contracts.pipeline`` for the contract)."""

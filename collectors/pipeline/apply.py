@@ -2,7 +2,7 @@
 
 A config file is JSON: either the flat config (``{"num_workers": 2, ...}``) or an object
 with the flat config under ``"config"`` (other keys, e.g. the pipeline name, throughput and
-study, are ignored here). Keys are those of ``collectors.pipeline.api``.
+study, are ignored here). Keys are those of ``placer.contracts.pipeline``.
 
     from collectors.pipeline.apply import build_dataloader, build_nodes, staged_dataset
 
@@ -20,17 +20,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from collectors.pipeline.api import Config
+from collectors.pipeline.adapters import spec_engine
+from collectors.pipeline.adapters.dataloader import ProbedDataset, make_dataloader
+from collectors.pipeline.adapters.torchdata_nodes import TorchdataPipeline
 from collectors.pipeline.probe import Probes
 from collectors.pipeline.spec import PipelineSpec, StageSpec
+from placer.contracts.pipeline import Config
+from placer.errors import InvalidInputError
 
 DATALOADER_KEYS = ("num_workers", "prefetch_factor", "persistent_workers", "pin_memory", "cache")
 
 
 def load_config(config: str | os.PathLike[str] | dict[str, Any]) -> Config:
     """A flat config from a dict or a JSON file (bad files raise ``InvalidInputError``)."""
-    from placer.errors import InvalidInputError
-
     if isinstance(config, dict):
         data: Any = config
     else:
@@ -49,8 +51,6 @@ def load_config(config: str | os.PathLike[str] | dict[str, Any]) -> Config:
 
 
 def _check_int(cfg: Config, key: str, low: int) -> None:
-    from placer.errors import InvalidInputError
-
     value = cfg.get(key)
     if value is None:
         return
@@ -79,9 +79,7 @@ def staged_dataset(
     probes: Probes | None = None,
 ) -> Any:
     """A map-style torch ``Dataset``: item ``i`` through named stages (cacheable by name)."""
-    from torch.utils.data import Dataset
-
-    from collectors.pipeline.adapters.dataloader import ProbedDataset
+    from torch.utils.data import Dataset  # lazy: heavy
 
     cls = type("StagedDataset", (ProbedDataset, Dataset), {})
     return cls(items, _stage_specs(stages), probes, cache_after)
@@ -101,9 +99,6 @@ def build_dataloader(
     ``cache`` needs a dataset from :func:`staged_dataset` (it names one of its stages);
     other keys of the config (per-stage parallelism of other engines) are rejected.
     """
-    from collectors.pipeline.adapters.dataloader import ProbedDataset, make_dataloader
-    from placer.errors import InvalidInputError
-
     cfg = load_config(config)
     unknown = sorted(set(cfg) - set(DATALOADER_KEYS))
     if unknown:
@@ -125,7 +120,7 @@ def build_dataloader(
         dataset.cache_after = cache
         dataset._cache_pos = names.index(cache)
     if collate_fn is None:
-        from torch.utils.data import default_collate
+        from torch.utils.data import default_collate  # lazy: heavy
 
         collate_fn = default_collate
     return make_dataloader(
@@ -144,10 +139,7 @@ def build_nodes(
 ) -> Any:
     """A re-iterable torchdata.nodes pipeline (each ``iter()`` is an epoch) with the tuned
     per-stage parallelism, output prefetch and cache."""
-    from collectors.pipeline.adapters.torchdata_nodes import TorchdataPipeline
-    from collectors.pipeline.spec import validate_config
-
     specs = [*_stage_specs(stages), StageSpec("collate", collate_fn, kind="collate")]
     spec = PipelineSpec(name="job", items=lambda: items, stages=specs, batch_size=batch_size)
-    cfg = validate_config(spec, "torchdata", load_config(config))
+    cfg = spec_engine("torchdata").validate_config(spec, load_config(config))
     return TorchdataPipeline(spec, cfg, probes)

@@ -1,23 +1,30 @@
-"""A training job's epoch loop that lets the placer daemon tune its input pipeline.
+"""A training job's epoch loop that lets a tuner (the placer daemon) tune its input pipeline.
 
-A job builds its pipeline from a :class:`~collectors.pipeline.api.PipelineDef` (an example
-name or its own, see ``registry.load_pipeline``) and a config, and calls :func:`run_epochs`.
-Each ``iter()`` of the built pipeline is an epoch; the end of an epoch is the safe point.
-There the loop reports the epoch's samples/s and its stage metrics to the daemon
-(:class:`placer.daemon.client.PipelineAgent`, over the daemon's Unix socket) and gets the
-knobs to run next; when they differ from the config in force, the pipeline is rebuilt
-with them before the next epoch.
+A job builds its pipeline from a :class:`~placer.contracts.pipeline.PipelineDef` (an
+example name or its own, see ``registry.load_pipeline``) and a config, and calls
+:func:`run_epochs`. Each ``iter()`` of the built pipeline is an epoch; the end of an epoch
+is the safe point. There the loop reports the epoch's samples/s and its stage metrics to
+the job's :class:`EpochAgent` and gets the knobs to run next; when they differ from the
+config in force, the pipeline is rebuilt with them before the next epoch.
+
+The agent is passed in (``attach``), so this loop knows no daemon: a job attached to the
+placer daemon passes :class:`placer.daemon.client.PipelineAgent` (with its socket), as
+``examples/pipelines/train_job.py`` does:
+
+    from functools import partial
 
     from collectors.pipeline.epochs import run_epochs
     from collectors.pipeline.registry import load_pipeline
+    from placer.daemon.client import PipelineAgent
 
     defn = load_pipeline("remote-dataloader")
-    for e in run_epochs(defn, defn.naive_config, epochs=12, step=train_step):
+    for e in run_epochs(defn, defn.naive_config, epochs=12, step=train_step,
+                        attach=partial(PipelineAgent, path=None)):
         print(e.index, e.samples_per_second, e.config, e.next_config)
 
-Without a daemon (nothing answers on the socket, it refuses the job, or
-``PLACER_DAEMON=off``) the job runs every epoch with its own config and says why once.
-Only the knobs in ``tune`` are offered to the daemon: by default the integer knobs
+Without an agent (``attach`` is None, or it raises a ``PlacerError``: nothing answers on
+the socket, the daemon refuses the job) the job runs every epoch with its own config and
+says why once. Only the knobs in ``tune`` are offered: by default the integer knobs
 (parallelism, ``num_workers``, prefetch), whose effect shows within one epoch; a cache or
 ``persistent_workers`` pays off only across epochs, and a rebuild starts them cold.
 """
@@ -25,17 +32,50 @@ Only the knobs in ``tune`` are offered to the daemon: by default the integer kno
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from collectors.pipeline.api import ChoiceKnob, Config, IntKnob, PipelineDef, StageStats
+from collectors.pipeline.adapters import engine_named
 from collectors.pipeline.measure import batch_samples
 from collectors.pipeline.probe import Probes
+from placer.contracts.pipeline import (
+    Config,
+    IntKnob,
+    PipelineDef,
+    StageStats,
+    WireSpace,
+    to_wire,
+)
+from placer.errors import InvalidInputError, PlacerError
 
 Say = Callable[[str], None]
+
+
+class EpochAgent(Protocol):
+    """The job's link to whoever tunes it (:class:`placer.daemon.client.PipelineAgent`).
+
+    ``report`` gets an epoch's samples/s, its stage stats (``StageStats`` fields as dicts)
+    and batch count, and returns the knobs to run next, or None when the tuner is away
+    (keep the current ones); it raises ``PlacerError`` when the tuner refuses the report.
+    """
+
+    def applied(self, knobs: dict[str, Any]) -> None: ...
+
+    def report(
+        self,
+        samples_per_second: float,
+        stages: list[dict[str, Any]] | None = None,
+        batches: int = 0,
+    ) -> dict[str, Any] | None: ...
+
+    def close(self) -> None: ...
+
+
+#: Makes the agent: called once with (job name, knob space in wire form, knobs in force);
+#: raises ``PlacerError`` when no tuner takes the job.
+Attach = Callable[[str, WireSpace, Config], EpochAgent]
 
 
 @dataclass
@@ -50,21 +90,19 @@ class Epoch:
     samples_per_second: float
     stages: list[StageStats] = field(default_factory=list)
     next_config: Config = field(default_factory=dict)  # what the next epoch runs
-    daemon: bool = False  # the daemon answered this epoch's report
+    daemon: bool = False  # the tuner (daemon) answered this epoch's report
 
     @property
     def changed(self) -> bool:
         return self.next_config != self.config
 
 
-def knob_space(defn: PipelineDef, names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-    """The daemon protocol's knob space (``{"k": {"low", "high"} | {"choices"}}``) of a def.
+def knob_space(defn: PipelineDef, names: Sequence[str] | None = None) -> WireSpace:
+    """The knob space offered to the tuner, in wire form (``placer.contracts.pipeline.to_wire``).
 
     ``names``: the knobs to offer (unknown names raise ``InvalidInputError``); default:
     every integer knob of the def.
     """
-    from placer.errors import InvalidInputError
-
     if names is None:
         names = [k for k, v in defn.knobs.items() if isinstance(v, IntKnob)]
     unknown = sorted(set(names) - set(defn.knobs))
@@ -72,67 +110,32 @@ def knob_space(defn: PipelineDef, names: Sequence[str] | None = None) -> dict[st
         raise InvalidInputError(
             f"{defn.name}: no knob(s) {', '.join(unknown)}; it has {', '.join(sorted(defn.knobs))}"
         )
-    out: dict[str, dict[str, Any]] = {}
-    for name in names:
-        knob = defn.knobs[name]
-        if isinstance(knob, IntKnob):
-            out[name] = {"low": knob.low, "high": knob.high}
-        elif isinstance(knob, ChoiceKnob):
-            out[name] = {"choices": list(knob.choices)}
-    if not out:
+    if not names:
         raise InvalidInputError(f"{defn.name}: no knobs to tune")
-    return out
+    return to_wire({name: defn.knobs[name] for name in names})
 
 
-def stage_parallelism(defn: PipelineDef, config: Config) -> dict[str, int]:
-    """Each stage's parallelism under ``config`` (DataLoader: one pool for every stage)."""
-    workers = max(1, int(config.get("num_workers") or 0))
-    out: dict[str, int] = {}
-    for s in defn.stages:
-        if s.parallelism_knob:
-            out[s.name] = int(config.get(s.parallelism_knob, 1))
-        else:
-            out[s.name] = workers if defn.engine == "dataloader" else 1
-    return out
-
-
-class _Daemon:
-    """The job's link to the daemon, or the reason there is none (said once)."""
+class _Link:
+    """The job's link to its agent, or the reason there is none (said once)."""
 
     def __init__(
-        self,
-        name: str,
-        space: dict[str, dict[str, Any]],
-        knobs: Config,
-        socket: str | os.PathLike[str] | None,
-        say: Say,
+        self, attach: Attach | None, name: str, space: WireSpace, knobs: Config, say: Say
     ) -> None:
-        from placer.daemon.client import REGISTER_ENV, PipelineAgent, socket_path
-        from placer.errors import PlacerError
-
         self.say = say
-        self.agent: PipelineAgent | None = None
+        self.agent: EpochAgent | None = None
         self.lost = False
-        if os.environ.get(REGISTER_ENV, "auto").lower() in ("off", "0", "no", "false"):
-            say(f"{REGISTER_ENV}=off: running with the job's own config")
+        if attach is None:
             return
         try:
-            self.agent = PipelineAgent(name, space, knobs, path=socket)
+            self.agent = attach(name, space, knobs)
         except PlacerError as exc:
             say(f"no daemon tunes this job ({exc}); running with the job's own config")
-            return
-        say(
-            f"daemon job {self.agent.job_id} tunes {', '.join(space)} "
-            f"(socket {socket_path(socket)})"
-        )
 
     def report(
         self, rate: float, stages: list[StageStats], batches: int, knobs: Config
     ) -> Config | None:
         if self.agent is None:
             return None
-        from placer.errors import PlacerError
-
         self.agent.applied(knobs)
         docs = [dataclasses.asdict(s) for s in stages]
         try:
@@ -161,7 +164,7 @@ def run_epochs(
     step: Callable[[Any], Any] | None = None,
     tune: Sequence[str] | None = None,
     name: str | None = None,
-    socket: str | os.PathLike[str] | None = None,
+    attach: Attach | None = None,
     say: Say | None = None,
     steps_per_epoch: int | None = None,
 ) -> Iterator[Epoch]:
@@ -170,12 +173,11 @@ def run_epochs(
     ``step(batch)`` is the job's training step (the time it takes counts in the epoch's
     samples/s, as it does for a real job). ``tune``: the knobs the daemon may change (see
     :func:`knob_space`); ``name``: the job's name in ``placer jobs`` (default the def's);
-    ``socket``: the daemon's socket (default as ``placer daemon``); ``say``: where the
-    one-line notes about the daemon go (default: nowhere); ``steps_per_epoch``: end an
-    epoch after that many batches (as Keras' ``steps_per_epoch``; default: the whole data).
+    ``attach``: makes the job's :class:`EpochAgent` (default: none, the job keeps its
+    config); ``say``: where the one-line notes about the tuner go (default: nowhere);
+    ``steps_per_epoch``: end an epoch after that many batches (as Keras'
+    ``steps_per_epoch``; default: the whole data).
     """
-    from placer.errors import InvalidInputError, PlacerError
-
     if epochs < 1:
         raise InvalidInputError(f"epochs must be >= 1, got {epochs}")
     if steps_per_epoch is not None and steps_per_epoch < 1:
@@ -183,7 +185,8 @@ def run_epochs(
     note: Say = say or (lambda _msg: None)
     current: Config = {**defn.naive_config, **config}
     space = knob_space(defn, tune)
-    link = _Daemon(name or defn.name, space, {k: current.get(k) for k in space}, socket, note)
+    link = _Link(attach, name or defn.name, space, {k: current.get(k) for k in space}, note)
+    engine = engine_named(defn.engine)
     pipeline: Any = None
     probes: Probes | None = None
     try:
@@ -209,7 +212,7 @@ def run_epochs(
                 if close is not None:  # stops the epoch's workers/threads now
                     close()
             seconds = time.perf_counter() - t0
-            stages = probes.stats(since, parallelism=stage_parallelism(defn, current))
+            stages = probes.stats(since, parallelism=engine.stage_parallelism(defn, current))
             rate = samples / seconds if seconds > 0 else 0.0
             new = link.report(rate, stages, batches, {k: current.get(k) for k in space})
             nxt = dict(current)

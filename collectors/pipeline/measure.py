@@ -13,23 +13,23 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import multiprocessing
 import os
+import resource
 import signal
 import threading
 import time
 import traceback
+import urllib.request
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from collectors.pipeline.api import Config, HostFacts, Measurement, PipelineDef, StageStats
+from collectors.pipeline.adapters import engine_named
 from collectors.pipeline.probe import RESERVOIR, Counters, Probes, gil_share
+from placer.contracts.pipeline import Config, HostFacts, Measurement, PipelineDef, StageStats
+from placer.errors import InvalidInputError
 
 _HEARTBEAT_SECONDS = 0.25
-
-#: Engines that run every stage (and the consumer) as threads of one interpreter: their
-#: stages share one GIL. DataLoader workers are processes (a GIL each) and tf.data runs
-#: native ops in C++ threads without it.
-SHARED_GIL_ENGINES = ("torchdata", "python")
 
 
 def batch_samples(batch: Any, default: int) -> int:
@@ -52,19 +52,6 @@ def batch_samples(batch: Any, default: int) -> int:
     return default
 
 
-def _parallelism(defn: PipelineDef, config: Config) -> dict[str, int]:
-    out: dict[str, int] = {}
-    workers = int(config.get("num_workers", 0) or 0)
-    for s in defn.stages:
-        if s.parallelism_knob and s.parallelism_knob in config:
-            out[s.name] = int(config[s.parallelism_knob])
-        elif defn.engine == "dataloader":
-            out[s.name] = max(1, workers)
-        else:
-            out[s.name] = 1
-    return out
-
-
 def _in_flight(counters: Counters | None) -> list[str]:
     """Stages that started elements they have not finished (map stages count in first)."""
     if not counters:
@@ -77,8 +64,6 @@ def _in_flight(counters: Counters | None) -> list[str]:
 
 
 def _peak_rss() -> int:
-    import resource
-
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return int((own + kids) * 1024)
@@ -102,8 +87,6 @@ def _children(pid: int) -> list[int]:
 def tree_cpu_seconds() -> float:
     """CPU seconds (user + system) of this process, its reaped children and its live
     descendants (DataLoader workers), read from getrusage and /proc/<pid>/stat."""
-    import resource
-
     own = resource.getrusage(resource.RUSAGE_SELF)
     reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
     total = own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
@@ -164,7 +147,7 @@ class Consumer:
             except Exception:  # noqa: BLE001 - e.g. a tensor that needs .detach()
                 x = x.detach().cpu().numpy()
         if hasattr(x, "__array_interface__") or hasattr(x, "__array__"):
-            import numpy as np
+            import numpy as np  # lazy: heavy
 
             arr = np.ascontiguousarray(x)
             if arr.dtype == object:
@@ -175,7 +158,7 @@ class Consumer:
             return self._copy(tobytes())
         if isinstance(x, list | tuple):
             if x and all(isinstance(v, int | float) and not isinstance(v, bool) for v in x):
-                import numpy as np
+                import numpy as np  # lazy: heavy
 
                 return self._copy(np.asarray(x))
             return sum(self._leaf(v) for v in x)
@@ -370,7 +353,8 @@ def _run(
     cpu = tree_cpu_seconds() - marks["cpu0"]
     stats: list[StageStats] = []
     if probes is not None:
-        stats = probes.stats(since=marks["since"], parallelism=_parallelism(defn, config))
+        workers = engine_named(defn.engine).stage_parallelism(defn, config)
+        stats = probes.stats(since=marks["since"], parallelism=workers)
     extra: dict[str, Any] = {}
     if gil_check and probes is not None:
         state["phase"] = "gil-check"
@@ -393,14 +377,7 @@ def _run(
 def _preload(engine: str) -> None:
     """Import the engine here once, so each forked trial does not pay seconds for it."""
     try:
-        if engine in ("torchdata", "dataloader"):
-            import torch.utils.data  # noqa: F401
-        if engine == "torchdata":
-            import torchdata.nodes  # noqa: F401
-        if engine == "tfdata":  # importing starts no TF runtime; running ops would
-            from collectors.pipeline.adapters.tfdata import preload
-
-            preload()
+        engine_named(engine).preload()
     except ImportError:
         pass  # the child reports the missing engine as the measurement's error
 
@@ -515,14 +492,12 @@ def measure(
     ``gil_check``: measure each stage's and the consumer's GIL share after the window
     (``StageStats.gil_share``; about 0.15-0.2 s per stage, not inside any rate). Default
     (None): on for a profile, i.e. probes on, the naive config, and an engine whose stages
-    share one interpreter (:data:`SHARED_GIL_ENGINES`); trials skip it.
+    share one interpreter (``Engine.shares_gil``); trials skip it.
     ``timeout`` (default ``3 * max_seconds + 10``) bounds everything, build and warmup
     included; past it the child's whole process group is killed and the result has
     ``status="timeout"``. ``isolation="inline"`` runs in this process instead (no hard
     timeout: for debugging and for callers that already isolate).
     """
-    from placer.errors import InvalidInputError
-
     if max_batches < 1 or max_seconds <= 0 or warmup_batches < 0 or min_epochs < 0:
         raise InvalidInputError(
             "measure needs max_batches >= 1, max_seconds > 0, warmup_batches >= 0 "
@@ -535,7 +510,7 @@ def measure(
     if gil_check is None:
         gil_check = (
             probes
-            and defn.engine in SHARED_GIL_ENGINES
+            and engine_named(defn.engine).shares_gil
             and {**defn.naive_config, **config} == dict(defn.naive_config)
         )
     args = (
@@ -556,8 +531,6 @@ def measure(
         except Exception as exc:  # noqa: BLE001
             return _result(defn, config, host, status="error", error=_one_line(exc))
         return _result(defn, config, host, data=data)
-
-    import multiprocessing
 
     _preload(defn.engine)
     ctx = multiprocessing.get_context("fork")
@@ -666,8 +639,6 @@ def _read_files(paths: list[str], limit_bytes: int, limit_seconds: float) -> flo
 
 
 def _read_url(url: str, limit_bytes: int, limit_seconds: float) -> float | None:
-    import urllib.request
-
     total = 0
     t0 = time.perf_counter()
     with urllib.request.urlopen(url, timeout=limit_seconds) as resp:  # noqa: S310 - user's source
@@ -694,8 +665,6 @@ def host_facts(
     after ``POSIX_FADV_DONTNEED`` so the number is a cold read where the kernel drops the
     cached pages (it may not for pages another process holds). Cached per source.
     """
-    from placer.errors import InvalidInputError
-
     cores = len(os.sched_getaffinity(0))
     bandwidth: float | None = None
     if source is not None:

@@ -31,6 +31,7 @@ serialized (GIL-holding) share: Amdahl's law on an idle host, robust to a busy o
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import statistics
 import sys
@@ -40,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from random import random as _random
 from typing import Any
 
-from collectors.pipeline.api import StageStats
+from placer.contracts.pipeline import StageStats
 
 FIELDS = (
     "elements_in",
@@ -383,8 +384,6 @@ class Probes:
     # -- worker processes -------------------------------------------------------------
     def enable_workers(self, max_workers: int) -> None:
         """Allocate shared memory for ``max_workers`` worker processes (call in the parent)."""
-        import multiprocessing
-
         if max_workers <= self._max_workers and self._shared is not None:
             return
         size = max(1, max_workers) * len(self._names) * N_FIELDS

@@ -7,14 +7,16 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from collectors.pipeline.api import PipelineDef
+from placer.contracts.pipeline import PipelineDef
+from placer.errors import InvalidInputError, NotFoundError, PlacerError, first_line
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+def _said(exc: BaseException) -> str:
+    """``Type: first line`` of an exception from the user's code (just ``Type`` if empty)."""
+    line = first_line(exc)
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
 def examples() -> dict[str, Callable[[], PipelineDef]]:
@@ -47,8 +49,6 @@ def load_pipeline(name: str) -> PipelineDef:
     ``name`` is an example name (see :func:`example_names`) or ``package.module:function``
     where the function takes no arguments and returns a ``PipelineDef``.
     """
-    from placer.errors import InvalidInputError, NotFoundError, PlacerError
-
     if ":" not in name:
         found = examples()
         factory = found.get(name)
@@ -63,7 +63,7 @@ def load_pipeline(name: str) -> PipelineDef:
             raise
         except Exception as exc:  # noqa: BLE001 - data generation failed: say so in one line
             raise InvalidInputError(
-                f"example pipeline {name} could not be built: {_first_line(exc)}"
+                f"example pipeline {name} could not be built: {_said(exc)}"
             ) from None
     module_name, _, func_name = name.partition(":")
     if not module_name or not func_name:
@@ -72,7 +72,7 @@ def load_pipeline(name: str) -> PipelineDef:
         module = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - any import failure is the user's module
         raise InvalidInputError(
-            f"pipeline module {module_name!r} does not import: {_first_line(exc)}"
+            f"pipeline module {module_name!r} does not import: {_said(exc)}"
         ) from None
     func = getattr(module, func_name, None)
     if not callable(func):
@@ -82,7 +82,7 @@ def load_pipeline(name: str) -> PipelineDef:
     except PlacerError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise InvalidInputError(f"pipeline builder {name} raised {_first_line(exc)}") from None
+        raise InvalidInputError(f"pipeline builder {name} raised {_said(exc)}") from None
     if not isinstance(defn, PipelineDef):
         raise InvalidInputError(
             f"pipeline builder {name} returned {type(defn).__name__}, not a PipelineDef"

@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collectors.profile.dhat import match_points, read_dhat
 from collectors.profile.intervals import ObjectIndex, Span
@@ -34,6 +34,9 @@ from placer.store.models import (
     Run,
     Site,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 ALLOC_KINDS = {
     0: "malloc",
@@ -63,7 +66,8 @@ class RunOutcome:
 
 
 # ----------------------------------------------------------------- phase 1
-def _host(session: Any) -> Any:
+def host_row(session: Session) -> Any:
+    """This host's row in the store (created on first use); the daemon keys its jobs by it."""
     from sqlalchemy import select  # lazy: heavy
 
     name = platform.node() or "localhost"
@@ -81,7 +85,7 @@ def _host(session: Any) -> Any:
     return host
 
 
-def _application(session: Any, name: str) -> Any:
+def _application(session: Session, name: str) -> Any:
     from sqlalchemy import select  # lazy: heavy
 
     app = session.scalar(select(Application).where(Application.name == name))
@@ -105,7 +109,7 @@ def begin_run(
 
     with store.session() as s:
         app = _application(s, app_name)
-        host = _host(s)
+        host = host_row(s)
         run = Run(
             application_id=app.id,
             host_id=host.id,
@@ -246,7 +250,7 @@ def _symbolize_sites(
     return out
 
 
-def _get_or_create_sites(session: Any, rows: dict[str, dict[str, Any]]) -> dict[str, int]:
+def _get_or_create_sites(session: Session, rows: dict[str, dict[str, Any]]) -> dict[str, int]:
     """Site ids by hash; new hashes are inserted (sites are shared by all runs)."""
     from sqlalchemy import select  # lazy: heavy
 
@@ -270,7 +274,10 @@ def _get_or_create_sites(session: Any, rows: dict[str, dict[str, Any]]) -> dict[
                 session.flush()
             ids[h] = site.id
         except IntegrityError:
-            ids[h] = session.scalar(select(Site.id).where(Site.site_hash == h))
+            found = session.scalar(select(Site.id).where(Site.site_hash == h))
+            if found is None:
+                raise
+            ids[h] = found
     return ids
 
 

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from placer.errors import first_line
+
 FAULT_EVENT = "page-faults/period=1/"
 CLOCK_EVENT = "task-clock/period=1000000/"  # one sample per ms of CPU time
 CLOCK_PERIOD_NS = 1_000_000
@@ -179,13 +181,6 @@ def parse_script(lines: str | list[str] | Iterator[str]) -> Iterator[PerfSample]
 
 
 # ----------------------------------------------------------------- running perf
-def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
-
-
 def perf_mem_works(perf: str) -> tuple[bool, str]:
     """Does ``perf mem record`` run here (PEBS/IBS present and permitted)? And if not, why.
 
@@ -204,7 +199,7 @@ def perf_mem_works(perf: str) -> tuple[bool, str]:
             return False, f"perf mem cannot run: {exc}"
     if r.returncode == 0:
         return True, ""
-    first = _first_line(r.stderr + r.stdout) or f"exit {r.returncode}"
+    first = first_line(r.stderr + r.stdout) or f"exit {r.returncode}"
     return False, f"perf mem record failed: {first}"
 
 
@@ -239,7 +234,7 @@ def probe(perf: str | None = None, *, want_mem: bool = True) -> PerfStatus:
         except (OSError, subprocess.TimeoutExpired) as exc:
             return PerfStatus(False, False, f"perf cannot run: {exc}", perf)
         if proc.returncode != 0:
-            why = _first_line(proc.stderr + proc.stdout) or f"exit {proc.returncode}"
+            why = first_line(proc.stderr + proc.stdout) or f"exit {proc.returncode}"
             return PerfStatus(False, False, f"perf record not permitted or failed: {why}", perf)
         mem = perf_mem_works(perf)[0] if want_mem else False
     return PerfStatus(True, mem, "", perf)
@@ -301,5 +296,5 @@ def read_samples(status: PerfStatus, workdir: Path) -> tuple[list[PerfSample], s
         samples.extend(parse_script(proc.stdout))
         _, err = proc.communicate()
         if proc.returncode != 0:
-            notes.append(f"perf script {name}: {_first_line(err) or proc.returncode}")
+            notes.append(f"perf script {name}: {first_line(err) or proc.returncode}")
     return samples, "; ".join(notes)

@@ -6,6 +6,10 @@ wrapper around it (perf, valgrind) exactly once. When stdin is a terminal that p
 the program's group becomes the terminal's foreground group for the run, as a shell would
 do, so interactive programs keep their terminal. stdout and stderr are inherited: nothing
 the program prints goes through placer.
+
+This is placer's one launcher: profiling runs and plan runs (``placer run --plan``,
+measured labels, :mod:`placer.act.bind`) start their program here; a caller that must look
+at the program while it runs (numa_maps sampling) passes ``watch``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from placer.errors import InvalidInputError
@@ -91,11 +95,19 @@ def _foreground(pgid: int) -> Iterator[None]:
 
 
 def run_program(
-    argv: Sequence[str], env: Mapping[str, str], cwd: str | None = None, quiet: bool = False
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str | None = None,
+    quiet: bool = False,
+    *,
+    watch: Callable[[subprocess.Popen[bytes]], None] | None = None,
 ) -> ProgramResult:
     """Run ``argv`` to completion with signals forwarded to its process group.
 
-    ``quiet`` sends the program's stdin/stdout/stderr to /dev/null (deep mode's second pass).
+    ``quiet`` sends the program's stdin/stdout/stderr to /dev/null (deep mode's second pass,
+    measured labels). ``watch(proc)`` runs once the program started, while it holds the
+    terminal, and returns when it has seen enough (at the latest when the program ended);
+    the program is then waited for.
     """
     forwarded: list[int] = []
     child: list[subprocess.Popen[bytes]] = []
@@ -133,6 +145,8 @@ def run_program(
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signum)
         with contextlib.nullcontext() if quiet else _foreground(proc.pid):
+            if watch is not None:
+                watch(proc)
             returncode = proc.wait()
     finally:
         for s, handler in previous.items():

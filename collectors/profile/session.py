@@ -21,23 +21,13 @@ from collectors.profile import ingest, perf
 from collectors.profile.elf import read_elf, resolve_command, script_interpreter
 from collectors.profile.runner import run_program
 from collectors.profile.symbolize import Symbolizer
-from collectors.shim import shim_path
+from collectors.shim.library import shim_path
 from collectors.shim.log import read_log
 from placer.config import data_dir
+from placer.contracts.units import parse_size as parse_size  # public here too (CLI, tests)
 from placer.errors import ExternalToolError, InvalidInputError, PlacerError
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 _PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")
-
-
-def parse_size(text: str, what: str = "size") -> int:
-    """``4096``, ``64KiB``, ``2M``, ``1.5GiB`` → bytes (binary multiples)."""
-    m = _SIZE.match(str(text))
-    if not m:
-        raise InvalidInputError(f"{what}: cannot read {text!r} as a size (e.g. 2MiB, 65536)")
-    mult = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}[m.group(2).lower()]
-    value = int(float(m.group(1)) * mult)
-    return value
 
 
 @dataclass

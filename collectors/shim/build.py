@@ -1,15 +1,17 @@
-"""Build the preloaded shim (``libplacer_shim.so``) from ``placer_shim.c``.
+"""Build the preloaded shim (``libplacer_shim.so``) from its C sources (:data:`SOURCES`).
 
 Used three ways:
 
 - by the package build (``setup.py``), which puts the library next to this file;
-- by :func:`collectors.shim.shim_path` when that library is missing or stale (an editable
-  install whose C source changed): it compiles into a per-user cache keyed by the
+- by :func:`collectors.shim.library.shim_path` when that library is missing or stale (an editable
+  install whose C sources changed): it compiles into a per-user cache keyed by the
   source hash;
 - by hand: ``python -m collectors.shim.build [-o OUT]`` (what ``make shim`` runs).
 
-A build embeds ``PLACER_SHIM_SOURCE_SHA256=<hash>;`` in the library, so staleness is a
-byte search, never a ``dlopen`` (loading the shim into Python would be pointless).
+The sources are one C file per concern and the header they share, all in this package's
+folder; the hash covers every one of them. A build embeds
+``PLACER_SHIM_SOURCE_SHA256=<hash>;`` in the library, so staleness is a byte search, never
+a ``dlopen`` (loading the shim into Python would be pointless).
 """
 
 from __future__ import annotations
@@ -25,7 +27,22 @@ from pathlib import Path
 
 from placer.errors import ExternalToolError
 
-SOURCE = Path(__file__).with_name("placer_shim.c")
+#: Where the shim's sources are (and where the package build puts the library).
+SOURCE_DIR = Path(__file__).parent
+#: The header every C file includes (docs/shim.md; its top comment holds the lock order).
+HEADERS = ("shim_internal.h",)
+#: The C files compiled together into the library, one concern each.
+SOURCES = (
+    "shim_init.c",
+    "shim_log.c",
+    "shim_sites.c",
+    "shim_binding.c",
+    "shim_objects.c",
+    "shim_sampling.c",
+    "shim_signals.c",
+    "shim_wrappers.c",
+    "shim_io.c",
+)
 LIBRARY_NAME = "libplacer_shim.so"
 CFLAGS = (
     "-O2",
@@ -45,11 +62,24 @@ MARKER = b"PLACER_SHIM_SOURCE_SHA256="
 CACHE_ENV = "PLACER_CACHE_DIR"
 
 
-def source_hash(source: Path | None = None) -> str:
-    """SHA-256 of the C source and of the flags it is built with."""
-    source = SOURCE if source is None else source
+def source_files(source_dir: Path | None = None) -> list[Path]:
+    """The header(s) and C files of the shim in ``source_dir`` (default: this package)."""
+    source_dir = SOURCE_DIR if source_dir is None else Path(source_dir)
+    return [source_dir / name for name in HEADERS + SOURCES]
+
+
+def has_sources(source_dir: Path | None = None) -> bool:
+    """Whether every source file of the shim is in ``source_dir``."""
+    return all(path.exists() for path in source_files(source_dir))
+
+
+def source_hash(source_dir: Path | None = None) -> str:
+    """SHA-256 of the C sources (names and bytes) and of the flags they are built with."""
     h = hashlib.sha256()
-    h.update(source.read_bytes())
+    for path in source_files(source_dir):
+        h.update(path.name.encode() + b"\0")
+        h.update(path.read_bytes())
+        h.update(b"\0")
     h.update(" ".join(CFLAGS + LIBS).encode())
     return h.hexdigest()
 
@@ -84,13 +114,15 @@ def find_compiler() -> str:
     )
 
 
-def compile_shim(output: Path, source: Path | None = None, cc: str | None = None) -> Path:
-    """Compile ``source`` into ``output`` atomically (a temporary file, then a rename)."""
-    source = SOURCE if source is None else source
-    if not source.exists():
-        raise ExternalToolError(f"the shim's C source is missing: {source}")
+def compile_shim(output: Path, source_dir: Path | None = None, cc: str | None = None) -> Path:
+    """Compile the sources in ``source_dir`` into ``output`` atomically (a temporary file,
+    then a rename)."""
+    files = source_files(source_dir)
+    for path in files:
+        if not path.exists():
+            raise ExternalToolError(f"the shim's C source is missing: {path}")
     compiler = cc or find_compiler()
-    digest = source_hash(source)
+    digest = source_hash(source_dir)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".shim-", suffix=".so", dir=output.parent)
@@ -102,7 +134,7 @@ def compile_shim(output: Path, source: Path | None = None, cc: str | None = None
         f'-DPLACER_SHIM_SOURCE_HASH="{digest}"',
         "-o",
         str(tmp),
-        str(source),
+        *(str(path) for path in files if path.suffix == ".c"),
         *LIBS,
     ]
     try:
@@ -126,6 +158,8 @@ def cache_dir() -> Path:
     override = os.environ.get(CACHE_ENV)
     if override:
         return Path(override).expanduser() / "shim"
+    # lazy: setup.py imports this module in the isolated build environment, which has
+    # setuptools only (platformdirs is a run-time dependency)
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("placer", appauthor=False)) / "shim"
@@ -140,11 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         "--output",
         type=Path,
         default=None,
-        help="where to write the library (default: next to the C source)",
+        help="where to write the library (default: next to the C sources)",
     )
     args = parser.parse_args(argv)
     try:
-        out = compile_shim(args.output or SOURCE.with_name(LIBRARY_NAME))
+        out = compile_shim(args.output or SOURCE_DIR / LIBRARY_NAME)
     except ExternalToolError as exc:
         print(f"placer: {exc}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from collectors.pipeline.api import PipelineDef
+from placer.contracts.pipeline import PipelineDef
 
 Factory = Callable[[], PipelineDef]
 
@@ -18,7 +18,7 @@ def _spec_factory(module: str, engine: str) -> Factory:
     def make() -> PipelineDef:
         import importlib
 
-        from collectors.pipeline.spec import pipeline_def
+        from collectors.pipeline.adapters import pipeline_def
 
         mod = importlib.import_module(f"examples.pipelines.{module}")
         return pipeline_def(mod.spec(), engine)

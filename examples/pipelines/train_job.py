@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -79,6 +80,23 @@ def _knobs(config: dict[str, Any], keys: list[str]) -> str:
     return " ".join(f"{k}={config.get(k)}" for k in keys)
 
 
+def daemon_attach(socket: str | None, say: Any) -> Any:
+    """How this job attaches to the placer daemon (``run_epochs(attach=...)``), or None
+    when ``PLACER_DAEMON=off``; it says which daemon job tunes it."""
+    from placer.daemon.client import REGISTER_ENV, PipelineAgent, socket_path
+
+    if os.environ.get(REGISTER_ENV, "auto").lower() in ("off", "0", "no", "false"):
+        say(f"{REGISTER_ENV}=off: running with the job's own config")
+        return None
+
+    def attach(name: str, space: dict[str, Any], knobs: dict[str, Any]) -> PipelineAgent:
+        agent = PipelineAgent(name, space, knobs, path=socket)
+        say(f"daemon job {agent.job_id} tunes {', '.join(space)} (socket {socket_path(socket)})")
+        return agent
+
+    return attach
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m examples.pipelines.train_job",
@@ -126,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             step=step,
             tune=tune,
             name=args.name,
-            socket=args.socket,
+            attach=daemon_attach(args.socket, say),
             say=say,
             steps_per_epoch=args.steps_per_epoch,
         ):

@@ -9,9 +9,19 @@ with ``--format json`` are described in docs/cli.md (Daemon).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 from typing import Any
 
+from sqlalchemy import select
+
 from placer.cli.context import Context
+from placer.daemon.client import DaemonUnavailable, request, socket_path
+from placer.daemon.config import load_config
+from placer.daemon.job import migration_summary
+from placer.daemon.service import Daemon, JsonLog
+from placer.errors import ConfigError, InvalidInputError, NotFoundError
+from placer.store.models import DaemonEvent, DaemonJob
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -106,11 +116,6 @@ def _nodes(counts: dict[str, Any] | None) -> str:
 
 def _store_migrations(ctx: Context, job_id: int, limit: int = 20) -> list[dict[str, Any]]:
     """The job's newest ``migration`` events from the store, oldest first, summarized."""
-    from sqlalchemy import select
-
-    from placer.daemon.service import migration_summary
-    from placer.store.models import DaemonEvent
-
     with ctx.open_store() as store, store.session() as s:
         rows = s.execute(
             select(DaemonEvent.at, DaemonEvent.document)
@@ -128,12 +133,6 @@ def _store_migrations(ctx: Context, job_id: int, limit: int = 20) -> list[dict[s
 def _daemon(args: argparse.Namespace, ctx: Context) -> int:
     if args.action == "status":
         return _status(args, ctx)
-    import dataclasses
-    import os
-
-    from placer.daemon.config import load_config
-    from placer.daemon.service import Daemon, JsonLog
-
     cfg = load_config(args.config)
     over: dict[str, Any] = {}
     if args.socket:
@@ -147,8 +146,6 @@ def _daemon(args: argparse.Namespace, ctx: Context) -> int:
     if over:
         cfg = dataclasses.replace(cfg, **over)
         if not 0 < cfg.interval <= 3600:
-            from placer.errors import ConfigError
-
             raise ConfigError(f"--interval must be in (0, 3600] seconds, got {cfg.interval}")
         cfg.metrics_address()
     config_path = args.config or os.environ.get("PLACER_DAEMON_CONFIG")
@@ -157,8 +154,6 @@ def _daemon(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _status(args: argparse.Namespace, ctx: Context) -> int:
-    from placer.daemon.client import DaemonUnavailable, request, socket_path
-
     try:
         doc = {"running": True, **request("status", args.socket)["status"]}
     except DaemonUnavailable as exc:
@@ -198,10 +193,6 @@ def _status(args: argparse.Namespace, ctx: Context) -> int:
 
 # ------------------------------------------------------------------------ jobs
 def _store_jobs(ctx: Context, limit: int, job_id: int | None = None) -> list[dict[str, Any]]:
-    from sqlalchemy import select
-
-    from placer.store.models import DaemonJob
-
     with ctx.open_store() as store, store.session() as s:
         q = select(DaemonJob).order_by(DaemonJob.id.desc())
         if job_id is not None:
@@ -239,8 +230,6 @@ def _store_jobs(ctx: Context, limit: int, job_id: int | None = None) -> list[dic
 
 
 def _jobs(args: argparse.Namespace, ctx: Context) -> int:
-    from placer.daemon.client import DaemonUnavailable, request
-
     doc: dict[str, Any]
     if args.history:
         doc = {"source": "store", "jobs": _store_jobs(ctx, args.limit)}
@@ -297,9 +286,6 @@ def _jobs(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _job(args: argparse.Namespace, ctx: Context) -> int:
-    from placer.daemon.client import DaemonUnavailable, request
-    from placer.errors import NotFoundError
-
     job: dict[str, Any] | None = None
     if not args.history:
         try:
@@ -427,9 +413,6 @@ def _job(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _attach(args: argparse.Namespace, ctx: Context) -> int:
-    from placer.daemon.client import request
-    from placer.errors import InvalidInputError
-
     if args.pid <= 0:
         raise InvalidInputError(f"invalid pid {args.pid}")
     reply = request("attach", args.socket, pid=args.pid, kind="objects")
@@ -445,8 +428,6 @@ def _attach(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _detach(args: argparse.Namespace, ctx: Context) -> int:
-    from placer.daemon.client import request
-
     reply = request("detach", args.socket, job=args.id)
     doc = {"job": reply["job"]}
     ctx.emit(doc, lambda d: print(f"detached job {d['job']['id']} (pid {d['job']['pid']})"))

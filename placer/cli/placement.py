@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from collectors.profile.session import prepare
+from placer.act import bind as apply
 from placer.daemon.client import close_job, register_self
 from placer.errors import InvalidInputError
-from placer.placement import apply, evaluation
+from placer.placement import evaluation
 from placer.placement.features import FEATURE_SETS, FEATURES
 from placer.placement.labels import load_labels
 from placer.placement.planfile import (

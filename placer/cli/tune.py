@@ -10,8 +10,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from sqlalchemy import select
+
 from placer.cli.context import Context
 from placer.errors import InvalidInputError, NotFoundError
+from placer.store.models import Pipeline, TuningStudy
+from tuners.records import pipeline_document
+from tuners.tuning import tune
 
 _UNITS = {
     "": 1,
@@ -144,8 +151,6 @@ def _fmt(v: float | None) -> str:
 
 
 def _tune(args: argparse.Namespace, ctx: Context) -> int:
-    from tuners.tuning import tune
-
     memory = parse_size(args.budget_mem, "--budget-mem") if args.budget_mem else None
     if args.output:
         out = Path(args.output)
@@ -164,9 +169,6 @@ def _tune(args: argparse.Namespace, ctx: Context) -> int:
             for line in a.explanation:
                 print(f"  {line}")
             sys.stdout.flush()
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
         progress = Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -249,10 +251,6 @@ def _tune(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _pipelines(args: argparse.Namespace, ctx: Context) -> int:
-    from sqlalchemy import select
-
-    from placer.store.models import Pipeline, TuningStudy
-
     with ctx.open_store() as store, store.session() as s:
         rows = s.scalars(select(Pipeline).order_by(Pipeline.id)).all()
         docs = []
@@ -298,11 +296,6 @@ def _pipelines(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _pipeline(args: argparse.Namespace, ctx: Context) -> int:
-    from sqlalchemy import select
-
-    from placer.store.models import Pipeline
-    from tuners.records import pipeline_document
-
     with ctx.open_store() as store, store.session() as s:
         row = None
         if str(args.id).isdigit():

@@ -13,6 +13,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from placer.daemon.config import SOCKET_ENV, default_socket
 from placer.daemon.protocol import MAX_MESSAGE, ProtocolError, decode, encode
 from placer.errors import NotFoundError, PlacerError
 
@@ -31,8 +32,6 @@ class DaemonRefused(PlacerError):
 def socket_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     if explicit:
         return Path(explicit).expanduser()
-    from placer.daemon.config import SOCKET_ENV, default_socket
-
     env = os.environ.get(SOCKET_ENV)
     return Path(env).expanduser() if env else default_socket()
 

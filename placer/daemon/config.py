@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from placer.config import data_dir
 from placer.errors import ConfigError
 
 CONFIG_ENV = "PLACER_DAEMON_CONFIG"
@@ -24,14 +25,10 @@ def default_socket() -> Path:
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime and Path(runtime).is_dir():
         return Path(runtime) / "placer" / "daemon.sock"
-    from placer.config import data_dir
-
     return data_dir() / "daemon.sock"
 
 
 def default_config_file() -> Path:
-    from placer.config import data_dir
-
     return data_dir() / "daemon.toml"
 
 

@@ -2,10 +2,11 @@
 
 Objects: :class:`ObjectTable` keeps the live objects of one job (from the shim log, or
 from ``/proc/PID/maps`` for a process without the shim) with their recent page-poison
-samples, computes the same scale-free features as :func:`placer.placement.features.run_features`
-(only what a production run collects cheaply), scores them with the current placement
-model (the newest trained one, else the shipped default) and picks the DRAM set with the
-planner's knapsack on the predicted penalty under the job's DRAM budget.
+samples, turns them into the observations :func:`placer.placement.features.features` takes
+(the one feature function, also behind ``run_features`` for stored runs), scores them
+with the current placement model (the newest trained one, else the shipped default) and
+picks the DRAM set with the planner's knapsack on the predicted penalty under the job's
+DRAM budget.
 
 Pipelines: :class:`PipelineTuner` runs Optuna's ask-and-tell loop over the knob space the
 job declared: every report tells the measured throughput of the knobs in force and asks
@@ -14,15 +15,41 @@ for the next ones, which the daemon sends back for the job to apply at its next 
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from placer.contracts.pipeline import (
+    ChoiceKnob,
+    HostFacts,
+    IntKnob,
+    Measurement,
+    PipelineDef,
+    StageInfo,
+    StageStats,
+    from_wire,
+    to_wire,
+)
 from placer.errors import InvalidInputError
+from placer.placement.features import (
+    Interval,
+    MemCounts,
+    ObjectObservation,
+    RunHistory,
+    RunObservation,
+    density_mean,
+)
+from placer.placement.features import features as feature_table
+from placer.placement.model import PlacementModel
+from placer.placement.planner import knapsack, parse_budget
+from tuners.analysis import analyze
+from tuners.configs import config_from_analysis
+from tuners.space import distributions
 
-PAGE = 4096
 #: Samples kept per object (a sliding window: the daemon ranks recent behaviour).
 SAMPLE_WINDOW = 256
 #: Without the shim, anonymous mappings at least this big are the objects.
@@ -47,9 +74,25 @@ class LiveObject:
     score: float | None = None
     penalty: float | None = None
     migrated_bytes: int = 0
+    seq: int = 0  # allocation number: distinct allocations per site are a feature
+
+    def observation(self) -> ObjectObservation:
+        """What the daemon has seen of this object, as the feature function takes it.
+
+        No fault counts (the daemon records no first-touch faults) and no chunks (it moves
+        whole objects): the feature function turns that missing evidence into its values.
+        """
+        return ObjectObservation(
+            site=self.site,
+            alloc_seq=self.seq,
+            size=self.size,
+            alloc_ns=self.alloc_ns,
+            intervals=[Interval(i, s, t, w) for i, s, t, w in self.samples],
+            mem=[MemCounts(n, llc, lat, tlb) for n, llc, lat, _loads, tlb in self.mem],
+        )
 
     def describe(self) -> dict[str, Any]:
-        dens = [t / s for _, s, t, _ in self.samples if s]
+        dens = density_mean(Interval(i, s, t, w) for i, s, t, w in self.samples)
         return {
             "object": self.key,
             "address": hex(self.address),
@@ -58,7 +101,7 @@ class LiveObject:
             "tier": self.tier,
             "score": None if self.score is None else round(self.score, 6),
             "predicted_penalty": None if self.penalty is None else round(self.penalty, 8),
-            "density_mean": round(sum(dens) / len(dens), 4) if dens else None,
+            "density_mean": None if math.isnan(dens) else round(dens, 4),
             "samples": len(self.samples),
             "perf_mem_samples": sum(m[0] for m in self.mem),
             "migrated_bytes": self.migrated_bytes,
@@ -75,30 +118,36 @@ class Decision:
 
 
 class ObjectTable:
-    """Live objects of one job, indexed by allocation seq (shim) or mapping start."""
+    """Live objects of one job, indexed by allocation seq (shim) or mapping start.
+
+    Freed objects fold into :attr:`history` (bounded: counters per site), so run-wide
+    features (shares, footprint, allocations per site) cover the run so far, as in training.
+    """
 
     def __init__(self) -> None:
         self.objects: dict[str, LiveObject] = {}
         self.by_seq: dict[int, LiveObject] = {}
-        self.t0_ns: int | None = None
-        self.site_allocs: dict[str, int] = {}
+        self.history = RunHistory()
+        self.mappings = 0  # mappings seen: their allocation numbers
+        #: The program's start (the shim log header's clock), once known: run time counts
+        #: from there, as in a stored run; unknown, it counts from the first allocation.
+        self.program_start_ns: int | None = None
         self.changed = False  # something new since the last ranking
         self.freed = 0
 
     # -- input -----------------------------------------------------------------------
     def add_alloc(self, seq: int, address: int, size: int, site: int, time_ns: int) -> None:
         key = f"s{seq}"
-        obj = LiveObject(key, address, size, f"{site:016x}", time_ns)
+        obj = LiveObject(key, address, size, f"{site:016x}", time_ns, seq=seq)
         self.objects[key] = obj
         self.by_seq[seq] = obj
-        self.site_allocs[obj.site] = self.site_allocs.get(obj.site, 0) + 1
-        self.t0_ns = time_ns if self.t0_ns is None else min(self.t0_ns, time_ns)
         self.changed = True
 
     def free(self, seq: int) -> None:
         obj = self.by_seq.pop(seq, None)
         if obj is not None:
             self.objects.pop(obj.key, None)
+            self.history.fold(obj.observation())
             self.freed += 1
             self.changed = True
 
@@ -125,87 +174,43 @@ class ObjectTable:
             obj = self.objects.get(key)
             if obj is None or obj.size != end - start:
                 tier = obj.tier if obj is not None else None
-                self.objects[key] = LiveObject(key, start, end - start, name, now_ns, tier=tier)
-                self.site_allocs[name] = self.site_allocs.get(name, 0) + 1
+                if obj is not None:  # resized: a new allocation in its place
+                    self.history.fold(obj.observation())
+                self.mappings += 1
+                self.objects[key] = LiveObject(
+                    key, start, end - start, name, now_ns, tier=tier, seq=self.mappings
+                )
                 self.changed = True
         for key in [k for k in self.objects if k.startswith("v") and k not in seen]:
-            del self.objects[key]
+            self.history.fold(self.objects.pop(key).observation())
             self.freed += 1
             self.changed = True
-        if self.t0_ns is None:
-            self.t0_ns = now_ns
 
     def live_bytes(self) -> int:
         return sum(o.size for o in self.objects.values())
 
     # -- features --------------------------------------------------------------------
     def features(self, now_ns: int) -> tuple[list[LiveObject], Any]:
-        """Objects and their feature table (columns of ``placement.features.FEATURES``)."""
-        import pandas as pd
+        """Objects and their feature table (columns of ``placement.features.FEATURES``).
 
-        from placer.placement.features import density_trend  # the trained features' formula
-
+        The run is observed until ``now_ns``: objects still live have lived until now.
+        """
         objs = list(self.objects.values())
-        t0 = self.t0_ns if self.t0_ns is not None else now_ns
-        span = float(max(now_ns - t0, 1))
-        footprint = float(sum(o.size for o in objs)) or 1.0
-        max_interval = max((s[0] for o in objs for s in o.samples), default=0)
-        min_interval = min((s[0] for o in objs for s in o.samples), default=0)
-        width = max(max_interval - min_interval, 1)
-        rows = []
-        for o in objs:
-            pages = max(o.size / PAGE, 1.0)
-            dens = [(i, t / s) for i, s, t, _ in o.samples if s > 0]
-            touched = sum(t for _, _, t, _ in o.samples)
-            written = sum(w for _, _, _, w in o.samples)
-            active = [d for _, d in dens if d > 0]
-            access_est = sum(d for _, d in dens) * pages
-            mem_n = sum(m[0] for m in o.mem)
-            rows.append(
-                {
-                    "density_mean": (sum(d for _, d in dens) / len(dens)) if dens else math.nan,
-                    "density_peak": max((d for _, d in dens), default=math.nan),
-                    "density_trend": density_trend(
-                        [((i - min_interval) / width, d) for i, d in dens]
-                    )
-                    if dens
-                    else math.nan,
-                    "active_share": (len(active) / len(dens)) if dens else math.nan,
-                    "write_share": (written / touched) if touched else math.nan,
-                    "access_est": access_est,
-                    "log_size": math.log2(max(o.size, 1)),
-                    "size_share": o.size / footprint,
-                    "chunk_position": 0.0,
-                    "lifetime_share": min(max((now_ns - o.alloc_ns) / span, 0.0), 1.0),
-                    "alloc_time_share": min(max((o.alloc_ns - t0) / span, 0.0), 1.0),
-                    "site_allocs": math.log2(1 + self.site_allocs.get(o.site, 1)),
-                    "fault_density": 0.0,
-                    # perf mem: as run_features (shares and density filled in below)
-                    "miss_est": float(sum(m[1] for m in o.mem)) if mem_n else math.nan,
-                    # run_features divides the load latency sum by all samples: same here
-                    "mem_latency": (sum(m[2] for m in o.mem) / mem_n) if mem_n else math.nan,
-                    "tlb_miss_share": (sum(m[4] for m in o.mem) / mem_n) if mem_n else math.nan,
-                    "size_bytes": o.size,
-                }
-            )
-        df = pd.DataFrame(rows)
-        if len(df):
-            total = df["access_est"].sum()
-            df["access_share"] = df["access_est"] / total if total > 0 else 0.0
-            misses = df["miss_est"].sum(min_count=1)
-            has_mem = bool(df["miss_est"].notna().any()) and misses > 0
-            df["llc_miss_share"] = df["miss_est"] / misses if has_mem else math.nan
-            df["llc_miss_density"] = (
-                df["miss_est"] / (df["size_bytes"] / 2**20) if has_mem else math.nan
-            )
-        return objs, df
+        start = self.program_start_ns
+        run = RunObservation(
+            [o.observation() for o in objs],
+            wall_ns=float(now_ns - start) if start is not None else 0.0,
+            until_ns=now_ns,
+            history=self.history,
+        )
+        return objs, feature_table(run)
 
     # -- ranking ---------------------------------------------------------------------
-    def rank(self, model: Any, budget: str, model_version: str, now_ns: int) -> list[Decision]:
+    def rank(
+        self, model: PlacementModel, budget: str, model_version: str, now_ns: int
+    ) -> list[Decision]:
         """Score every live object, choose the DRAM set, return the tier changes."""
-        import numpy as np
-
-        from placer.placement.planner import knapsack, parse_budget
+        import numpy as np  # lazy: heavy
 
         self.changed = False
         objs, table = self.features(now_ns)
@@ -270,30 +275,9 @@ def anonymous_regions(pid: int, min_bytes: int = VMA_MIN_BYTES) -> list[tuple[in
 
 # ------------------------------------------------------------------------- pipelines
 def parse_knob_space(doc: Any) -> dict[str, dict[str, Any]]:
-    """``{"knob": {"low": 1, "high": 8} | {"choices": [...]}}`` checked; one-line errors."""
-    if not isinstance(doc, dict) or not doc:
-        raise InvalidInputError("knob space must be a non-empty object of knob definitions")
-    out: dict[str, dict[str, Any]] = {}
-    for name, spec in doc.items():
-        if not isinstance(name, str) or not isinstance(spec, dict):
-            raise InvalidInputError(f"knob {name!r}: a definition is an object")
-        if "choices" in spec:
-            ch = spec["choices"]
-            if (
-                not isinstance(ch, list)
-                or not ch
-                or not all(c is None or isinstance(c, str | int | float | bool) for c in ch)
-            ):
-                raise InvalidInputError(f"knob {name!r}: choices must be a list of scalars")
-            out[name] = {"choices": list(ch)}
-        else:
-            lo, hi = spec.get("low"), spec.get("high")
-            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)) or lo > hi:  # type: ignore[operator]
-                raise InvalidInputError(
-                    f"knob {name!r}: low and high must be integers, low <= high"
-                )
-            out[name] = {"low": lo, "high": hi}
-    return out
+    """``{"knob": {"low": 1, "high": 8[, "log": true]} | {"choices": [...]}}`` checked;
+    one-line errors. Normalized through the knob types so nothing (``log``) is lost."""
+    return to_wire(from_wire(doc))
 
 
 #: Fields a reported stage needs for the analysis (those of ``StageStats``).
@@ -385,19 +369,6 @@ def _analysis_trial(
     shape: dict[str, Any] | None,
     pid: int | None,
 ) -> FirstTrial:
-    import os
-
-    from collectors.pipeline.api import (
-        ChoiceKnob,
-        HostFacts,
-        IntKnob,
-        Measurement,
-        PipelineDef,
-        StageInfo,
-        StageStats,
-    )
-    from tuners.analysis import analyze, config_from_analysis
-
     shape = shape or {}
     declared = {str(d.get("name")): d for d in shape.get("stages") or [] if isinstance(d, dict)}
     stats = []
@@ -513,7 +484,7 @@ def _rss(pid: int) -> int:
 class PipelineTuner:
     """Optuna ask-and-tell over a job's knobs, in the store's database or in memory.
 
-    ``storage`` (Optuna's RDB storage on the store, ``tuners.tuning.optuna_storage``) and
+    ``storage`` (Optuna's RDB storage on the store, ``tuners.study.optuna_storage``) and
     ``study_name``: the study is created, or loaded when it exists (a restarted daemon
     resumes it: its finished trials count, its open trial is the one the job may be
     running). Without storage the study is in memory.
@@ -536,8 +507,8 @@ class PipelineTuner:
         study_name: str | None = None,
         first: FirstTrial | None = None,
     ) -> None:
-        import optuna
-        from optuna.trial import TrialState
+        import optuna  # lazy: heavy
+        from optuna.trial import TrialState  # lazy: heavy
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.space = space
@@ -585,14 +556,7 @@ class PipelineTuner:
         return self.told >= self.max_trials and self.best is not None
 
     def _dists(self) -> dict[str, Any]:
-        from optuna.distributions import CategoricalDistribution, IntDistribution
-
-        return {
-            k: CategoricalDistribution(v["choices"])
-            if "choices" in v
-            else IntDistribution(v["low"], v["high"])
-            for k, v in self.space.items()
-        }
+        return distributions(from_wire(self.space))
 
     def _ask(self) -> dict[str, Any]:
         t = self.study.ask(self._dists())
@@ -601,7 +565,7 @@ class PipelineTuner:
 
     def _add_baseline(self, knobs: dict[str, Any], value: float) -> int | None:
         """The job's own config, measured before the first trial ran, as a finished trial."""
-        import optuna
+        import optuna  # lazy: heavy
 
         dists = self._dists()
         params = {k: knobs.get(k) for k in dists}
@@ -669,6 +633,4 @@ class PipelineTuner:
 
 
 def _json_safe(doc: Any) -> Any:
-    import json
-
     return json.loads(json.dumps(doc, default=str))

@@ -21,9 +21,17 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from placer.errors import StoreError
+from placer.store.models import DaemonEvent, DaemonJob, Pipeline, Stage, TuningStudy
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 @dataclass
@@ -101,10 +109,6 @@ class Writer:
                 return True
 
     def _write(self, batch: list[Item]) -> int:
-        from sqlalchemy import update
-
-        from placer.store.models import DaemonEvent, DaemonJob
-
         events = [b for b in batch if isinstance(b, EventRow)]
         states: dict[int, StateRow] = {}
         for b in batch:
@@ -156,14 +160,12 @@ def _finite_or_none(value: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def sync_study_row(session: Any, job_id: int, state: dict[str, Any], status: str | None) -> None:
+def sync_study_row(
+    session: Session, job_id: int, state: dict[str, Any], status: str | None
+) -> None:
     """Keep a pipeline job's ``placer_tuning_studies`` row (and its pipeline row) in step
     with the job's state, so `placer pipelines` and the reports list daemon studies beside
     `placer tune`'s. Idempotent: the row is found by the Optuna study name."""
-    from sqlalchemy import select
-
-    from placer.store.models import Pipeline, Stage, TuningStudy
-
     name = state.get("study")
     facts = state.get("study_facts") or {}
     if not isinstance(name, str) or not name:
@@ -218,13 +220,7 @@ def sync_study_row(session: Any, job_id: int, state: dict[str, Any], status: str
 def _insert_ignore(dialect: str, model: Any) -> Any:
     """``INSERT ... ON CONFLICT DO NOTHING`` on the events' natural key."""
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
         return pg_insert(model).on_conflict_do_nothing(index_elements=["job_id", "kind", "seq"])
     if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
         return sqlite_insert(model).on_conflict_do_nothing(index_elements=["job_id", "kind", "seq"])
-    from sqlalchemy import insert
-
     return insert(model).prefix_with("IGNORE") if dialect == "mysql" else insert(model)

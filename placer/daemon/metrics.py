@@ -1,48 +1,81 @@
-"""Prometheus metrics of the daemon, served on 127.0.0.1 unless configured otherwise."""
+"""Prometheus metrics of the daemon, served on 127.0.0.1 unless configured otherwise.
+
+The counters are not kept here: a collector reads them from the daemon's
+:class:`~placer.daemon.telemetry.Telemetry` at each scrape, the numbers the status
+document shows. Only what is a sample of now (gauges, the tick-time histogram) is set here.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+from placer.daemon.telemetry import Telemetry
+
+
+class _TelemetryCollector:
+    """The daemon's counters as Prometheus counter families, read from its telemetry."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+
+    def describe(self) -> list[Any]:
+        return []  # unchecked collector: families are produced at each scrape
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily  # lazy: heavy
+
+        t = self.telemetry
+        with t.lock:
+            samples, decisions = dict(t.samples), dict(t.decisions)
+            scalars = (t.migrations, t.bytes_moved, t.pages_on_target, t.overruns)
+        fam = CounterMetricFamily(
+            "placer_daemon_samples_ingested",
+            "shim records, window samples and pipeline reports ingested",
+            labels=["source"],
+        )
+        for source, n in samples.items():
+            fam.add_metric([source], n)
+        yield fam
+        for name, text, value in zip(
+            (
+                "placer_daemon_migrations",
+                "placer_daemon_bytes_moved",
+                "placer_daemon_pages_on_target",
+                "placer_daemon_loop_overruns",
+            ),
+            (
+                "move_pages migrations of objects",
+                "bytes move_pages put on another node",
+                "pages found on the target node after a migration",
+                "ticks that took longer than the interval",
+            ),
+            scalars,
+            strict=True,
+        ):
+            yield CounterMetricFamily(name, text, value=value)
+        fam = CounterMetricFamily(
+            "placer_daemon_decisions", "tier and knob decisions", labels=["kind"]
+        )
+        for kind, n in decisions.items():
+            fam.add_metric([kind], n)
+        yield fam
 
 
 class Metrics:
-    """The daemon's counters and gauges, in a registry of their own."""
+    """The daemon's metrics, in a registry of their own."""
 
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+    def __init__(self, telemetry: Telemetry) -> None:
+        from prometheus_client import CollectorRegistry, Gauge, Histogram  # lazy: heavy
 
         self.registry = CollectorRegistry()
         r = self.registry
+        r.register(_TelemetryCollector(telemetry))
         self.jobs = Gauge("placer_daemon_jobs", "jobs the daemon watches now", ["kind"], registry=r)
-        self.samples = Counter(
-            "placer_daemon_samples_ingested_total",
-            "shim records, window samples and pipeline reports ingested",
-            ["source"],
-            registry=r,
-        )
-        self.migrations = Counter(
-            "placer_daemon_migrations_total", "move_pages migrations of objects", registry=r
-        )
-        self.bytes_moved = Counter(
-            "placer_daemon_bytes_moved_total", "bytes move_pages put on another node", registry=r
-        )
-        self.pages_on_target = Counter(
-            "placer_daemon_pages_on_target_total",
-            "pages found on the target node after a migration",
-            registry=r,
-        )
-        self.decisions = Counter(
-            "placer_daemon_decisions_total", "tier and knob decisions", ["kind"], registry=r
-        )
         self.loop_seconds = Histogram(
             "placer_daemon_loop_seconds",
             "time of one loop tick",
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-            registry=r,
-        )
-        self.loop_overruns = Counter(
-            "placer_daemon_loop_overruns_total",
-            "ticks that took longer than the interval",
             registry=r,
         )
         self.buffered = Gauge(
@@ -60,7 +93,7 @@ class Metrics:
         self.thread: Any = None
 
     def serve(self, host: str, port: int) -> tuple[str, int]:
-        from prometheus_client import start_http_server
+        from prometheus_client import start_http_server  # lazy: heavy
 
         self.server, self.thread = start_http_server(port, addr=host, registry=self.registry)
         addr = self.server.server_address

@@ -26,6 +26,9 @@ import signal
 import subprocess
 from dataclasses import dataclass, field
 
+from collectors.profile.perf import perf_mem_works
+from placer.doctor import _perf_stat_supported  # the check `placer doctor` runs
+
 EVENTS = ("task-clock", "page-faults", "minor-faults", "major-faults")
 #: perf refuses intervals under 10 ms and warns under 100 ms.
 MIN_INTERVAL_MS = 100
@@ -59,8 +62,6 @@ class PerfSupport:
 
 def detect(perf: str | None = None) -> PerfSupport:
     """Can ``perf stat`` count the four software events of a process here? And perf mem?"""
-    from placer.doctor import _perf_stat_supported  # the check `placer doctor` runs
-
     perf = perf or shutil.which("perf")
     if perf is None:
         return PerfSupport(False, None, "perf not found (Debian: linux-perf)")
@@ -79,8 +80,6 @@ def detect(perf: str | None = None) -> PerfSupport:
             f"perf stat cannot count {', '.join(missing)} (not permitted or not supported"
             f"{paranoid})",
         )
-    from collectors.profile.perf import perf_mem_works
-
     mem, mem_reason = perf_mem_works(perf)
     return PerfSupport(True, perf, "", mem, mem_reason)
 

@@ -128,3 +128,27 @@ def resolve_log_pattern(pattern: str, pid: int) -> str:
         except OSError:
             pass
     return pattern
+
+
+def descendants(root: int, proc: str = "/proc") -> list[int]:
+    """Every live descendant of ``root``, nearest first (from /proc/*/stat)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        rest = text[text.rindex(")") + 2 :].split()
+        children.setdefault(int(rest[1]), []).append(int(entry.name))
+    out: list[int] = []
+    frontier = [root]
+    while frontier:
+        nxt = []
+        for p in frontier:
+            for c in children.get(p, []):
+                out.append(c)
+                nxt.append(c)
+        frontier = nxt
+    return out

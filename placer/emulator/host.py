@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 import platform
 import re
+import statistics
 import subprocess
 from pathlib import Path
 
+from placer.config import data_dir
+from placer.contracts.examples import example_bin_dir
 from placer.emulator.model import HostDram
 from placer.tiers.specs import load_spec
 
@@ -56,8 +59,6 @@ def measure(
     of each, ~1 s) is what experiments use right before profiling a program, so that the
     constants see the same load as the program.
     """
-    import statistics
-
     if quick:
         repeats = 1
 
@@ -98,8 +99,6 @@ def mean_host(a: HostDram, b: HostDram) -> HostDram:
 
 def measure_now() -> HostDram:
     """A quick measurement right now (experiments), else the cached/reference constants."""
-    from placer.experiments.workloads import example_bin_dir
-
     bins = example_bin_dir(build=False)
     if bins is None or not (bins / "chase").exists():
         return host_dram()
@@ -125,12 +124,8 @@ def host_dram(
 ) -> HostDram:
     """Cached measurement for this host; measured when missing; reference as last resort."""
     if cache_dir is None:
-        from placer.config import data_dir
-
         cache_dir = data_dir()
     if bin_dir is None:
-        from placer.experiments.workloads import example_bin_dir
-
         bin_dir = example_bin_dir(build=False)
     path = Path(cache_dir) / "host-dram.json"
     key = platform.node()

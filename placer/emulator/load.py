@@ -11,22 +11,24 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
 
 from placer.emulator.model import ObjectTraffic, RunProfile
 from placer.errors import InvalidInputError, NotFoundError
+from placer.store.models import AllocObject, Application, DeepSiteStat, Run, Site
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def _is_deep(run: Any) -> bool:
     return bool((run.inputs or {}).get("deep"))
 
 
-def _companion(session: Any, run: Any, *, deep: bool) -> Any | None:
+def _companion(session: Session, run: Run, *, deep: bool) -> Run | None:
     """The newest finished run of the same command and binary, deep or native."""
-    from sqlalchemy import select
-
-    from placer.store.models import DeepSiteStat, Run
-
     rows = session.scalars(
         select(Run)
         .where(Run.build_id == run.build_id, Run.status == "succeeded", Run.id != run.id)
@@ -47,32 +49,30 @@ def _companion(session: Any, run: Any, *, deep: bool) -> Any | None:
     return None
 
 
-def load_profile_native(session: Any, run_id: int) -> RunProfile:
+def load_profile_native(session: Session, run_id: int) -> RunProfile:
     """A native run's objects without traffic (the measured path needs no deep data)."""
     return load_profile(session, run_id, require_deep=False)
 
 
 def load_profile(
-    session: Any, run_id: int, *, threads: int | None = None, require_deep: bool = True
+    session: Session, run_id: int, *, threads: int | None = None, require_deep: bool = True
 ) -> RunProfile:
     """The run (or its native companion) with deep traffic; one-line errors otherwise."""
-    from sqlalchemy import select
-
-    from placer.store.models import AllocObject, Application, DeepSiteStat, Run, Site
-
     run = session.get(Run, run_id)
     if run is None:
         raise NotFoundError(f"run {run_id} is not in the store (see `placer runs`)")
     notes: list[str] = []
-    native, deep = run, None
+    native: Run = run
+    deep: Run | None = None
     if _is_deep(run):
         deep = run
-        native = _companion(session, run, deep=False)
-        if native is None:
+        companion = _companion(session, run, deep=False)
+        if companion is None:
             raise InvalidInputError(
                 f"run {run_id} ran under valgrind (--deep), so its wall time is no baseline: "
                 f"profile the same command without --deep first"
             )
+        native = companion
         notes.append(f"base time and objects from native run {native.id}")
     elif session.scalar(select(DeepSiteStat.id).where(DeepSiteStat.run_id == run.id).limit(1)):
         deep = run

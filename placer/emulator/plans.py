@@ -13,11 +13,16 @@ rows, by id) are read the same way through their decisions.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from placer.emulator.model import RunProfile
 from placer.errors import InvalidInputError, NotFoundError
+from placer.store.models import Plan, Site
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def _check_build(plan_build: str, profile: RunProfile, what: str) -> None:
@@ -29,7 +34,7 @@ def _check_build(plan_build: str, profile: RunProfile, what: str) -> None:
 
 
 def _select(
-    profile: RunProfile, decisions: list[tuple[str, int | None, str]], what: str
+    profile: RunProfile, decisions: Sequence[tuple[str, int | None, str]], what: str
 ) -> set[int]:
     known = {o.site_hash for o in profile.objects}
     slow: set[int] = set()
@@ -79,9 +84,7 @@ def plan_from_file(path: Path, profile: RunProfile) -> set[int]:
     return _select(profile, decisions, what)
 
 
-def plan_from_store(session: Any, plan_id: int, profile: RunProfile) -> set[int]:
-    from placer.store.models import Plan, Site
-
+def plan_from_store(session: Session, plan_id: int, profile: RunProfile) -> set[int]:
     plan = session.get(Plan, plan_id)
     if plan is None:
         raise NotFoundError(f"plan {plan_id} is not in the store")
@@ -94,7 +97,7 @@ def plan_from_store(session: Any, plan_id: int, profile: RunProfile) -> set[int]
     return _select(profile, decisions, what)
 
 
-def resolve_plan(session: Any, ref: str, profile: RunProfile) -> set[int]:
+def resolve_plan(session: Session, ref: str, profile: RunProfile) -> set[int]:
     """``ref`` is a stored plan id or a plan file path."""
     path = Path(ref)
     if path.is_file():

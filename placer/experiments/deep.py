@@ -16,18 +16,21 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import delete, select
+
+from collectors.profile.dhat import match_points, read_dhat
+from collectors.profile.symbolize import Symbolizer
 from placer.errors import ExternalToolError, InvalidInputError
+from placer.store.models import AllocObject, DeepSiteStat, Run, Site
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
-def _chains(session: Any, run_id: int) -> dict[int, Sequence[str]]:
+def _chains(session: Session, run_id: int) -> dict[int, Sequence[str]]:
     """Site id → file:line chain, symbolizing frames again where the stored chain has none."""
-    from sqlalchemy import select
-
-    from collectors.profile.symbolize import Symbolizer
-    from placer.store.models import AllocObject, Site
-
     rows = session.execute(
         select(Site.id, Site.symbolized, Site.frames).where(
             Site.id.in_(select(AllocObject.site_id).where(AllocObject.run_id == run_id))
@@ -51,11 +54,6 @@ def dhat_pass(
     store: Any, run_id: int, command: list[str], *, timeout: float = 900.0
 ) -> dict[str, Any]:
     """Run ``command`` under DHAT and store its bytes per site for native run ``run_id``."""
-    from sqlalchemy import delete
-
-    from collectors.profile.dhat import match_points, read_dhat
-    from placer.store.models import DeepSiteStat, Run
-
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         raise ExternalToolError("emulated labels need valgrind (Debian: valgrind) for DHAT")

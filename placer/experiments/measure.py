@@ -3,7 +3,7 @@
 The plan is the shim's own text (``site_hash node`` lines, and ``site_hash node chunk
 chunk_bytes`` lines for a site bound chunk by chunk), written by
 :func:`placer.placement.planfile.shim_lines`, the writer ``placer run --plan`` uses. The run
-and its evidence are :mod:`placer.placement.apply`'s too: the shim ``mbind``\\ s each
+and its evidence are :mod:`placer.act.bind`'s too: the shim ``mbind``\\ s each
 matching allocation (or each planned chunk's whole pages) and writes a BIND record with the
 result, ``/proc/PID/numa_maps`` is sampled while the program runs, and every bound
 allocation or chunk is joined to the ranges seen while it was alive to count its pages per
@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from placer.act import bind
 from placer.emulator.model import RunProfile
 from placer.errors import InvalidInputError
-from placer.placement import apply
 from placer.placement.planfile import parse_shim_lines, shim_lines
 
 
@@ -64,8 +64,8 @@ def slow_lines(
     return shim_lines({"decisions": decisions}, chunk_bytes, per_chunk=frozenset(partial))
 
 
-def evidence(outcome: apply.RunOutcome, lines: list[str]) -> dict[str, Any]:
-    """What the shim and numa_maps say of the plan: :func:`apply.achieved` with totals.
+def evidence(outcome: bind.RunOutcome, lines: list[str]) -> dict[str, Any]:
+    """What the shim and numa_maps say of the plan: :func:`bind.achieved` with totals.
 
     ``binds_ok`` / ``binds_failed`` count BIND records (one per allocation bound whole, one
     per chunk bound); ``numa_maps_pages`` the pages per node (``N<node>``) of the bound
@@ -76,7 +76,7 @@ def evidence(outcome: apply.RunOutcome, lines: list[str]) -> dict[str, Any]:
     main = outcome.logs[0] if outcome.logs else None
     if main is None:
         return {"planned_lines": len(lines), "error": "the shim wrote no log"}
-    got = apply.achieved(
+    got = bind.achieved(
         main.allocs, main.binds, main.frees, outcome.snapshots, site_of, planned, planned_chunks
     )
     pages: dict[str, int] = {}
@@ -103,7 +103,7 @@ def run_with_plan(command: list[str], lines: list[str], *, quiet: bool = True) -
     """Run ``command`` with the shim plan ``lines`` bound; its wall time and the evidence."""
     if not command:
         raise InvalidInputError("no command to measure")
-    outcome = apply.run_with_plan(command, lines, quiet=quiet)
+    outcome = bind.run_with_plan(command, lines, quiet=quiet)
     if outcome.status == "interrupted":
         raise KeyboardInterrupt
     if outcome.status != "succeeded" or outcome.exit_code != 0:

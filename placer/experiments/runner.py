@@ -9,16 +9,21 @@ are stored in one transaction: a failure stores none of them.
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
+import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from placer.emulator.model import HostDram, RunProfile, costs
+from collectors.profile.ingest import host_row
+from placer.emulator.host import host_dram
+from placer.emulator.load import load_profile, load_profile_native
+from placer.emulator.model import HostDram, costs
 from placer.errors import InvalidInputError
-from placer.experiments.strategies import STRATEGIES, Candidate, slow_set
+from placer.experiments import measure as plan_runs  # looked up per call (tests stub it)
+from placer.experiments.strategies import STRATEGIES, candidates, slow_set
+from placer.store.models import Experiment, Label, Run
 from placer.tiers import NumaNode
 from placer.tiers.specs import TierSpec, load_spec
 
@@ -66,41 +71,6 @@ class ExperimentRequest:
     chunk: int = 0  # profiles made for the experiment split objects above this size (0: no)
 
 
-def candidates(profile: RunProfile, penalties: dict[int, float]) -> list[Candidate]:
-    order = sorted(profile.objects, key=lambda o: (o.object_id,))
-    out = []
-    for i, o in enumerate(order):
-        active = [d for d in o.density_series if d is not None]
-        density = sum(active) / len(active) if active else 0.0
-        out.append(
-            Candidate(
-                obj=o, alloc_order=i, density=density, penalty=penalties.get(o.object_id, 0.0)
-            )
-        )
-    return out
-
-
-def host_row(session: Any) -> Any:
-    """This host's Host row (created on first use)."""
-    from sqlalchemy import select
-
-    from placer.store.models import Host
-
-    name = platform.node() or "localhost"
-    host = session.scalar(select(Host).where(Host.hostname == name))
-    if host is None:
-        try:
-            mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError):
-            mem = 0
-        host = Host(
-            hostname=name, cpus=os.cpu_count() or 1, memory_bytes=mem, kernel=platform.release()
-        )
-        session.add(host)
-        session.flush()
-    return host
-
-
 def plain_baseline(
     command: list[str], *, runs: int = 3, budget_seconds: float = 10.0
 ) -> list[float]:
@@ -113,9 +83,6 @@ def plain_baseline(
     least disturbed; runs stop early once ``budget_seconds`` are spent. Empty when a run
     fails (the caller keeps the profiled time and says so).
     """
-    import subprocess
-    import time
-
     out: list[float] = []
     spent = 0.0
     for _ in range(max(runs, 1)):
@@ -154,9 +121,6 @@ def emulate_labels(
     ``baseline_runs`` (plain runs' wall times, :func:`plain_baseline`): the fastest is the
     baseline; without them, the profiled run's own time (``Run.program_seconds``).
     """
-    from placer.emulator.load import load_profile
-    from placer.store.models import Experiment, Label
-
     spec = spec or load_spec(req.tier)
     ref = load_spec("dram")
     with store.session() as s:
@@ -164,8 +128,6 @@ def emulate_labels(
         if not profile.objects:
             raise InvalidInputError(f"run {profile.run_id} has no objects to label")
         if host is None:
-            from placer.emulator.host import host_dram
-
             host = host_dram()
         baseline: dict[str, Any] = {
             "source": "profiled run (shim start to END)",
@@ -176,7 +138,7 @@ def emulate_labels(
             baseline.update(source="fastest plain run", runs=[round(x, 6) for x in baseline_runs])
         cs, r = costs(profile, spec, ref, host)
         pen = {i: c.penalty_s for i, c in cs.items()}
-        cands = candidates(profile, pen)
+        cands = candidates(profile)
         base = profile.wall_seconds
         exp = Experiment(
             run_id=profile.run_id,
@@ -233,7 +195,7 @@ def emulate_labels(
         plans = 0
         for budget in req.budgets:
             for strat in req.strategies:
-                slow = slow_set(strat, cands, budget, req.seed)
+                slow = slow_set(strat, cands, budget, seed=req.seed, penalties=pen)
                 extra = sum(pen[i] for i in slow)
                 slow_bytes = sum(o.size_bytes for o in profile.objects if o.object_id in slow)
                 rows.append(
@@ -286,10 +248,6 @@ def measured_labels(
     budget that keeps part of an array in DRAM sends only its other chunks to the slow
     node. The per-object ("alone") runs bind a site whole, as before.
     """
-    from placer.emulator.load import load_profile_native
-    from placer.experiments.measure import run_with_plan, slow_lines
-    from placer.store.models import Experiment, Label, Run
-
     if mode.slow_node is None:
         raise InvalidInputError("measured labels need a slow NUMA node")
     slow_node: int = mode.slow_node
@@ -304,10 +262,10 @@ def measured_labels(
         sites.setdefault(o.site_hash, []).append(o.object_id)
 
     def measure(slow_ids: set[int], tag: str) -> tuple[float, float, dict[str, Any]]:
-        lines = slow_lines(profile, slow_ids, slow_node, chunk_bytes)
+        lines = plan_runs.slow_lines(profile, slow_ids, slow_node, chunk_bytes)
         walls, checks = [], []
         for _ in range(req.repeat):
-            res = run_with_plan(command, lines)
+            res = plan_runs.run_with_plan(command, lines)
             walls.append(res.wall_seconds)
             checks.append(res.evidence)
         med, spread = median_spread(walls)
@@ -326,11 +284,11 @@ def measured_labels(
         for o in profile.objects:
             if o.object_id in ids:
                 pen[o.object_id] = site_pen[h] * o.size_bytes / total
-    cands = candidates(profile, pen)
+    cands = candidates(profile)
     plan_rows = []
     for budget in req.budgets:
         for strat in req.strategies:
-            slow_ids = slow_set(strat, cands, budget, req.seed)
+            slow_ids = slow_set(strat, cands, budget, seed=req.seed, penalties=pen)
             med, spread, ev = measure(set(slow_ids), f"{strat}-{int(budget * 100)}")
             plan_rows.append((budget, strat, med, spread, ev, slow_ids))
     with store.session() as s:

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from collectors.profile.session import ProfileRequest, run_profile
+from placer.emulator.host import mean_host, measure_now
 from placer.emulator.model import HostDram
 from placer.errors import PlacerError
+from placer.experiments.deep import dhat_pass
 from placer.experiments.runner import (
     ExperimentRequest,
     Mode,
@@ -22,13 +26,12 @@ from placer.experiments.runner import (
     measured_labels,
     plain_baseline,
 )
+from placer.store.models import Run
 
 
 @contextlib.contextmanager
 def quiet_fds(log_path: Path) -> Iterator[None]:
     """Send fds 1 and 2 (the profiled program's and the profiler's chatter) to a file."""
-    import sys
-
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
@@ -49,8 +52,6 @@ def quiet_fds(log_path: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def stdout_to_stderr() -> Iterator[None]:
     """Send fd 1 to fd 2 for a while (programs' output must not mix into a JSON document)."""
-    import sys
-
     sys.stdout.flush()
     saved = os.dup(1)
     os.dup2(2, 1)
@@ -69,8 +70,6 @@ def profile_native(store: Any, command: list[str], app: str, *, chunk: int = 0) 
     (``placer profile --chunk``); the deep pass joins per site and the emulator shares a
     site's traffic among its chunks, so the rest of an experiment is unchanged.
     """
-    from collectors.profile.session import ProfileRequest, run_profile
-
     native, code, _ = run_profile(
         store, ProfileRequest(command=list(command), name=app, chunk=chunk)
     )
@@ -83,9 +82,6 @@ def profile_native(store: Any, command: list[str], app: str, *, chunk: int = 0) 
 
 def deep_step(store: Any, run_id: int, command: list[str]) -> dict[str, Any] | None:
     """Add DHAT traffic to a native run (not for Python runs, see below)."""
-    from placer.experiments.deep import dhat_pass
-    from placer.store.models import Run
-
     with store.session() as s:
         python = bool((s.get(Run, run_id).inputs or {}).get("python"))
     if python:  # numpy buffers share one C allocation stack: DHAT cannot tell them apart
@@ -115,8 +111,6 @@ def run_experiment(
     if run_id is None:
         assert command
         if mode.kind == "emulated" and host is None:
-            from placer.emulator.host import mean_host, measure_now
-
             # the host is shared: take its DRAM as seen just before and just after the run
             before = measure_now()
             run_id = profile_native(store, command, app, chunk=req.chunk)
@@ -130,8 +124,6 @@ def run_experiment(
         runs = plain_baseline(command) if command else None
         return emulate_labels(store, run_id, req, host, baseline_runs=runs)
     if command is None:
-        from placer.store.models import Run
-
         with store.session() as s:
             run = s.get(Run, run_id)
             command = list(run.command) if run else []

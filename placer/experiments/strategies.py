@@ -1,31 +1,22 @@
-"""Candidate plans under a DRAM budget: which objects stay in DRAM, the rest go slow.
+"""Candidate plans of a labeling experiment: which objects go slow under a DRAM budget.
 
-Each strategy ranks objects and fills the DRAM budget greedily in rank order (an object
-that does not fit is skipped, smaller ones after it may still fit). The baselines use only
-signals a production run has (sampled density, size, allocation order); ``oracle`` ranks by
-the emulator's (or measurement's) penalty per byte, which is what the labels know.
+The strategies are the registry's (:mod:`placer.placement.baselines`, the same rules as
+``placer recommend`` and ``placer evaluate``), applied per object (or chunk) of a profiled
+run: the baselines use only signals a production run has (sampled density, size,
+allocation order); ``oracle`` is the knapsack on the emulator's (or measurement's)
+per-object penalties, which is what the labels know.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
-from placer.emulator.model import ObjectTraffic
+from placer.emulator.model import RunProfile
 from placer.errors import InvalidInputError
+from placer.placement.baselines import Candidate, strategy
 
+#: The plans every experiment labels per budget (``ExperimentRequest.strategies``).
 STRATEGIES = ("density-greedy", "size-threshold", "first-touch", "random", "oracle")
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One object as the strategies see it."""
-
-    obj: ObjectTraffic
-    alloc_order: int
-    density: float  # sampled touched / sampled pages (0 when never sampled)
-    penalty: float  # label-side knowledge, used by the oracle only
 
 
 def parse_budgets(text: str) -> list[float]:
@@ -49,37 +40,36 @@ def parse_budgets(text: str) -> list[float]:
     return sorted(set(out))
 
 
-def _fill(order: Sequence[Candidate], budget_bytes: float) -> set[int]:
-    dram: set[int] = set()
-    used = 0
-    for c in order:
-        if used + c.obj.size_bytes <= budget_bytes:
-            dram.add(c.obj.object_id)
-            used += c.obj.size_bytes
-    return dram
+def candidates(profile: RunProfile) -> list[Candidate]:
+    """The run's objects in allocation (id) order; accesses = sampled density x bytes.
 
-
-def rank(strategy: str, cands: Sequence[Candidate], seed: int = 0) -> list[Candidate]:
-    """Objects in the order the strategy wants them in DRAM."""
-    keys: dict[str, Callable[[Candidate], object]] = {
-        "density-greedy": lambda c: (-c.density, c.obj.size_bytes, c.alloc_order),
-        "size-threshold": lambda c: (c.obj.size_bytes, c.alloc_order),
-        "first-touch": lambda c: (c.alloc_order,),
-        "oracle": lambda c: (-c.penalty / max(c.obj.size_bytes, 1), c.alloc_order),
-    }
-    if strategy == "random":
-        order = list(cands)
-        random.Random(seed).shuffle(order)
-        return order
-    if strategy not in keys:
-        raise InvalidInputError(f"unknown strategy {strategy!r} (one of {', '.join(STRATEGIES)})")
-    return sorted(cands, key=keys[strategy])  # type: ignore[arg-type]
+    The emulator's profile has no perf-mem misses, so touched pages are the signal.
+    """
+    out = []
+    for i, o in enumerate(sorted(profile.objects, key=lambda o: o.object_id)):
+        active = [d for d in o.density_series if d is not None]
+        density = sum(active) / len(active) if active else 0.0
+        out.append(
+            Candidate(
+                id=o.object_id, weight=o.size_bytes, alloc_order=i, accesses=density * o.size_bytes
+            )
+        )
+    return out
 
 
 def slow_set(
-    strategy: str, cands: Sequence[Candidate], budget_fraction: float, seed: int = 0
+    name: str,
+    cands: Sequence[Candidate],
+    budget_fraction: float,
+    *,
+    seed: int = 0,
+    penalties: Mapping[int, float] | None = None,
 ) -> set[int]:
-    """Object ids the strategy sends to the slow tier under ``budget_fraction``."""
-    footprint = sum(c.obj.size_bytes for c in cands)
-    dram = _fill(rank(strategy, cands, seed), budget_fraction * footprint)
-    return {c.obj.object_id for c in cands} - dram
+    """Object ids strategy ``name`` sends to the slow tier under ``budget_fraction``.
+
+    ``penalties`` (per object id) are the oracle's values; the baselines never see them.
+    """
+    footprint = sum(c.weight for c in cands)
+    strat = strategy(name, seed=seed, values=penalties)
+    dram = strat.pick(cands, int(budget_fraction * footprint))
+    return {c.id for c, keep in zip(cands, dram, strict=True) if not keep}

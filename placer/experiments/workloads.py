@@ -8,16 +8,18 @@ largest graphs exceed the LLC (the regime where placement matters).
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
+from placer.contracts.examples import (
+    GRAPH_KERNELS,
+    example_bin_dir,
+    examples_dir,
+)
 from placer.errors import ExternalToolError
 
-GRAPH_KERNELS = ("bfs", "pr", "cc", "sssp", "bc", "tc")
 GRAPH_SCALES = {"default": (14, 16, 18), "tc": (12, 14, 16)}
-MICRO = {
+MICRO = {  # one entry per placer.contracts.examples.MICROBENCHMARKS
     "chase": ["-m", "128M", "-i", "3000000"],
     "seqread": ["-m", "128M", "-i", "20"],
     "seqwrite": ["-m", "128M", "-i", "20"],
@@ -32,38 +34,6 @@ class Workload:
     app: str
     command: list[str]
     group: str  # graph | micro | python
-
-
-def examples_dir() -> Path:
-    """The ``examples/`` folder of this checkout (next to the ``placer`` package)."""
-    import placer
-
-    here = Path(placer.__file__).resolve().parent.parent / "examples"
-    if (here / "Makefile").is_file():
-        return here
-    try:
-        import examples
-    except ImportError:
-        raise ExternalToolError(
-            "the examples folder is not found (a source checkout has it next to placer/)"
-        ) from None
-    return Path(examples.__file__).resolve().parent
-
-
-def example_bin_dir(build: bool = True) -> Path | None:
-    """``examples/bin``, built with ``make -C examples`` when asked and missing."""
-    try:
-        root = examples_dir()
-    except ExternalToolError:
-        return None
-    bins = root / "bin"
-    wanted = [*GRAPH_KERNELS, *MICRO]
-    if build and not all((bins / b).exists() for b in wanted):
-        proc = subprocess.run(["make", "-s", "-C", str(root)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
-            raise ExternalToolError(f"cannot build the examples: {tail[0]}")
-    return bins if bins.is_dir() else None
 
 
 def suite(quick: bool = False) -> list[Workload]:

@@ -1,25 +1,37 @@
-"""Placement strategies: the model's knapsack, the heuristics it must beat, and the oracle.
+"""The one registry of placement strategies: the model's knapsack, the heuristics, the oracle.
 
-Every strategy answers the same question: given a run's groups (one per site and chunk,
-:func:`placer.placement.planner.groups`) and a DRAM capacity in bytes, which groups stay in
-DRAM? The heuristics see only profile signals; the oracle sees the labels.
+Every strategy answers the same question: given candidates and a DRAM capacity in bytes,
+which candidates stay in DRAM? A candidate is a planner group (one per site and chunk,
+:func:`placer.placement.planner.groups`: what ``placer recommend``, ``placer evaluate`` and
+the run report's curve plan) or a single object (what ``placer experiment`` labels and the
+report's object table ranks). The heuristics see only profile signals; the oracle and the
+model see per-object values (labels, predictions). The rules (docs/placement.md,
+"Baselines"):
 
 * ``density-greedy`` (Moura et al.'s baseline): sort by memory accesses per byte (perf-mem
-  LLC misses when the run has them, else page-poison touched pages), fill DRAM.
-* ``ecohmem-knapsack`` (ecoHMEM): 0/1 knapsack with value = misses (or touched pages).
-* ``size-threshold`` (memkind memtier's dynamic threshold): allocations under a size
-  threshold go to DRAM; the threshold is the largest that keeps them within the budget.
-* ``first-touch`` (Linux default): DRAM fills in allocation order until it is full.
-* ``random``: groups in a seeded random order, fill DRAM.
+  LLC misses when the run has them, else page-poison touched pages), fill DRAM, skipping a
+  candidate that does not fit.
+* ``ecohmem-knapsack`` (ecoHMEM): 0/1 knapsack with value = those accesses.
+* ``size-threshold`` (memkind memtier's dynamic threshold): smallest first, until the first
+  that does not fit (the largest threshold whose candidates fit).
+* ``first-touch`` (Linux default): DRAM fills in allocation order until the first candidate
+  that does not fit.
+* ``random``: candidates in a seeded random order (numpy's ``default_rng(seed)``), fill DRAM.
 * ``oracle``: knapsack on the true per-object penalties from the labels.
 * ``model``: knapsack on the model's predicted penalties.
+
+Ties go to the candidate listed first; callers list candidates in allocation order. Every
+knapsack is :func:`placer.placement.planner.knapsack`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from placer.errors import InvalidInputError
 from placer.placement import planner
 
 if TYPE_CHECKING:
@@ -27,90 +39,165 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One planning item as every strategy sees it: an object, or a planner group."""
+
+    id: int  # the object's id, or the group's row in the planner's frame
+    weight: int  # bytes it takes in DRAM (a group: its peak live bytes)
+    alloc_order: int  # when it was (first) allocated: first-touch's order
+    accesses: float  # memory traffic: LLC misses when the run has them, else touched pages
+    objects: tuple[int, ...] = ()  # object ids it stands for (a group); empty: just ``id``
+
+    def members(self) -> tuple[int, ...]:
+        """The object ids whose values (labels, predictions) this candidate adds up."""
+        return self.objects or (self.id,)
+
+
+def group_candidates(grouped: pd.DataFrame) -> list[Candidate]:
+    """The planner's groups as candidates, in the frame's row order.
+
+    Accesses are perf-mem misses when the run has any, else touched pages, for every group
+    alike (a run's groups are never ranked on two different scales).
+    """
+    import numpy as np  # lazy: heavy
+
+    miss = grouped["miss_est"].to_numpy(dtype=float)
+    if np.isfinite(miss).any() and np.nansum(miss) > 0:
+        signal = np.nan_to_num(miss, nan=0.0)
+    else:
+        signal = grouped["access_est"].to_numpy(dtype=float)
+    return [
+        Candidate(
+            id=i,
+            weight=int(w),
+            alloc_order=int(t),
+            accesses=float(a),
+            objects=tuple(int(o) for o in objs),
+        )
+        for i, (w, t, a, objs) in enumerate(
+            zip(
+                grouped["weight"],
+                grouped["first_alloc_ns"],
+                signal,
+                grouped["objects"],
+                strict=True,
+            )
+        )
+    ]
+
+
+def _weights(cands: Sequence[Candidate]) -> np.ndarray:
+    import numpy as np  # lazy: heavy
+
+    return np.array([c.weight for c in cands], dtype=np.int64)
+
+
 class Strategy(ABC):
-    """Contract: ``choose(grouped, capacity)`` returns a boolean mask over ``grouped``'s rows
-    (True = DRAM) whose ``weight`` sum is at most ``capacity``; it never reads labels unless
-    it is built from them (the oracle)."""
+    """Contract: ``pick(cands, capacity)`` returns a boolean mask over ``cands`` (True =
+    DRAM) whose weights sum to at most ``capacity``; ``order(cands)`` is the strategy's
+    ranking (positions, most deserving of DRAM first). It never reads labels unless it is
+    built from them (the oracle)."""
 
     name: str = ""
 
     @abstractmethod
-    def choose(self, grouped: pd.DataFrame, capacity: int) -> np.ndarray: ...
+    def order(self, cands: Sequence[Candidate]) -> list[int]: ...
+
+    @abstractmethod
+    def pick(self, cands: Sequence[Candidate], capacity: int) -> np.ndarray: ...
+
+    def choose(self, grouped: pd.DataFrame, capacity: int) -> np.ndarray:
+        """The mask over the planner's groups (``grouped``'s rows)."""
+        return self.pick(group_candidates(grouped), capacity)
+
+    def ranks(self, cands: Sequence[Candidate]) -> dict[int, int]:
+        """1-based rank of each candidate id."""
+        return {cands[i].id: r + 1 for r, i in enumerate(self.order(cands))}
 
 
-def _signal(grouped: pd.DataFrame) -> np.ndarray:
-    """Accesses of each group: perf-mem misses when the run has them, else touched pages."""
-    import numpy as np
+class Greedy(Strategy):
+    """Take candidates in :meth:`order` while they fit (skip misfits, or stop at the first)."""
 
-    miss = grouped["miss_est"].to_numpy(dtype=float)
-    if np.isfinite(miss).any() and np.nansum(miss) > 0:
-        return np.nan_to_num(miss, nan=0.0)
-    return grouped["access_est"].to_numpy(dtype=float)
+    stop_at_first = False
+
+    def pick(self, cands: Sequence[Candidate], capacity: int) -> np.ndarray:
+        return planner.greedy(
+            self.order(cands), _weights(cands), capacity, stop_at_first=self.stop_at_first
+        )
 
 
-class DensityGreedy(Strategy):
+class DensityGreedy(Greedy):
     name = "density-greedy"
 
-    def choose(self, grouped: pd.DataFrame, capacity: int) -> np.ndarray:
-        import numpy as np
-
-        w = grouped["weight"].to_numpy()
-        density = _signal(grouped) / np.maximum(w, 1)
-        order = sorted(range(len(w)), key=lambda i: (-density[i], i))
-        return planner.greedy(order, w, capacity)
+    def order(self, cands: Sequence[Candidate]) -> list[int]:
+        return sorted(
+            range(len(cands)), key=lambda i: (-cands[i].accesses / max(cands[i].weight, 1), i)
+        )
 
 
-class EcoHmemKnapsack(Strategy):
-    name = "ecohmem-knapsack"
-
-    def choose(self, grouped: pd.DataFrame, capacity: int) -> np.ndarray:
-        return planner.knapsack(_signal(grouped), grouped["weight"].to_numpy(), capacity)
-
-
-class SizeThreshold(Strategy):
+class SizeThreshold(Greedy):
     name = "size-threshold"
+    stop_at_first = True
 
-    def choose(self, grouped: pd.DataFrame, capacity: int) -> np.ndarray:
-        w = grouped["weight"].to_numpy()
-        order = sorted(range(len(w)), key=lambda i: (w[i], i))
-        return planner.greedy(order, w, capacity, stop_at_first=True)
+    def order(self, cands: Sequence[Candidate]) -> list[int]:
+        return sorted(range(len(cands)), key=lambda i: (cands[i].weight, i))
 
 
-class FirstTouch(Strategy):
+class FirstTouch(Greedy):
     name = "first-touch"
+    stop_at_first = True
 
-    def choose(self, grouped: pd.DataFrame, capacity: int) -> np.ndarray:
-        w = grouped["weight"].to_numpy()
-        t = grouped["first_alloc_ns"].to_numpy()
-        order = sorted(range(len(w)), key=lambda i: (t[i], i))
-        return planner.greedy(order, w, capacity, stop_at_first=True)
+    def order(self, cands: Sequence[Candidate]) -> list[int]:
+        return sorted(range(len(cands)), key=lambda i: (cands[i].alloc_order, i))
 
 
-class RandomFill(Strategy):
+class RandomFill(Greedy):
     name = "random"
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
-    def choose(self, grouped: pd.DataFrame, capacity: int) -> np.ndarray:
-        import numpy as np
+    def order(self, cands: Sequence[Candidate]) -> list[int]:
+        import numpy as np  # lazy: heavy
 
-        w = grouped["weight"].to_numpy()
-        order = list(np.random.default_rng(self.seed).permutation(len(w)))
-        return planner.greedy(order, w, capacity)
+        return [int(i) for i in np.random.default_rng(self.seed).permutation(len(cands))]
 
 
-class ValueKnapsack(Strategy):
-    """Knapsack on per-object values (seconds or shares) summed per group."""
+class Knapsack(Strategy):
+    """0/1 knapsack on :meth:`values`; its ranking is value per byte."""
 
-    def __init__(self, name: str, values: dict[int, float]) -> None:
-        self.name = name
-        self.values = values
+    @abstractmethod
+    def values(self, cands: Sequence[Candidate]) -> list[float]: ...
 
-    def choose(self, grouped: pd.DataFrame, capacity: int) -> np.ndarray:
+    def order(self, cands: Sequence[Candidate]) -> list[int]:
+        v = self.values(cands)
+        return sorted(range(len(cands)), key=lambda i: (-v[i] / max(cands[i].weight, 1), i))
+
+    def pick(self, cands: Sequence[Candidate], capacity: int) -> np.ndarray:
+        import numpy as np  # lazy: heavy
+
         return planner.knapsack(
-            planner.group_values(grouped, self.values), grouped["weight"].to_numpy(), capacity
+            np.array(self.values(cands), dtype=float), _weights(cands), capacity
         )
+
+
+class EcoHmemKnapsack(Knapsack):
+    name = "ecohmem-knapsack"
+
+    def values(self, cands: Sequence[Candidate]) -> list[float]:
+        return [c.accesses for c in cands]
+
+
+class ValueKnapsack(Knapsack):
+    """Knapsack on per-object values (seconds or shares) summed per candidate."""
+
+    def __init__(self, name: str, values: Mapping[int, float]) -> None:
+        self.name = name
+        self.per_object = values
+
+    def values(self, cands: Sequence[Candidate]) -> list[float]:
+        return [sum(self.per_object.get(o, 0.0) for o in c.members()) for c in cands]
 
 
 def heuristics(seed: int = 0) -> list[Strategy]:
@@ -119,3 +206,18 @@ def heuristics(seed: int = 0) -> list[Strategy]:
 
 
 BASELINE_NAMES = [s.name for s in heuristics()]
+#: Strategies built from per-object values (labels or predictions) rather than signals.
+VALUE_NAMES = ("oracle", "model")
+NAMES = (*BASELINE_NAMES, *VALUE_NAMES)
+
+
+def strategy(name: str, *, seed: int = 0, values: Mapping[int, float] | None = None) -> Strategy:
+    """The strategy called ``name``; ``oracle`` and ``model`` need ``values`` (per object)."""
+    if name in VALUE_NAMES:
+        if values is None:
+            raise InvalidInputError(f"strategy {name!r} needs per-object values")
+        return ValueKnapsack(name, values)
+    for s in heuristics(seed):
+        if s.name == name:
+            return s
+    raise InvalidInputError(f"unknown strategy {name!r} (one of {', '.join(NAMES)})")

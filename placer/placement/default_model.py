@@ -19,18 +19,19 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
+from placer.config import resolve_store_url
 from placer.errors import PlacerError
+from placer.placement import evaluation
+from placer.store import Store
 
 OUT = Path(__file__).resolve().parent / "default"
 
 
 def build(
     store_url: str, out: Path, source: str = "all", tier: str = "optane", evaluate: bool = True
-) -> dict:
-    from placer.placement import evaluation
-    from placer.store import Store
-
+) -> dict[str, Any]:
     store = Store(store_url, create=False)
     with store.session() as s:
         data = evaluation.training_labels(s, source, tier)
@@ -59,8 +60,6 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from placer.config import resolve_store_url
-
     p = argparse.ArgumentParser(
         prog="python -m placer.placement.default_model", description=__doc__.split("\n\n")[0]
     )

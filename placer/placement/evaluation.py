@@ -27,6 +27,7 @@ from placer.placement.model import PlacementModel
 
 if TYPE_CHECKING:
     import pandas as pd
+    from sqlalchemy.orm import Session
 
 DEFAULT_BUDGETS = (30, 50, 70)
 
@@ -73,8 +74,8 @@ class Dataset:
         )
 
 
-def build_dataset(session: Any, labels: list[RunLabels]) -> Dataset:
-    import pandas as pd
+def build_dataset(session: Session, labels: list[RunLabels]) -> Dataset:
+    import pandas as pd  # lazy: heavy
 
     if not labels:
         raise InvalidInputError(
@@ -119,8 +120,8 @@ def fit(data: Dataset, params: dict[str, Any] | None = None) -> PlacementModel:
 
 
 def _ndcg_top1(table: pd.DataFrame, scores: Any, k: int = 5) -> tuple[float | None, float | None]:
-    import numpy as np
-    from sklearn.metrics import ndcg_score
+    import numpy as np  # lazy: heavy
+    from sklearn.metrics import ndcg_score  # lazy: heavy
 
     truth = table["label_share"].to_numpy(dtype=float)
     truth = np.nan_to_num(truth, nan=0.0)
@@ -377,5 +378,5 @@ def feature_study(
     return out
 
 
-def training_labels(session: Any, source: str, tier: str | None) -> Dataset:
+def training_labels(session: Session, source: str, tier: str | None) -> Dataset:
     return build_dataset(session, load_labels(session, source, tier))

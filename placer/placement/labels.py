@@ -9,10 +9,17 @@ baseline, so a label is a *share of runtime* (0.05 = 5% slower) comparable acros
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
 
 from placer.errors import InvalidInputError
+from placer.store.models import AllocObject, Application, Experiment, Label, Run
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 SOURCES = ("measured", "emulated", "all")
 
@@ -21,8 +28,6 @@ def program_of(run: Any, app_name: str) -> str:
     """The program a run executed: leave-one-*application*-out holds out every input and
     scale of one program (bfs on kron14 and on kron16 are one application), so a model is
     never judged on a program it saw. Python runs are named by their script."""
-    import os
-
     cmd = [str(c) for c in (run.command or [])] if run is not None else []
     if not cmd:
         return app_name
@@ -68,17 +73,16 @@ class RunLabels:
 
 
 def load_labels(
-    session: Any, source: str = "all", tier: str | None = "optane", run_ids: list[int] | None = None
+    session: Session,
+    source: str = "all",
+    tier: str | None = "optane",
+    run_ids: list[int] | None = None,
 ) -> list[RunLabels]:
     """Labels per run, one experiment each (measured preferred when ``source`` is all).
 
     ``tier`` filters emulated experiments by tier spec name (None: any); measured ones are
     on whatever slow tier their host has and are never filtered out by it.
     """
-    from sqlalchemy import select
-
-    from placer.store.models import AllocObject, Application, Experiment, Label, Run
-
     if source not in SOURCES:
         raise InvalidInputError(f"--from-labels must be one of {', '.join(SOURCES)}")
     q = select(Experiment).order_by(Experiment.id)
@@ -111,6 +115,8 @@ def load_labels(
         penalties: dict[int, float] = {}
         obj_run = run_id
         for oid, pen, orun in rows:
+            if oid is None:
+                continue
             penalties[oid] = max(float(pen or 0.0), 0.0)
             obj_run = orun
         base = exp.baseline_seconds or (run.program_seconds if run else None)

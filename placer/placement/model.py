@@ -14,8 +14,10 @@ the store or in the shipped default model; never pickled. LightGBM is imported l
 from __future__ import annotations
 
 import math
+import platform
 from typing import TYPE_CHECKING, Any
 
+from placer import __version__
 from placer.errors import InvalidInputError, NotFoundError
 from placer.placement.features import FEATURES, matrix
 
@@ -31,7 +33,7 @@ ZERO_SHARE = 1e-4  # a penalty under 0.01% of runtime counts as none
 
 def relevance(shares: pd.Series, groups: pd.Series) -> np.ndarray:
     """Integer relevance per object: 0 without penalty, else 1..GRADES by rank in its run."""
-    import numpy as np
+    import numpy as np  # lazy: heavy
 
     out = np.zeros(len(shares), dtype=int)
     values = shares.to_numpy(dtype=float)
@@ -115,28 +117,30 @@ class PlacementModel:
 
     # -- target transform --------------------------------------------------------------
     def _encode(self, share: pd.Series, table: pd.DataFrame) -> np.ndarray:
-        import numpy as np
+        import numpy as np  # lazy: heavy
 
         y = share.to_numpy(dtype=float)
         if self.target == "per_byte":
             y = y / np.maximum(table["size_share"].to_numpy(dtype=float), 1e-9)
         elif self.target != "share":
             raise InvalidInputError(f"unknown target {self.target!r} (share or per_byte)")
-        return np.log1p(100.0 * np.maximum(y, 0.0))
+        encoded: np.ndarray = np.log1p(100.0 * np.maximum(y, 0.0))
+        return encoded
 
     def _decode(self, raw: np.ndarray, table: pd.DataFrame) -> np.ndarray:
-        import numpy as np
+        import numpy as np  # lazy: heavy
 
         y = np.expm1(np.maximum(raw, 0.0)) / 100.0
         if self.target == "per_byte":
             y = y * table["size_share"].to_numpy(dtype=float)
-        return y
+        decoded: np.ndarray = y
+        return decoded
 
     # -- fit / predict ---------------------------------------------------------------
     def fit(self, table: pd.DataFrame, shares: pd.Series, groups: pd.Series) -> PlacementModel:
         """Fit on per-object rows of several runs; ``groups`` (run ids) are the queries."""
-        import lightgbm as lgb
-        import numpy as np
+        import lightgbm as lgb  # lazy: heavy
+        import numpy as np  # lazy: heavy
 
         if len(table) == 0:
             raise InvalidInputError("no labeled objects to train on")
@@ -172,14 +176,14 @@ class PlacementModel:
     def rank_scores(self, table: pd.DataFrame) -> np.ndarray:
         """Ranker scores (higher = more critical); comparable within one run only."""
         self._check_fitted()
-        import numpy as np
+        import numpy as np  # lazy: heavy
 
         return np.asarray(self.ranker_.predict(matrix(table, self.feature_names_)))
 
     def predict_penalty(self, table: pd.DataFrame) -> np.ndarray:
         """Predicted slowdown share of each object if it alone were in the slow tier."""
         self._check_fitted()
-        import numpy as np
+        import numpy as np  # lazy: heavy
 
         raw = np.asarray(self.penalty_.predict(matrix(table, self.feature_names_)))
         return self._decode(raw, table)
@@ -193,7 +197,7 @@ class PlacementModel:
     def from_texts(
         cls, ranker_text: str, penalty_text: str, meta: dict[str, Any]
     ) -> PlacementModel:
-        import lightgbm as lgb
+        import lightgbm as lgb  # lazy: heavy
 
         if meta.get("format") != MODEL_FORMAT or meta.get("format_version") != MODEL_FORMAT_VERSION:
             raise InvalidInputError(
@@ -212,13 +216,9 @@ class PlacementModel:
 
 
 def _versions() -> dict[str, str]:
-    import platform
-
-    import lightgbm
-    import numpy
-    import pandas
-
-    from placer import __version__
+    import lightgbm  # lazy: heavy
+    import numpy  # lazy: heavy
+    import pandas  # lazy: heavy
 
     return {
         "placer": __version__,

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from placer.errors import InvalidInputError
 
 PLAN_FORMAT = "placer-plan"
@@ -85,8 +87,6 @@ SCHEMA: dict[str, Any] = {
 
 def validate(doc: Any, where: str = "plan") -> dict[str, Any]:
     """Raise a one-line :class:`InvalidInputError` unless ``doc`` is a valid plan."""
-    import jsonschema
-
     validator = jsonschema.Draft202012Validator(SCHEMA)
     error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
     if error is not None:
@@ -100,7 +100,8 @@ def validate(doc: Any, where: str = "plan") -> dict[str, Any]:
                 f"{where}: site {d['site']} chunk {d['chunk']} is planned twice"
             )
         seen.add(key)
-    return doc
+    out: dict[str, Any] = doc
+    return out
 
 
 def read_plan(path: Path) -> dict[str, Any]:

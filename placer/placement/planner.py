@@ -10,13 +10,18 @@ The knapsack is solved by dynamic programming over capacity buckets: weights are
 by their greatest common divisor (page-sized chunks make this exact), and if that still
 leaves more buckets than :data:`CELLS` allows, scaled and rounded *up* so a plan never
 exceeds the budget; capacity the rounding leaves is then filled greedily by value density.
+It is placer's one knapsack: every knapsack strategy of :mod:`placer.placement.baselines`
+(model, oracle, ecoHMEM) solves with it, for recommendations, evaluation, labeling
+experiments and reports alike.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from placer.contracts.units import parse_size
 from placer.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -43,7 +48,7 @@ def peak_live(starts: list[int], ends: list[int], sizes: list[int]) -> int:
 
 def groups(table: pd.DataFrame) -> pd.DataFrame:
     """One row per (site, chunk) of a run: weight, object ids, signals the baselines use."""
-    import pandas as pd
+    import pandas as pd  # lazy: heavy
 
     rows = []
     for (site_hash, chunk), g in table.groupby(["site_hash", "chunk_index"], sort=False):
@@ -72,8 +77,6 @@ def footprint(grouped: pd.DataFrame) -> int:
 
 def parse_budget(text: str, total: int) -> tuple[int, float]:
     """``50%`` of ``total`` or a size (``8GiB``) → (bytes, fraction); errors are one line."""
-    from collectors.profile.session import parse_size
-
     if total <= 0:
         raise InvalidInputError("the run's footprint is 0 bytes: nothing to place")
     m = _BUDGET.match(str(text))
@@ -104,7 +107,7 @@ def knapsack(
     ``cells`` bounds the DP table (items x buckets); fewer cells round weights up more
     coarsely (never over the budget), for callers that plan many times (model selection).
     """
-    import numpy as np
+    import numpy as np  # lazy: heavy
 
     values = np.asarray(values, dtype=float)
     weights = np.asarray(weights, dtype=np.int64)
@@ -151,7 +154,7 @@ def greedy(
     order: list[int], weights: np.ndarray, capacity: int, *, stop_at_first: bool = False
 ) -> np.ndarray:
     """Take items in ``order`` while they fit (skip misfits, or stop at the first one)."""
-    import numpy as np
+    import numpy as np  # lazy: heavy
 
     take = np.zeros(len(weights), dtype=bool)
     left = capacity
@@ -170,15 +173,23 @@ def plan_value(grouped: pd.DataFrame, dram: np.ndarray, shares: dict[int, float]
     Per-object penalties add up, as in the emulator (runtime = base + sum of penalties of
     the slow objects); objects without a value count 0.
     """
+    return price(grouped["objects"], dram, shares)
+
+
+def price(
+    members: Iterable[Sequence[int]], dram: Iterable[bool], shares: dict[int, float]
+) -> float:
+    """:func:`plan_value` over any candidates: ``members`` lists each one's object ids."""
     total = 0.0
-    for objs, in_dram in zip(grouped["objects"], dram, strict=True):
+    for objs, in_dram in zip(members, dram, strict=True):
         if not in_dram:
             total += sum(shares.get(o, 0.0) for o in objs)
     return 1.0 + total
 
 
 def group_values(grouped: pd.DataFrame, shares: dict[int, float]) -> Any:
-    import numpy as np
+    """Each group's value: the sum of its objects' ``shares``."""
+    import numpy as np  # lazy: heavy
 
     return np.array([sum(shares.get(o, 0.0) for o in objs) for objs in grouped["objects"]])
 
@@ -198,6 +209,7 @@ __all__ = [
     "knapsack",
     "greedy",
     "plan_value",
+    "price",
     "peak_live",
     "RESOLUTION",
 ]

@@ -5,13 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from placer.placement import baselines, planner
 from placer.placement.features import run_features
 from placer.placement.model import finite
 from placer.placement.planfile import PLAN_FORMAT, PLAN_VERSION, validate
 from placer.placement.registry import LoadedModel
+from placer.store.models import Application, Plan, PlanDecision, Run, Site
+from placer.tiers.sysfs import detect_nodes
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 #: Where allocations of sites the plan does not name go (see docs/placement.md).
 DEFAULT_TIER = "dram"
@@ -26,8 +31,6 @@ class Nodes:
 
 def host_nodes(root: str = "/") -> Nodes:
     """DRAM node and slow node of this host; without a slow tier both are the DRAM node."""
-    from placer.tiers.sysfs import detect_nodes
-
     nodes = detect_nodes(root)
     dram = next((n.node for n in nodes if n.kind == "dram"), 0)
     slow = next((n.node for n in nodes if n.kind != "dram"), None)
@@ -43,7 +46,7 @@ def host_nodes(root: str = "/") -> Nodes:
 
 
 def recommend(
-    session: Any,
+    session: Session,
     run_id: int,
     budget: str,
     loaded: LoadedModel,
@@ -53,10 +56,9 @@ def recommend(
     top: int = 20,
 ) -> dict[str, Any]:
     """Build (and store) the model's plan for ``run_id``; returns the JSON document."""
-    from placer.store.models import Application, Plan, PlanDecision, Run
-
-    run = session.get(Run, run_id)
     table = run_features(session, run_id)  # raises for a missing run or one without objects
+    run = session.get(Run, run_id)
+    assert run is not None  # run_features raised NotFoundError otherwise
     grouped = planner.groups(table)
     total = planner.footprint(grouped)
     nbytes, fraction = planner.parse_budget(budget, total)
@@ -71,8 +73,6 @@ def recommend(
         compare[strat.name] = planner.plan_value(grouped, strat.choose(grouped, nbytes), pred)
 
     names = {}
-    from placer.store.models import Site
-
     for sid in set(grouped["site_id"]):
         site = session.get(Site, int(sid))
         chain = list(site.symbolized or []) if site else []

@@ -15,10 +15,16 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
 
 from placer.errors import NotFoundError
 from placer.placement.model import PlacementModel
+from placer.store.models import TrainedModel
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 DEFAULT_NAME = "placement"
 DEFAULT_DIR = ("placer.placement", "default")
@@ -44,12 +50,8 @@ class LoadedModel:
         }
 
 
-def save_model(session: Any, model: PlacementModel, name: str = DEFAULT_NAME) -> LoadedModel:
+def save_model(session: Session, model: PlacementModel, name: str = DEFAULT_NAME) -> LoadedModel:
     """Store both boosters as a new version of ``name``; returns what was stored."""
-    from sqlalchemy import func, select
-
-    from placer.store.models import TrainedModel
-
     ranker_text, penalty_text, meta = model.to_texts()
     current = session.scalar(
         select(func.max(TrainedModel.version)).where(
@@ -92,13 +94,9 @@ def default_files() -> dict[str, Any] | None:
 
 
 def load_model(
-    session: Any, name: str = DEFAULT_NAME, *, allow_default: bool = True
+    session: Session, name: str = DEFAULT_NAME, *, allow_default: bool = True
 ) -> LoadedModel:
     """The newest stored model ``name``, else the shipped default; one-line error if none."""
-    from sqlalchemy import select
-
-    from placer.store.models import TrainedModel
-
     pen = session.scalars(
         select(TrainedModel)
         .where(TrainedModel.name == f"{name}.penalty")

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from placer.errors import InvalidInputError
+from placer.reports.fleet import FleetReport
+from placer.reports.pipeline import PipelineReport
+from placer.reports.run import RunReport
 
 KINDS = ("run", "pipeline", "fleet")
 
@@ -22,16 +25,10 @@ KINDS = ("run", "pipeline", "fleet")
 def build(store: Any, kind: str, ident: int | None = None) -> dict[str, Any]:
     """The report document of ``kind`` (``run``/``pipeline`` need ``ident``)."""
     if kind == "run":
-        from placer.reports.run import RunReport
-
         return RunReport(store, int(ident)).build()  # type: ignore[arg-type]
     if kind == "pipeline":
-        from placer.reports.pipeline import PipelineReport
-
         return PipelineReport(store, int(ident)).build()  # type: ignore[arg-type]
     if kind == "fleet":
-        from placer.reports.fleet import FleetReport
-
         return FleetReport(store).build()
     raise ValueError(f"unknown report kind {kind!r}")
 

@@ -13,6 +13,8 @@ import math
 from abc import ABC, abstractmethod
 from typing import Any
 
+from placer import __version__
+
 #: Bumped only when a key of a report document changes meaning (keys are only ever added).
 FORMAT_VERSION = 1
 
@@ -97,8 +99,6 @@ class ReportBuilder(ABC):
         """The kind-specific sections."""
 
     def build(self) -> dict[str, Any]:
-        from placer import __version__
-
         body = self.collect()
         doc = {
             "report": self.kind,

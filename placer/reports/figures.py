@@ -48,10 +48,10 @@ def provenance_line(prov: dict[str, Any] | None) -> str:
 
 
 def _mpl() -> Any:
-    import matplotlib
+    import matplotlib  # lazy: heavy
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: heavy
 
     matplotlib.rcParams.update(
         {
@@ -102,7 +102,7 @@ def _svg(fig: Any, prov: dict[str, Any] | None) -> str:
 
 def _plain_log(axis: Any) -> None:
     """Log-scale ticks as plain numbers (math text is off, so no ``10^3`` markup)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # lazy: heavy
 
     axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
@@ -131,7 +131,7 @@ def _short(label: str, n: int = 48) -> str:
 
 def heatmap(section: dict[str, Any]) -> str:
     """Access density over time per object (rows), like damo's heatmaps."""
-    import numpy as np
+    import numpy as np  # lazy: heavy
 
     plt = _mpl()
     rows = section["rows"]
@@ -253,7 +253,7 @@ def budget_curve(section: dict[str, Any]) -> str:
 
 def stage_graph(section: dict[str, Any]) -> str:
     """Stages as boxes, source to output, with per-core rate, workers and CPU share."""
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # lazy: heavy
 
     plt = _mpl()
     rows = section["rows"]
@@ -465,7 +465,7 @@ def fleet_activity(rows: Sequence[dict[str, Any]], prov: dict[str, Any] | None) 
         bx.text(calls[i] + 0.02 * max(top, 1), i, f"{moved:,.1f} MiB", va="center", fontsize=8)
     bx.set_xlim(0, max(top, 1) * 1.35)
     ax.invert_yaxis()
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # lazy: heavy
 
     for a in (ax, bx):
         a.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -13,7 +13,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import func, select
+
 from placer.reports.base import ReportBuilder, absent, iso, provenance
+from placer.store.models import (
+    Application,
+    DaemonJob,
+    Host,
+    Pipeline,
+    Plan,
+    Run,
+    TuningStudy,
+)
 
 RECENT = 20
 
@@ -72,18 +83,6 @@ class FleetReport(ReportBuilder):
         return "Fleet report: daemon jobs, decisions and outcomes"
 
     def collect(self) -> dict[str, Any]:
-        from sqlalchemy import func, select
-
-        from placer.store.models import (
-            Application,
-            DaemonJob,
-            Host,
-            Pipeline,
-            Plan,
-            Run,
-            TuningStudy,
-        )
-
         with self.store.session() as s:
             hosts = {h.id: h.hostname for h in s.scalars(select(Host))}
             jobs = s.scalars(select(DaemonJob).order_by(DaemonJob.id.desc())).all()

@@ -10,8 +10,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from sqlalchemy import inspect, select
+
 from placer.errors import NotFoundError
 from placer.reports.base import ReportBuilder, absent, iso, provenance
+from placer.store.models import Host, Pipeline, PipelineRun, StageMetric, TuningStudy
 
 
 def _num(value: Any) -> float | None:
@@ -33,10 +36,6 @@ class PipelineReport(ReportBuilder):
         return f"Pipeline report: {doc['pipeline']['name']} (pipeline {doc['pipeline']['id']})"
 
     def collect(self) -> dict[str, Any]:
-        from sqlalchemy import select
-
-        from placer.store.models import Host, Pipeline, PipelineRun, StageMetric, TuningStudy
-
         with self.store.session() as s:
             p = s.get(Pipeline, self.pipeline_id)
             if p is None:
@@ -213,13 +212,11 @@ class PipelineReport(ReportBuilder):
 
     def _optuna_trials(self, name: str) -> list[dict[str, Any]] | None:
         """Trials from Optuna's own tables (None when Optuna's schema or study is absent)."""
-        from sqlalchemy import inspect
-
         if "studies" not in inspect(self.store.engine).get_table_names():
             return None
         try:
-            import optuna
-            from optuna.storages import RDBStorage
+            import optuna  # lazy: heavy
+            from optuna.storages import RDBStorage  # lazy: heavy
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             storage = RDBStorage(self.store.url, skip_table_creation=True)

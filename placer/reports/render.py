@@ -60,7 +60,7 @@ def md(value: Any) -> str:
 
 
 def _env() -> Any:
-    from jinja2 import Environment, PackageLoader, StrictUndefined
+    from jinja2 import Environment, PackageLoader, StrictUndefined  # lazy: heavy
 
     env = Environment(
         loader=PackageLoader("placer.reports", "templates"),
@@ -86,7 +86,7 @@ def _env() -> Any:
 
 def _figures(doc: dict[str, Any]) -> dict[str, Any]:
     """Every figure the document has data for, as safe-to-inline SVG markup."""
-    from markupsafe import Markup
+    from markupsafe import Markup  # lazy: heavy (jinja2's)
 
     out: dict[str, Any] = {}
     kind = doc["report"]

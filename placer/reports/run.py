@@ -10,11 +10,30 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
 
 from placer.errors import NotFoundError, PlacerError
-from placer.reports import strategies as st
+from placer.placement import baselines, planner
+from placer.placement.baselines import Candidate
+from placer.placement.features import run_features
+from placer.placement.registry import load_model
 from placer.reports.base import ReportBuilder, absent, iso, provenance
+from placer.store.models import (
+    AllocObject,
+    Application,
+    Experiment,
+    Host,
+    Label,
+    ObjectMetric,
+    Plan,
+    Run,
+    Site,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 #: Budgets of the DRAM-budget curve, as shares of the run's footprint.
 BUDGETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -22,6 +41,16 @@ BUDGETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 HEATMAP_ROWS = 24
 HEATMAP_COLUMNS = 60
 RANDOM_SEED = 0
+#: Strategy names as :mod:`placer.placement.baselines` spells them, and their legends.
+LABELS = {
+    "model": "model plan",
+    "density-greedy": "density greedy (Moura et al.)",
+    "ecohmem-knapsack": "ecoHMEM knapsack",
+    "size-threshold": "size threshold (memtier)",
+    "first-touch": "first-touch (Linux)",
+    "random": "random",
+    "oracle": "oracle (labels)",
+}
 
 
 def _location(chain: list[str], site_hash: str) -> str:
@@ -59,20 +88,6 @@ class RunReport(ReportBuilder):
 
     # ------------------------------------------------------------------------ collect
     def collect(self) -> dict[str, Any]:
-        from sqlalchemy import select
-
-        from placer.store.models import (
-            AllocObject,
-            Application,
-            Experiment,
-            Host,
-            Label,
-            ObjectMetric,
-            Plan,
-            Run,
-            Site,
-        )
-
         with self.store.session() as s:
             run = s.get(Run, self.run_id)
             if run is None:
@@ -140,7 +155,7 @@ class RunReport(ReportBuilder):
             }
             objects = self._objects(objs, metrics, run.cwd or "")
             label_info = self._labels(experiment, labels)
-            self._view_note = "placer.placement is not installed: no model predictions"
+            self._view_note = "no placement view of this run: no model predictions"
             try:
                 view = self._placement_view(s, run.id) if objects else None
             except Exception as exc:  # noqa: BLE001 - report what we can without it
@@ -153,7 +168,7 @@ class RunReport(ReportBuilder):
             for o in objects:
                 o["predicted_criticality"] = scores.get(o["id"])
                 o["predicted_penalty_share"] = ((view or {}).get("pred") or {}).get(o["id"])
-            cands = self._candidates(objects, label_info["penalties"])
+            cands = self._candidates(objects)
             table = self._table(run_doc, objects, cands, label_info, view, hostname)
             heat = self._heatmap(objects, hostname)
             curve = self._curve(run_doc, objects, cands, label_info, plan_rows, view, hostname)
@@ -247,18 +262,12 @@ class RunReport(ReportBuilder):
         return info
 
     @staticmethod
-    def _placement_view(session: Any, run_id: int) -> dict[str, Any] | None:
-        """The planner's groups and the model's predictions (None: placer.placement absent).
+    def _placement_view(session: Session, run_id: int) -> dict[str, Any]:
+        """The planner's groups and the model's predictions.
 
         Uses the same code as ``placer recommend``; a model that cannot be loaded leaves
         the predictions out with a note instead of failing the report.
         """
-        try:
-            from placer.placement import planner
-            from placer.placement.features import run_features
-            from placer.placement.registry import load_model
-        except ImportError:
-            return None
         table = run_features(session, run_id)
         grouped = planner.groups(table)
         view: dict[str, Any] = {
@@ -288,19 +297,22 @@ class RunReport(ReportBuilder):
         return view
 
     @staticmethod
-    def _candidates(
-        objects: list[dict[str, Any]], penalties: dict[int, float]
-    ) -> list[st.Candidate]:
+    def _candidates(objects: list[dict[str, Any]]) -> list[Candidate]:
+        """Objects (already in allocation order) as the strategy registry's candidates.
+
+        Accesses are perf-mem LLC misses when the run has them, else density x bytes.
+        """
+        misses = any(o["llc_misses"] for o in objects)
         return [
-            st.Candidate(
+            Candidate(
                 id=o["id"],
-                size_bytes=int(o["size_bytes"]),
-                alloc_order=(int(o["alloc_ns"]), int(o["alloc_seq"]), int(o["chunk_index"])),
-                density=o["density"],
-                llc_misses=o["llc_misses"],
-                penalty_s=penalties.get(o["id"]),
+                weight=int(o["size_bytes"]),
+                alloc_order=i,
+                accesses=float(o["llc_misses"] or 0)
+                if misses
+                else (o["density"] or 0.0) * int(o["size_bytes"]),
             )
-            for o in objects
+            for i, o in enumerate(objects)
         ]
 
     @staticmethod
@@ -317,7 +329,7 @@ class RunReport(ReportBuilder):
         self,
         run_doc: dict[str, Any],
         objects: list[dict[str, Any]],
-        cands: list[st.Candidate],
+        cands: list[Candidate],
         label_info: dict[str, Any],
         view: dict[str, Any] | None,
         hostname: str | None,
@@ -332,7 +344,10 @@ class RunReport(ReportBuilder):
         names = ["density-greedy", "size-threshold", "first-touch", "random"]
         if label_info["penalties"]:
             names.append("oracle")
-        rank_maps = {n: st.ranks(n, cands, self.seed) for n in names}
+        values = label_info["penalties"]
+        rank_maps = {
+            n: baselines.strategy(n, seed=self.seed, values=values).ranks(cands) for n in names
+        }
         scores = (view or {}).get("scores") or {}
         if scores:
             order = sorted(scores, key=lambda oid: (-scores[oid], oid))
@@ -455,7 +470,7 @@ class RunReport(ReportBuilder):
         self,
         run_doc: dict[str, Any],
         objects: list[dict[str, Any]],
-        cands: list[st.Candidate],
+        cands: list[Candidate],
         label_info: dict[str, Any],
         plan_rows: list[tuple[Any, list[Any]]],
         view: dict[str, Any] | None,
@@ -479,27 +494,27 @@ class RunReport(ReportBuilder):
             series += self._curve_placement(view, penalties, base, labeled)
             grouping = "site/chunk groups of the planner (weight = peak live bytes)"
         else:
-            footprint = sum(c.size_bytes for c in cands)
-            grouping = "objects (placer.placement not installed)"
+            footprint = sum(c.weight for c in cands)
+            grouping = "objects (the planner's groups are not available for this run)"
             if labeled:
-                for name in (
-                    "density-greedy",
-                    "ecohmem-knapsack",
-                    "size-threshold",
-                    "first-touch",
-                    "random",
-                    "oracle",
-                ):
+                shares = {o: max(v, 0.0) / base for o, v in penalties.items()}
+                members = [c.members() for c in cands]
+                strategies = baselines.heuristics(self.seed)
+                strategies.append(baselines.strategy("oracle", values=penalties))
+                for strat in strategies:
                     pts = []
                     for b in BUDGETS:
-                        dram = st.select_dram(name, cands, int(b * footprint), self.seed)
+                        dram = strat.pick(cands, int(b * footprint))
                         pts.append(
-                            {"budget_fraction": b, "slowdown": st.slowdown(cands, dram, base)}
+                            {
+                                "budget_fraction": b,
+                                "slowdown": planner.price(members, dram, shares),
+                            }
                         )
                     series.append(
                         {
-                            "strategy": name,
-                            "label": st.LABELS[name],
+                            "strategy": strat.name,
+                            "label": LABELS[strat.name],
                             "priced_by": "labels",
                             "points": pts,
                         }
@@ -509,7 +524,7 @@ class RunReport(ReportBuilder):
                 series.append(
                     {
                         "strategy": name,
-                        "label": f"{st.LABELS.get(name, name)}: runtime "
+                        "label": f"{LABELS.get(name, name)}: runtime "
                         + ("emulated" if exp.emulated else "measured"),
                         "priced_by": "plan-labels",
                         "points": [
@@ -573,8 +588,6 @@ class RunReport(ReportBuilder):
         labeled: bool,
     ) -> list[dict[str, Any]]:
         """Each baseline (and the model, the oracle) on the planner's groups, per budget."""
-        from placer.placement import baselines, planner
-
         grouped = view["grouped"]
         footprint = int(view["footprint"])
         pred = view["pred"]
@@ -599,7 +612,7 @@ class RunReport(ReportBuilder):
             series.append(
                 {
                     "strategy": strat.name,
-                    "label": st.LABELS.get(strat.name, strat.name),
+                    "label": LABELS.get(strat.name, strat.name),
                     "priced_by": "labels" if truth else "model",
                     "points": pts,
                 }

@@ -14,15 +14,15 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from placer.errors import MigrationError, StoreError, StoreUnreachableError
+from placer.errors import MigrationError, StoreError, StoreUnreachableError, first_line
 from placer.store import migrate
 from placer.store.engine import create_store_engine, display_url, parse_url
 
 
 def _first_line(exc: BaseException) -> str:
+    """The driver's own message (``exc.orig``), first line; its type when it says nothing."""
     orig = getattr(exc, "orig", None) or exc
-    lines = [line.strip() for line in str(orig).strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(orig).__name__
+    return first_line(orig) or type(orig).__name__
 
 
 class Store:

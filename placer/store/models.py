@@ -1,4 +1,4 @@
-"""The store's schema: SQLAlchemy 2 typed ORM models for the whole design (design map §3).
+"""The store's schema: SQLAlchemy 2 typed ORM models for the whole design (docs/architecture.md).
 
 Migrations in ``migrations/`` are the authority on the schema; these models describe the
 same tables and ``alembic check`` (run by the tests) keeps the two in step.

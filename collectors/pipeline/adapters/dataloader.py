@@ -15,15 +15,16 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from collectors.pipeline.api import Config
+from collectors.pipeline.engine import SpecEngine, default_max_parallelism
 from collectors.pipeline.probe import Probes
 from collectors.pipeline.spec import BATCH_STAGE, PipelineSpec, StageSpec
+from placer.contracts.pipeline import ChoiceKnob, Config, IntKnob, Knob
 
 _clock = time.perf_counter_ns
 
 
 def _dataset_base() -> type:
-    from torch.utils.data import Dataset
+    from torch.utils.data import Dataset  # lazy: heavy
 
     return Dataset
 
@@ -72,8 +73,8 @@ def to_torch(value: Any) -> Any:
     Tensors travel from DataLoader workers through shared memory; numpy arrays would be
     pickled through a pipe, which is not what a real job pays.
     """
-    import numpy as np
-    import torch
+    import numpy as np  # lazy: heavy
+    import torch  # lazy: heavy
 
     if isinstance(value, np.ndarray):
         return torch.from_numpy(value)
@@ -137,7 +138,7 @@ def make_dataloader(
     **kwargs: Any,
 ) -> Any:
     """A ``torch.utils.data.DataLoader`` configured from the DataLoader knobs of ``config``."""
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader  # lazy: heavy
 
     workers = int(config.get("num_workers", 0))
     opts: dict[str, Any] = {
@@ -202,7 +203,37 @@ class DataLoaderPipeline:
             yield batch
 
 
-def build_dataloader_from_spec(
-    spec: PipelineSpec, config: Config, probes: Probes | None
-) -> DataLoaderPipeline:
-    return DataLoaderPipeline(spec, config, probes)
+class DataLoaderEngine(SpecEngine):
+    """PyTorch DataLoader: one pool of worker processes (a GIL each) runs every stage."""
+
+    name = "dataloader"
+    per_stage_parallelism = False
+
+    def preload(self) -> None:
+        import torch.utils.data  # noqa: F401  # lazy: heavy
+
+    def pool_size(self, config: Config) -> int:
+        return max(1, int(config.get("num_workers") or 0))
+
+    def knobs(self, spec: PipelineSpec) -> dict[str, Knob]:
+        return {
+            "num_workers": IntKnob(0, spec.max_workers or default_max_parallelism()),
+            "prefetch_factor": IntKnob(1, 8),
+            "persistent_workers": ChoiceKnob((False, True)),
+            "pin_memory": ChoiceKnob((False, True)),
+            "cache": ChoiceKnob((None, *spec.cacheable(per_element_only=True))),
+        }
+
+    def naive_config(self, spec: PipelineSpec) -> Config:
+        return {
+            "num_workers": 0,
+            "prefetch_factor": 2,
+            "persistent_workers": False,
+            "pin_memory": False,
+            "cache": None,
+        }
+
+    def build(
+        self, spec: PipelineSpec, config: Config, probes: Probes | None
+    ) -> DataLoaderPipeline:
+        return DataLoaderPipeline(spec, config, probes)

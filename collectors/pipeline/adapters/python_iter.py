@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from collectors.pipeline.api import Config
+from collectors.pipeline.engine import SpecEngine
 from collectors.pipeline.probe import Probes, StageProbe
 from collectors.pipeline.spec import BATCH_STAGE, PipelineSpec, StageSpec
+from placer.contracts.pipeline import Config
 
 _clock = time.perf_counter_ns
 _END = object()
@@ -212,5 +213,11 @@ class PythonPipeline:
         return it
 
 
-def build_python(spec: PipelineSpec, config: Config, probes: Probes | None) -> PythonPipeline:
-    return PythonPipeline(spec, config, probes)
+class PythonEngine(SpecEngine):
+    """Plain Python: a thread pool per parallel stage, all in this interpreter."""
+
+    name = "python"
+    shares_gil = True
+
+    def build(self, spec: PipelineSpec, config: Config, probes: Probes | None) -> PythonPipeline:
+        return PythonPipeline(spec, config, probes)

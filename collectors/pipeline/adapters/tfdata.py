@@ -13,15 +13,17 @@ stated in docs/pipelines.md. ``AUTOTUNE`` variants leave parallelism and prefetc
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from collectors.pipeline.api import ChoiceKnob, Config, IntKnob, Knob, PipelineDef, StageInfo
+from collectors.pipeline.engine import Engine
 from collectors.pipeline.probe import Probes
-
-BATCH_STAGE = "batch"
+from collectors.pipeline.spec import BATCH_STAGE
+from placer.contracts.pipeline import ChoiceKnob, Config, IntKnob, Knob, PipelineDef, StageInfo
+from placer.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
@@ -51,17 +53,24 @@ class TfSpec:
 
 
 def _tf() -> Any:
-    import os
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: heavy
 
     return tf
 
 
-def preload() -> None:
-    """Import TensorFlow (no runtime started) so forked measurements skip the import."""
-    _tf()
+class TfDataEngine(Engine):
+    """tf.data: native ops in TF's own C++ threads (no GIL between stages).
+
+    Its pipelines are built from a :class:`TfSpec` (:func:`tf_pipeline_def`): stage
+    functions must be graph functions, so a ``PipelineSpec`` does not fit.
+    """
+
+    name = "tfdata"
+
+    def preload(self) -> None:
+        """Import TensorFlow (no runtime started) so forked measurements skip the import."""
+        _tf()
 
 
 def tf_available() -> str | None:
@@ -205,8 +214,6 @@ def tf_knobs(spec: TfSpec) -> dict[str, Knob]:
 
 def tf_pipeline_def(spec: TfSpec, *, autotune: bool = False) -> PipelineDef:
     """``<name>-tfdata`` (knobs searched) or ``<name>-tfdata-autotune`` (no knobs)."""
-    from placer.errors import InvalidInputError
-
     knobs = {} if autotune else tf_knobs(spec)
     naive: Config = (
         {}
@@ -237,8 +244,8 @@ def tf_pipeline_def(spec: TfSpec, *, autotune: bool = False) -> PipelineDef:
     ]
     stages.append(StageInfo(name=BATCH_STAGE, kind="batch", sequential=True))
     return PipelineDef(
-        name=f"{spec.name}-tfdata" + ("-autotune" if autotune else ""),
-        engine="tfdata",
+        name=f"{spec.name}-{TfDataEngine.name}" + ("-autotune" if autotune else ""),
+        engine=TfDataEngine.name,
         stages=stages,
         knobs=knobs,
         build=build,

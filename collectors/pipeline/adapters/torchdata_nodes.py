@@ -14,15 +14,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from collectors.pipeline.adapters.python_iter import EpochCache
-from collectors.pipeline.api import Config
+from collectors.pipeline.engine import SpecEngine
 from collectors.pipeline.probe import Probes, StageProbe
 from collectors.pipeline.spec import BATCH_STAGE, PipelineSpec
+from placer.contracts.pipeline import Config
 
 _clock = time.perf_counter_ns
 
 
 def _tap_node_class() -> type:
-    from torchdata.nodes import BaseNode
+    from torchdata.nodes import BaseNode  # lazy: heavy
 
     class ProbeTap(BaseNode):
         """Pass-through node: counts what the downstream stage pulls and how long it waits.
@@ -71,7 +72,7 @@ def _tap_node_class() -> type:
 
 
 def _cache_node_class() -> type:
-    from torchdata.nodes import BaseNode
+    from torchdata.nodes import BaseNode  # lazy: heavy
 
     class CacheTap(BaseNode):
         """Records the stream into an :class:`EpochCache`; kept only if the epoch completes."""
@@ -116,7 +117,7 @@ class TorchdataPipeline:
 
     def graph(self) -> Any:
         """The torchdata.nodes graph of one epoch (root node)."""
-        import torchdata.nodes as tn
+        import torchdata.nodes as tn  # lazy: heavy
 
         tap_cls = _tap_node_class()
         spec, probes, cache = self.spec, self.probes, self.cache
@@ -165,7 +166,7 @@ class TorchdataPipeline:
         return node
 
     def __iter__(self) -> Iterator[Any]:
-        import torchdata.nodes as tn
+        import torchdata.nodes as tn  # lazy: heavy
 
         return iter(tn.Loader(self.graph()))
 
@@ -182,5 +183,15 @@ class _BatchCounter:
         return batch
 
 
-def build_torchdata(spec: PipelineSpec, config: Config, probes: Probes | None) -> TorchdataPipeline:
-    return TorchdataPipeline(spec, config, probes)
+class TorchdataEngine(SpecEngine):
+    """torchdata.nodes: a node per stage with its own workers (threads of this interpreter)."""
+
+    name = "torchdata"
+    shares_gil = True
+
+    def preload(self) -> None:
+        import torch.utils.data  # noqa: F401  # lazy: heavy
+        import torchdata.nodes  # noqa: F401  # lazy: heavy
+
+    def build(self, spec: PipelineSpec, config: Config, probes: Probes | None) -> TorchdataPipeline:
+        return TorchdataPipeline(spec, config, probes)

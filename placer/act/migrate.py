@@ -16,6 +16,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from placer.act.bind import parse_numa_maps, vma_ends
+
 MPOL_MF_MOVE = 1 << 1
 _SYSCALLS = {"x86_64": 279, "aarch64": 239, "ppc64le": 301, "s390x": 310, "riscv64": 239}
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -161,8 +163,6 @@ def numa_counts(pid: int, address: int, size: int) -> dict[int, int]:
     numa_maps counts whole VMAs: for an object in its own mapping (large mallocs are
     mmaps) that is the object.
     """
-    from placer.placement.apply import parse_numa_maps, vma_ends
-
     try:
         numa = open(f"/proc/{pid}/numa_maps").read()
         maps = open(f"/proc/{pid}/maps").read()

@@ -4,7 +4,7 @@ For every graph-suite run in the store with deep data, rank objects by emulated 
 (the label the model learns) under the nominal constants, then again with one constant
 scaled by 0.7 and 1.3, and report how much the top of the ranking changes::
 
-    python -m placer.emulator.sensitivity --store URL [--tier optane] [--top 3]
+    python -m placer.experiments.sensitivity --store URL [--tier optane] [--top 3]
 
 Columns: mean share of the nominal top-k objects still in the top-k, Kendall's tau of the
 full ranking (scipy), and the mean change of the all-slow slowdown.
@@ -15,10 +15,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+
+from placer.config import resolve_store_url
+from placer.contracts.examples import GRAPH_KERNELS
+from placer.emulator.host import host_dram
+from placer.emulator.load import load_profile
 from placer.emulator.model import HostDram, RunProfile, costs
+from placer.errors import PlacerError
+from placer.store import Store
+from placer.store.models import Application, Experiment, Run
 from placer.tiers.specs import TierSpec, load_spec
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 #: (label, how to perturb): spec constants of the slow tier, then this host's DRAM.
 KNOBS: list[tuple[str, str, str]] = [
@@ -55,7 +67,7 @@ def table(
     profiles: list[RunProfile], spec: TierSpec, ref: TierSpec, host: HostDram, top: int = 3
 ) -> list[dict[str, Any]]:
     """One row per (constant, factor) with ranking stability over ``profiles``."""
-    from scipy.stats import kendalltau
+    from scipy.stats import kendalltau  # lazy: heavy
 
     nominal = {p.run_id: ranking(p, spec, ref, host) for p in profiles}
     rows = []
@@ -86,14 +98,8 @@ def table(
     return rows
 
 
-def graph_profiles(session: Any, select_app: Callable[[str], bool]) -> list[RunProfile]:
+def graph_profiles(session: Session, select_app: Callable[[str], bool]) -> list[RunProfile]:
     """Latest labeled native run of each matching application that has deep data."""
-    from sqlalchemy import select
-
-    from placer.emulator.load import load_profile
-    from placer.errors import PlacerError
-    from placer.store.models import Application, Experiment, Run
-
     out: dict[str, RunProfile] = {}
     q = (
         select(Run.id, Application.name)
@@ -112,11 +118,6 @@ def graph_profiles(session: Any, select_app: Callable[[str], bool]) -> list[RunP
 
 
 def main(argv: list[str] | None = None) -> int:
-    from placer.config import resolve_store_url
-    from placer.emulator.host import host_dram
-    from placer.experiments.workloads import GRAPH_KERNELS
-    from placer.store import Store
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", default=None)
     ap.add_argument("--tier", default="optane")

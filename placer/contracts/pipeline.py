@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from placer.errors import InvalidInputError
+
 Config = dict[str, Any]
 
 
@@ -42,6 +44,61 @@ class ChoiceKnob:
 
 
 Knob = IntKnob | ChoiceKnob
+
+#: A knob space as it travels (daemon protocol, JSON): ``{"low", "high"[, "log"]}`` for an
+#: :class:`IntKnob` (``"log"`` only when true), ``{"choices": [...]}`` for a :class:`ChoiceKnob`.
+WireSpace = dict[str, dict[str, Any]]
+
+
+def to_wire(knobs: Mapping[str, Knob]) -> WireSpace:
+    """The JSON form of a knob space; :func:`from_wire` reads it back field for field."""
+    out: WireSpace = {}
+    for name, knob in knobs.items():
+        if isinstance(knob, IntKnob):
+            out[name] = {"low": knob.low, "high": knob.high}
+            if knob.log:
+                out[name]["log"] = True
+        else:
+            out[name] = {"choices": list(knob.choices)}
+    return out
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def from_wire(doc: Any) -> dict[str, Knob]:
+    """The knobs of a wire-form space, checked (one-line :class:`InvalidInputError`).
+
+    The space comes from a job over the daemon's socket, so every field is checked here.
+    """
+    if not isinstance(doc, dict) or not doc:
+        raise InvalidInputError("knob space must be a non-empty object of knob definitions")
+    out: dict[str, Knob] = {}
+    for name, spec in doc.items():
+        if not isinstance(name, str) or not isinstance(spec, dict):
+            raise InvalidInputError(f"knob {name!r}: a definition is an object")
+        if "choices" in spec:
+            ch = spec["choices"]
+            if (
+                not isinstance(ch, list | tuple)
+                or not ch
+                or not all(c is None or isinstance(c, str | int | float | bool) for c in ch)
+            ):
+                raise InvalidInputError(f"knob {name!r}: choices must be a list of scalars")
+            out[name] = ChoiceKnob(tuple(ch))
+            continue
+        lo: Any = spec.get("low")
+        hi: Any = spec.get("high")
+        log: Any = spec.get("log", False)
+        if not (_is_int(lo) and _is_int(hi)) or lo > hi:
+            raise InvalidInputError(f"knob {name!r}: low and high must be integers, low <= high")
+        if not isinstance(log, bool):
+            raise InvalidInputError(f"knob {name!r}: log must be true or false")
+        if log and lo < 1:
+            raise InvalidInputError(f"knob {name!r}: a log-scale knob needs low >= 1")
+        out[name] = IntKnob(lo, hi, log)
+    return out
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ comes from the benchmark's own report and the spec alone, phase by phase (:func:
 host (measured, or bytes over this host's bandwidth where the phase is a plain stream) and
 the published ratio for its access kind (docs/emulator.md, Calibration)::
 
-    python -m placer.emulator.calibration --store URL [--tier optane]
+    python -m placer.experiments.calibration --store URL [--tier optane]
 """
 
 from __future__ import annotations
@@ -18,8 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from placer.emulator.host import parse_micro_line
+from placer.config import resolve_store_url
+from placer.contracts.examples import example_bin_dir
+from placer.emulator.host import host_dram, mean_host, measure_now, parse_micro_line
+from placer.emulator.load import load_profile
 from placer.emulator.model import LINE, HostDram, costs, ratios
+from placer.experiments.deep import dhat_pass
+from placer.experiments.session import profile_pair, quiet_fds
+from placer.store import Store
 from placer.tiers.specs import TierSpec, load_spec
 
 BENCHES = {
@@ -185,11 +191,6 @@ def calibrate(
     drift is kept (and gets the DHAT pass), and its ``drift`` says whether the host was
     quiet enough.
     """
-    from placer.emulator.host import mean_host, measure_now
-    from placer.emulator.load import load_profile
-    from placer.experiments.deep import dhat_pass
-    from placer.experiments.session import profile_pair, quiet_fds
-
     spec = spec or load_spec("optane")
     ref = load_spec("dram")
     base = host
@@ -240,11 +241,6 @@ def calibrate(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from placer.config import resolve_store_url
-    from placer.emulator.host import host_dram
-    from placer.experiments.workloads import example_bin_dir
-    from placer.store import Store
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", default=None)
     ap.add_argument("--tier", default="optane")

@@ -1,4 +1,6 @@
-"""``placer run --plan``: run a program with the shim binding planned sites to their nodes.
+"""Bind a plan at allocation (act layer): run a program with the shim binding planned sites.
+
+``placer run --plan`` and the measured labels of ``placer experiment`` run through here.
 
 The shim reads ``PLACER_SHIM_PLAN`` (``site_hash node [chunk chunk_size]`` lines,
 :func:`planfile.shim_lines`) and ``mbind``\\ s each matching allocation (or each planned
@@ -17,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import subprocess
 import tempfile
 import time
@@ -25,7 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from placer.errors import InvalidInputError
+from collectors.profile.runner import run_program
+from collectors.shim.library import shim_env
+from collectors.shim.log import find_logs, read_log
 
 _NODE = re.compile(r"\bN(\d+)=(\d+)")
 _KPS = re.compile(r"\bkernelpagesize_kB=(\d+)")
@@ -239,12 +242,11 @@ def run_with_plan(
 ) -> RunOutcome:
     """Run ``argv`` with the shim and the plan; sample numa_maps of the main process.
 
-    ``quiet``: the program's output goes to /dev/null (a caller printing JSON on stdout).
+    The program is started by the one launcher (:func:`collectors.profile.runner.run_program`:
+    signals forwarded, terminal handed over, one-line errors for a missing or forbidden
+    program). ``quiet``: the program's stdin and output go to /dev/null (a caller printing
+    JSON on stdout, or labeling runs).
     """
-    from collectors.profile.runner import FORWARDED, classify
-    from collectors.shim import shim_env
-    from collectors.shim.log import find_logs, read_log
-
     with tempfile.TemporaryDirectory(prefix="placer-run-") as tmp:
         plan_path = Path(tmp) / "plan.txt"
         plan_path.write_text("\n".join(shim_plan_lines) + "\n")
@@ -253,27 +255,9 @@ def run_with_plan(
             settings["threshold"] = threshold
         env = dict(os.environ)
         env.update(shim_env(Path(tmp) / "shim.%p.log", **settings))
-        forwarded: list[int] = []
-        child: list[subprocess.Popen[bytes]] = []
-
-        def forward(signum: int, _frame: object) -> None:
-            forwarded.append(signum)
-            if child:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(child[0].pid, signum)
-
-        previous = {s: signal.signal(s, forward) for s in FORWARDED}
         snaps: list[tuple[Snapshot, dict[int, int]]] = []
-        try:
-            t0 = time.monotonic()
-            try:
-                out = subprocess.DEVNULL if quiet else None
-                proc = subprocess.Popen(argv, env=env, process_group=0, stdout=out, stderr=out)
-            except FileNotFoundError:
-                raise InvalidInputError(f"command not found: {argv[0]}") from None
-            except OSError as exc:
-                raise InvalidInputError(f"cannot run {argv[0]}: {exc.strerror}") from None
-            child.append(proc)
+
+        def watch(proc: subprocess.Popen[bytes]) -> None:
             wait = min(0.005, period_s)  # short programs: look often at first, then back off
             while proc.poll() is None:
                 got = sample(proc.pid)
@@ -283,14 +267,10 @@ def run_with_plan(
                         del snaps[1:1000:2]
                 time.sleep(wait)
                 wait = min(wait * 1.5, period_s)
-            returncode = proc.wait()
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
-        wall = time.monotonic() - t0
-        status, code, _sig = classify(returncode, forwarded)
+
+        result = run_program(argv, env, quiet=quiet, watch=watch)
         logs = []
         for p in find_logs(Path(tmp) / "shim.%p.log"):
             with contextlib.suppress(Exception):
                 logs.append(read_log(p))
-        return RunOutcome(status, code, wall, snaps, logs)
+        return RunOutcome(result.status, result.exit_code, result.wall_seconds, snaps, logs)

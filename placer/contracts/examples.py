@@ -1,0 +1,49 @@
+"""Where the example programs live: the microbenchmarks and graph kernels of ``examples/``.
+
+The emulator measures this host's DRAM with the microbenchmarks and the experiments label
+the graph kernels, so both need the binaries' folder; it is base knowledge, kept here so
+neither has to import the other to find it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from pathlib import Path
+
+import placer
+from placer.errors import ExternalToolError
+
+#: The graph kernels ``make -C examples`` builds (GAP benchmark suite programs).
+GRAPH_KERNELS = ("bfs", "pr", "cc", "sssp", "bc", "tc")
+#: The memory microbenchmarks it builds (host DRAM measurement and calibration).
+MICROBENCHMARKS = ("chase", "seqread", "seqwrite", "randupdate")
+
+
+def examples_dir() -> Path:
+    """The ``examples/`` folder of this checkout (next to the ``placer`` package)."""
+    here = Path(placer.__file__).resolve().parent.parent / "examples"
+    if (here / "Makefile").is_file():
+        return here
+    spec = importlib.util.find_spec("examples")  # an installed copy, found without running it
+    if spec is None or not spec.submodule_search_locations:
+        raise ExternalToolError(
+            "the examples folder is not found (a source checkout has it next to placer/)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
+
+
+def example_bin_dir(build: bool = True) -> Path | None:
+    """``examples/bin``, built with ``make -C examples`` when asked and missing."""
+    try:
+        root = examples_dir()
+    except ExternalToolError:
+        return None
+    bins = root / "bin"
+    wanted = [*GRAPH_KERNELS, *MICROBENCHMARKS]
+    if build and not all((bins / b).exists() for b in wanted):
+        proc = subprocess.run(["make", "-s", "-C", str(root)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
+            raise ExternalToolError(f"cannot build the examples: {tail[0]}")
+    return bins if bins.is_dir() else None
