@@ -8,15 +8,18 @@ then the model says the host was busy, and with which spread.
 
 from __future__ import annotations
 
-import os
-import platform
 import re
 import statistics
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from placer.contracts.host import HostIdentity, HostModel, Point, effective_cache_bytes
+from placer.contracts.host import (
+    HostIdentity,
+    HostModel,
+    Point,
+    effective_cache_bytes,
+)
 from placer.errors import ExternalToolError, InvalidInputError
 
 MiB = 1 << 20
@@ -35,50 +38,6 @@ _FIELD = re.compile(r"(\w+)=([0-9.]+)")
 
 #: Runs one microbenchmark (name, args) and returns its result line's fields.
 Runner = Callable[[str, Sequence[str]], dict[str, float]]
-
-
-def sysfs_llc_bytes(root: str = "/") -> int:
-    """The largest cache of cpu0 that sysfs reports (0 when it reports none)."""
-    base = Path(root) / "sys/devices/system/cpu/cpu0/cache"
-    best = 0
-    for idx in base.glob("index[0-9]*"):
-        try:
-            text = (idx / "size").read_text().strip()
-        except OSError:
-            continue
-        m = re.fullmatch(r"(\d+)([KMG]?)", text)
-        if m:
-            mult = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[m.group(2)]
-            best = max(best, int(m.group(1)) * mult)
-    return best
-
-
-def _cpu_model(root: str = "/") -> str:
-    try:
-        for line in (Path(root) / "proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
-
-
-def _memory_bytes() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        return 0
-
-
-def this_host(root: str = "/") -> HostIdentity:
-    """This machine's identity (see :class:`HostIdentity`)."""
-    return HostIdentity(
-        hostname=platform.node() or "localhost",
-        cpu_model=_cpu_model(root),
-        cpus=os.cpu_count() or 1,
-        memory_bytes=_memory_bytes(),
-        llc_sysfs_bytes=sysfs_llc_bytes(root),
-    )
 
 
 def parse_result(text: str) -> dict[str, float]:

@@ -12,16 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from collectors.hostmodel import (
-    SPREAD_LIMIT,
-    binary_runner,
-    measure_host_model,
-    this_host,
-)
+from collectors.hostmodel import SPREAD_LIMIT, binary_runner, measure_host_model
 from placer.cli.context import Context
-from placer.contracts.host import HostModel
+from placer.contracts.examples import example_bin_dir
+from placer.contracts.host import HostModel, this_host
 from placer.errors import InvalidInputError
-from placer.experiments.workloads import example_bin_dir
 from placer.store.repository import require_host_model, save_host_model
 
 MiB = 1 << 20

@@ -7,7 +7,7 @@ from typing import Any
 
 from placer.cli.context import Context
 from placer.emulator import costs
-from placer.emulator.host import host_dram, reference
+from placer.emulator.host import reference, stored
 from placer.emulator.load import load_profile
 from placer.emulator.plans import resolve_plan, site_objects
 from placer.errors import InvalidInputError
@@ -39,10 +39,17 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         default=None,
         help="threads the program ran (write saturation; default: all cores)",
     )
-    p.add_argument(
+    dram = p.add_mutually_exclusive_group()
+    dram.add_argument(
         "--reference-dram",
         action="store_true",
-        help="use the reference DRAM spec, not this host's measured DRAM",
+        help="use the reference DRAM spec, not this host's stored host model",
+    )
+    dram.add_argument(
+        "--host-model",
+        type=int,
+        metavar="ID",
+        help="price on this stored host model (default: this host's newest; `placer calibrate`)",
     )
     p.add_argument("--limit", type=int, default=20, help="objects shown (default 20; 0: all)")
     p.set_defaults(handler=_emulate)
@@ -90,7 +97,7 @@ def _emulate(args: argparse.Namespace, ctx: Context) -> int:
             slow, kind = site_objects(profile, args.object), "object"
         else:
             slow, kind = resolve_plan(s, args.plan, profile), "plan"
-    host = reference() if args.reference_dram else host_dram()  # after the input checks
+        host = reference() if args.reference_dram else stored(s, args.host_model)
     cs, r = costs(profile, spec, ref, host)
     runtime = profile.wall_seconds + sum(cs[i].penalty_s for i in slow)
     ordered = sorted(profile.objects, key=lambda o: -cs[o.object_id].penalty_s)

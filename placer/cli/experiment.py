@@ -15,7 +15,12 @@ from placer.cli.context import Context
 from placer.emulator.host import reference
 from placer.errors import InvalidInputError
 from placer.experiments.runner import ExperimentRequest, decide_mode
-from placer.experiments.session import run_experiment, run_suite, stdout_to_stderr
+from placer.experiments.session import (
+    pricing_host,
+    run_experiment,
+    run_suite,
+    stdout_to_stderr,
+)
 from placer.experiments.strategies import parse_budgets
 from placer.experiments.workloads import suite
 from placer.tiers import detect_nodes
@@ -77,7 +82,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--reference-dram",
         action="store_true",
-        help="emulated mode: reference DRAM spec instead of this host's measured DRAM",
+        help="emulated mode: reference DRAM spec instead of this host's stored host model",
+    )
+    p.add_argument(
+        "--host-model",
+        type=int,
+        metavar="ID",
+        help="emulated mode: price on this stored host model (default: this host's newest; "
+        "measured once if there is none, see `placer calibrate`)",
     )
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
     p.set_defaults(handler=_experiment)
@@ -141,11 +153,15 @@ def _experiment(args: argparse.Namespace, ctx: Context) -> int:
     req = ExperimentRequest(
         tier=args.tier, budgets=budgets, repeat=args.repeat, seed=args.seed, chunk=chunk
     )
-    # emulated: this host's DRAM is measured right before each program is profiled (or
-    # read from the cache for --run); --reference-dram uses the reference spec instead
-    host = reference() if args.reference_dram and mode.kind == "emulated" else None
+    if args.reference_dram and args.host_model is not None:
+        raise InvalidInputError("--reference-dram and --host-model exclude each other")
     t0 = time.monotonic()
     with ctx.open_store() as store:
+        # emulated: priced on this host's stored host model (measured once, then reused);
+        # --reference-dram uses the reference spec instead
+        host = None
+        if mode.kind == "emulated":
+            host = reference() if args.reference_dram else pricing_host(store, args.host_model)
         if args.suite:
             doc = _suite(store, req, mode, host, quick=args.quick)
         else:

@@ -15,7 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import platform
+import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 #: Bumped when the measuring method changes, so an old model is not mistaken for a new one.
@@ -171,3 +175,47 @@ def effective_cache_bytes(chase_ns: dict[int, float]) -> int:
             x = math.log2(a) + frac * (math.log2(b) - math.log2(a))
             return int(round(2**x))
     return sizes[0]
+
+
+def sysfs_llc_bytes(root: str = "/") -> int:
+    """The largest cache of cpu0 that sysfs reports (0 when it reports none)."""
+    base = Path(root) / "sys/devices/system/cpu/cpu0/cache"
+    best = 0
+    for idx in base.glob("index[0-9]*"):
+        try:
+            text = (idx / "size").read_text().strip()
+        except OSError:
+            continue
+        m = re.fullmatch(r"(\d+)([KMG]?)", text)
+        if m:
+            mult = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[m.group(2)]
+            best = max(best, int(m.group(1)) * mult)
+    return best
+
+
+def _cpu_model(root: str = "/") -> str:
+    try:
+        for line in (Path(root) / "proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 0
+
+
+def this_host(root: str = "/") -> HostIdentity:
+    """This machine's identity (see :class:`HostIdentity`)."""
+    return HostIdentity(
+        hostname=platform.node() or "localhost",
+        cpu_model=_cpu_model(root),
+        cpus=os.cpu_count() or 1,
+        memory_bytes=_memory_bytes(),
+        llc_sysfs_bytes=sysfs_llc_bytes(root),
+    )

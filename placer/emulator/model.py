@@ -47,6 +47,9 @@ class HostDram:
     write_gbps: float
     llc_bytes: int
     source: str = "reference"
+    #: the stored host model these numbers are (None: the reference spec, or given by hand)
+    host_model_id: int | None = None
+    host_model_fingerprint: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +58,8 @@ class HostDram:
             "write_gbps": self.write_gbps,
             "llc_bytes": self.llc_bytes,
             "source": self.source,
+            "host_model": self.host_model_id,
+            "host_model_fingerprint": self.host_model_fingerprint,
         }
 
 

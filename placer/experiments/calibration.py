@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collectors.hostmodel import parse_result
 from placer.config import resolve_store_url
 from placer.contracts.examples import example_bin_dir
-from placer.emulator.host import host_dram, mean_host, measure_now, parse_micro_line
+from placer.emulator.host import reference, stored
 from placer.emulator.load import load_profile
 from placer.emulator.model import LINE, HostDram, costs, ratios
 from placer.experiments.deep import dhat_pass
@@ -180,20 +181,17 @@ def calibrate(
     host: HostDram,
     spec: TierSpec | None = None,
     benches: dict[str, list[str]] | None = None,
-    fresh: bool = True,
     attempts: int = 3,
     max_drift: float = 0.25,
 ) -> list[CalibrationRow]:
-    """Profile and emulate each benchmark; ``fresh``: measure host DRAM around each run.
+    """Profile and emulate each benchmark against the fixed host model ``host``.
 
-    A benchmark whose own loop rate drifts more than ``max_drift`` from the host constants
-    measured around it is run again (up to ``attempts`` times); the try with the smallest
-    drift is kept (and gets the DHAT pass), and its ``drift`` says whether the host was
-    quiet enough.
+    A benchmark whose own loop rate drifts more than ``max_drift`` from the host model is
+    run again (up to ``attempts`` times); the try with the smallest drift is kept (and gets
+    the DHAT pass), and its ``drift`` says whether the host was quiet enough.
     """
     spec = spec or load_spec("optane")
     ref = load_spec("dram")
-    base = host
     rows = []
     for bench, args in (benches or BENCHES).items():
         cmd = [str(bin_dir / bench), *args]
@@ -202,12 +200,10 @@ def calibrate(
         for _ in range(max(attempts, 1)):
             with tempfile.TemporaryDirectory(prefix="placer-calib-") as tmp:
                 out = Path(tmp) / "out.txt"
-                before = measure_now() if fresh else base
                 with quiet_fds(out):
                     run_id, _ = profile_pair(store, cmd, bench, deep=False)
-                # the host is shared: average the DRAM seen before and after
-                seen = mean_host(before, measure_now()) if fresh else base
-                report = parse_micro_line(
+                seen = host
+                report = parse_result(
                     next(
                         ln
                         for ln in out.read_text(errors="replace").splitlines()
@@ -244,12 +240,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", default=None)
     ap.add_argument("--tier", default="optane")
+    ap.add_argument(
+        "--reference-dram", action="store_true", help="the reference DRAM spec, not this host"
+    )
     args = ap.parse_args(argv)
     bins = example_bin_dir(build=True)
     assert bins is not None
-    host = host_dram()
     store = Store(resolve_store_url(args.store))
     store.ensure_schema()
+    if args.reference_dram:
+        host = reference()
+    else:
+        with store.session() as s:
+            host = stored(s)  # `placer calibrate` first
     rows = calibrate(store, bins, host, load_spec(args.tier))
     print(
         "| benchmark | host DRAM ns, read/write GB/s | drift | run wall s | timed loop s | "

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.profile.ingest import host_row
-from placer.emulator.host import host_dram
-from placer.emulator.load import load_profile, load_profile_native
+from placer.emulator.load import load_profile, load_profile_native, plain_runs, record_plain_runs
 from placer.emulator.model import HostDram, costs
 from placer.errors import InvalidInputError
 from placer.experiments import measure as plan_runs  # looked up per call (tests stub it)
@@ -111,31 +110,32 @@ def emulate_labels(
     store: Any,
     run_id: int,
     req: ExperimentRequest,
-    host: HostDram | None,
+    host: HostDram,
     spec: TierSpec | None = None,
     *,
     baseline_runs: list[float] | None = None,
 ) -> dict[str, Any]:
-    """Emulated labels of ``run_id`` as one experiment (``host`` None: cached constants).
+    """Emulated labels of ``run_id`` as one experiment, priced on the host model ``host``.
 
-    ``baseline_runs`` (plain runs' wall times, :func:`plain_baseline`): the fastest is the
-    baseline; without them, the profiled run's own time (``Run.program_seconds``).
+    ``baseline_runs`` (plain runs' wall times, :func:`plain_baseline`) are kept on the run:
+    its base is then the fastest of them in every later pricing (``placer emulate``,
+    ``placer experiment --run``); a run without them is based on its own profiled time.
     """
     spec = spec or load_spec(req.tier)
     ref = load_spec("dram")
     with store.session() as s:
+        if baseline_runs:
+            record_plain_runs(s, run_id, baseline_runs)
         profile = load_profile(s, run_id, threads=req.threads)
         if not profile.objects:
             raise InvalidInputError(f"run {profile.run_id} has no objects to label")
-        if host is None:
-            host = host_dram()
-        baseline: dict[str, Any] = {
-            "source": "profiled run (shim start to END)",
-            "profiled_seconds": profile.wall_seconds,
-        }
-        if baseline_runs:
-            profile.wall_seconds = min(baseline_runs)
-            baseline.update(source="fastest plain run", runs=[round(x, 6) for x in baseline_runs])
+        run = s.get(Run, profile.run_id)
+        plain = plain_runs(run) if run is not None else []
+        baseline: dict[str, Any] = (
+            {"source": "fastest plain run", "runs": plain}
+            if plain
+            else {"source": "profiled run (shim start to END)"}
+        )
         cs, r = costs(profile, spec, ref, host)
         pen = {i: c.penalty_s for i, c in cs.items()}
         cands = candidates(profile)

@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from placer.config import resolve_store_url
 from placer.contracts.examples import GRAPH_KERNELS
-from placer.emulator.host import host_dram
+from placer.emulator.host import stored
 from placer.emulator.load import load_profile
 from placer.emulator.model import HostDram, RunProfile, costs
 from placer.errors import PlacerError
@@ -124,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top", type=int, default=3)
     args = ap.parse_args(argv)
     spec, ref = load_spec(args.tier), load_spec("dram")
-    host = host_dram()
     store = Store(resolve_store_url(args.store), create=False)
     with store.session() as s:
+        host = stored(s)
         profiles = graph_profiles(s, lambda n: n.split("-")[0] in GRAPH_KERNELS)
     print(
         f"{len(profiles)} graph runs, tier {spec.name}, top-{args.top}, host DRAM: "

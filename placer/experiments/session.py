@@ -14,10 +14,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from collectors.hostmodel import binary_runner, measure_host_model
 from collectors.profile.session import ProfileRequest, run_profile
-from placer.emulator.host import mean_host, measure_now
+from placer.contracts.examples import example_bin_dir
+from placer.contracts.host import this_host
+from placer.emulator.host import from_model, stored
 from placer.emulator.model import HostDram
-from placer.errors import PlacerError
+from placer.errors import ExternalToolError, PlacerError
 from placer.experiments.deep import dhat_pass
 from placer.experiments.runner import (
     ExperimentRequest,
@@ -26,7 +29,9 @@ from placer.experiments.runner import (
     measured_labels,
     plain_baseline,
 )
+from placer.store import Store
 from placer.store.models import Run
+from placer.store.repository import current_host_model, save_host_model
 
 
 @contextlib.contextmanager
@@ -97,6 +102,30 @@ def profile_pair(
     return native, deep_step(store, native, command) if deep else None
 
 
+def pricing_host(store: Store, model_id: int | None = None) -> HostDram:
+    """The host model labels are priced on: ``model_id``, else this host's stored one.
+
+    A host labeled for the first time has none yet: it is measured once now (as
+    ``placer calibrate`` does), stored, and every later label reuses it.
+    """
+    with store.session() as s:
+        if model_id is not None or current_host_model(s, this_host()) is not None:
+            return stored(s, model_id)
+    bins = example_bin_dir(build=True)
+    if bins is None:
+        raise ExternalToolError("no host model stored and no microbenchmarks to measure one")
+    print(
+        f"placer: no host model for {this_host().hostname} in the store yet: measuring it "
+        "once (placer calibrate, about a minute)",
+        file=sys.stderr,
+        flush=True,
+    )
+    model = measure_host_model(binary_runner(bins), this_host())
+    with store.session() as s:
+        row = save_host_model(s, model)
+        return from_model(row.id, model)
+
+
 def run_experiment(
     store: Any,
     req: ExperimentRequest,
@@ -108,19 +137,13 @@ def run_experiment(
     run_id: int | None = None,
 ) -> dict[str, Any]:
     """Label one program (profiling it first) or one stored run."""
+    if mode.kind == "emulated" and host is None:
+        host = pricing_host(store)  # before anything runs: a bad host model stores nothing
     if run_id is None:
         assert command
-        if mode.kind == "emulated" and host is None:
-            # the host is shared: take its DRAM as seen just before and just after the run
-            before = measure_now()
-            run_id = profile_native(store, command, app, chunk=req.chunk)
-            host = mean_host(before, measure_now())
-            deep_step(store, run_id, command)
-        else:
-            run_id, _ = profile_pair(
-                store, command, app, deep=mode.kind == "emulated", chunk=req.chunk
-            )
+        run_id, _ = profile_pair(store, command, app, deep=mode.kind == "emulated", chunk=req.chunk)
     if mode.kind == "emulated":
+        assert host is not None
         runs = plain_baseline(command) if command else None
         return emulate_labels(store, run_id, req, host, baseline_runs=runs)
     if command is None:
