@@ -29,6 +29,11 @@ step "memory tiers of this host"
 step "build the example workloads (C, with the project's Makefile)"
 make -s -C examples
 
+step "measure this host once: effective cache (pointer-chase sweep), DRAM latency, bandwidth"
+# The host model every emulated label, emulate and recommend prices against, kept in the
+# store; sysfs's cache size is shown beside the one the pointer chase sees.
+"$placer" calibrate --rounds 2
+
 step "profile PageRank's objects (the preloaded shim), then label them (a valgrind DHAT pass + the Optane emulator)"
 # experiment --app profiles the program natively, runs it once under DHAT, and stores
 # emulated labels: each object's penalty alone in the slow tier, and each baseline's plan

@@ -21,8 +21,10 @@ def test_microbenchmarks_land_within_20_percent(
     pytest.importorskip("collectors.shim")
     if shutil.which("valgrind") is None:
         pytest.skip("valgrind is not installed")
+    from collectors.hostmodel import binary_runner, measure_host_model
     from placer.contracts.examples import example_bin_dir
-    from placer.emulator.host import measure_now
+    from placer.contracts.host import this_host
+    from placer.emulator.host import from_model
     from placer.experiments.calibration import calibrate
     from placer.store import Store
 
@@ -31,7 +33,9 @@ def test_microbenchmarks_land_within_20_percent(
     assert bins is not None
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     store.upgrade()
-    rows = calibrate(store, bins, measure_now(), attempts=3)
+    # one host model, measured once (as `placer calibrate` does), for every benchmark
+    model = measure_host_model(binary_runner(bins), this_host(), repeats=2, max_rounds=2)
+    rows = calibrate(store, bins, from_model(0, model), attempts=3)
     store.dispose()
     assert [r.bench for r in rows] == ["chase", "seqread", "seqwrite", "randupdate"]
     report = "; ".join(

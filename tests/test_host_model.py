@@ -176,3 +176,107 @@ def test_calibrate_without_microbenchmarks_is_one_line_and_stores_nothing(  # ty
     assert shown.returncode == 2 and "no host model" in shown.stderr
     bad = run_placer("calibrate", "--repeats", "0")
     assert bad.returncode == 2 and "--repeats" in bad.stderr
+
+
+# ------------------------------------------------------------- pricing on the stored model
+@pytest.fixture
+def toy_priced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict, int]:
+    """A stored native + deep run, and this host's host model stored beside it."""
+    from placer.contracts.host import this_host
+    from tests.emulator_fixtures import build_store
+
+    monkeypatch.setenv("PLACER_DATA_DIR", str(tmp_path / "data"))
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    ids = build_store(url)
+    store = Store(url)
+    with store.session() as s:
+        model_id = save_host_model(s, measure_host_model(FakeHost(), this_host())).id
+    store.dispose()
+    return url, ids, model_id
+
+
+def _json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict, str]:
+    from placer.cli import main
+
+    code = main(["--format", "json", *argv])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if code == 0 else {}), err
+
+
+def _label_rows(url: str) -> list[tuple[str, int | None, str, float | None, float, float]]:
+    from sqlalchemy import select
+
+    from placer.store.models import Label
+
+    store = Store(url)
+    with store.session() as s:
+        rows = [
+            (
+                lab.kind,
+                lab.object_id,
+                lab.strategy,
+                lab.budget_fraction,
+                lab.runtime_seconds,
+                lab.penalty_seconds,
+            )
+            for lab in s.scalars(select(Label).order_by(Label.id))
+        ]
+    store.dispose()
+    return rows
+
+
+def test_labels_are_a_pure_function_of_the_stored_profile_and_host_model(
+    toy_priced: tuple[str, dict, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, ids, model_id = toy_priced
+    label = ["--store", url, "experiment", "--run", str(ids["native"]), "--emulate"]
+    code, first, err = _json(capsys, *label)
+    assert code == 0, err
+    one = _label_rows(url)
+    code, second, err = _json(capsys, *label)
+    assert code == 0, err
+    rows = _label_rows(url)
+    again = rows[len(one) :]
+    assert [r[2:] for r in again] == [r[2:] for r in one]  # identical numbers, recomputed
+    assert (
+        second["experiments"][0]["all_slow_seconds"] == first["experiments"][0]["all_slow_seconds"]
+    )
+    # `placer emulate` prices the same run on the same stored model the same way
+    code, emu, err = _json(capsys, "--store", url, "emulate", str(ids["native"]), "--all-slow")
+    assert code == 0, err
+    assert emu["host_dram"]["host_model"] == model_id
+    assert emu["runtime_seconds"] == pytest.approx(first["experiments"][0]["all_slow_seconds"])
+
+
+def test_a_host_model_of_another_host_is_refused_and_nothing_is_stored(
+    toy_priced: tuple[str, dict, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, ids, _ = toy_priced
+    store = Store(url)
+    with store.session() as s:
+        other = save_host_model(s, measure_host_model(FakeHost(), VM)).id  # host "vm", not us
+    store.dispose()
+    before = _label_rows(url)
+    run = str(ids["native"])
+    for argv in (
+        ["emulate", run, "--all-slow", "--host-model", str(other)],
+        ["experiment", "--run", run, "--emulate", "--host-model", str(other)],
+    ):
+        code, _, err = _json(capsys, "--store", url, *argv)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert "not on this host" in err and "placer calibrate" in err
+    assert _label_rows(url) == before
+    code, _, err = _json(capsys, "--store", url, "emulate", run, "--all-slow", "--host-model", "99")
+    assert code == 2 and "no host model 99" in err
+
+
+def test_emulate_without_a_host_model_says_how_to_make_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.emulator_fixtures import build_store
+
+    monkeypatch.setenv("PLACER_DATA_DIR", str(tmp_path / "data"))
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    ids = build_store(url)
+    code, _, err = _json(capsys, "--store", url, "emulate", str(ids["native"]), "--all-slow")
+    assert code == 2 and "placer calibrate" in err

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from placer.contracts.naming import object_name
 from placer.emulator.model import ObjectTraffic, RunProfile
 from placer.errors import InvalidInputError, NotFoundError
 from placer.store.models import AllocObject, Application, DeepSiteStat, Run, Site
@@ -169,7 +170,7 @@ def load_profile(
         name = ""
         if site is not None:
             chain = list(site.symbolized or [])
-            name = os.path.basename(chain[0]) if chain else site.site_hash
+            name = object_name(chain, fallback=site.site_hash)
         objects.append(
             ObjectTraffic(
                 object_id=o.id,

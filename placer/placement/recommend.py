@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from placer.contracts.naming import object_name
 from placer.placement import baselines, planner
 from placer.placement.features import run_features
 from placer.placement.model import finite
@@ -76,7 +77,7 @@ def recommend(
     for sid in set(grouped["site_id"]):
         site = session.get(Site, int(sid))
         chain = list(site.symbolized or []) if site else []
-        names[int(sid)] = chain[0] if chain else ""
+        names[int(sid)] = object_name(chain)
     group_value = planner.group_values(grouped, pred)
     natives = {(r.site_hash, int(r.chunk_index)): r.native_site for r in table.itertuples()}
     decisions = []

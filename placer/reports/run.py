@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from placer.contracts.naming import user_frames
 from placer.errors import NotFoundError, PlacerError
 from placer.placement import baselines, planner
 from placer.placement.baselines import Candidate
@@ -54,7 +55,9 @@ LABELS = {
 
 
 def _location(chain: list[str], site_hash: str) -> str:
-    return chain[0] if chain else f"site {site_hash[:12]}"
+    """The site's first user frame (allocator and container frames skipped)."""
+    frames = user_frames(chain)
+    return frames[0] if frames else f"site {site_hash[:12]}"
 
 
 def _short(location: str, cwd: str) -> str:
