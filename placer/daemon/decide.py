@@ -24,9 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from placer.contracts.pipeline import (
-    ChoiceKnob,
     HostFacts,
-    IntKnob,
     Measurement,
     PipelineDef,
     StageInfo,
@@ -405,10 +403,7 @@ def _analysis_trial(
         raise InvalidInputError("stage names repeat")
     if not any(s.wall_seconds > 0 or s.cpu_seconds > 0 for s in stats):
         raise InvalidInputError("no stage reported any time spent")
-    defknobs: dict[str, Any] = {
-        k: ChoiceKnob(tuple(v["choices"])) if "choices" in v else IntKnob(v["low"], v["high"])
-        for k, v in space.items()
-    }
+    defknobs: dict[str, Any] = dict(from_wire(space))  # the wire form, log scale included
     batch_size = shape.get("batch_size")
     known_batch = isinstance(batch_size, int) and batch_size > 0
     spb = float(batch_size) if known_batch else 1.0  # type: ignore[arg-type]

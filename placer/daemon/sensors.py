@@ -309,12 +309,16 @@ class ShimLogSensor:
                 st.tail = {"none": True, "error": str(exc)}
                 job.tail = None
                 return
+            if t.program_start_ns is None and job.tail.header_start_time is not None:
+                t.program_start_ns = job.tail.shim_start_ns or None
             for a in batch.allocs:
                 t.add_alloc(a.seq, a.address, a.size, a.site_hash, a.time_ns)
-            for f in batch.frees:
-                t.free(f.seq)
+            # samples before frees: an object freed in this batch keeps its last samples
+            # in the run's history, as the stored profile does
             for s in batch.samples:
                 t.sample(s.seq, s.interval, s.sampled_pages, s.touched_pages, s.written_pages)
+            for f in batch.frees:
+                t.free(f.seq)
             if batch.end is not None:
                 st.end = {
                     "reason": batch.end.reason,

@@ -67,6 +67,7 @@ class ShimTail:
         self.path = Path(path)
         self.offset = offset
         self.header_start_time: int | None = None  # process start time from the header
+        self.shim_start_ns = 0  # CLOCK_MONOTONIC ns the shim started (0: header not read)
 
     def _check_header(self, head: bytes) -> None:
         if head[:8] != MAGIC:
@@ -75,6 +76,9 @@ class ShimTail:
         if version != VERSION or hsize != HEADER_SIZE:
             raise TailError(f"{self.path}: shim log version {version} (header {hsize})")
         self.header_start_time = struct.unpack_from("<Q", head, 56)[0]
+        # CLOCK_MONOTONIC ns when the shim started: run time counts from it, as in a
+        # stored run (the live features' time shares need the same origin)
+        self.shim_start_ns = int(struct.unpack_from("<Q", head, 16)[0])
 
     def poll(self, limit: int = READ_CHUNK, until: int | None = None) -> TailBatch:
         """New complete records since the last poll (nothing if the file is not there yet).

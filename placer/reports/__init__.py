@@ -11,26 +11,34 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from placer.errors import InvalidInputError
+from placer.reports.base import ReportBuilder
 from placer.reports.fleet import FleetReport
 from placer.reports.pipeline import PipelineReport
 from placer.reports.run import RunReport
 
-KINDS = ("run", "pipeline", "fleet")
+#: Every report kind and its builder: a kind about one subject (a run, a pipeline) takes
+#: its id, the fleet report takes none.
+BUILDERS: dict[str, Callable[..., ReportBuilder]] = {
+    RunReport.kind: RunReport,
+    PipelineReport.kind: PipelineReport,
+    FleetReport.kind: FleetReport,
+}
+KINDS = tuple(BUILDERS)
 
 
 def build(store: Any, kind: str, ident: int | None = None) -> dict[str, Any]:
     """The report document of ``kind`` (``run``/``pipeline`` need ``ident``)."""
-    if kind == "run":
-        return RunReport(store, int(ident)).build()  # type: ignore[arg-type]
-    if kind == "pipeline":
-        return PipelineReport(store, int(ident)).build()  # type: ignore[arg-type]
-    if kind == "fleet":
-        return FleetReport(store).build()
-    raise ValueError(f"unknown report kind {kind!r}")
+    try:
+        builder = BUILDERS[kind]
+    except KeyError:
+        raise ValueError(f"unknown report kind {kind!r}") from None
+    report = builder(store) if ident is None else builder(store, int(ident))
+    return report.build()
 
 
 def write(text: str, path: Path) -> Path:
