@@ -15,7 +15,7 @@ from collectors.hostmodel import chase_sizes, measure_host_model, thread_counts
 from placer.contracts.host import HostIdentity, HostModel, Point, effective_cache_bytes
 from placer.errors import InvalidInputError, NotFoundError
 from placer.store import Store
-from placer.store.repository import (
+from placer.store.repository.hosts import (
     check_host_model,
     current_host_model,
     require_host_model,

@@ -14,7 +14,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import platform
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,11 +28,11 @@ from placer.store.models import (
     AllocObject,
     Application,
     DeepSiteStat,
-    Host,
     ObjectMetric,
     Run,
     Site,
 )
+from placer.store.repository.hosts import host_row
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -66,25 +65,6 @@ class RunOutcome:
 
 
 # ----------------------------------------------------------------- phase 1
-def host_row(session: Session) -> Any:
-    """This host's row in the store (created on first use); the daemon keys its jobs by it."""
-    from sqlalchemy import select  # lazy: heavy
-
-    name = platform.node() or "localhost"
-    host = session.scalar(select(Host).where(Host.hostname == name))
-    if host is None:
-        try:
-            mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError):
-            mem = 0
-        host = Host(
-            hostname=name, cpus=os.cpu_count() or 1, memory_bytes=mem, kernel=platform.release()
-        )
-        session.add(host)
-        session.flush()
-    return host
-
-
 def _application(session: Session, name: str) -> Any:
     from sqlalchemy import select  # lazy: heavy
 

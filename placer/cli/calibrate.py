@@ -17,7 +17,7 @@ from placer.cli.context import Context
 from placer.contracts.examples import example_bin_dir
 from placer.contracts.host import HostModel, this_host
 from placer.errors import InvalidInputError
-from placer.store.repository import require_host_model, save_host_model
+from placer.store.repository.hosts import require_host_model, save_host_model
 
 MiB = 1 << 20
 

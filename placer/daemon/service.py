@@ -27,7 +27,6 @@ from typing import Any
 
 from sqlalchemy import event, select, update
 
-from collectors.profile.ingest import host_row
 from placer.act.migrate import RateLimiter
 from placer.daemon import procs
 from placer.daemon.config import DaemonConfig
@@ -56,6 +55,7 @@ from placer.placement.recommend import host_nodes
 from placer.placement.registry import default_files, load_model
 from placer.store import Store
 from placer.store.models import DaemonJob, Run
+from placer.store.repository.hosts import host_row
 from tuners.tuning import default_study_name
 
 __all__ = ["Daemon", "JsonLog", "migration_summary"]

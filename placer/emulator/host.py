@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from placer.contracts.host import HostIdentity, HostModel, this_host
 from placer.emulator.model import HostDram
-from placer.store.repository import check_host_model, host_model_by_id, require_host_model
+from placer.store.repository.hosts import check_host_model, host_model_by_id, require_host_model
 from placer.tiers.specs import load_spec
 
 if TYPE_CHECKING:

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collectors.profile.ingest import host_row
 from placer.emulator.load import load_profile, load_profile_native, plain_runs, record_plain_runs
 from placer.emulator.model import HostDram, costs
 from placer.errors import InvalidInputError
 from placer.experiments import measure as plan_runs  # looked up per call (tests stub it)
 from placer.experiments.strategies import STRATEGIES, candidates, slow_set
 from placer.store.models import Experiment, Label, Run
+from placer.store.repository.hosts import host_row
 from placer.tiers import NumaNode
 from placer.tiers.specs import TierSpec, load_spec
 

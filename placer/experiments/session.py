@@ -31,7 +31,7 @@ from placer.experiments.runner import (
 )
 from placer.store import Store
 from placer.store.models import Run
-from placer.store.repository import current_host_model, save_host_model
+from placer.store.repository.hosts import current_host_model, save_host_model
 
 
 @contextlib.contextmanager

@@ -1,7 +1,6 @@
-"""The store's queries: what the rest of placer asks of the store, by name.
+"""Hosts and their host models.
 
-Callers hand in an open session (:meth:`placer.store.Store.session`, one transaction) and
-get rows or plain values back; the SQL lives here. Get-or-create is race-free
+Get-or-create is race-free
 (``INSERT ... ON CONFLICT DO NOTHING``, then read), so parallel profilers on one
 PostgreSQL store never lose a run to a unique-key collision.
 """

@@ -1,0 +1,6 @@
+"""The store's queries, by area: what the rest of placer asks of the store, by name.
+
+Callers hand in an open session (:meth:`placer.store.Store.session`, one transaction) and
+get rows or plain values back; the SQL and the ORM stay inside :mod:`placer.store`
+(docs/architecture.md). One module per area: :mod:`.hosts` (hosts, host models).
+"""
