@@ -1,59 +1,64 @@
-"""Calibration: the four microbenchmarks, profiled for real, emulated all-slow on Optane.
+"""The emulator against published Optane ratios, on recorded microbenchmark runs.
 
-Each must land within 20% of what the published latency/bandwidth ratios imply for it
-(docs/emulator.md, Calibration). Profiling is real: the shim, perf where it works and a
-valgrind DHAT pass per benchmark.
+``benchmarks/emulator_validation.py --record`` profiled the four example microbenchmarks
+(pointer chase, sequential read, sequential write, random update) with the real
+collectors and a DHAT pass, on one measured host model, and kept the inputs in
+``tests/data/emulator/validation.json``. Re-emulating them here checks the emulator on
+fixed inputs: it cannot fail because the machine running the tests is busy. The live
+comparison, on this host and today, is the benchmark's (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-import shutil
+import json
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from placer.contracts.host import HostModel
+from placer.emulator.host import from_model
+from placer.emulator.model import RunProfile
+from placer.experiments.calibration import compare
+from placer.tiers.specs import load_spec
+
+RECORDED = Path(__file__).parent / "data" / "emulator" / "validation.json"
+LIMIT = 0.20
+#: Benchmarks the emulator misses by more than LIMIT on the recorded runs, with why
+#: (docs/benchmarks.md, "Emulator validation"). A miss that starts to land fails the test,
+#: so this list is kept true.
+KNOWN_MISSES: dict[str, str] = {}
 
 
-def test_microbenchmarks_land_within_20_percent(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def _recorded() -> tuple[dict, list[dict]]:
+    doc = json.loads(RECORDED.read_text())
+    return doc["meta"], doc["benchmarks"]
+
+
+@pytest.mark.parametrize("tier", ["optane", "cxl"])
+def test_recorded_microbenchmarks_land_within_20_percent_of_the_published_ratios(
+    tier: str,
 ) -> None:
-    pytest.importorskip("collectors.shim")
-    if shutil.which("valgrind") is None:
-        pytest.skip("valgrind is not installed")
-    from collectors.hostmodel import binary_runner, measure_host_model
-    from placer.contracts.examples import example_bin_dir
-    from placer.contracts.host import this_host
-    from placer.emulator.host import from_model
-    from placer.experiments.calibration import calibrate
-    from placer.store import Store
-
-    monkeypatch.setenv("PLACER_DATA_DIR", str(tmp_path / "data"))
-    bins = example_bin_dir(build=True)
-    assert bins is not None
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    store.upgrade()
-    # one host model, measured once (as `placer calibrate` does), for every benchmark
-    model = measure_host_model(binary_runner(bins), this_host(), repeats=2, max_rounds=2)
-    rows = calibrate(store, bins, from_model(0, model), attempts=3)
-    store.dispose()
-    assert [r.bench for r in rows] == ["chase", "seqread", "seqwrite", "randupdate"]
+    meta, benches = _recorded()
+    host = from_model(0, HostModel.from_dict(meta["host_model"]))
+    spec, ref = load_spec(tier), load_spec("dram")
+    assert [b["bench"] for b in benches] == ["chase", "seqread", "seqwrite", "randupdate"]
+    rows = []
+    for b in benches:
+        profile = RunProfile.from_dict(b["profile"])
+        row = compare(b["bench"], b["report"], profile, host, spec, ref)
+        again = compare(
+            b["bench"], b["report"], RunProfile.from_dict(b["profile"]), host, spec, ref
+        )
+        assert (again.emulated, again.implied) == (row.emulated, row.implied)  # pure
+        assert row.implied > 1.2  # the loops dominate: the comparison has teeth
+        assert row.phases and all(p.seconds >= 0 for p in row.phases)
+        rows.append(row)
     report = "; ".join(
-        f"{r.bench}: emulated {r.emulated:.2f}x vs implied {r.implied:.2f}x"
-        + ("" if r.drift is None else f" (host drift {r.drift:+.0%})")
+        f"{r.bench}: emulated {r.emulated:.2f}x vs implied {r.implied:.2f}x ({r.error:+.0%})"
         for r in rows
     )
     for r in rows:
-        assert r.implied > 1.2, report  # the loops dominate: the check has teeth
-        assert r.phases and all(p.seconds >= 0 for p in r.phases), report
-    # A benchmark whose own loop rate kept drifting from the host constants measured
-    # around it (after 3 tries) ran on a host whose DRAM speed changed under it: its
-    # comparison is only reported, unless it lands within the bound anyway.
-    noisy = [r for r in rows if r.drift is not None and abs(r.drift) > 0.25]
-    for r in rows:
-        if r not in noisy:
-            assert abs(r.error) <= 0.20, report
-    missed = [r.bench for r in noisy if abs(r.error) > 0.20]
-    if missed:
-        pytest.skip(f"host too busy to check {', '.join(missed)} (others passed): {report}")
-    print(report)
+        if r.bench in KNOWN_MISSES and tier == "optane":
+            assert abs(r.error) > LIMIT, f"{r.bench} now lands: update KNOWN_MISSES. {report}"
+        else:
+            assert abs(r.error) <= LIMIT, report

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from placer.tiers.specs import TierSpec
@@ -112,6 +112,15 @@ class RunProfile:
     @property
     def footprint(self) -> int:
         return sum(o.size_bytes for o in self.objects)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON of the whole profile (recorded runs for tests and benchmarks)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> RunProfile:
+        fields = {k: v for k, v in doc.items() if k != "objects"}
+        return cls(**fields, objects=[ObjectTraffic(**o) for o in doc["objects"]])
 
 
 @dataclass

@@ -23,7 +23,7 @@ from placer.config import resolve_store_url
 from placer.contracts.examples import example_bin_dir
 from placer.emulator.host import reference, stored
 from placer.emulator.load import load_profile
-from placer.emulator.model import LINE, HostDram, costs, ratios
+from placer.emulator.model import LINE, HostDram, RunProfile, costs, ratios
 from placer.experiments.deep import dhat_pass
 from placer.experiments.session import profile_pair, quiet_fds
 from placer.store import Store
@@ -63,6 +63,7 @@ class CalibrationRow:
     host: HostDram | None = None
     drift: float | None = None  # benchmark's own rate vs the host constants (see drift())
     phases: list[Phase] = field(default_factory=list)
+    report: dict[str, float] = field(default_factory=dict)  # the benchmark's own result line
 
     @property
     def error(self) -> float:
@@ -222,18 +223,36 @@ def calibrate(
             dhat_pass(store, run_id, cmd)
         with store.session() as s:
             profile = load_profile(s, run_id)
-        cs, r = costs(profile, spec, ref, host)
-        wall = profile.wall_seconds
-        emulated = (wall + sum(c.penalty_s for c in cs.values())) / wall
-        rr = ratios(spec, ref, profile.threads)
-        ratio = implied_ratio(bench, report, rr, host)
-        ph = phases(bench, report, rr, host)
-        implied = (wall + sum(p.penalty for p in ph)) / wall
-        loop = min(report["time_s"], wall)
-        rows.append(
-            CalibrationRow(bench, run_id, wall, loop, ratio, implied, emulated, host, d, ph)
-        )
+        rows.append(compare(bench, report, profile, host, spec, ref, drift=d))
     return rows
+
+
+def compare(
+    bench: str,
+    report: dict[str, float],
+    profile: RunProfile,
+    host: HostDram,
+    spec: TierSpec,
+    ref: TierSpec,
+    *,
+    drift: float | None = None,
+) -> CalibrationRow:
+    """Emulated all-slow slowdown of one benchmark run vs what the published ratios imply.
+
+    Pure: the same profile, report and host model give the same row (the test runs it on
+    recorded runs; ``benchmarks/emulator_validation.py`` on live ones).
+    """
+    cs, _ = costs(profile, spec, ref, host)
+    wall = profile.wall_seconds
+    emulated = (wall + sum(c.penalty_s for c in cs.values())) / wall
+    rr = ratios(spec, ref, profile.threads)
+    ratio = implied_ratio(bench, report, rr, host)
+    ph = phases(bench, report, rr, host)
+    implied = (wall + sum(p.penalty for p in ph)) / wall
+    loop = min(report["time_s"], wall)
+    return CalibrationRow(
+        bench, profile.run_id, wall, loop, ratio, implied, emulated, host, drift, ph, report
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
