@@ -24,18 +24,20 @@ from collectors.profile.dhat import match_points, read_dhat
 from collectors.profile.intervals import ObjectIndex, Span
 from collectors.profile.symbolize import Symbolizer, fallback_name
 from placer.errors import InvalidInputError
-from placer.store.models import (
-    AllocObject,
-    Application,
-    DeepSiteStat,
-    ObjectMetric,
-    Run,
-    Site,
-)
 from placer.store.repository.hosts import host_row
+from placer.store.repository.runs import (
+    add_deep_site_stats,
+    add_object_metrics,
+    add_objects,
+    add_run,
+    get_or_create_sites,
+    merge_run_signals,
+    require_run,
+    sites_of_run,
+)
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
+    from placer.store.models import Run
 
 ALLOC_KINDS = {
     0: "malloc",
@@ -65,17 +67,6 @@ class RunOutcome:
 
 
 # ----------------------------------------------------------------- phase 1
-def _application(session: Session, name: str) -> Any:
-    from sqlalchemy import select  # lazy: heavy
-
-    app = session.scalar(select(Application).where(Application.name == name))
-    if app is None:
-        app = Application(name=name)
-        session.add(app)
-        session.flush()
-    return app
-
-
 def begin_run(
     store: Any,
     *,
@@ -88,22 +79,19 @@ def begin_run(
     """Store the Run (status running) and return its id."""
 
     with store.session() as s:
-        app = _application(s, app_name)
         host = host_row(s)
-        run = Run(
-            application_id=app.id,
+        run = add_run(
+            s,
+            app_name,
+            "profile",
             host_id=host.id,
-            kind="profile",
-            command=list(command),
+            command=command,
             cwd=os.getcwd(),
             binary_path=binary_path,
             build_id=build_id,
             inputs=inputs,
             status="running",
-            signals={},
         )
-        s.add(run)
-        s.flush()
         return int(run.id)
 
 
@@ -111,22 +99,20 @@ def finish_run(store: Any, run_id: int, outcome: RunOutcome, signals: dict[str, 
     """Set a run's final status without touching its objects (used when ingestion failed)."""
 
     with store.session() as s:
-        run = s.get(Run, run_id)
-        _set_outcome(run, outcome, signals)
+        _set_outcome(require_run(s, run_id), outcome, signals)
 
 
-def _set_outcome(run: Any, outcome: RunOutcome, signals: dict[str, Any]) -> None:
+def _set_outcome(run: Run, outcome: RunOutcome, signals: dict[str, Any]) -> None:
     run.status = outcome.status
     run.exit_code = outcome.exit_code
     run.wall_seconds = outcome.wall_seconds
     run.ended_at = dt.datetime.now(dt.UTC)
-    merged = dict(run.signals or {})
-    merged.update(signals)
+    merged = dict(signals)
     if outcome.signal:
         merged["terminated_by"] = outcome.signal
     if outcome.forwarded:
         merged["forwarded_signals"] = outcome.forwarded
-    run.signals = merged
+    merge_run_signals(run, merged)
 
 
 # ----------------------------------------------------------------- shim logs
@@ -230,37 +216,6 @@ def _symbolize_sites(
     return out
 
 
-def _get_or_create_sites(session: Session, rows: dict[str, dict[str, Any]]) -> dict[str, int]:
-    """Site ids by hash; new hashes are inserted (sites are shared by all runs)."""
-    from sqlalchemy import select  # lazy: heavy
-
-    ids: dict[str, int] = {}
-    hashes = list(rows)
-    for i in range(0, len(hashes), 500):
-        batch = hashes[i : i + 500]
-        for sid, h in session.execute(
-            select(Site.id, Site.site_hash).where(Site.site_hash.in_(batch))
-        ):
-            ids[h] = sid
-    from sqlalchemy.exc import IntegrityError  # lazy: heavy
-
-    for h, row in rows.items():
-        if h in ids:
-            continue
-        try:
-            with session.begin_nested():  # another profile may insert the same site now
-                site = Site(site_hash=h, **row)
-                session.add(site)
-                session.flush()
-            ids[h] = site.id
-        except IntegrityError:
-            found = session.scalar(select(Site.id).where(Site.site_hash == h))
-            if found is None:
-                raise
-            ids[h] = found
-    return ids
-
-
 def ingest_profile(
     store: Any,
     run_id: int,
@@ -269,8 +224,6 @@ def ingest_profile(
     extra_signals: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Store everything of phase 2 in one transaction; returns a short summary."""
-    from sqlalchemy import insert  # lazy: heavy
-
     signals: dict[str, Any] = dict(extra_signals or {})
     if not inputs.logs:
         signals["shim"] = {"logs": 0, "note": "the shim wrote no log (did the program start?)"}
@@ -408,7 +361,7 @@ def ingest_profile(
         by_obj[(obj, chunk)].append(m)
 
     with store.session() as s:
-        site_ids = _get_or_create_sites(s, site_rows)
+        site_ids = get_or_create_sites(s, site_rows)
         object_rows: list[dict[str, Any]] = []
         keys: list[tuple[int, int]] = []
         profiler_dropped = 0
@@ -455,21 +408,12 @@ def ingest_profile(
                     }
                 )
                 keys.append((i, c))
-        ids: list[int] = []
-        for k in range(0, len(object_rows), 1000):
-            batch = object_rows[k : k + 1000]
-            ids.extend(
-                s.scalars(
-                    insert(AllocObject).returning(AllocObject.id, sort_by_parameter_order=True),
-                    batch,
-                ).all()
-            )
+        ids = add_objects(s, object_rows)
         metric_rows = []
         for obj_id, key in zip(ids, keys, strict=True):
             for m in by_obj.get(key, []):
                 metric_rows.append({"object_id": obj_id, **m})
-        for k in range(0, len(metric_rows), 5000):
-            s.execute(insert(ObjectMetric), metric_rows[k : k + 5000])
+        add_object_metrics(s, metric_rows)
         stats: dict[str, int] = getattr(log, "stats", None) or {}
         signals["shim"] = {
             "pid": header.pid,
@@ -523,8 +467,7 @@ def ingest_profile(
                 "objects_named": len(py_site_of),
                 "sightings_matched": py_matched,
             }
-        run = s.get(Run, run_id)
-        _set_outcome(run, outcome, signals)
+        _set_outcome(require_run(s, run_id), outcome, signals)
     return {
         "objects": len(object_rows),
         "sites": len(site_rows),
@@ -591,51 +534,46 @@ def ingest_dhat(
     store: Any, run_id: int, dhat_path: Path, *, wall_seconds: float | None
 ) -> dict[str, Any]:
     """Parse DHAT output and store DeepSiteStat rows for this run's sites, all or nothing."""
-    from sqlalchemy import select  # lazy: heavy
-
     profile = read_dhat(dhat_path)  # raises InvalidInputError before anything is written
     with store.session() as s:
-        rows = s.execute(
-            select(Site.id, Site.symbolized).where(
-                Site.id.in_(select(AllocObject.site_id).where(AllocObject.run_id == run_id))
-            )
-        ).all()
-        sites: dict[int, Sequence[str]] = {sid: list(chain or []) for sid, chain in rows}
+        sites: dict[int, Sequence[str]] = {
+            site.id: list(site.symbolized or []) for site in sites_of_run(s, run_id)
+        }
         groups = match_points(profile.points, sites)
         scale = (
             wall_seconds * 1e9 / profile.total_time if wall_seconds and profile.total_time else None
         )
+        stats: dict[int, dict[str, Any]] = {}
         for sid, points in groups.items():
             tl = sum(p.total_lifetime for p in points)
-            s.add(
-                DeepSiteStat(
-                    run_id=run_id,
-                    site_id=sid,
-                    blocks=sum(p.blocks for p in points),
-                    total_bytes=sum(p.total_bytes for p in points),
-                    bytes_read=sum(p.bytes_read for p in points),
-                    bytes_written=sum(p.bytes_written for p in points),
-                    total_lifetime_ns=int(tl * scale) if scale else 0,
-                    details={
-                        "points": len(points),
-                        "time_unit": profile.time_unit,
-                        "total_lifetime": tl,
-                        "lifetime_ns_from": "time units scaled by wall time under valgrind"
-                        if scale
-                        else None,
-                        "max_bytes": max(p.max_bytes for p in points),
-                    },
-                )
-            )
-        run = s.get(Run, run_id)
-        merged = dict(run.signals or {})
-        merged["deep"] = {
-            "tool": "dhat",
-            "points": len(profile.points),
-            "sites_matched": len(groups),
-            "points_matched": sum(len(v) for v in groups.values()),
-        }
-        run.signals = merged
+            stats[sid] = {
+                "blocks": sum(p.blocks for p in points),
+                "total_bytes": sum(p.total_bytes for p in points),
+                "bytes_read": sum(p.bytes_read for p in points),
+                "bytes_written": sum(p.bytes_written for p in points),
+                "total_lifetime_ns": int(tl * scale) if scale else 0,
+                "details": {
+                    "points": len(points),
+                    "time_unit": profile.time_unit,
+                    "total_lifetime": tl,
+                    "lifetime_ns_from": "time units scaled by wall time under valgrind"
+                    if scale
+                    else None,
+                    "max_bytes": max(p.max_bytes for p in points),
+                },
+            }
+        add_deep_site_stats(s, run_id, stats)
+        merge_run_signals(
+            require_run(s, run_id),
+            {
+                "deep": {
+                    "tool": "dhat",
+                    "points": len(profile.points),
+                    "sites_matched": len(groups),
+                    "points_matched": sum(len(v) for v in groups.values()),
+                }
+            },
+        )
     return {"points": len(profile.points), "sites_matched": len(groups)}
 
 
@@ -652,7 +590,4 @@ def mark_deep_error(store: Any, run_id: int, message: str) -> None:
     """Record on the run that deep mode's output could not be used (no DeepSiteStat rows)."""
 
     with store.session() as s:
-        run = s.get(Run, run_id)
-        merged = dict(run.signals or {})
-        merged["deep"] = {"tool": "dhat", "error": message}
-        run.signals = merged
+        merge_run_signals(require_run(s, run_id), {"deep": {"tool": "dhat", "error": message}})

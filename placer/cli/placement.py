@@ -1,6 +1,7 @@
 """``placer train | evaluate | recommend | run``: the placement model and its plans.
 
-Heavy libraries (lightgbm, pandas, sqlalchemy) are imported inside the handlers.
+Heavy libraries (lightgbm, pandas) are imported inside the handlers; the store is read and
+written through :mod:`placer.store.repository`.
 Documents printed with ``--format json`` are described in docs/cli.md (Placement).
 """
 
@@ -31,7 +32,8 @@ from placer.placement.planfile import (
 from placer.placement.recommend import Nodes, host_nodes
 from placer.placement.recommend import recommend as recommend_plan
 from placer.placement.registry import load_model, save_model
-from placer.store.models import Application, Plan, PlanDecision, Run, Site, TrainedModel
+from placer.store.models import Plan, PlanDecision, TrainedModel
+from placer.store.repository.runs import add_run, find_run, site_ids_by_hash
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -399,7 +401,7 @@ def _plan_chunk_bytes(store: Any, doc: dict[str, Any]) -> int | None:
         return None
 
     with store.session() as s:
-        run = s.get(Run, run_id)
+        run = find_run(s, run_id)
         if run is None or (run.build_id or "") != doc.get("build_id"):
             return None
         size = (run.inputs or {}).get("chunk_bytes")
@@ -409,18 +411,11 @@ def _plan_chunk_bytes(store: Any, doc: dict[str, Any]) -> int | None:
 def _store_run(
     store: Any, doc: dict[str, Any], prep: Any, cmd: list[str], outcome: Any, got: dict[str, Any]
 ) -> tuple[int, int]:
-
-    from sqlalchemy import select  # lazy: heavy
-
     with store.session() as s:
-        app = s.scalar(select(Application).where(Application.name == prep.app_name))
-        if app is None:
-            app = Application(name=prep.app_name)
-            s.add(app)
-            s.flush()
-        run = Run(
-            application_id=app.id,
-            kind="plan",
+        run = add_run(
+            s,
+            prep.app_name,
+            "plan",
             command=cmd,
             cwd=os.getcwd(),
             binary_path=prep.binary,
@@ -431,8 +426,6 @@ def _store_run(
             wall_seconds=outcome.wall_seconds,
             signals={"plan": {"share_on_planned_node": got.get("share_on_planned_node")}},
         )
-        s.add(run)
-        s.flush()
         plan = Plan(
             run_id=run.id,
             model_id=(doc.get("model") or {}).get("id"),
@@ -444,14 +437,7 @@ def _store_run(
             achieved=got,
         )
         hashes = {d["site"] for d in doc["decisions"]}
-        known = (
-            {
-                row.site_hash: row.id
-                for row in s.scalars(select(Site).where(Site.site_hash.in_(hashes)))
-            }
-            if hashes
-            else {}
-        )
+        known = site_ids_by_hash(s, hashes)
         for d in doc["decisions"]:
             if d["site"] in known:
                 plan.decisions.append(

@@ -15,7 +15,13 @@ from placer.cli.context import Context
 from placer.contracts.naming import site_label
 from placer.daemon.client import close_job, register_self
 from placer.errors import InvalidInputError, NotFoundError
-from placer.store.models import AllocObject, Application, DeepSiteStat, ObjectMetric, Run, Site
+from placer.store.repository.runs import (
+    deep_stats_by_site,
+    metrics_by_object,
+    objects_with_sites,
+    run_with_application,
+    runs_with_object_counts,
+)
 
 SORT_KEYS = (
     "density",
@@ -137,40 +143,22 @@ def _profile(args: argparse.Namespace, ctx: Context) -> int:
 
 # ----------------------------------------------------------------- runs
 def _runs(args: argparse.Namespace, ctx: Context) -> int:
-    from sqlalchemy import func, select  # lazy: heavy
-
     with ctx.open_store() as store, store.session() as s:
-        counts = (
-            select(AllocObject.run_id, func.count(AllocObject.id).label("n"))
-            .group_by(AllocObject.run_id)
-            .subquery()
-        )
-        q = (
-            select(Run, Application.name, counts.c.n)
-            .join(Application, Application.id == Run.application_id)
-            .outerjoin(counts, counts.c.run_id == Run.id)
-            .where(Run.kind == "profile")
-            .order_by(Run.id.desc())
-        )
-        if args.app:
-            q = q.where(Application.name == args.app)
-        if args.limit > 0:
-            q = q.limit(args.limit)
         runs = [
             {
-                "id": run.id,
-                "application": app,
-                "status": run.status,
-                "exit_code": run.exit_code,
-                "wall_seconds": run.wall_seconds,
-                "objects": int(n or 0),
-                "command": run.command,
-                "binary_path": run.binary_path,
-                "build_id": run.build_id,
-                "started_at": run.started_at.isoformat() if run.started_at else None,
-                "signals": run.signals or {},
+                "id": row.run.id,
+                "application": row.application,
+                "status": row.run.status,
+                "exit_code": row.run.exit_code,
+                "wall_seconds": row.run.wall_seconds,
+                "objects": row.objects,
+                "command": row.run.command,
+                "binary_path": row.run.binary_path,
+                "build_id": row.run.build_id,
+                "started_at": row.run.started_at.isoformat() if row.run.started_at else None,
+                "signals": row.run.signals or {},
             }
-            for run, app, n in s.execute(q)
+            for row in runs_with_object_counts(s, app=args.app, limit=args.limit)
         ]
     doc = {"runs": runs}
 
@@ -202,34 +190,15 @@ def objects_document(
     store: Any, run_id: int, sort: str = "density", limit: int = 0
 ) -> dict[str, Any]:
     """The JSON document of ``placer objects`` (documented in docs/cli.md)."""
-    from sqlalchemy import select  # lazy: heavy
-
     with store.session() as s:
-        row = s.execute(
-            select(Run, Application.name)
-            .join(Application, Application.id == Run.application_id)
-            .where(Run.id == run_id)
-        ).first()
+        row = run_with_application(s, run_id)
         if row is None:
             raise NotFoundError(f"run {run_id} not found (see `placer runs`)")
         run, app = row
-        deep = {
-            d.site_id: d
-            for d in s.scalars(select(DeepSiteStat).where(DeepSiteStat.run_id == run_id))
-        }
-        objs = s.execute(
-            select(AllocObject, Site)
-            .join(Site, Site.id == AllocObject.site_id)
-            .where(AllocObject.run_id == run_id)
-        ).all()
-        series: dict[int, list[dict[str, Any]]] = {}
-        for m in s.scalars(
-            select(ObjectMetric)
-            .join(AllocObject, AllocObject.id == ObjectMetric.object_id)
-            .where(AllocObject.run_id == run_id)
-            .order_by(ObjectMetric.object_id, ObjectMetric.interval_index)
-        ):
-            series.setdefault(m.object_id, []).append(
+        deep = deep_stats_by_site(s, run_id)
+        objs = objects_with_sites(s, run_id)
+        series: dict[int, list[dict[str, Any]]] = {
+            object_id: [
                 {
                     "interval": m.interval_index,
                     "start_ns": m.start_ns,
@@ -243,7 +212,10 @@ def objects_document(
                     "perf_mem_latency_sum": m.perf_mem_latency_sum,
                     "perf_mem_tlb_misses": m.perf_mem_tlb_misses,
                 }
-            )
+                for m in rows
+            ]
+            for object_id, rows in metrics_by_object(s, run_id).items()
+        }
         start_ns = min((o.alloc_ns for o, _ in objs), default=0)
         items = []
         for o, site in objs:

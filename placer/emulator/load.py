@@ -13,15 +13,24 @@ import os
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from placer.contracts.naming import object_name
 from placer.emulator.model import ObjectTraffic, RunProfile
-from placer.errors import InvalidInputError, NotFoundError
-from placer.store.models import AllocObject, Application, DeepSiteStat, Run, Site
+from placer.errors import InvalidInputError
+from placer.store.repository.runs import (
+    application_name,
+    deep_stats_by_site,
+    has_deep_stats,
+    objects_of_run,
+    require_run,
+    sites_by_id,
+    succeeded_runs_of_build,
+    update_run_inputs,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+    from placer.store.models import Run
 
 
 def _is_deep(run: Any) -> bool:
@@ -30,21 +39,10 @@ def _is_deep(run: Any) -> bool:
 
 def _companion(session: Session, run: Run, *, deep: bool) -> Run | None:
     """The newest finished run of the same command and binary, deep or native."""
-    rows = session.scalars(
-        select(Run)
-        .where(Run.build_id == run.build_id, Run.status == "succeeded", Run.id != run.id)
-        .order_by(Run.id.desc())
-    ).all()
-    for other in rows:
+    for other in succeeded_runs_of_build(session, run.build_id, besides=run.id):
         if list(other.command or []) != list(run.command or []) or _is_deep(other) != deep:
             continue
-        if (
-            deep
-            and session.scalar(
-                select(DeepSiteStat.id).where(DeepSiteStat.run_id == other.id).limit(1)
-            )
-            is None
-        ):
+        if deep and not has_deep_stats(session, other.id):
             continue
         return other
     return None
@@ -62,11 +60,7 @@ def plain_runs(run: Run) -> list[float]:
 
 def record_plain_runs(session: Session, run_id: int, seconds: list[float]) -> None:
     """Keep plain runs' times on the run, so every later pricing of it uses the same base."""
-    run = session.get(Run, run_id)
-    if run is None:
-        raise NotFoundError(f"run {run_id} is not in the store (see `placer runs`)")
-    run.inputs = {**(run.inputs or {}), PLAIN_RUNS: [round(x, 6) for x in seconds]}
-    session.flush()
+    update_run_inputs(session, run_id, {PLAIN_RUNS: [round(x, 6) for x in seconds]})
 
 
 def load_profile_native(session: Session, run_id: int) -> RunProfile:
@@ -78,9 +72,7 @@ def load_profile(
     session: Session, run_id: int, *, threads: int | None = None, require_deep: bool = True
 ) -> RunProfile:
     """The run (or its native companion) with deep traffic; one-line errors otherwise."""
-    run = session.get(Run, run_id)
-    if run is None:
-        raise NotFoundError(f"run {run_id} is not in the store (see `placer runs`)")
+    run = require_run(session, run_id)
     notes: list[str] = []
     native: Run = run
     deep: Run | None = None
@@ -94,7 +86,7 @@ def load_profile(
             )
         native = companion
         notes.append(f"base time and objects from native run {native.id}")
-    elif session.scalar(select(DeepSiteStat.id).where(DeepSiteStat.run_id == run.id).limit(1)):
+    elif has_deep_stats(session, run.id):
         deep = run
     elif require_deep and (run.inputs or {}).get("python"):
         # Python objects are named by their Python call site; DHAT sees only the C stacks
@@ -111,26 +103,10 @@ def load_profile(
     if native.status != "succeeded" or not native.program_seconds:
         raise InvalidInputError(f"run {native.id} did not succeed ({native.status}): no baseline")
 
-    app = session.get(Application, native.application_id)
-    stats = (
-        {
-            row.site_id: row
-            for row in session.scalars(select(DeepSiteStat).where(DeepSiteStat.run_id == deep.id))
-        }
-        if deep
-        else {}
-    )
-    objs = session.scalars(
-        select(AllocObject).where(AllocObject.run_id == native.id).order_by(AllocObject.id)
-    ).all()
-    sites = (
-        {
-            s.id: s
-            for s in session.scalars(select(Site).where(Site.id.in_({o.site_id for o in objs})))
-        }
-        if objs
-        else {}
-    )
+    app = application_name(session, native.application_id)
+    stats = deep_stats_by_site(session, deep.id) if deep else {}
+    objs = objects_of_run(session, native.id)
+    sites = sites_by_id(session, {o.site_id for o in objs})
     period_ms = ((native.signals or {}).get("shim") or {}).get("sample_period_ms") or 0
 
     alloc_size: dict[int, int] = defaultdict(int)  # alloc_seq -> bytes over its chunks
@@ -200,7 +176,7 @@ def load_profile(
         notes.append(f"base time: the fastest of {len(plain)} plain runs")
     return RunProfile(
         run_id=native.id,
-        app=app.name if app else "",
+        app=app or "",
         build_id=native.build_id,
         wall_seconds=base,
         threads=threads or os.cpu_count() or 1,

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 
 from placer.emulator.model import RunProfile
 from placer.errors import InvalidInputError, NotFoundError
-from placer.store.models import Plan, Site
+from placer.store.models import Plan
+from placer.store.repository.runs import sites_by_id
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -90,9 +91,10 @@ def plan_from_store(session: Session, plan_id: int, profile: RunProfile) -> set[
         raise NotFoundError(f"plan {plan_id} is not in the store")
     what = f"plan {plan_id}"
     _check_build(plan.build_id, profile, what)
+    sites = sites_by_id(session, {d.site_id for d in plan.decisions})
     decisions = []
     for d in plan.decisions:
-        site = session.get(Site, d.site_id)
+        site = sites.get(d.site_id)
         decisions.append((site.site_hash if site else "", d.chunk_index, d.tier))
     return _select(profile, decisions, what)
 

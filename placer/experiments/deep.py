@@ -18,12 +18,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
-
 from collectors.profile.dhat import match_points, read_dhat
 from collectors.profile.symbolize import Symbolizer
 from placer.errors import ExternalToolError, InvalidInputError
-from placer.store.models import AllocObject, DeepSiteStat, Run, Site
+from placer.store.repository.runs import (
+    add_deep_site_stats,
+    clear_deep_site_stats,
+    find_run,
+    merge_run_signals,
+    sites_of_run,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -31,22 +35,17 @@ if TYPE_CHECKING:
 
 def _chains(session: Session, run_id: int) -> dict[int, Sequence[str]]:
     """Site id → file:line chain, symbolizing frames again where the stored chain has none."""
-    rows = session.execute(
-        select(Site.id, Site.symbolized, Site.frames).where(
-            Site.id.in_(select(AllocObject.site_id).where(AllocObject.run_id == run_id))
-        )
-    ).all()
     sym = Symbolizer(None)
     out: dict[int, Sequence[str]] = {}
-    for sid, chain, frames in rows:
-        chain = list(chain or [])
+    for site in sites_of_run(session, run_id):
+        chain = list(site.symbolized or [])
         if not any(":" in c and c.rsplit(":", 1)[1].isdigit() for c in chain):
             chain = []
-            for module, offset in frames or []:
+            for module, offset in site.frames or []:
                 if os.path.isfile(str(module)):
                     got = sym.symbolize(str(module), "", [int(offset)])
                     chain.extend(got.get(int(offset), []))
-        out[sid] = chain
+        out[site.id] = chain
     return out
 
 
@@ -76,7 +75,7 @@ def dhat_pass(
             raise ExternalToolError(f"DHAT run of {Path(command[0]).name} failed: {tail[0]}")
         profile = read_dhat(out)
     with store.session() as s:
-        run = s.get(Run, run_id)
+        run = find_run(s, run_id)
         if run is None:
             raise InvalidInputError(f"run {run_id} is not in the store")
         groups = match_points(profile.points, _chains(s, run_id))
@@ -85,30 +84,35 @@ def dhat_pass(
                 f"run {run_id}: no DHAT allocation point matched a site of the run (are the "
                 f"sites symbolized to file:line? build with -g)"
             )
-        s.execute(delete(DeepSiteStat).where(DeepSiteStat.run_id == run_id))
-        for sid, points in groups.items():
-            s.add(
-                DeepSiteStat(
-                    run_id=run_id,
-                    site_id=sid,
-                    blocks=sum(p.blocks for p in points),
-                    total_bytes=sum(p.total_bytes for p in points),
-                    bytes_read=sum(p.bytes_read for p in points),
-                    bytes_written=sum(p.bytes_written for p in points),
-                    total_lifetime_ns=0,
-                    details={
+        clear_deep_site_stats(s, run_id)
+        add_deep_site_stats(
+            s,
+            run_id,
+            {
+                sid: {
+                    "blocks": sum(p.blocks for p in points),
+                    "total_bytes": sum(p.total_bytes for p in points),
+                    "bytes_read": sum(p.bytes_read for p in points),
+                    "bytes_written": sum(p.bytes_written for p in points),
+                    "total_lifetime_ns": 0,
+                    "details": {
                         "points": len(points),
                         "source": "placer experiment DHAT pass",
                         "time_unit": profile.time_unit,
                         "total_lifetime": sum(p.total_lifetime for p in points),
                     },
-                )
-            )
-        merged = dict(run.signals or {})
-        merged["deep_pass"] = {
-            "tool": "dhat",
-            "points": len(profile.points),
-            "sites_matched": len(groups),
-        }
-        run.signals = merged
+                }
+                for sid, points in groups.items()
+            },
+        )
+        merge_run_signals(
+            run,
+            {
+                "deep_pass": {
+                    "tool": "dhat",
+                    "points": len(profile.points),
+                    "sites_matched": len(groups),
+                }
+            },
+        )
     return {"points": len(profile.points), "sites_matched": len(groups)}

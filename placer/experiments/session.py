@@ -30,8 +30,8 @@ from placer.experiments.runner import (
     plain_baseline,
 )
 from placer.store import Store
-from placer.store.models import Run
 from placer.store.repository.hosts import current_host_model, save_host_model
+from placer.store.repository.runs import find_run, require_run
 
 
 @contextlib.contextmanager
@@ -88,7 +88,7 @@ def profile_native(store: Any, command: list[str], app: str, *, chunk: int = 0) 
 def deep_step(store: Any, run_id: int, command: list[str]) -> dict[str, Any] | None:
     """Add DHAT traffic to a native run (not for Python runs, see below)."""
     with store.session() as s:
-        python = bool((s.get(Run, run_id).inputs or {}).get("python"))
+        python = bool((require_run(s, run_id).inputs or {}).get("python"))
     if python:  # numpy buffers share one C allocation stack: DHAT cannot tell them apart
         return None
     return dhat_pass(store, run_id, list(command))
@@ -148,7 +148,7 @@ def run_experiment(
         return emulate_labels(store, run_id, req, host, baseline_runs=runs)
     if command is None:
         with store.session() as s:
-            run = s.get(Run, run_id)
+            run = find_run(s, run_id)
             command = list(run.command) if run else []
     with tempfile.TemporaryDirectory(prefix="placer-measure-") as tmp:
         return measured_labels(store, run_id, req, mode, command, Path(tmp))

@@ -23,10 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
-from sqlalchemy import select
-
-from placer.errors import InvalidInputError, NotFoundError
-from placer.store.models import AllocObject, ObjectMetric, Run, Site
+from placer.errors import InvalidInputError
+from placer.store.repository.runs import metrics_by_object, objects_in_time_order, require_run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -329,28 +327,14 @@ def features(run: RunObservation) -> pd.DataFrame:
 
 def observations_from_store(session: Session, run_id: int) -> RunObservation:
     """The stored evidence of ``run_id`` (objects, their metric rows) as observations."""
-    run = session.get(Run, run_id)
-    if run is None:
-        raise NotFoundError(f"run {run_id} is not in the store (see `placer runs`)")
-    objs = session.execute(
-        select(AllocObject, Site.site_hash)
-        .join(Site, Site.id == AllocObject.site_id)
-        .where(AllocObject.run_id == run_id)
-        .order_by(AllocObject.alloc_ns, AllocObject.alloc_seq, AllocObject.chunk_index)
-    ).all()
+    run = require_run(session, run_id)
+    objs = objects_in_time_order(session, run_id)
     if not objs:
         raise InvalidInputError(
             f"run {run_id} has no objects (nothing at or above the shim's threshold was "
             f"allocated, or the profile failed): nothing to place"
         )
-    metrics: dict[int, list[ObjectMetric]] = {}
-    for m in session.scalars(
-        select(ObjectMetric)
-        .join(AllocObject, AllocObject.id == ObjectMetric.object_id)
-        .where(AllocObject.run_id == run_id)
-        .order_by(ObjectMetric.object_id, ObjectMetric.interval_index)
-    ):
-        metrics.setdefault(m.object_id, []).append(m)
+    metrics = metrics_by_object(session, run_id)
     out = []
     for o, site_hash in objs:
         ms = metrics.get(o.id, [])
