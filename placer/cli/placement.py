@@ -31,7 +31,13 @@ from placer.placement.planfile import (
 from placer.placement.recommend import Nodes, host_nodes
 from placer.placement.recommend import recommend as recommend_plan
 from placer.placement.registry import load_model, save_model
-from placer.store.models import Application, Plan, PlanDecision, Run, Site, TrainedModel
+from placer.store.models import Application, Run
+from placer.store.repository.labels import (
+    NewDecision,
+    add_plan,
+    site_ids_by_hash,
+    trained_model_by_id,
+)
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -433,41 +439,32 @@ def _store_run(
         )
         s.add(run)
         s.flush()
-        plan = Plan(
+        known = site_ids_by_hash(s, {d["site"] for d in doc["decisions"]})
+        model_id = (doc.get("model") or {}).get("id")
+        if model_id is not None and trained_model_by_id(s, model_id) is None:
+            model_id = None  # the plan came from another store
+        plan = add_plan(
+            s,
             run_id=run.id,
-            model_id=(doc.get("model") or {}).get("id"),
+            model_id=model_id,
             strategy=str(doc.get("strategy") or "file"),
             build_id=doc["build_id"],
             budget_bytes=doc["budget"]["bytes"],
             predicted_slowdown=doc.get("predicted_slowdown"),
             document=doc,
             achieved=got,
-        )
-        hashes = {d["site"] for d in doc["decisions"]}
-        known = (
-            {
-                row.site_hash: row.id
-                for row in s.scalars(select(Site).where(Site.site_hash.in_(hashes)))
-            }
-            if hashes
-            else {}
-        )
-        for d in doc["decisions"]:
-            if d["site"] in known:
-                plan.decisions.append(
-                    PlanDecision(
-                        site_id=known[d["site"]],
-                        chunk_index=d["chunk"],
-                        tier=d["tier"],
-                        numa_node=d["node"],
-                        size_bytes=int(d.get("size_bytes", 0)),
-                        score=float(d.get("score", 0.0)),
-                        reason="from plan file",
-                    )
+            decisions=[
+                NewDecision(
+                    site_id=known[d["site"]],
+                    chunk_index=d["chunk"],
+                    tier=d["tier"],
+                    numa_node=d["node"],
+                    size_bytes=int(d.get("size_bytes", 0)),
+                    score=float(d.get("score", 0.0)),
+                    reason="from plan file",
                 )
-        if plan.model_id is not None:
-            if s.get(TrainedModel, plan.model_id) is None:
-                plan.model_id = None  # the plan came from another store
-        s.add(plan)
-        s.flush()
+                for d in doc["decisions"]
+                if d["site"] in known
+            ],
+        )
         return run.id, plan.id
