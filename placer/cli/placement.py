@@ -32,7 +32,7 @@ from placer.placement.planfile import (
 from placer.placement.recommend import Nodes, host_nodes
 from placer.placement.recommend import recommend as recommend_plan
 from placer.placement.registry import load_model, save_model
-from placer.store.models import Plan, PlanDecision, TrainedModel
+from placer.store.repository.labels import NewDecision, add_plan, trained_model_by_id
 from placer.store.repository.runs import add_run, find_run, site_ids_by_hash
 
 
@@ -426,34 +426,32 @@ def _store_run(
             wall_seconds=outcome.wall_seconds,
             signals={"plan": {"share_on_planned_node": got.get("share_on_planned_node")}},
         )
-        plan = Plan(
+        known = site_ids_by_hash(s, {d["site"] for d in doc["decisions"]})
+        model_id = (doc.get("model") or {}).get("id")
+        if model_id is not None and trained_model_by_id(s, model_id) is None:
+            model_id = None  # the plan came from another store
+        plan = add_plan(
+            s,
             run_id=run.id,
-            model_id=(doc.get("model") or {}).get("id"),
+            model_id=model_id,
             strategy=str(doc.get("strategy") or "file"),
             build_id=doc["build_id"],
             budget_bytes=doc["budget"]["bytes"],
             predicted_slowdown=doc.get("predicted_slowdown"),
             document=doc,
             achieved=got,
-        )
-        hashes = {d["site"] for d in doc["decisions"]}
-        known = site_ids_by_hash(s, hashes)
-        for d in doc["decisions"]:
-            if d["site"] in known:
-                plan.decisions.append(
-                    PlanDecision(
-                        site_id=known[d["site"]],
-                        chunk_index=d["chunk"],
-                        tier=d["tier"],
-                        numa_node=d["node"],
-                        size_bytes=int(d.get("size_bytes", 0)),
-                        score=float(d.get("score", 0.0)),
-                        reason="from plan file",
-                    )
+            decisions=[
+                NewDecision(
+                    site_id=known[d["site"]],
+                    chunk_index=d["chunk"],
+                    tier=d["tier"],
+                    numa_node=d["node"],
+                    size_bytes=int(d.get("size_bytes", 0)),
+                    score=float(d.get("score", 0.0)),
+                    reason="from plan file",
                 )
-        if plan.model_id is not None:
-            if s.get(TrainedModel, plan.model_id) is None:
-                plan.model_id = None  # the plan came from another store
-        s.add(plan)
-        s.flush()
+                for d in doc["decisions"]
+                if d["site"] in known
+            ],
+        )
         return run.id, plan.id

@@ -21,8 +21,9 @@ from placer.emulator.model import HostDram, costs
 from placer.errors import InvalidInputError
 from placer.experiments import measure as plan_runs  # looked up per call (tests stub it)
 from placer.experiments.strategies import STRATEGIES, candidates, slow_set
-from placer.store.models import Experiment, Label, Run
 from placer.store.repository.hosts import host_row
+from placer.store.repository.labels import NewLabel, add_experiment, add_labels
+from placer.store.repository.runs import find_run
 from placer.tiers import NumaNode
 from placer.tiers.specs import TierSpec, load_spec
 
@@ -129,7 +130,7 @@ def emulate_labels(
         profile = load_profile(s, run_id, threads=req.threads)
         if not profile.objects:
             raise InvalidInputError(f"run {profile.run_id} has no objects to label")
-        run = s.get(Run, profile.run_id)
+        run = find_run(s, profile.run_id)
         plain = plain_runs(run) if run is not None else []
         baseline: dict[str, Any] = (
             {"source": "fastest plain run", "runs": plain}
@@ -140,7 +141,8 @@ def emulate_labels(
         pen = {i: c.penalty_s for i, c in cs.items()}
         cands = candidates(profile)
         base = profile.wall_seconds
-        exp = Experiment(
+        exp = add_experiment(
+            s,
             run_id=profile.run_id,
             host_id=host_row(s).id,
             emulated=True,
@@ -164,16 +166,12 @@ def emulate_labels(
                 "baseline": baseline,
             },
         )
-        s.add(exp)
-        s.flush()
         rows = []
         for o in profile.objects:
             c = cs[o.object_id]
             rows.append(
-                Label(
-                    experiment_id=exp.id,
+                NewLabel(
                     kind="object",
-                    emulated=True,
                     object_id=o.object_id,
                     site_id=o.site_id,
                     strategy="alone",
@@ -199,10 +197,8 @@ def emulate_labels(
                 extra = sum(pen[i] for i in slow)
                 slow_bytes = sum(o.size_bytes for o in profile.objects if o.object_id in slow)
                 rows.append(
-                    Label(
-                        experiment_id=exp.id,
+                    NewLabel(
                         kind="plan",
-                        emulated=True,
                         budget_fraction=budget,
                         strategy=strat,
                         runtime_seconds=base + extra,
@@ -216,8 +212,7 @@ def emulate_labels(
                     )
                 )
                 plans += 1
-        s.add_all(rows)
-        s.flush()
+        add_labels(s, exp, rows)
         all_slow = base + sum(pen.values())
         return {
             "experiment": exp.id,
@@ -253,7 +248,7 @@ def measured_labels(
     slow_node: int = mode.slow_node
     with store.session() as s:
         profile = load_profile_native(s, run_id)
-        run = s.get(Run, profile.run_id)
+        run = find_run(s, profile.run_id)
         size = ((run.inputs if run is not None else None) or {}).get("chunk_bytes")
     chunked = any(o.alloc_id is not None for o in profile.objects)
     chunk_bytes = int(size) if chunked and isinstance(size, int) and size > 0 else 0
@@ -292,7 +287,8 @@ def measured_labels(
             med, spread, ev = measure(set(slow_ids), f"{strat}-{int(budget * 100)}")
             plan_rows.append((budget, strat, med, spread, ev, slow_ids))
     with store.session() as s:
-        exp = Experiment(
+        exp = add_experiment(
+            s,
             run_id=profile.run_id,
             host_id=host_row(s).id,
             emulated=False,
@@ -313,16 +309,12 @@ def measured_labels(
                 "chunk_bytes": chunk_bytes or None,
             },
         )
-        s.add(exp)
-        s.flush()
         rows = []
         for h, ids, med, spread, ev in object_rows:
             site_id = next(o.site_id for o in profile.objects if o.site_hash == h)
             rows.append(
-                Label(
-                    experiment_id=exp.id,
+                NewLabel(
                     kind="object",
-                    emulated=False,
                     object_id=ids[0],
                     site_id=site_id,
                     strategy="alone (site)",
@@ -334,10 +326,8 @@ def measured_labels(
             )
         for budget, strat, med, spread, ev, slow_ids in plan_rows:
             rows.append(
-                Label(
-                    experiment_id=exp.id,
+                NewLabel(
                     kind="plan",
-                    emulated=False,
                     budget_fraction=budget,
                     strategy=strat,
                     runtime_seconds=med,
@@ -346,8 +336,7 @@ def measured_labels(
                     details={**ev, "slow_object_ids": sorted(slow_ids)},
                 )
             )
-        s.add_all(rows)
-        s.flush()
+        add_labels(s, exp, rows)
         return {
             "experiment": exp.id,
             "run": profile.run_id,

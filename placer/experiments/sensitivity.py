@@ -17,8 +17,6 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from placer.config import resolve_store_url
 from placer.contracts.examples import GRAPH_KERNELS
 from placer.emulator.host import stored
@@ -26,7 +24,7 @@ from placer.emulator.load import load_profile
 from placer.emulator.model import HostDram, RunProfile, costs
 from placer.errors import PlacerError
 from placer.store import Store
-from placer.store.models import Application, Experiment, Run
+from placer.store.repository.labels import runs_with_emulated_experiments
 from placer.tiers.specs import TierSpec, load_spec
 
 if TYPE_CHECKING:
@@ -101,13 +99,7 @@ def table(
 def graph_profiles(session: Session, select_app: Callable[[str], bool]) -> list[RunProfile]:
     """Latest labeled native run of each matching application that has deep data."""
     out: dict[str, RunProfile] = {}
-    q = (
-        select(Run.id, Application.name)
-        .join(Application, Application.id == Run.application_id)
-        .where(Run.id.in_(select(Experiment.run_id).where(Experiment.emulated.is_(True))))
-        .order_by(Run.id)
-    )
-    for run_id, name in session.execute(q).all():
+    for run_id, name in runs_with_emulated_experiments(session):
         if not select_app(name):
             continue
         try:

@@ -13,13 +13,14 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from placer.errors import InvalidInputError
-from placer.store.models import AllocObject, Application, Experiment, Label, Run
+from placer.store.repository.labels import has_object_labels, list_experiments, object_penalties
+from placer.store.repository.runs import application_name, find_run
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+    from placer.store.models import Experiment
 
 SOURCES = ("measured", "emulated", "all")
 
@@ -85,19 +86,13 @@ def load_labels(
     """
     if source not in SOURCES:
         raise InvalidInputError(f"--from-labels must be one of {', '.join(SOURCES)}")
-    q = select(Experiment).order_by(Experiment.id)
-    if run_ids is not None:
-        q = q.where(Experiment.run_id.in_(run_ids))
-    chosen: dict[int, Any] = {}
-    for exp in session.scalars(q):
+    chosen: dict[int, Experiment] = {}
+    for exp in list_experiments(session, run_ids):
         if exp.emulated and (source == "measured" or (tier and exp.tier_spec_name != tier)):
             continue
         if not exp.emulated and source == "emulated":
             continue
-        has = session.scalar(
-            select(Label.id).where(Label.experiment_id == exp.id, Label.kind == "object").limit(1)
-        )
-        if has is None:
+        if not has_object_labels(session, exp.id):
             continue
         prev = chosen.get(exp.run_id)
         # measured beats emulated; among equals the newest wins
@@ -105,13 +100,9 @@ def load_labels(
             chosen[exp.run_id] = exp
     out: list[RunLabels] = []
     for run_id, exp in sorted(chosen.items()):
-        run = session.get(Run, run_id)
-        app = session.get(Application, run.application_id) if run else None
-        rows = session.execute(
-            select(Label.object_id, Label.penalty_seconds, AllocObject.run_id)
-            .join(AllocObject, AllocObject.id == Label.object_id)
-            .where(Label.experiment_id == exp.id, Label.kind == "object")
-        ).all()
+        run = find_run(session, run_id)
+        name = application_name(session, run.application_id) if run else None
+        rows = object_penalties(session, exp.id)
         penalties: dict[int, float] = {}
         obj_run = run_id
         for oid, pen, orun in rows:
@@ -125,8 +116,8 @@ def load_labels(
         out.append(
             RunLabels(
                 run_id=obj_run,
-                app=program_of(run, app.name if app else str(run_id)),
-                app_name=app.name if app else str(run_id),
+                app=program_of(run, name if name is not None else str(run_id)),
+                app_name=name if name is not None else str(run_id),
                 build_id=run.build_id if run else "",
                 experiment_id=exp.id,
                 emulated=bool(exp.emulated),

@@ -13,7 +13,8 @@ from placer.placement.features import run_features
 from placer.placement.model import finite
 from placer.placement.planfile import PLAN_FORMAT, PLAN_VERSION, validate
 from placer.placement.registry import LoadedModel
-from placer.store.models import Application, Plan, PlanDecision, Run, Site
+from placer.store.repository.labels import NewDecision, add_plan
+from placer.store.repository.runs import application_name, find_run, sites_by_id
 from placer.tiers.sysfs import detect_nodes
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def recommend(
 ) -> dict[str, Any]:
     """Build (and store) the model's plan for ``run_id``; returns the JSON document."""
     table = run_features(session, run_id)  # raises for a missing run or one without objects
-    run = session.get(Run, run_id)
+    run = find_run(session, run_id)
     assert run is not None  # run_features raised NotFoundError otherwise
     grouped = planner.groups(table)
     total = planner.footprint(grouped)
@@ -73,11 +74,13 @@ def recommend(
     for strat in baselines.heuristics():
         compare[strat.name] = planner.plan_value(grouped, strat.choose(grouped, nbytes), pred)
 
+    site_ids = {int(sid) for sid in set(grouped["site_id"])}
+    sites = sites_by_id(session, site_ids)
     names = {}
-    for sid in set(grouped["site_id"]):
-        site = session.get(Site, int(sid))
+    for sid in site_ids:
+        site = sites.get(sid)
         chain = list(site.symbolized or []) if site else []
-        names[int(sid)] = object_name(chain)
+        names[sid] = object_name(chain)
     group_value = planner.group_values(grouped, pred)
     natives = {(r.site_hash, int(r.chunk_index)): r.native_site for r in table.itertuples()}
     decisions = []
@@ -97,13 +100,13 @@ def recommend(
         if row.site_hash.startswith("py-") and native and not native.startswith("py-"):
             decisions[-1]["native_site"] = native
     decisions.sort(key=lambda d: (-d["score"], d["site"], d["chunk"]))
-    app = session.get(Application, run.application_id)
+    app_name = application_name(session, run.application_id)
     doc: dict[str, Any] = {
         "format": PLAN_FORMAT,
         "version": PLAN_VERSION,
         "build_id": run.build_id or "",
         "binary": run.binary_path or "",
-        "app": app.name if app else "",
+        "app": app_name or "",
         "run": run_id,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "strategy": "model",
@@ -147,7 +150,11 @@ def recommend(
     ]
     plan_id = None
     if store_plan:
-        plan = Plan(
+        site_ids_of = {
+            (r.site_hash, int(r.chunk_index)): int(r.site_id) for r in grouped.itertuples()
+        }
+        plan = add_plan(
+            session,
             run_id=run_id,
             model_id=loaded.penalty_row_id,
             strategy="model",
@@ -155,12 +162,9 @@ def recommend(
             budget_bytes=nbytes,
             predicted_slowdown=predicted,
             document=doc,
-        )
-        site_ids = {(r.site_hash, int(r.chunk_index)): int(r.site_id) for r in grouped.itertuples()}
-        for d in decisions:
-            plan.decisions.append(
-                PlanDecision(
-                    site_id=site_ids[(d["site"], d["chunk"])],
+            decisions=[
+                NewDecision(
+                    site_id=site_ids_of[(d["site"], d["chunk"])],
                     chunk_index=d["chunk"],
                     tier=d["tier"],
                     numa_node=d["node"],
@@ -168,9 +172,9 @@ def recommend(
                     score=d["score"],
                     reason=f"knapsack on predicted penalty ({loaded.version})",
                 )
-            )
-        session.add(plan)
-        session.flush()
+                for d in decisions
+            ],
+        )
         plan_id = plan.id
     return {
         "run": run_id,

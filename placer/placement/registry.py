@@ -17,11 +17,14 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-
 from placer.errors import NotFoundError
 from placer.placement.model import PlacementModel
-from placer.store.models import TrainedModel
+from placer.store.repository.labels import (
+    add_trained_model,
+    latest_model,
+    latest_model_version,
+    model_version,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -53,23 +56,24 @@ class LoadedModel:
 def save_model(session: Session, model: PlacementModel, name: str = DEFAULT_NAME) -> LoadedModel:
     """Store both boosters as a new version of ``name``; returns what was stored."""
     ranker_text, penalty_text, meta = model.to_texts()
-    current = session.scalar(
-        select(func.max(TrainedModel.version)).where(
-            TrainedModel.name.in_([f"{name}.ranker", f"{name}.penalty"])
-        )
-    )
-    version = int(current or 0) + 1
+    version = latest_model_version(session, [f"{name}.ranker", f"{name}.penalty"]) + 1
     meta = dict(meta, name=name, version=version)
-    session.add(
-        TrainedModel(
-            name=f"{name}.ranker", version=version, kind="ranker", model_text=ranker_text, meta=meta
-        )
+    add_trained_model(
+        session,
+        name=f"{name}.ranker",
+        version=version,
+        kind="ranker",
+        model_text=ranker_text,
+        meta=meta,
     )
-    pen = TrainedModel(
-        name=f"{name}.penalty", version=version, kind="penalty", model_text=penalty_text, meta=meta
+    pen = add_trained_model(
+        session,
+        name=f"{name}.penalty",
+        version=version,
+        kind="penalty",
+        model_text=penalty_text,
+        meta=meta,
     )
-    session.add(pen)
-    session.flush()
     model.meta_ = meta
     return LoadedModel(model, name, f"{name}@{version}", "store", pen.id)
 
@@ -97,18 +101,9 @@ def load_model(
     session: Session, name: str = DEFAULT_NAME, *, allow_default: bool = True
 ) -> LoadedModel:
     """The newest stored model ``name``, else the shipped default; one-line error if none."""
-    pen = session.scalars(
-        select(TrainedModel)
-        .where(TrainedModel.name == f"{name}.penalty")
-        .order_by(TrainedModel.version.desc())
-        .limit(1)
-    ).first()
+    pen = latest_model(session, f"{name}.penalty")
     if pen is not None:
-        rank = session.scalars(
-            select(TrainedModel).where(
-                TrainedModel.name == f"{name}.ranker", TrainedModel.version == pen.version
-            )
-        ).first()
+        rank = model_version(session, f"{name}.ranker", pen.version)
         if rank is not None:
             model = PlacementModel.from_texts(rank.model_text, pen.model_text, pen.meta or {})
             return LoadedModel(model, name, f"{name}@{pen.version}", "store", pen.id)

@@ -12,8 +12,6 @@ import math
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from placer.contracts.naming import user_frames
 from placer.errors import NotFoundError, PlacerError
 from placer.placement import baselines, planner
@@ -21,16 +19,18 @@ from placer.placement.baselines import Candidate
 from placer.placement.features import run_features
 from placer.placement.registry import load_model
 from placer.reports.base import ReportBuilder, absent, iso, provenance
-from placer.store.models import (
-    AllocObject,
-    Application,
-    Experiment,
-    Host,
-    Label,
-    ObjectMetric,
-    Plan,
-    Run,
-    Site,
+from placer.store.repository.hosts import hostname_of
+from placer.store.repository.labels import (
+    applied_plans,
+    experiments_of_run,
+    labels_of_experiment,
+    plans_of_run,
+)
+from placer.store.repository.runs import (
+    application_name,
+    find_run,
+    metrics_by_object,
+    objects_with_sites_in_time_order,
 )
 
 if TYPE_CHECKING:
@@ -92,59 +92,27 @@ class RunReport(ReportBuilder):
     # ------------------------------------------------------------------------ collect
     def collect(self) -> dict[str, Any]:
         with self.store.session() as s:
-            run = s.get(Run, self.run_id)
+            run = find_run(s, self.run_id)
             if run is None:
                 raise NotFoundError(f"run {self.run_id} not found (see `placer runs`)")
-            app = s.get(Application, run.application_id)
-            host = s.get(Host, run.host_id) if run.host_id is not None else None
-            objs = s.execute(
-                select(AllocObject, Site)
-                .join(Site, Site.id == AllocObject.site_id)
-                .where(AllocObject.run_id == run.id)
-                .order_by(AllocObject.alloc_ns, AllocObject.alloc_seq, AllocObject.chunk_index)
-            ).all()
-            metrics = s.scalars(
-                select(ObjectMetric)
-                .join(AllocObject, AllocObject.id == ObjectMetric.object_id)
-                .where(AllocObject.run_id == run.id)
-                .order_by(ObjectMetric.object_id, ObjectMetric.interval_index)
-            ).all()
-            labeled = (
-                select(Label.experiment_id)
-                .join(AllocObject, AllocObject.id == Label.object_id)
-                .where(AllocObject.run_id == run.id)
-            )
-            experiments = s.scalars(
-                select(Experiment)
-                .where((Experiment.run_id == run.id) | Experiment.id.in_(labeled))
-                .order_by(Experiment.id)
-            ).all()
+            app_name = application_name(s, run.application_id)
+            objs = objects_with_sites_in_time_order(s, run.id)
+            metrics = metrics_by_object(s, run.id)
+            experiments = experiments_of_run(s, run.id)
             # Measured labels beat emulated ones; the newest of each kind wins.
-            experiment = (
-                [e for e in experiments if not e.emulated] or list(experiments) or [None]
-            )[-1]
-            labels = (
-                s.scalars(select(Label).where(Label.experiment_id == experiment.id)).all()
-                if experiment is not None
-                else []
-            )
-            plans = s.scalars(select(Plan).where(Plan.run_id == run.id).order_by(Plan.id)).all()
+            measured = [e for e in experiments if not e.emulated]
+            experiment = (measured or experiments)[-1] if experiments else None
+            labels = labels_of_experiment(s, experiment.id) if experiment is not None else []
+            plans = plans_of_run(s, run.id)
             plan_rows = [(p, list(p.decisions)) for p in plans]
             # `placer run --plan` stores the applied plan on a run of its own (kind "plan")
             # whose inputs name the profiled run the plan was made from.
-            applied = []
-            for prun in s.scalars(
-                select(Run).where(Run.kind == "plan", Run.build_id == run.build_id).order_by(Run.id)
-            ):
-                if (prun.inputs or {}).get("plan_run") != run.id:
-                    continue
-                for ap in s.scalars(select(Plan).where(Plan.run_id == prun.id)):
-                    applied.append((ap, prun))
-            hostname = host.hostname if host is not None else None
+            applied = applied_plans(s, run.id, run.build_id)
+            hostname = hostname_of(s, run.host_id)
 
             run_doc = {
                 "id": run.id,
-                "application": app.name if app is not None else "",
+                "application": app_name if app_name is not None else "",
                 "kind": run.kind,
                 "command": list(run.command or []),
                 "binary_path": run.binary_path,
@@ -185,10 +153,9 @@ class RunReport(ReportBuilder):
         }
 
     # ------------------------------------------------------------------------ objects
-    def _objects(self, objs: list[Any], metrics: list[Any], cwd: str) -> list[dict[str, Any]]:
-        series: dict[int, list[Any]] = defaultdict(list)
-        for m in metrics:
-            series[m.object_id].append(m)
+    def _objects(
+        self, objs: list[Any], series: dict[int, list[Any]], cwd: str
+    ) -> list[dict[str, Any]]:
         out = []
         for o, site in objs:
             summ = o.summary or {}

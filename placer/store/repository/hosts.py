@@ -67,6 +67,12 @@ def host_row(session: Session, hostname: str | None = None) -> Host:
     return host
 
 
+def hostname_of(session: Session, host_id: int | None) -> str | None:
+    """The host's name, or None for a run stored without a host."""
+    host = session.get(Host, host_id) if host_id is not None else None
+    return host.hostname if host is not None else None
+
+
 # ------------------------------------------------------------------------- host models
 def save_host_model(session: Session, model: HostModel) -> HostModelRow:
     """Store ``model`` for its host; an identical model already stored is returned as is."""

@@ -277,6 +277,19 @@ def objects_in_time_order(session: Session, run_id: int) -> list[tuple[AllocObje
     return [(o, h) for o, h in rows]
 
 
+def objects_with_sites_in_time_order(
+    session: Session, run_id: int
+) -> list[tuple[AllocObject, Site]]:
+    """The run's objects with their sites, in allocation order (chunks in order)."""
+    rows = session.execute(
+        select(AllocObject, Site)
+        .join(Site, Site.id == AllocObject.site_id)
+        .where(AllocObject.run_id == run_id)
+        .order_by(AllocObject.alloc_ns, AllocObject.alloc_seq, AllocObject.chunk_index)
+    ).all()
+    return [(o, s) for o, s in rows]
+
+
 def metrics_by_object(session: Session, run_id: int) -> dict[int, list[ObjectMetric]]:
     """The run's metric rows by object id, each object's in interval order."""
     out: dict[int, list[ObjectMetric]] = {}
