@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from placer.emulator.model import RunProfile
 from placer.errors import InvalidInputError, NotFoundError
-from placer.store.models import Plan
+from placer.store.repository.labels import plan_by_id
 from placer.store.repository.runs import sites_by_id
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def plan_from_file(path: Path, profile: RunProfile) -> set[int]:
 
 
 def plan_from_store(session: Session, plan_id: int, profile: RunProfile) -> set[int]:
-    plan = session.get(Plan, plan_id)
+    plan = plan_by_id(session, plan_id)
     if plan is None:
         raise NotFoundError(f"plan {plan_id} is not in the store")
     what = f"plan {plan_id}"

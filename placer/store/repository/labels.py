@@ -194,6 +194,10 @@ def trained_model_by_id(session: Session, model_id: int) -> TrainedModel | None:
     return session.get(TrainedModel, model_id)
 
 
+def plan_by_id(session: Session, plan_id: int) -> Plan | None:
+    return session.get(Plan, plan_id)
+
+
 # ------------------------------------------------------------------------------- plans
 @dataclass(frozen=True)
 class NewDecision:
