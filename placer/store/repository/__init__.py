@@ -2,7 +2,8 @@
 
 Callers hand in an open session (:meth:`placer.store.Store.session`, one transaction) and
 get rows or plain values back; the SQL and the ORM stay inside :mod:`placer.store`
-(docs/architecture.md). One module per area: :mod:`.hosts` (hosts, host models), :mod:`.runs` (runs, applications,
-sites, objects, object metrics, deep-mode site statistics), :mod:`.labels` (experiments,
-labels, trained models, plans and their decisions).
+(docs/architecture.md). One module per area: :mod:`.hosts` (hosts, host models),
+:mod:`.runs` (runs, applications, sites, objects, object metrics, deep-mode site
+statistics), :mod:`.labels` (experiments, labels, trained models, plans and their
+decisions).
 """
