@@ -2,5 +2,7 @@
 
 Callers hand in an open session (:meth:`placer.store.Store.session`, one transaction) and
 get rows or plain values back; the SQL and the ORM stay inside :mod:`placer.store`
-(docs/architecture.md). One module per area: :mod:`.hosts` (hosts, host models).
+(docs/architecture.md). One module per area: :mod:`.hosts` (hosts, host models),
+:mod:`.pipelines` (pipelines, stages, pipeline runs, stage metrics, tuning studies),
+:mod:`.daemon` (daemon jobs and events); :mod:`.common` holds the race-free insert they share.
 """
