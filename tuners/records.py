@@ -1,108 +1,27 @@
-"""Store code for the pipeline tables: pipelines, stages, runs, stage metrics, studies.
+"""The pipeline tables as documents: what ``placer pipeline ID`` prints.
 
-Every function takes an open session (one transaction, see :meth:`placer.store.Store.session`)
-so a caller groups writes that must land together.
+Plain conversion of stored rows to JSON-ready dicts; reading and writing the rows is
+:mod:`placer.store.repository.pipelines`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+if TYPE_CHECKING:
+    from placer.store.models import Pipeline, PipelineRun, TuningStudy
 
-from placer.contracts.pipeline import Measurement, PipelineDef
-from placer.store.models import Pipeline, PipelineRun, Stage, StageMetric, TuningStudy
-
-__all__ = ["Pipeline", "TuningStudy", "find_study", "record_measurement", "upsert_pipeline"]
+__all__ = ["pipeline_document", "study_document"]
 
 
-def upsert_pipeline(session: Session, defn: PipelineDef, spec: str) -> Pipeline:
-    """The pipeline row for ``defn`` (found by name and builder), stages kept in step."""
-    row = session.scalars(
-        select(Pipeline).where(Pipeline.name == defn.name, Pipeline.builder == spec)
-    ).first()
-    if row is None:
-        row = Pipeline(name=defn.name, engine=defn.engine, builder=spec)
-        session.add(row)
-    row.engine = defn.engine
-    existing = {s.position: s for s in row.stages}
-    for pos, info in enumerate(defn.stages):
-        st = existing.pop(pos, None)
-        if st is None:
-            st = Stage(position=pos, name=info.name)
-            row.stages.append(st)
-        st.name, st.kind = info.name, info.kind
-        st.sequential, st.random = info.sequential, info.random
-    for st in existing.values():
-        row.stages.remove(st)
-    session.flush()
-    return row
-
-
-def record_measurement(
-    session: Session,
-    pipeline: Pipeline,
-    m: Measurement,
-    *,
-    purpose: str,
-    study_name: str | None = None,
-    trial_number: int | None = None,
-    status: str | None = None,
-) -> PipelineRun:
-    """One pipeline run and its per-stage metrics."""
-    run = PipelineRun(
-        pipeline_id=pipeline.id,
-        config=dict(m.config),
-        purpose=purpose,
-        throughput=None if m.error else m.samples_per_second,
-        status=status or ("failed" if m.error else "done"),
-        host_facts=dataclasses.asdict(m.host),
-        wall_seconds=m.wall_seconds,
-        study_name=study_name,
-        trial_number=trial_number,
-        peak_rss_bytes=int(m.peak_rss_bytes or 0),
-        error=m.error,
-    )
-    session.add(run)
-    session.flush()
-    by_name = {s.name: s for s in pipeline.stages}
-    for st in m.stages:
-        stage = by_name.get(st.name)
-        if stage is None:
-            continue  # a stage the definition does not declare (adapter internals)
-        session.add(
-            StageMetric(
-                pipeline_run_id=run.id,
-                stage_id=stage.id,
-                elements_in=st.elements_in,
-                elements_out=st.elements_out,
-                wall_seconds=st.wall_seconds,
-                cpu_seconds=st.cpu_seconds,
-                bytes_out=st.bytes_out,
-                wait_seconds=st.wait_seconds,
-                queue_occupancy=st.queue_occupancy,
-                parallelism=st.parallelism,
-            )
-        )
-    return run
-
-
-def find_study(session: Session, name: str) -> TuningStudy | None:
-    return session.scalars(select(TuningStudy).where(TuningStudy.optuna_study_name == name)).first()
-
-
-def pipeline_document(session: Session, pipeline: Pipeline) -> dict[str, Any]:
-    """The ``placer pipeline ID`` JSON document (see docs/cli.md)."""
+def pipeline_document(
+    pipeline: Pipeline, studies: Sequence[TuningStudy], runs: Sequence[PipelineRun]
+) -> dict[str, Any]:
+    """The ``placer pipeline ID`` JSON document (see docs/cli.md) of a stored pipeline,
+    its studies and its runs (:mod:`placer.store.repository.pipelines` reads them)."""
     analysis = pipeline.analysis or {}
     stages_a = {s["name"]: s for s in analysis.get("stages", [])}
-    studies = session.scalars(
-        select(TuningStudy).where(TuningStudy.pipeline_id == pipeline.id).order_by(TuningStudy.id)
-    ).all()
-    runs = session.scalars(
-        select(PipelineRun).where(PipelineRun.pipeline_id == pipeline.id).order_by(PipelineRun.id)
-    ).all()
     bs = float(analysis.get("batch_size") or 1.0)
 
     def per_sample(v: Any) -> float | None:
@@ -148,6 +67,7 @@ def pipeline_document(session: Session, pipeline: Pipeline) -> dict[str, Any]:
 
 
 def study_document(s: TuningStudy) -> dict[str, Any]:
+    """One study in the ``placer pipeline ID`` document."""
     return {
         "name": s.optuna_study_name,
         "status": s.status,

@@ -19,11 +19,11 @@ from typing import Any
 
 from placer.contracts.pipeline import Config
 from placer.errors import StoreError, first_line
-from placer.store.engine import parse_url
+from placer.store.engine import SQLITE_BUSY_TIMEOUT_MS, parse_url, queue_sqlite_writers
 from tuners.analysis import Analysis, StageAnalysis
 
 HEARTBEAT_SECONDS = 5
-SQLITE_TIMEOUT_SECONDS = 60.0
+SQLITE_TIMEOUT_SECONDS = SQLITE_BUSY_TIMEOUT_MS / 1000
 CONFIRM_ATTR = "confirmed_samples_per_second"  # study attr: {trial number: [re-measures]}
 CONFIRM_TOP = 3  # trials re-measured before naming the best
 
@@ -36,28 +36,9 @@ def quiet_optuna() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def _sqlite_immediate(engine: Any) -> None:
-    """Make SQLite writers queue on the busy timeout instead of failing at lock upgrade."""
-    from sqlalchemy import event  # lazy: heavy
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cur = dbapi_connection.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {int(SQLITE_TIMEOUT_SECONDS * 1000)}")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    engine.dispose()  # connections made before the listeners existed
-
-
 def optuna_storage(url: str, *, heartbeat: bool = True, attempts: int = 5) -> Any:
     """Optuna's RDB storage on the store URL (retried: workers may race to create it)."""
     import optuna  # lazy: heavy
-    from sqlalchemy.exc import OperationalError  # lazy: heavy
 
     parsed = parse_url(url)
     kwargs: dict[str, Any] = {}
@@ -77,12 +58,10 @@ def optuna_storage(url: str, *, heartbeat: bool = True, attempts: int = 5) -> An
                 grace_period=6 * HEARTBEAT_SECONDS if heartbeat else None,
             )
             if sqlite:
-                _sqlite_immediate(storage.engine)
+                queue_sqlite_writers(storage.engine)
+                storage.engine.dispose()  # connections made before the listeners existed
             return storage
-        except (OperationalError, optuna.exceptions.StorageInternalError) as exc:
-            last = exc
-            time.sleep(0.2 * (2**attempt))
-        except Exception as exc:  # noqa: BLE001 - e.g. races on create_all, retried
+        except Exception as exc:  # noqa: BLE001 - locked store, races on create_all: retried
             last = exc
             time.sleep(0.2 * (2**attempt))
     first = first_line(last) if last is not None and first_line(last) else repr(last)

@@ -29,8 +29,7 @@ from typing import Any
 from placer.contracts.pipeline import Config, IntKnob, Measurement, PipelineDef
 from placer.errors import InvalidInputError, PlacerError
 from placer.store import Store
-from placer.store.models import TuningStudy
-from tuners import records
+from placer.store.repository import pipelines as repo
 from tuners.analysis import DEFAULT_EPOCHS, Analysis, analyze, effective_rate
 from tuners.configs import cache_bytes, config_from_analysis, core_demand
 from tuners.resolve import load_pipeline, resolve_measure
@@ -329,8 +328,8 @@ def run_trials(
 
     def record(m: Measurement, number: int, status: str) -> None:
         with store.session() as s:
-            pipeline = records.upsert_pipeline(s, defn, spec.pipeline)
-            records.record_measurement(
+            pipeline = repo.upsert_pipeline(s, defn, spec.pipeline)
+            repo.record_measurement(
                 s,
                 pipeline,
                 m,
@@ -522,7 +521,7 @@ def tune(
         store.ensure_schema()
         name = study_name or default_study_name(defn.name)
         with store.session() as s:
-            existing = records.find_study(s, name)
+            existing = repo.find_study(s, name)
             if existing is not None and not join:
                 raise InvalidInputError(
                     f"study {name!r} already exists ({existing.status}, {existing.n_trials} "
@@ -531,7 +530,7 @@ def tune(
             if existing is None and join:
                 raise InvalidInputError(f"study {name!r} does not exist; nothing to --join")
             if existing is not None:
-                owner = s.get(records.Pipeline, existing.pipeline_id)
+                owner = repo.pipeline_by_id(s, existing.pipeline_id)
                 if owner is not None and owner.name != defn.name:
                     raise InvalidInputError(
                         f"study {name!r} tunes pipeline {owner.name!r}, not {defn.name!r}"
@@ -569,7 +568,7 @@ def tune(
             config0 = dict(study.user_attrs["analysis_config"])
             naive_sps = float(study.user_attrs["naive_samples_per_second"])
             with store.session() as s:
-                pipeline_id = int(records.find_study(s, name).pipeline_id)  # type: ignore[union-attr]
+                pipeline_id = int(repo.find_study(s, name).pipeline_id)  # type: ignore[union-attr]
         if on_analysis is not None:
             on_analysis(analysis)
 
@@ -718,21 +717,19 @@ def _start_study(
         for extra in neighbours(defn, analysis, config0, min(neighbours_limit, n_trials - 1)):
             study.enqueue_trial(_params(defn, extra), user_attrs={"origin": "neighbour"})
         with store.session() as s:
-            pipeline = records.upsert_pipeline(s, defn, spec)
+            pipeline = repo.upsert_pipeline(s, defn, spec)
             pipeline.analysis = analysis.to_dict()
-            records.record_measurement(s, pipeline, profile, purpose="profile")
-            s.add(
-                TuningStudy(
-                    pipeline_id=pipeline.id,
-                    optuna_study_name=name,
-                    budget_cores=cores,
-                    budget_memory_bytes=memory,
-                    status="running",
-                    naive_throughput=naive_rate,
-                    upper_bound=analysis.upper_bound_samples_per_second
-                    if math.isfinite(analysis.upper_bound_samples_per_second)
-                    else None,
-                )
+            repo.record_measurement(s, pipeline, profile, purpose="profile")
+            repo.add_study(
+                s,
+                pipeline.id,
+                name,
+                budget_cores=cores,
+                budget_memory_bytes=memory,
+                naive_throughput=naive_rate,
+                upper_bound=analysis.upper_bound_samples_per_second
+                if math.isfinite(analysis.upper_bound_samples_per_second)
+                else None,
             )
             pipeline_id = int(pipeline.id)
     except BaseException:
@@ -759,13 +756,13 @@ def _finish(
     if best is None and status == "done":
         status = "no-feasible-trial"
     with store.session() as s:
-        row = records.find_study(s, name)
+        row = repo.find_study(s, name)
         if row is not None:
             row.status = status
             row.n_trials = len(rows)
             row.best_config = config or {}
             row.best_throughput = value
-            pipeline = s.get(records.Pipeline, row.pipeline_id)
+            pipeline = repo.pipeline_by_id(s, row.pipeline_id)
             if (
                 pipeline is not None
                 and value is not None

@@ -13,15 +13,13 @@ import dataclasses
 import os
 from typing import Any
 
-from sqlalchemy import select
-
 from placer.cli.context import Context
 from placer.daemon.client import DaemonUnavailable, request, socket_path
 from placer.daemon.config import load_config
 from placer.daemon.job import migration_summary
 from placer.daemon.service import Daemon, JsonLog
 from placer.errors import ConfigError, InvalidInputError, NotFoundError
-from placer.store.models import DaemonEvent, DaemonJob
+from placer.store.repository.daemon import daemon_jobs, job_events
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -117,12 +115,7 @@ def _nodes(counts: dict[str, Any] | None) -> str:
 def _store_migrations(ctx: Context, job_id: int, limit: int = 20) -> list[dict[str, Any]]:
     """The job's newest ``migration`` events from the store, oldest first, summarized."""
     with ctx.open_store() as store, store.session() as s:
-        rows = s.execute(
-            select(DaemonEvent.at, DaemonEvent.document)
-            .where(DaemonEvent.job_id == job_id, DaemonEvent.kind == "migration")
-            .order_by(DaemonEvent.seq.desc())
-            .limit(limit)
-        ).all()
+        rows = job_events(s, job_id, "migration", limit)
     return [
         migration_summary(at.isoformat() if at else "", dict(doc or {}))
         for at, doc in reversed(rows)
@@ -194,13 +187,8 @@ def _status(args: argparse.Namespace, ctx: Context) -> int:
 # ------------------------------------------------------------------------ jobs
 def _store_jobs(ctx: Context, limit: int, job_id: int | None = None) -> list[dict[str, Any]]:
     with ctx.open_store() as store, store.session() as s:
-        q = select(DaemonJob).order_by(DaemonJob.id.desc())
-        if job_id is not None:
-            q = q.where(DaemonJob.id == job_id)
-        elif limit > 0:
-            q = q.limit(limit)
         out = []
-        for j in s.scalars(q):
+        for j in daemon_jobs(s, limit=limit, job_id=job_id):
             st = dict(j.state or {})
             out.append(
                 {

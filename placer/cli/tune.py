@@ -12,11 +12,15 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-from sqlalchemy import select
 
 from placer.cli.context import Context
 from placer.errors import InvalidInputError, NotFoundError
-from placer.store.models import Pipeline, TuningStudy
+from placer.store.repository.pipelines import (
+    find_pipeline,
+    pipelines_with_study_counts,
+    runs_of_pipeline,
+    studies_of_pipeline,
+)
 from tuners.records import pipeline_document
 from tuners.tuning import tune
 
@@ -252,12 +256,8 @@ def _tune(args: argparse.Namespace, ctx: Context) -> int:
 
 def _pipelines(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.open_store() as store, store.session() as s:
-        rows = s.scalars(select(Pipeline).order_by(Pipeline.id)).all()
         docs = []
-        for p in rows:
-            n_studies = len(
-                s.scalars(select(TuningStudy.id).where(TuningStudy.pipeline_id == p.id)).all()
-            )
+        for p, n_studies in pipelines_with_study_counts(s):
             a = p.analysis or {}
             docs.append(
                 {
@@ -297,16 +297,10 @@ def _pipelines(args: argparse.Namespace, ctx: Context) -> int:
 
 def _pipeline(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.open_store() as store, store.session() as s:
-        row = None
-        if str(args.id).isdigit():
-            row = s.get(Pipeline, int(args.id))
-        if row is None:
-            row = s.scalars(
-                select(Pipeline).where(Pipeline.name == args.id).order_by(Pipeline.id.desc())
-            ).first()
+        row = find_pipeline(s, str(args.id))
         if row is None:
             raise NotFoundError(f"no pipeline {args.id!r} in the store (see `placer pipelines`)")
-        doc = pipeline_document(s, row)
+        doc = pipeline_document(row, studies_of_pipeline(s, row.id), runs_of_pipeline(s, row.id))
 
     def render(d: dict[str, Any]) -> None:
         print(f"pipeline {d['id']}: {d['name']} ({d['engine']}, {d['builder']})")

@@ -23,12 +23,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
+from placer.contracts.pipeline import StageInfo
 from placer.errors import StoreError
-from placer.store.models import DaemonEvent, DaemonJob, Pipeline, Stage, TuningStudy
+from placer.store.repository.daemon import add_events, update_job
+from placer.store.repository.pipelines import add_pipeline, add_study, find_study, pipeline_by_id
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -120,21 +118,19 @@ class Writer:
                     b.last_seen_at = b.last_seen_at or prev.last_seen_at
                 states[b.job_id] = b
         with self.store.session() as s:
-            if events:
-                insert = _insert_ignore(self.store.dialect, DaemonEvent)
-                s.execute(
-                    insert,
-                    [
-                        {
-                            "job_id": e.job_id,
-                            "kind": e.kind,
-                            "seq": e.seq,
-                            "at": e.at,
-                            "document": e.document,
-                        }
-                        for e in events
-                    ],
-                )
+            add_events(
+                s,
+                [
+                    {
+                        "job_id": e.job_id,
+                        "kind": e.kind,
+                        "seq": e.seq,
+                        "at": e.at,
+                        "document": e.document,
+                    }
+                    for e in events
+                ],
+            )
             for st in states.values():
                 values: dict[str, Any] = {"state": st.state}
                 if st.status is not None:
@@ -146,7 +142,7 @@ class Writer:
                 if st.pid is not None:
                     values["pid"] = st.pid
                     values["pid_start_time"] = st.pid_start_time or 0
-                s.execute(update(DaemonJob).where(DaemonJob.id == st.job_id).values(**values))
+                update_job(s, st.job_id, values)
                 if isinstance(st.state.get("study_facts"), dict):
                     sync_study_row(s, st.job_id, st.state, st.status)
         return len(events)
@@ -170,34 +166,32 @@ def sync_study_row(
     facts = state.get("study_facts") or {}
     if not isinstance(name, str) or not name:
         return
-    row = session.scalars(select(TuningStudy).where(TuningStudy.optuna_study_name == name)).first()
+    row = find_study(session, name)
     if row is None:
-        pipeline = Pipeline(
-            name=str(state.get("name") or f"daemon-job{job_id}"),
-            engine=str(facts.get("engine") or "unknown"),
-            builder=f"daemon:job{job_id}",
-        )
-        for pos, st in enumerate(facts.get("stages") or []):
-            pipeline.stages.append(
-                Stage(
-                    position=pos,
+        pipeline = add_pipeline(
+            session,
+            str(state.get("name") or f"daemon-job{job_id}"),
+            str(facts.get("engine") or "unknown"),
+            f"daemon:job{job_id}",
+            [
+                StageInfo(
                     name=str(st.get("name")),
                     kind=str(st.get("kind") or "map"),
                     sequential=bool(st.get("sequential")),
                     random=bool(st.get("random")),
                 )
-            )
-        session.add(pipeline)
-        session.flush()
-        row = TuningStudy(
-            pipeline_id=pipeline.id,
-            optuna_study_name=name,
+                for st in facts.get("stages") or []
+            ],
+        )
+        row = add_study(
+            session,
+            pipeline.id,
+            name,
             budget_cores=float(facts.get("budget_cores") or 0.0),
             budget_memory_bytes=int(facts.get("budget_memory_bytes") or 0),
             naive_throughput=state.get("first_samples_per_second"),
             upper_bound=_finite_or_none(facts.get("upper_bound")),
         )
-        session.add(row)
     best = state.get("best") or {}
     row.n_trials = int(state.get("trials") or 0)
     if best.get("samples_per_second") is not None:
@@ -211,16 +205,7 @@ def sync_study_row(
         row.status = "interrupted"
     else:
         row.status = "running"
-    pipeline_row = session.get(Pipeline, row.pipeline_id)
+    pipeline_row = pipeline_by_id(session, row.pipeline_id)
     if pipeline_row is not None and row.best_throughput is not None:
         pipeline_row.best_config = dict(row.best_config or {})
         pipeline_row.best_throughput = row.best_throughput
-
-
-def _insert_ignore(dialect: str, model: Any) -> Any:
-    """``INSERT ... ON CONFLICT DO NOTHING`` on the events' natural key."""
-    if dialect == "postgresql":
-        return pg_insert(model).on_conflict_do_nothing(index_elements=["job_id", "kind", "seq"])
-    if dialect == "sqlite":
-        return sqlite_insert(model).on_conflict_do_nothing(index_elements=["job_id", "kind", "seq"])
-    return insert(model).prefix_with("IGNORE") if dialect == "mysql" else insert(model)

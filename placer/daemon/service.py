@@ -25,8 +25,6 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import event, select, update
-
 from placer.act.migrate import RateLimiter
 from placer.daemon import procs
 from placer.daemon.config import DaemonConfig
@@ -54,7 +52,8 @@ from placer.placement.model import PlacementModel
 from placer.placement.recommend import host_nodes
 from placer.placement.registry import default_files, load_model
 from placer.store import Store
-from placer.store.models import DaemonJob, Run
+from placer.store.engine import limit_lock_waits
+from placer.store.repository.daemon import add_daemon_job, attached_jobs, host_job, link_job_run
 from placer.store.repository.hosts import host_row
 from tuners.tuning import default_study_name
 
@@ -101,7 +100,8 @@ class Daemon:
     # ------------------------------------------------------------------ start / stop
     def start(self) -> None:
         self.store = Store(self.store_url)
-        self._store_timeouts(self.store)
+        # a locked or slow store delays one tick, not the loop (writes stay queued)
+        limit_lock_waits(self.store.engine, self.cfg.store_timeout)
         self.store.ensure_schema()
         with self.store.session() as s:
             self.host_id = host_row(s).id
@@ -199,25 +199,6 @@ class Daemon:
                 fallback="/proc/PID/stat (CPU ticks, minor and major faults)",
             )
 
-    def _store_timeouts(self, store: Any) -> None:
-        """Store calls wait at most ``store_timeout`` for a lock (SQLite) or a connection."""
-        ms = int(self.cfg.store_timeout * 1000)
-        if store.dialect == "sqlite":
-
-            @event.listens_for(store.engine, "connect")
-            def _timeout(dbapi_connection: Any, _record: Any) -> None:
-                cur = dbapi_connection.cursor()
-                cur.execute(f"PRAGMA busy_timeout = {ms}")
-                cur.close()
-        elif store.dialect == "postgresql":
-
-            @event.listens_for(store.engine, "connect")
-            def _pg_timeout(dbapi_connection: Any, _record: Any) -> None:
-                with dbapi_connection.cursor() as cur:
-                    cur.execute(f"SET statement_timeout = {ms}")
-                    cur.execute(f"SET lock_timeout = {ms}")
-                dbapi_connection.commit()
-
     def load_model(self) -> None:
         """The newest trained placement model in the store, else the shipped default."""
         try:
@@ -295,19 +276,17 @@ class Daemon:
             state.knob_changes, state.name = [], pipeline["name"]
             state.shape = pipeline.get("shape")
         with self.store.session() as s:
-            row = DaemonJob(
+            row = add_daemon_job(
+                s,
                 host_id=self.host_id,
                 pid=info.pid,
                 pid_start_time=info.start_time,
                 kind=kind,
                 command=command,
-                status="attached",
                 run_id=run_id,
                 state=state.to_doc(),
                 last_seen_at=now(),
             )
-            s.add(row)
-            s.flush()
             jid = row.id
             if kind == "pipeline":
                 # the job's Optuna study (in the store) keeps this name across restarts
@@ -383,14 +362,9 @@ class Daemon:
     def _adopt(self) -> None:
         """Jobs the store says are attached: re-attach the live ones, close the others."""
         with self.store.session() as s:
-            rows = s.scalars(
-                select(DaemonJob).where(
-                    DaemonJob.status == "attached", DaemonJob.host_id == self.host_id
-                )
-            ).all()
             found = [
                 (r.id, r.pid, r.pid_start_time, r.kind, list(r.command or []), dict(r.state or {}))
-                for r in rows
+                for r in attached_jobs(s, self.host_id)
             ]
         for jid, pid, start, kind, command, doc in found:
             state = JobState.from_doc(doc, kind, self.perf)
@@ -432,17 +406,14 @@ class Daemon:
     def link_run(self, jid: int, run_id: int, uid: int) -> dict[str, Any]:
         """Set the job's ``run_id`` (its ``placer profile``/``run`` run, now stored)."""
         with self.store.session() as s:
-            row = s.scalars(
-                select(DaemonJob).where(DaemonJob.id == jid, DaemonJob.host_id == self.host_id)
-            ).first()
+            row = host_job(s, jid, self.host_id)
             if row is None:
                 raise NotFoundError(f"job {jid} is not in the store")
             owner = int((row.state or {}).get("owner_uid", -1))
             if uid != 0 and uid != owner:
                 raise procs.PermissionRefused(f"refused: job {jid} belongs to uid {owner}")
-            if s.get(Run, run_id) is None:
+            if not link_job_run(s, row, run_id):
                 raise NotFoundError(f"run {run_id} is not in the store")
-            s.execute(update(DaemonJob).where(DaemonJob.id == jid).values(run_id=run_id))
             doc = {"id": jid, "pid": row.pid, "status": row.status, "run_id": run_id}
         self.log("info", "job_run_linked", job=jid, run=run_id)
         return doc

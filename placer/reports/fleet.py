@@ -13,18 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
-
 from placer.reports.base import ReportBuilder, absent, iso, provenance
-from placer.store.models import (
-    Application,
-    DaemonJob,
-    Host,
-    Pipeline,
-    Plan,
-    Run,
-    TuningStudy,
-)
+from placer.store.repository.daemon import daemon_jobs
+from placer.store.repository.hosts import hostnames
+from placer.store.repository.labels import count_plans, recent_plans
+from placer.store.repository.pipelines import count_studies, recent_studies
 
 RECENT = 20
 
@@ -84,9 +77,9 @@ class FleetReport(ReportBuilder):
 
     def collect(self) -> dict[str, Any]:
         with self.store.session() as s:
-            hosts = {h.id: h.hostname for h in s.scalars(select(Host))}
-            jobs = s.scalars(select(DaemonJob).order_by(DaemonJob.id.desc())).all()
-            job_rows = []
+            hosts = hostnames(s)
+            jobs = daemon_jobs(s)
+            job_rows: list[dict[str, Any]] = []
             for j in jobs:
                 state = dict(j.state or {})
                 decisions = _decisions(state)
@@ -116,13 +109,7 @@ class FleetReport(ReportBuilder):
                         else None,
                     }
                 )
-            plans = s.execute(
-                select(Plan, Run, Application.name)
-                .join(Run, Run.id == Plan.run_id, isouter=True)
-                .join(Application, Application.id == Run.application_id, isouter=True)
-                .order_by(Plan.id.desc())
-                .limit(RECENT)
-            ).all()
+            plans = recent_plans(s, RECENT)
             plan_rows = [
                 {
                     "id": p.id,
@@ -138,13 +125,8 @@ class FleetReport(ReportBuilder):
                 }
                 for p, run, app in plans
             ]
-            n_plans = s.scalar(select(func.count(Plan.id))) or 0
-            studies = s.execute(
-                select(TuningStudy, Pipeline.name)
-                .join(Pipeline, Pipeline.id == TuningStudy.pipeline_id)
-                .order_by(TuningStudy.id.desc())
-                .limit(RECENT)
-            ).all()
+            n_plans = count_plans(s)
+            studies = recent_studies(s, RECENT)
             study_rows = [
                 {
                     "name": t.optuna_study_name,
@@ -162,7 +144,7 @@ class FleetReport(ReportBuilder):
                 }
                 for t, name in studies
             ]
-            n_studies = s.scalar(select(func.count(TuningStudy.id))) or 0
+            n_studies = count_studies(s)
         totals = {
             "jobs": len(job_rows),
             "active_jobs": sum(

@@ -10,11 +10,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sqlalchemy import inspect, select
-
 from placer.errors import NotFoundError
 from placer.reports.base import ReportBuilder, absent, iso, provenance
-from placer.store.models import Host, Pipeline, PipelineRun, StageMetric, TuningStudy
+from placer.store.repository.hosts import hostname_of
+from placer.store.repository.pipelines import (
+    optuna_schema_present,
+    pipeline_by_id,
+    runs_of_pipeline,
+    stage_metrics_of_run,
+    studies_of_pipeline,
+)
 
 
 def _num(value: Any) -> float | None:
@@ -37,32 +42,22 @@ class PipelineReport(ReportBuilder):
 
     def collect(self) -> dict[str, Any]:
         with self.store.session() as s:
-            p = s.get(Pipeline, self.pipeline_id)
+            p = pipeline_by_id(s, self.pipeline_id)
             if p is None:
                 raise NotFoundError(
                     f"pipeline {self.pipeline_id} not found (see `placer pipelines`)"
                 )
             stages = list(p.stages)
-            host = s.get(Host, p.host_id) if p.host_id is not None else None
-            runs = s.scalars(
-                select(PipelineRun).where(PipelineRun.pipeline_id == p.id).order_by(PipelineRun.id)
-            ).all()
-            studies = s.scalars(
-                select(TuningStudy).where(TuningStudy.pipeline_id == p.id).order_by(TuningStudy.id)
-            ).all()
+            hostname = hostname_of(s, p.host_id)
+            runs = runs_of_pipeline(s, p.id)
+            studies = studies_of_pipeline(s, p.id)
             profile = next((r for r in reversed(runs) if r.purpose == "profile"), None)
             metrics = (
-                {
-                    m.stage_id: m
-                    for m in s.scalars(
-                        select(StageMetric).where(StageMetric.pipeline_run_id == profile.id)
-                    )
-                }
+                {m.stage_id: m for m in stage_metrics_of_run(s, profile.id)}
                 if profile is not None
                 else {}
             )
             host_facts = dict(profile.host_facts or {}) if profile is not None else {}
-            hostname = host.hostname if host is not None else None
             pipe_doc = {
                 "id": p.id,
                 "name": p.name,
@@ -212,7 +207,7 @@ class PipelineReport(ReportBuilder):
 
     def _optuna_trials(self, name: str) -> list[dict[str, Any]] | None:
         """Trials from Optuna's own tables (None when Optuna's schema or study is absent)."""
-        if "studies" not in inspect(self.store.engine).get_table_names():
+        if not optuna_schema_present(self.store.engine):
             return None
         try:
             import optuna  # lazy: heavy

@@ -61,19 +61,35 @@ def check_sqlite_location(path: Path, create: bool) -> None:
         raise StoreError(f"cannot create store file {path}: directory {parent} is not writable")
 
 
-def _install_sqlite_settings(engine: Engine) -> None:
-    """WAL, foreign keys, busy timeout, and write transactions that take the lock up front.
+def queue_sqlite_writers(engine: Engine, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
+    """Make SQLite writers on ``engine`` queue on the busy timeout instead of failing.
 
     SQLite cannot wait for a lock when a deferred read transaction later wants to write
     (it fails at once with "database is locked"); ``BEGIN IMMEDIATE`` takes the write lock
-    at the start, so concurrent writers queue on the busy timeout instead.
+    at the start, so concurrent writers queue on the busy timeout instead. Used for the
+    store's engines and for the engine of Optuna's storage on the same file; connections
+    opened before the call do not get it (dispose the engine's pool).
     """
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _install_sqlite_settings(engine: Engine) -> None:
+    """Writers that queue (:func:`queue_sqlite_writers`), WAL and foreign keys."""
+    queue_sqlite_writers(engine)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")
         mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
         if str(mode).lower() != "wal":
@@ -81,9 +97,30 @@ def _install_sqlite_settings(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+def limit_lock_waits(engine: Engine, seconds: float) -> None:
+    """Calls on ``engine`` wait at most ``seconds`` for a lock (SQLite) or a statement.
+
+    The daemon sets this so a locked or slow store delays one tick, not the loop: its
+    writes stay queued and are retried (:mod:`placer.daemon.ingest`).
+    """
+    ms = int(seconds * 1000)
+    dialect = engine.dialect.name
+    if dialect == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _timeout(dbapi_connection: Any, _record: Any) -> None:
+            cur = dbapi_connection.cursor()
+            cur.execute(f"PRAGMA busy_timeout = {ms}")
+            cur.close()
+    elif dialect == "postgresql":
+
+        @event.listens_for(engine, "connect")
+        def _pg_timeout(dbapi_connection: Any, _record: Any) -> None:
+            with dbapi_connection.cursor() as cur:
+                cur.execute(f"SET statement_timeout = {ms}")
+                cur.execute(f"SET lock_timeout = {ms}")
+            dbapi_connection.commit()
 
 
 def create_store_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:

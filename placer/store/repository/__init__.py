@@ -5,5 +5,7 @@ get rows or plain values back; the SQL and the ORM stay inside :mod:`placer.stor
 (docs/architecture.md). One module per area: :mod:`.hosts` (hosts, host models),
 :mod:`.runs` (runs, applications, sites, objects, object metrics, deep-mode site
 statistics), :mod:`.labels` (experiments, labels, trained models, plans and their
-decisions).
+decisions), :mod:`.pipelines` (pipelines, stages, pipeline runs, stage metrics, tuning
+studies), :mod:`.daemon` (daemon jobs and events); :mod:`.common` holds the race-free,
+batched insert-unless-exists they share.
 """

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,27 +16,7 @@ from sqlalchemy.orm import Session
 from placer.contracts.host import HostIdentity, HostModel
 from placer.errors import InvalidInputError, NotFoundError
 from placer.store.models import Host, HostModelRow
-
-
-def _insert_ignore(session: Session, table: Any, values: dict[str, Any], key: str) -> None:
-    """INSERT that does nothing when a row with the same unique ``key`` exists."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert  # lazy: heavy
-
-        session.execute(
-            pg_insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
-        )
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert  # lazy: heavy
-
-        session.execute(
-            sqlite_insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
-        )
-    else:
-        if session.scalar(select(table).where(getattr(table, key) == values[key])) is None:
-            session.add(table(**values))
-            session.flush()
+from placer.store.repository.common import insert_ignore
 
 
 # ------------------------------------------------------------------------------- hosts
@@ -51,25 +30,34 @@ def host_row(session: Session, hostname: str | None = None) -> Host:
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
         mem = 0
-    _insert_ignore(
+    insert_ignore(
         session,
         Host,
-        {
-            "hostname": name,
-            "cpus": os.cpu_count() or 1,
-            "memory_bytes": mem,
-            "kernel": platform.release(),
-        },
-        "hostname",
+        [
+            {
+                "hostname": name,
+                "cpus": os.cpu_count() or 1,
+                "memory_bytes": mem,
+                "kernel": platform.release(),
+            }
+        ],
+        ["hostname"],
     )
     host = session.scalar(select(Host).where(Host.hostname == name))
     assert host is not None
     return host
 
 
+def hostnames(session: Session) -> dict[int, str]:
+    """Every host's name by its id (reports name the host of each row)."""
+    return {h.id: h.hostname for h in session.scalars(select(Host))}
+
+
 def hostname_of(session: Session, host_id: int | None) -> str | None:
-    """The host's name, or None for a run stored without a host."""
-    host = session.get(Host, host_id) if host_id is not None else None
+    """The name of host ``host_id``; None when there is none."""
+    if host_id is None:
+        return None
+    host = session.get(Host, host_id)
     return host.hostname if host is not None else None
 
 

@@ -274,3 +274,19 @@ def applied_plans(session: Session, run_id: int, build_id: str) -> list[tuple[Pl
         for plan in session.scalars(select(Plan).where(Plan.run_id == prun.id)):
             out.append((plan, prun))
     return out
+
+
+def recent_plans(session: Session, limit: int) -> list[tuple[Plan, Run | None, str | None]]:
+    """The newest ``limit`` plans, each with its run and application when they are known."""
+    stmt = (
+        select(Plan, Run, Application.name)
+        .join(Run, Run.id == Plan.run_id, isouter=True)
+        .join(Application, Application.id == Run.application_id, isouter=True)
+        .order_by(Plan.id.desc())
+        .limit(limit)
+    )
+    return [(p, r, a) for p, r, a in session.execute(stmt)]
+
+
+def count_plans(session: Session) -> int:
+    return session.scalar(select(func.count(Plan.id))) or 0

@@ -24,7 +24,7 @@ from placer.store.models import (
     Run,
     Site,
 )
-from placer.store.repository.hosts import _insert_ignore
+from placer.store.repository.common import insert_ignore
 
 #: Rows per statement of the bulk paths (SQLite's and PostgreSQL's parameter limits).
 _SITE_BATCH = 500
@@ -42,7 +42,7 @@ def application(session: Session, name: str) -> Application:
     app = session.scalar(select(Application).where(Application.name == name))
     if app is not None:
         return app
-    _insert_ignore(session, Application, {"name": name}, "name")
+    insert_ignore(session, Application, [{"name": name}], ["name"])
     app = session.scalar(select(Application).where(Application.name == name))
     assert app is not None
     return app
