@@ -446,26 +446,21 @@ def test_unwritable_log_degrades_to_forwarding(prog: str, shim: str, tmp_path: P
     assert got.returncode == 0 and got.stdout == ref.stdout and got.stderr == b""
 
 
-@pytest.mark.parametrize(
-    "allocator",
-    ["libjemalloc.so.2", "libtcmalloc_minimal.so.4"],
-)
+OTHER_ALLOCATORS = ["libjemalloc.so.2", "libtcmalloc_minimal.so.4"]
+
+
+def other_allocator(name: str) -> Path:
+    """The installed library of another allocator, to preload under the shim; skips the
+    test when it is not installed."""
+    for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib/x86_64-linux-gnu"):
+        if (lib := Path(d) / name).exists():
+            return lib
+    pytest.skip(f"{name} not installed (Debian: libjemalloc2 / libtcmalloc-minimal4)")
+
+
+@pytest.mark.parametrize("allocator", OTHER_ALLOCATORS)
 def test_other_allocators(prog: str, shim: str, tmp_path: Path, allocator: str) -> None:
-    lib = next(
-        (
-            p
-            for d in (
-                "/usr/lib/x86_64-linux-gnu",
-                "/usr/lib64",
-                "/usr/lib",
-                "/lib/x86_64-linux-gnu",
-            )
-            if (p := Path(d) / allocator).exists()
-        ),
-        None,
-    )
-    if lib is None:
-        pytest.skip(f"{allocator} not installed (Debian: libjemalloc2 / libtcmalloc-minimal4)")
+    lib = other_allocator(allocator)
     preload = f"{shim} {lib}"
     pattern = tmp_path / "a.%p.log"
     ref = run([prog, "output", "30"], None, None, {"LD_PRELOAD": str(lib)})

@@ -159,25 +159,43 @@ static int mbind_range(uintptr_t lo, uintptr_t hi, int node) {
                      (unsigned long)(8 * sizeof mask), 2 /* MPOL_MF_MOVE */);
     return r == 0 ? 0 : errno;
 }
+/* Back to the default policy (pages stay where they are). */
+static void mbind_default(uintptr_t lo, uintptr_t hi) {
+    if (hi > lo) syscall(SYS_mbind, lo, hi - lo, 0 /* MPOL_DEFAULT */, NULL, 0ul, 0u);
+}
+/* The whole pages a whole-allocation line binds: those wholly inside the allocation. */
+static void whole_range(uintptr_t addr, size_t size, uintptr_t *lo, uintptr_t *hi) {
+    *lo = (addr + g_page - 1) & g_page_mask;
+    *hi = (addr + size) & g_page_mask;
+}
 HIDDEN int do_mbind(uintptr_t addr, size_t size, int node) {
-    uintptr_t lo = (addr + g_page - 1) & g_page_mask, hi = (addr + size) & g_page_mask;
+    uintptr_t lo, hi;
+    whole_range(addr, size, &lo, &hi);
     return mbind_range(lo, hi, node);
 }
-/* Bind each planned chunk of [addr, addr+size): the whole pages whose first byte lies in
- * the chunk's byte range (and inside the allocation), so the chunks of an allocation tile
- * its whole pages. One BIND record (with the chunk) per chunk the allocation has. */
-HIDDEN void bind_chunks(const plan_ent_t *e, uint64_t seq, uintptr_t addr, size_t size) {
+/* The pages a chunk line binds in [addr, addr+size): the whole pages whose first byte lies
+ * in the chunk's byte range (and inside the allocation). 0: the allocation has no such
+ * chunk. Every chunk's range lies inside whole_range() of the allocation. */
+static int chunk_range(const plan_chunk_t *ch, uintptr_t addr, size_t size, uintptr_t *lo,
+                       uintptr_t *hi) {
+    uint64_t off, off_end;
+    if (__builtin_mul_overflow((uint64_t)ch->index, ch->size, &off) || off >= size) return 0;
+    off_end = size - off < ch->size ? size : off + ch->size;
     uintptr_t end_page = (addr + size) & g_page_mask;
+    *lo = (addr + off + g_page - 1) & g_page_mask;
+    *hi = (addr + off_end + g_page - 1) & g_page_mask;
+    if (*hi > end_page) *hi = end_page;
+    return 1;
+}
+/* Bind each planned chunk of [addr, addr+size) (chunk_range), so the chunks of an
+ * allocation tile its whole pages. One BIND record (with the chunk) per chunk the
+ * allocation has. */
+HIDDEN void bind_chunks(const plan_ent_t *e, uint64_t seq, uintptr_t addr, size_t size) {
     for (uint32_t c = e->chunk_head; c != PLAN_NONE && c < g_plan_nchunks;
          c = g_plan_chunks[c].next) {
         const plan_chunk_t *ch = &g_plan_chunks[c];
-        uint64_t off, off_end;
-        if (__builtin_mul_overflow((uint64_t)ch->index, ch->size, &off) || off >= size)
-            continue; /* this allocation has no such chunk */
-        off_end = size - off < ch->size ? size : off + ch->size;
-        uintptr_t lo = (addr + off + g_page - 1) & g_page_mask;
-        uintptr_t hi = (addr + off_end + g_page - 1) & g_page_mask;
-        if (hi > end_page) hi = end_page;
+        uintptr_t lo, hi;
+        if (!chunk_range(ch, addr, size, &lo, &hi)) continue;
         int err = mbind_range(lo, hi, ch->node);
         STAT_ADD(err ? ST_BINDS_FAILED : ST_BINDS_OK, 1);
         struct rec_bind_chunk br = {{REC_BIND, sizeof br}, seq, (uint32_t)ch->node, err,
@@ -186,4 +204,40 @@ HIDDEN void bind_chunks(const plan_ent_t *e, uint64_t seq, uintptr_t addr, size_
         log_append_locked(&br, sizeof br);
         lock_release(&g_log_lock);
     }
+}
+HIDDEN int plan_binds(const plan_ent_t *e) {
+    return e && (e->node >= 0 || e->chunk_head != PLAN_NONE);
+}
+/* The ranges the plan bound for an object of `site` at [addr, addr+size), recomputed
+ * (the plan never changes once read), clipped to [clo, chi): reset to MPOL_DEFAULT
+ * (reset=1; adjacent chunk ranges in one call), or bound again in the original order, with
+ * no BIND record (reset=0). Only pages inside the allocation are touched, never the
+ * partial first and last pages it shares with its neighbours. */
+HIDDEN void plan_policy(uint64_t site, uintptr_t addr, size_t size, uintptr_t clo,
+                        uintptr_t chi, int reset) {
+    const plan_ent_t *e = g_plan_loaded ? plan_lookup(site) : NULL;
+    if (!plan_binds(e)) return;
+    uintptr_t lo, hi;
+    if (e->node >= 0) {
+        whole_range(addr, size, &lo, &hi);
+        if (lo < clo) lo = clo;
+        if (hi > chi) hi = chi;
+        if (reset) { mbind_default(lo, hi); return; } /* covers every chunk range too */
+        if (hi > lo) mbind_range(lo, hi, e->node);
+    }
+    uintptr_t run_lo = 0, run_hi = 0;
+    for (uint32_t c = e->chunk_head; c != PLAN_NONE && c < g_plan_nchunks;
+         c = g_plan_chunks[c].next) {
+        const plan_chunk_t *ch = &g_plan_chunks[c];
+        if (!chunk_range(ch, addr, size, &lo, &hi)) continue;
+        if (lo < clo) lo = clo;
+        if (hi > chi) hi = chi;
+        if (hi <= lo) continue;
+        if (!reset) { mbind_range(lo, hi, ch->node); continue; }
+        if (lo == run_hi) { run_hi = hi; continue; }
+        mbind_default(run_lo, run_hi);
+        run_lo = lo;
+        run_hi = hi;
+    }
+    if (reset) mbind_default(run_lo, run_hi);
 }

@@ -17,6 +17,9 @@
  *     straight through (the unwinder, dlsym, pthread_create, realpath allocate).
  *   - errno is preserved across all bookkeeping.
  *   - No shim lock is ever held while calling into the real allocator.
+ *   - A plan binding never outlives its object: the shim resets the ranges it bound to the
+ *     default policy before handing the memory back (OF_BOUND), so an unplanned site that
+ *     reuses the memory keeps the default policy.
  *
  * Lock order: col (sampler phases) -> mod (module registry) -> tab (object table)
  *             -> smp (poisoned pages) -> log (record buffer).  sig is a leaf.
@@ -399,11 +402,17 @@ HIDDEN const plan_ent_t *plan_lookup(uint64_t site);
 HIDDEN void load_plan(const char *path);
 HIDDEN int do_mbind(uintptr_t addr, size_t size, int node);
 HIDDEN void bind_chunks(const plan_ent_t *e, uint64_t seq, uintptr_t addr, size_t size);
+HIDDEN int plan_binds(const plan_ent_t *e);
+HIDDEN void plan_policy(uint64_t site, uintptr_t addr, size_t size, uintptr_t clo,
+                        uintptr_t chi, int reset);
 
 /* ------------------------------------------------------------------ shim_objects.c */
 #define OF_SAMPLEABLE 1
 #define OF_MMAP 2
 #define OF_NOSAMPLE 4
+/* The plan binds this object's site: before the allocator gets its memory back (free,
+ * realloc, mremap) the ranges bound are reset to the default policy (plan_policy). */
+#define OF_BOUND 8
 typedef struct {
     uintptr_t addr; /* 0: empty */
     uint64_t size, seq, site, time_ns;
@@ -425,6 +434,8 @@ HIDDEN int take_object(uintptr_t a, obj_t *out, struct rec_sample *srec, int *ha
 HIDDEN void put_back(const obj_t *o);
 HIDDEN void log_free(const obj_t *o, int kind, const struct rec_sample *srec, int has_srec);
 HIDDEN void untrack_free(void *p, int kind);
+HIDDEN void unbind_object(const obj_t *o);
+HIDDEN void rebind_object(const obj_t *o);
 HIDDEN void mmap_range_gone(uintptr_t lo, uintptr_t hi);
 
 /* ------------------------------------------------------------------ shim_sampling.c */

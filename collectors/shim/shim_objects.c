@@ -91,6 +91,10 @@ static obj_t *tab_insert_locked(const obj_t *src) {
     if (o) { /* freed behind our back (e.g. from a signal handler): end the stale entry */
         STAT_ADD(ST_STALE_OBJECTS, 1);
         stale_end_locked(o);
+        if (o->flags & OF_BOUND) { /* its binding, where the new object's own pages are */
+            uintptr_t lo = (src->addr + g_page - 1) & g_page_mask;
+            plan_policy(o->site, o->addr, o->size, lo, (src->addr + src->size) & g_page_mask, 1);
+        }
         if (o->big != UINT32_MAX) big_del(o);
         if (o->flags & OF_MMAP) mm_del(o->addr);
         uint32_t bi = bloom_idx(o->addr);
@@ -148,6 +152,7 @@ static void track_site(void *p, size_t size, int kind, int mmap_obj, int samplea
     site_t st;
     if (known_site) { st.n = 0; st.hash = known_site; }
     else capture_site(&st);
+    const plan_ent_t *pe = g_plan_loaded ? plan_lookup(st.hash) : NULL;
     obj_t src;
     memset(&src, 0, sizeof src);
     src.addr = (uintptr_t)p;
@@ -157,14 +162,14 @@ static void track_site(void *p, size_t size, int kind, int mmap_obj, int samplea
     src.time_ns = t;
     src.kind = (uint8_t)kind;
     src.flags = (uint8_t)((mmap_obj ? OF_MMAP : 0) |
-                          (sampleable && size >= g_sample_min ? OF_SAMPLEABLE : 0));
+                          (sampleable && size >= g_sample_min ? OF_SAMPLEABLE : 0) |
+                          (plan_binds(pe) ? OF_BOUND : 0));
     if (g_sampling && size >= g_sample_min && !sampleable) STAT_ADD(ST_UNSAMPLEABLE_OBJECTS, 1);
     lock_acquire(&g_tab_lock);
     obj_t *o = tab_insert_locked(&src);
     int big = o && (o->flags & OF_SAMPLEABLE) && g_sampling;
     lock_release(&g_tab_lock);
-    if (!o) { STAT_ADD(ST_UNTRACKED_OBJECTS, 1); return; }
-    const plan_ent_t *pe = g_plan_loaded ? plan_lookup(st.hash) : NULL;
+    if (!o) { STAT_ADD(ST_UNTRACKED_OBJECTS, 1); return; } /* untracked: not bound either */
     int node = pe ? pe->node : -1;
     struct rec_bind br;
     if (node >= 0) {
@@ -235,7 +240,18 @@ HIDDEN void untrack_free(void *p, int kind) {
     obj_t o;
     struct rec_sample sr;
     int hs;
-    if (take_object((uintptr_t)p, &o, &sr, &hs)) log_free(&o, kind, &sr, hs);
+    if (!take_object((uintptr_t)p, &o, &sr, &hs)) return;
+    unbind_object(&o);
+    log_free(&o, kind, &sr, hs);
+}
+/* Before the allocator gets a bound object's memory back (no lock held): its ranges go
+ * back to the default policy, so whatever reuses the memory starts unbound. */
+HIDDEN void unbind_object(const obj_t *o) {
+    if (UNLIKELY(o->flags & OF_BOUND)) plan_policy(o->site, o->addr, o->size, 0, UINTPTR_MAX, 1);
+}
+/* The allocator refused (realloc, mremap failed): the object lives on, bound again. */
+HIDDEN void rebind_object(const obj_t *o) {
+    if (UNLIKELY(o->flags & OF_BOUND)) plan_policy(o->site, o->addr, o->size, 0, UINTPTR_MAX, 0);
 }
 
 /* mmap objects overlapping [lo, hi) are ended; what stays mapped is re-logged. */

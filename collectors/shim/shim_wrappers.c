@@ -91,6 +91,7 @@ static void *realloc_common(void *p, size_t n, int is_array, size_t na, size_t n
     int hs = 0, had = 0;
     int e = errno;
     if (p) had = take_object((uintptr_t)p, &o, &sr, &hs);
+    if (had) unbind_object(&o); /* the memory may be reused by the time realloc returns */
     errno = e;
     void *q;
     if (is_array && real_reallocarray) q = real_reallocarray(p, na, nb);
@@ -99,7 +100,7 @@ static void *realloc_common(void *p, size_t n, int is_array, size_t na, size_t n
     if (p && !n) { /* realloc(p, 0) frees p (glibc, jemalloc) */
         if (had) log_free(&o, F_REALLOC, &sr, hs);
     } else if (!q) {
-        if (had) put_back(&o);
+        if (had) { put_back(&o); rebind_object(&o); }
     } else {
         if (had) log_free(&o, F_REALLOC, &sr, hs);
         if (n >= g_threshold) track(q, n, K_REALLOC, 0, 1);
@@ -249,6 +250,7 @@ EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...) {
         int mm = x && (x->flags & OF_MMAP);
         lock_release(&g_tab_lock);
         if (mm) had = take_object(a, &o, &sr, &hs);
+        if (had) unbind_object(&o); /* the policy would move with the mapping */
     }
     if (!had) mmap_range_gone(a, a + old_len);
     if (flags & MREMAP_FIXED) mmap_range_gone((uintptr_t)new_addr, (uintptr_t)new_addr + new_len);
@@ -256,7 +258,7 @@ EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...) {
     void *r = real_mremap(old, old_len, new_len, flags, new_addr);
     e = errno;
     if (r == MAP_FAILED) {
-        if (had) put_back(&o);
+        if (had) { put_back(&o); rebind_object(&o); }
     } else {
         if (had) log_free(&o, F_REALLOC, &sr, hs);
         if (new_len >= g_threshold)
