@@ -156,7 +156,7 @@ def test_milp_is_optimal_on_small_instances(
     sol = planner.solve(values, live.max(axis=0), cap, live=live)
     assert (_usage(live, sol.take) <= cap).all()
     assert sol.solver in ("dp", "milp")
-    assert float(values @ sol.take) == pytest.approx(_brute(values, live, cap), rel=1e-6)
+    assert float(values @ sol.take) == pytest.approx(_brute(values, live, cap), rel=1e-5)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

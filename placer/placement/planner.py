@@ -372,7 +372,7 @@ def _milp(
         constraints=LinearConstraint(rows / capacity, -np.inf, 1.0),
         integrality=np.ones(len(values)),
         bounds=Bounds(0, 1),
-        options={"time_limit": time_limit, "mip_rel_gap": 1e-9},
+        options={"time_limit": time_limit, "mip_rel_gap": 1e-6},
     )
     if res.x is None:
         return None, False
