@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from placer.emulator.model import RunProfile
 from placer.errors import InvalidInputError
-from placer.placement.baselines import Candidate, strategy
+from placer.placement.baselines import Candidate, footprint, strategy
 
 #: The plans every experiment labels per budget (``ExperimentRequest.strategies``).
 STRATEGIES = ("density-greedy", "size-threshold", "first-touch", "random", "oracle")
@@ -69,7 +69,6 @@ def slow_set(
 
     ``penalties`` (per object id) are the oracle's values; the baselines never see them.
     """
-    footprint = sum(c.weight for c in cands)
     strat = strategy(name, seed=seed, values=penalties)
-    dram = strat.pick(cands, int(budget_fraction * footprint))
+    dram = strat.pick(cands, int(budget_fraction * footprint(cands)))
     return {c.id for c, keep in zip(cands, dram, strict=True) if not keep}

@@ -21,7 +21,10 @@ model see per-object values (labels, predictions). The rules (docs/placement.md,
 * ``model``: knapsack on the model's predicted penalties.
 
 Ties go to the candidate listed first; callers list candidates in allocation order. Every
-knapsack is :func:`placer.placement.planner.knapsack`.
+knapsack is :func:`placer.placement.planner.solve`, and every strategy respects the same
+per-moment capacity: with lifetimes, a candidate is taken only if DRAM stays within the
+budget at every moment of the run (:func:`placer.placement.planner.live_matrix`); without
+them every candidate counts as alive at once.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from placer.errors import InvalidInputError
@@ -48,6 +52,9 @@ class Candidate:
     alloc_order: int  # when it was (first) allocated: first-touch's order
     accesses: float  # memory traffic: LLC misses when the run has them, else touched pages
     objects: tuple[int, ...] = ()  # object ids it stands for (a group); empty: just ``id``
+    #: its objects' (alloc_ns, end_ns, size) (:func:`planner.lifetime`); empty: unknown,
+    #: the candidate counts as alive for the whole run
+    lifetimes: tuple[tuple[int, int, int], ...] = ()
 
     def members(self) -> tuple[int, ...]:
         """The object ids whose values (labels, predictions) this candidate adds up."""
@@ -63,6 +70,7 @@ def group_candidates(grouped: pd.DataFrame) -> list[Candidate]:
     import numpy as np  # lazy: heavy
 
     miss = grouped["miss_est"].to_numpy(dtype=float)
+    lives = grouped["lifetimes"] if "lifetimes" in grouped.columns else [()] * len(grouped)
     if np.isfinite(miss).any() and np.nansum(miss) > 0:
         signal = np.nan_to_num(miss, nan=0.0)
     else:
@@ -74,13 +82,15 @@ def group_candidates(grouped: pd.DataFrame) -> list[Candidate]:
             alloc_order=int(t),
             accesses=float(a),
             objects=tuple(int(o) for o in objs),
+            lifetimes=tuple(tuple(lt) for lt in lts),
         )
-        for i, (w, t, a, objs) in enumerate(
+        for i, (w, t, a, objs, lts) in enumerate(
             zip(
                 grouped["weight"],
                 grouped["first_alloc_ns"],
                 signal,
                 grouped["objects"],
+                lives,
                 strict=True,
             )
         )
@@ -93,9 +103,33 @@ def _weights(cands: Sequence[Candidate]) -> np.ndarray:
     return np.array([c.weight for c in cands], dtype=np.int64)
 
 
+def live(cands: Sequence[Candidate]) -> np.ndarray | None:
+    """The candidates' live bytes per moment; None unless every candidate has lifetimes."""
+    if not cands or not all(c.lifetimes for c in cands):
+        return None
+    return _live(tuple(c.lifetimes for c in cands))
+
+
+@lru_cache(maxsize=4)
+def _live(lifetimes: tuple[tuple[tuple[int, int, int], ...], ...]) -> np.ndarray:
+    # a report or an evaluation plans the same candidates for many budgets and strategies
+    out = planner.live_matrix(lifetimes)
+    out.setflags(write=False)
+    return out
+
+
+def footprint(cands: Sequence[Candidate]) -> int:
+    """What a budget share is of: the candidates' peak live bytes (sum of weights without
+    lifetimes)."""
+    if not cands or not all(c.lifetimes for c in cands):
+        return sum(c.weight for c in cands)
+    return planner.live_peak([lt for c in cands for lt in c.lifetimes])
+
+
 class Strategy(ABC):
     """Contract: ``pick(cands, capacity)`` returns a boolean mask over ``cands`` (True =
-    DRAM) whose weights sum to at most ``capacity``; ``order(cands)`` is the strategy's
+    DRAM) whose live bytes stay within ``capacity`` at every moment (:func:`live`; without
+    lifetimes, whose weights sum to at most it); ``order(cands)`` is the strategy's
     ranking (positions, most deserving of DRAM first). It never reads labels unless it is
     built from them (the oracle)."""
 
@@ -123,7 +157,11 @@ class Greedy(Strategy):
 
     def pick(self, cands: Sequence[Candidate], capacity: int) -> np.ndarray:
         return planner.greedy(
-            self.order(cands), _weights(cands), capacity, stop_at_first=self.stop_at_first
+            self.order(cands),
+            _weights(cands),
+            capacity,
+            stop_at_first=self.stop_at_first,
+            live=live(cands),
         )
 
 
@@ -165,7 +203,10 @@ class RandomFill(Greedy):
 
 
 class Knapsack(Strategy):
-    """0/1 knapsack on :meth:`values`; its ranking is value per byte."""
+    """0/1 knapsack on :meth:`values`; its ranking is value per byte. ``solver`` says how
+    the last :meth:`pick` was solved (:class:`placer.placement.planner.Solution`)."""
+
+    solver: str = ""
 
     @abstractmethod
     def values(self, cands: Sequence[Candidate]) -> list[float]: ...
@@ -177,9 +218,11 @@ class Knapsack(Strategy):
     def pick(self, cands: Sequence[Candidate], capacity: int) -> np.ndarray:
         import numpy as np  # lazy: heavy
 
-        return planner.knapsack(
-            np.array(self.values(cands), dtype=float), _weights(cands), capacity
+        sol = planner.solve(
+            np.array(self.values(cands), dtype=float), _weights(cands), capacity, live=live(cands)
         )
+        self.solver = sol.solver
+        return sol.take
 
 
 class EcoHmemKnapsack(Knapsack):

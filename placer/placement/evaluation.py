@@ -197,9 +197,14 @@ def _model_degradation(
             values = planner.group_values(g, pred)
             truth = lab.shares()
             total = planner.footprint(g)
+            live = planner.live(g)
             for pct in budgets:
                 mask = planner.knapsack(
-                    values, g["weight"].to_numpy(), int(total * pct / 100), cells=SELECTION_CELLS
+                    values,
+                    g["weight"].to_numpy(),
+                    int(total * pct / 100),
+                    cells=SELECTION_CELLS,
+                    live=live,
                 )
                 out.append(planner.plan_value(g, mask, truth) - 1.0)
     return statistics.fmean(out) if out else None

@@ -69,6 +69,7 @@ def recommend(
     pred = {int(o): float(v) for o, v in zip(table["object_id"], shares, strict=True)}
     model_strategy = baselines.ValueKnapsack("model", pred)
     mask = model_strategy.choose(grouped, nbytes)
+    solver = model_strategy.solver  # how the per-moment budget was solved (docs/placement.md)
     predicted = planner.plan_value(grouped, mask, pred)
     compare = {"model": predicted}
     for strat in baselines.heuristics():
@@ -116,6 +117,7 @@ def recommend(
             "fraction": round(fraction, 6),
             "footprint_bytes": total,
             "spec": str(budget),
+            "solver": solver,
         },
         "nodes": {
             "dram": nodes.dram,

@@ -281,6 +281,7 @@ class RunReport(ReportBuilder):
                 accesses=float(o["llc_misses"] or 0)
                 if misses
                 else (o["density"] or 0.0) * int(o["size_bytes"]),
+                lifetimes=(planner.lifetime(o["alloc_ns"], o["end_ns"], o["size_bytes"]),),
             )
             for i, o in enumerate(objects)
         ]
@@ -464,7 +465,7 @@ class RunReport(ReportBuilder):
             series += self._curve_placement(view, penalties, base, labeled)
             grouping = "site/chunk groups of the planner (weight = peak live bytes)"
         else:
-            footprint = sum(c.weight for c in cands)
+            footprint = baselines.footprint(cands)
             grouping = "objects (the planner's groups are not available for this run)"
             if labeled:
                 shares = {o: max(v, 0.0) / base for o, v in penalties.items()}
