@@ -44,7 +44,7 @@ def policies(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, object]]:
 
 
 def main() -> None:
-    arrays = dict(zip("abc", make(N)))  # call
+    arrays = dict(zip("abc", make(N), strict=True))  # call
     for arr in arrays.values():
         arr += 1.0  # touch every page
     if "--wait-bound" in sys.argv:
