@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from collectors.profile.pysites import python_site_hash
+from collectors.profile.session import prepare
+from placer.act import bind
+from placer.placement.planfile import shim_lines
 from placer.store import Store
 from placer.store.models import Plan, PlanDecision, Run, TrainedModel
 from tests.placement_store import make_corpus
@@ -256,6 +261,80 @@ def test_run_binds_planned_sites_on_node0(cli, labeled, tmp_path: Path, no_defau
         assert plan.achieved["pages_on_planned_node"] == doc["achieved"]["pages_on_planned_node"]
         assert s.get(Run, doc["run"]).kind == "plan"
     store.dispose()
+
+
+THREE = REPO / "tests" / "data" / "placement" / "three_arrays.py"
+
+
+def _line(marker: str) -> int:
+    lines = THREE.read_text().splitlines()
+    return next(i for i, text in enumerate(lines, 1) if text.rstrip().endswith(marker))
+
+
+@pytest.mark.slow
+def test_run_binds_python_objects_of_one_native_site_one_by_one(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Three numpy arrays from three lines of one helper share numpy's native site; a plan
+    puts two of them on node 0 by their Python sites: the Python runner binds those two
+    (``bind:0`` in numa_maps), the third keeps the default policy, and the shim binds
+    nothing (its one line would have bound all three)."""
+    report = tmp_path / "arrays.json"
+    cmd = [sys.executable, str(THREE), str(report)]
+    # the premise: one native site for all three (seen through the same Python runner)
+    first = bind.run_with_plan(
+        cmd,
+        [],
+        quiet=True,
+        python=bind.PythonPlan(cmd[0], cmd[1:], {"sites": {}, "chunk_bytes": 0}),
+    )
+    assert first.exit_code == 0
+    arrays = json.loads(report.read_text())
+    native = {
+        k: f"{a.site_hash & 0xFFFFFFFFFFFFFFFF:016x}"
+        for log in first.logs
+        for a in log.allocs
+        for k, v in arrays.items()
+        if a.address <= v["addr"] < a.address + a.size
+    }
+    assert set(native) == {"a", "b", "c"} and len(set(native.values())) == 1, native
+    shared = native["a"]
+    outer = [(str(THREE), _line("# call")), (str(THREE), _line("main()"))]
+    py = {k: python_site_hash([(str(THREE), _line(f"# array {k}")), *outer]) for k in "abc"}
+    plan = {
+        **_plan_for(prepare(cmd, None).build_id),
+        "app": "three_arrays.py",
+        "decisions": [
+            {"site": py[k], "native_site": shared, "chunk": 0, "tier": "dram", "node": 0}
+            for k in "ab"
+        ],
+    }
+    assert shim_lines(plan) == [f"0x{shared} 0"]  # the shim alone would bind c too
+    plan_path = tmp_path / "three.json"
+    plan_path.write_text(json.dumps(plan))
+    report.unlink()
+    out = cli(
+        "--store",
+        f"sqlite:///{tmp_path / 'py.db'}",
+        "run",
+        "--plan",
+        str(plan_path),
+        "--format",
+        "json",
+        "--",
+        *cmd,
+        "--wait-bound",
+        check=True,
+    )
+    assert "2 Python sites bound by the Python runner" in out.stderr
+    got = json.loads(report.read_text())
+    assert got["a"]["policy"] == "bind:0" and got["b"]["policy"] == "bind:0", got
+    assert got["c"]["policy"] == "default", got
+    a = json.loads(out.stdout[out.stdout.index("{\n") :])["achieved"]
+    assert a["shim_lines"] == 0 and a["native_sites_left_to_python"] == [shared]
+    assert set(a["sites"]) == {py["a"], py["b"]}  # no native site bound by the shim
+    for k in "ab":
+        site = a["sites"][py[k]]
+        assert site["by"] == "python" and site["binds_ok"] == 1 and site["binds_failed"] == 0
+        assert site["policies"] == ["bind:0"] and site["share_on_planned_node"] == 1.0
 
 
 def test_train_chooses_settings_by_leave_one_application_out(cli, labeled, no_default) -> None:  # type: ignore[no-untyped-def]

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from collectors.profile import pyrunner
 from placer.act import bind
 from placer.errors import InvalidInputError
 from placer.placement import baselines, evaluation, features, planfile, planner
@@ -361,6 +362,52 @@ def test_shim_lines_bind_split_sites_per_chunk() -> None:
     doc["chunk_bytes"] = -1
     with pytest.raises(InvalidInputError, match="chunk_bytes"):
         planfile.validate(doc)
+
+
+def test_native_site_shared_by_python_sites_on_different_tiers_is_not_bound() -> None:
+    """numpy allocates every array through one native site: the shim must not bind it to
+    one node for a hot and a cold Python object; the Python runner binds them one by one."""
+    doc = _plan_doc()
+    dd = {"native_site": "00000000000000dd", "chunk": 0}
+    doc["decisions"] += [
+        {"site": "py-0d01", "tier": "dram", "node": 0, "size_bytes": 1 << 20, **dd},
+        {"site": "py-0d02", "tier": "slow", "node": 1, "size_bytes": 1 << 30, **dd},
+        {"site": "py-0d03", "tier": "slow", "node": 1, "size_bytes": 1 << 30, **dd},
+    ]
+    doc = planfile.validate(doc)
+    lines = planfile.shim_lines(doc)
+    assert not any(line.startswith("0x00000000000000dd") for line in lines)
+    assert "0x00000000000000bb 1" in lines  # one Python site alone: bound by the shim
+    assert planfile.unbound_native_sites(doc) == ["00000000000000dd"]
+    assert planfile.python_native_sites(doc) == ["00000000000000bb"]
+    # the Python runner binds every Python site; the shim keeps the native-only sites
+    assert planfile.shim_lines(doc, python_side=True) == ["0x00000000000000aa 0"]
+    assert planfile.python_bindings(doc) == {
+        "sites": {"py-0123": 1, "py-0d01": 0, "py-0d02": 1, "py-0d03": 1},
+        "chunk_bytes": 0,
+    }
+    # a Python site split across nodes is bound per chunk when the chunk size is known
+    doc["decisions"].append({"site": "py-0123", "chunk": 1, "tier": "dram", "node": 0})
+    assert planfile.python_bindings(doc, chunk_bytes=4096)["sites"]["py-0123"] == {
+        "0": 1,
+        "1": 0,
+    }
+    # a native site's own decision disagreeing with a Python site's: not bound either
+    doc = planfile.validate(_plan_doc())
+    doc["decisions"].append(
+        {"site": "00000000000000bb", "chunk": 0, "tier": "dram", "node": 0, "size_bytes": 9}
+    )
+    assert planfile.shim_lines(doc) == ["0x00000000000000aa 0"]
+
+
+def test_python_runner_cuts_bind_ranges_like_the_shim() -> None:
+    binder = pyrunner.Binder.__new__(pyrunner.Binder)
+    binder.page, binder.chunk_bytes = 4096, 8192
+    assert binder.ranges(4096 + 16, 3 * 4096, 0) == [(8192, 4 * 4096, 0, None)]
+    assert binder.ranges(0, 20000, {"0": 1, "1": 0, "9": 1}) == [
+        (0, 8192, 1, 0),
+        (8192, 16384, 0, 1),
+    ]
 
 
 def test_numa_maps_attribution_per_chunk() -> None:

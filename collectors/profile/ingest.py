@@ -11,7 +11,6 @@ nothing.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 from collections import defaultdict
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from collectors.profile.dhat import match_points, read_dhat
 from collectors.profile.intervals import ObjectIndex, Span
+from collectors.profile.pysites import python_site_hash, user_python_frames
 from collectors.profile.symbolize import Symbolizer, fallback_name
 from placer.errors import InvalidInputError
 from placer.store.repository.hosts import host_row
@@ -49,12 +49,6 @@ ALLOC_KINDS = {
     6: "mmap",
     7: "valloc",
 }
-_LIB_MARKERS = (
-    f"{os.sep}site-packages{os.sep}",
-    f"{os.sep}dist-packages{os.sep}",
-    f"{os.sep}lib{os.sep}python3",
-    "<frozen ",
-)
 
 
 @dataclass
@@ -142,20 +136,6 @@ def choose_log(logs: Sequence[Any]) -> tuple[Any, list[Any]]:
 
 def site_hash_hex(value: int) -> str:
     return f"{value & 0xFFFFFFFFFFFFFFFF:016x}"
-
-
-def python_site_hash(chain: Sequence[tuple[str, int]]) -> str:
-    text = "|".join(f"{os.path.basename(f)}:{line}" for f, line in chain)
-    return "py-" + hashlib.sha1(text.encode()).hexdigest()
-
-
-def user_python_frames(tb: Sequence[Sequence[Any]]) -> list[tuple[str, int]]:
-    """Innermost-first frames with leading library frames (numpy internals…) dropped."""
-    frames = [(str(f), int(line)) for f, line in tb]
-    i = 0
-    while i < len(frames) - 1 and any(m in frames[i][0] for m in _LIB_MARKERS):
-        i += 1
-    return frames[i:]
 
 
 def read_py_sightings(path: Path | None) -> list[dict[str, Any]]:

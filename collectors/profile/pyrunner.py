@@ -8,6 +8,14 @@ first seen: its data address, size, the CLOCK_MONOTONIC time it was seen and the
 traceback that allocated it. Placer joins these to the shim's ALLOC records by address and
 lifetime, so objects are named ``script.py:42`` instead of interpreter C frames.
 
+``--bind MAP --bind-report FILE`` (``placer run --plan`` on a Python script): each buffer
+first seen whose Python site (:func:`~collectors.profile.pysites.python_site_hash`) the
+plan's MAP names is ``mbind``-ed (MPOL_BIND, MPOL_MF_MOVE: touched pages move) to its node,
+whole or per chunk, and one JSON line per bind is written to FILE. Buffers are looked for
+as soon as the traced memory grows by ``--min-size``, so a bind follows its allocation by
+a few milliseconds; Python objects sharing one native allocation site (numpy's) are so
+placed one by one.
+
 Only the standard library is imported here; numpy is looked at only if the script did.
 """
 
@@ -18,12 +26,18 @@ import ctypes
 import gc
 import json
 import os
+import platform
 import runpy
 import sys
 import threading
 import time
 import tracemalloc
+import weakref
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from collectors.profile.pysites import python_site_hash, user_python_frames
 
 _SKIP_FILES = (
     "runpy.py",
@@ -33,17 +47,107 @@ _SKIP_FILES = (
 )
 
 
+_SYS_MBIND = {"x86_64": 237, "aarch64": 235, "ppc64le": 259, "s390x": 268}
+_MPOL_BIND = 2
+_MPOL_MF_MOVE = 2
+_MAX_NODES = 1024
+
+
+def mbind(lo: int, hi: int, node: int) -> int:
+    """Bind the pages [lo, hi) to ``node`` (moving touched ones); 0 or the errno."""
+    if hi <= lo:
+        return 22  # EINVAL, as the shim reports an empty range
+    nr = _SYS_MBIND.get(platform.machine())
+    if nr is None:
+        return 38  # ENOSYS: no syscall number known for this machine
+    bits = 8 * ctypes.sizeof(ctypes.c_ulong)
+    mask = (ctypes.c_ulong * (_MAX_NODES // bits))()
+    mask[node // bits] |= 1 << (node % bits)
+    libc = ctypes.CDLL(None, use_errno=True)
+    r = libc.syscall(
+        ctypes.c_long(nr),
+        ctypes.c_void_p(lo),
+        ctypes.c_ulong(hi - lo),
+        ctypes.c_int(_MPOL_BIND),
+        mask,
+        ctypes.c_ulong(_MAX_NODES),
+        ctypes.c_uint(_MPOL_MF_MOVE),
+    )
+    return 0 if r == 0 else ctypes.get_errno()
+
+
+class Binder:
+    """Binds buffers of planned Python sites to their nodes; one report line per bind."""
+
+    def __init__(self, plan: dict[str, Any], report_path: str) -> None:
+        self.sites: dict[str, Any] = dict(plan.get("sites") or {})
+        self.chunk_bytes = int(plan.get("chunk_bytes") or 0)
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.fh = open(report_path, "a", encoding="utf-8")  # noqa: SIM115 - lives until exit
+
+    def ranges(self, addr: int, size: int, planned: Any) -> list[tuple[int, int, int, int | None]]:
+        """(lo, hi, node, chunk) page ranges, as the shim cuts them (whole pages inside)."""
+        page = self.page
+        end_page = (addr + size) // page * page
+        if not isinstance(planned, dict):
+            return [(-(-addr // page) * page, end_page, int(planned), None)]
+        out: list[tuple[int, int, int, int | None]] = []
+        for chunk, node in sorted(((int(c), int(n)) for c, n in planned.items())):
+            off = chunk * self.chunk_bytes
+            if off >= size:
+                continue  # this buffer has no such chunk
+            off_end = min(size, off + self.chunk_bytes)
+            lo = -(-(addr + off) // page) * page
+            hi = min(-(-(addr + off_end) // page) * page, end_page)
+            out.append((lo, hi, node, chunk))
+        return out
+
+    def bind(self, site: str, addr: int, size: int) -> None:
+        planned = self.sites.get(site)
+        if planned is None:
+            return  # unplanned: the default policy
+        for lo, hi, node, chunk in self.ranges(addr, size, planned):
+            err = mbind(lo, hi, node)
+            rec = {
+                "t": time.monotonic_ns(),
+                "site": site,
+                "addr": addr,
+                "size": size,
+                "node": node,
+                "chunk": chunk,
+                "lo": lo,
+                "hi": hi,
+                "errno": err,
+                "ok": err == 0,
+            }
+            self.fh.write(json.dumps(rec) + "\n")
+        self.fh.flush()
+
+    def close(self) -> None:
+        if not self.fh.closed:
+            self.fh.close()
+
+
 class Scanner:
     """Finds large buffers and records each one's address and allocating traceback."""
 
-    def __init__(self, out_path: str, min_size: int, period_s: float) -> None:
-        self.out_path = out_path
+    def __init__(
+        self, out_path: str | None, min_size: int, period_s: float, binder: Binder | None = None
+    ) -> None:
         self.min_size = min_size
         self.period_s = period_s
-        self.seen: set[tuple[int, int]] = set()
+        # (address, size) → the owner (weakly, where it allows) it was first seen with: a new
+        # buffer at a freed one's address is another buffer
+        self.seen: dict[tuple[int, int], Callable[[], Any] | None] = {}
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.fh = open(out_path, "a", encoding="utf-8")  # noqa: SIM115 - lives until exit
+        self.fh = (
+            open(out_path, "a", encoding="utf-8")  # noqa: SIM115 - lives until exit
+            if out_path
+            else None
+        )
+        self.binder = binder
+        self.closed = False
         self.me = os.path.abspath(__file__)
 
     # -- buffers -------------------------------------------------------------------------
@@ -116,7 +220,7 @@ class Scanner:
     def scan(self, full: bool = True) -> None:
         """Look at every thread's stack, and (``full``) at all the collector tracks."""
         with self.lock:
-            if self.fh.closed:
+            if self.closed:
                 return
             now = time.monotonic_ns()
             candidates: dict[int, Any] = {}
@@ -149,27 +253,59 @@ class Scanner:
                 if found is None:
                     continue
                 addr, size, owner = found
-                if (addr, size) in self.seen:
+                if not self._is_new(addr, size, owner):
                     continue
-                self.seen.add((addr, size))
-                rec = {
-                    "t": now,
-                    "addr": addr,
-                    "size": size,
-                    "type": type(owner).__name__,
-                    "tb": self._traceback(owner),
-                }
-                self.fh.write(json.dumps(rec) + "\n")
-            self.fh.flush()
+                tb = self._traceback(owner)
+                if self.fh is not None:
+                    rec = {"t": now, "addr": addr, "size": size, "type": type(owner).__name__}
+                    self.fh.write(json.dumps({**rec, "tb": tb}) + "\n")
+                if self.binder is not None:
+                    chain = user_python_frames(tb)
+                    if chain:
+                        self.binder.bind(python_site_hash(chain), addr, size)
+            if self.fh is not None:
+                self.fh.flush()
+
+    def _is_new(self, addr: int, size: int, owner: Any) -> bool:
+        """First sighting of this buffer (not of a freed one that had its address)."""
+        key = (addr, size)
+        if key in self.seen:
+            ref = self.seen[key]
+            if ref is None or ref() is owner:
+                return False
+        try:
+            self.seen[key] = weakref.ref(owner)
+        except TypeError:  # bytes, bytearray: no weak references
+            self.seen[key] = None
+        return True
 
     def run(self) -> None:
-        """Stacks every period (cheap); the whole heap as often as ~5% of the time allows."""
+        """Stacks every period (cheap); the whole heap as often as ~5% of the time allows.
+
+        When binding, the stacks are also looked at as soon as the traced memory grew by
+        ``min_size`` (checked every few milliseconds), so a planned buffer is bound soon
+        after its allocation, mostly before the program touches it.
+        """
         next_full = 0.0
-        while not self.stop.wait(self.period_s):
+        poll_s = min(0.005, self.period_s) if self.binder is not None else self.period_s
+        next_scan = time.monotonic() + self.period_s
+        level = tracemalloc.get_traced_memory()[0]
+        while not self.stop.wait(poll_s):
             started = time.monotonic()
+            if self.binder is not None and started < next_scan:
+                now_level = tracemalloc.get_traced_memory()[0]
+                grown = now_level - level >= self.min_size
+                level = min(level, now_level)
+                if not grown:
+                    continue
+                self.scan(full=False)
+                level = tracemalloc.get_traced_memory()[0]
+                continue
             full = started >= next_full
             self.scan(full)
+            level = tracemalloc.get_traced_memory()[0]
             cost = time.monotonic() - started
+            next_scan = time.monotonic() + self.period_s
             if full:
                 next_full = started + cost * 20
 
@@ -179,19 +315,50 @@ class Scanner:
             self.scan()
         finally:
             with self.lock:
-                if not self.fh.closed:
+                self.closed = True
+                if self.fh is not None and not self.fh.closed:
                     self.fh.close()
+                if self.binder is not None:
+                    self.binder.close()
+
+
+def command(
+    interpreter: str,
+    script: list[str],
+    env: dict[str, str],
+    *,
+    options: list[str],
+) -> list[str]:
+    """``interpreter -m collectors.profile.pyrunner OPTIONS -- script...``; sets ``env`` so
+    the runner is importable and then leaves the script's own ``sys.path`` as it was."""
+    root = str(Path(__file__).resolve().parent.parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PLACER_PYRUNNER_PATH"] = root
+    return [interpreter, "-m", "collectors.profile.pyrunner", *options, "--", *script]
+
+
+_USAGE = (
+    "usage: python -m collectors.profile.pyrunner [--out FILE] "
+    "[--bind MAP --bind-report FILE] -- script.py [ARGS]"
+)
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     out, min_size, period_ms, depth = None, 64 * 1024, 200, 6  # deeper costs start-up time
+    bind_map = bind_report = None
     while argv and argv[0] != "--":
         opt = argv.pop(0)
-        if opt in ("--out", "--min-size", "--period-ms", "--depth") and argv:
+        if opt in ("--out", "--min-size", "--period-ms", "--depth", "--bind", "--bind-report"):
+            if not argv:
+                sys.exit(f"pyrunner: {opt} needs a value")
             val = argv.pop(0)
             if opt == "--out":
                 out = val
+            elif opt == "--bind":
+                bind_map = val
+            elif opt == "--bind-report":
+                bind_report = val
             elif opt == "--min-size":
                 min_size = int(val)
             elif opt == "--period-ms":
@@ -200,8 +367,14 @@ def main(argv: list[str] | None = None) -> None:
                 depth = int(val)
         else:
             sys.exit(f"pyrunner: unknown option {opt}")
-    if not argv or argv[0] != "--" or len(argv) < 2 or out is None:
-        sys.exit("usage: python -m collectors.profile.pyrunner --out FILE -- script.py [ARGS]")
+    if not argv or argv[0] != "--" or len(argv) < 2 or (out is None and bind_map is None):
+        sys.exit(_USAGE)
+    if (bind_map is None) != (bind_report is None):
+        sys.exit("pyrunner: --bind and --bind-report go together")
+    binder = None
+    if bind_map is not None and bind_report is not None:
+        with open(bind_map, encoding="utf-8") as fh:
+            binder = Binder(json.load(fh), bind_report)
     target = argv[1:]
     injected = os.environ.pop("PLACER_PYRUNNER_PATH", None)
     if injected:
@@ -216,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             os.environ.pop("PYTHONPATH", None)
     tracemalloc.start(depth)
-    scanner = Scanner(out, min_size, period_ms / 1000.0)
+    scanner = Scanner(out, min_size, period_ms / 1000.0, binder)
     atexit.register(scanner.close)
     thread = threading.Thread(target=scanner.run, name="placer-pyrunner", daemon=True)
     thread.start()

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import collectors
-from collectors.profile import ingest, perf
+from collectors.profile import ingest, perf, pyrunner
 from collectors.profile.elf import read_elf, resolve_command, script_interpreter
 from collectors.profile.runner import run_program
 from collectors.profile.symbolize import Symbolizer
@@ -158,23 +157,9 @@ def run_profile(store: Any, req: ProfileRequest) -> tuple[int, int, dict[str, An
         program = list(prep.argv)
         py_out: Path | None = None
         if prep.python_script is not None:
-            root = str(Path(collectors.__file__).resolve().parent.parent)
             py_out = workdir / "python.jsonl"
-            program = [
-                prep.argv[0],
-                "-m",
-                "collectors.profile.pyrunner",
-                "--out",
-                str(py_out),
-                "--min-size",
-                str(req.threshold or 64 * 1024),
-                "--",
-                *prep.python_script,
-            ]
-            env["PYTHONPATH"] = root + (
-                os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
-            )
-            env["PLACER_PYRUNNER_PATH"] = root
+            options = ["--out", str(py_out), "--min-size", str(req.threshold or 64 * 1024)]
+            program = pyrunner.command(prep.argv[0], prep.python_script, env, options=options)
 
         # valgrind's own allocator replaces the shim's hooks, so deep mode is a second,
         # separate pass under DHAT, joined to this run's sites by file:line

@@ -9,6 +9,10 @@ Allocations of sites the plan does not name keep the kernel's default local poli
 first (``default_tier: dram``), so unknown or small data is never pushed to the slow tier
 by a guess.
 
+A Python script's ``py-`` sites are bound by the Python runner instead
+(:mod:`collectors.profile.pyrunner` ``--bind``): objects that share one native site (numpy's
+allocator) are placed one by one, and :func:`python_achieved` checks them the same way.
+
 While the program runs, ``/proc/PID/numa_maps`` is sampled; afterwards every bound
 allocation is joined (by address range and lifetime) to the VMAs seen while it was alive,
 giving the pages it really had on each node. That is what ``achieved`` stores.
@@ -17,15 +21,18 @@ giving the pages it really had on each node. That is what ``achieved`` stores.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collectors.profile import pyrunner
 from collectors.profile.runner import run_program
 from collectors.shim.library import shim_env
 from collectors.shim.log import find_logs, read_log
@@ -230,6 +237,17 @@ class RunOutcome:
     wall_seconds: float
     snapshots: list[tuple[Snapshot, dict[int, int]]]
     logs: list[Any]
+    python_binds: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class PythonPlan:
+    """A Python script to run through the Python runner, binding its ``py-`` sites."""
+
+    interpreter: str
+    script: list[str]  # [script, args...] or ["-m", module, args...]
+    bindings: dict[str, Any]  # planfile.python_bindings(...)
+    min_size: int = 64 * 1024
 
 
 def run_with_plan(
@@ -239,13 +257,16 @@ def run_with_plan(
     period_s: float = 0.05,
     threshold: int | None = None,
     quiet: bool = False,
+    python: PythonPlan | None = None,
 ) -> RunOutcome:
     """Run ``argv`` with the shim and the plan; sample numa_maps of the main process.
 
     The program is started by the one launcher (:func:`collectors.profile.runner.run_program`:
     signals forwarded, terminal handed over, one-line errors for a missing or forbidden
     program). ``quiet``: the program's stdin and output go to /dev/null (a caller printing
-    JSON on stdout, or labeling runs).
+    JSON on stdout, or labeling runs). ``python``: run the script through the Python runner
+    instead of ``argv``, binding its planned buffers; their bind records come back in
+    ``python_binds``.
     """
     with tempfile.TemporaryDirectory(prefix="placer-run-") as tmp:
         plan_path = Path(tmp) / "plan.txt"
@@ -255,6 +276,13 @@ def run_with_plan(
             settings["threshold"] = threshold
         env = dict(os.environ)
         env.update(shim_env(Path(tmp) / "shim.%p.log", **settings))
+        report = Path(tmp) / "python-binds.jsonl"
+        if python is not None:
+            bind_map = Path(tmp) / "python-plan.json"
+            bind_map.write_text(json.dumps(python.bindings), "utf-8")
+            options = ["--bind", str(bind_map), "--bind-report", str(report)]
+            options += ["--min-size", str(python.min_size)]
+            argv = pyrunner.command(python.interpreter, python.script, env, options=options)
         snaps: list[tuple[Snapshot, dict[int, int]]] = []
 
         def watch(proc: subprocess.Popen[bytes]) -> None:
@@ -273,4 +301,103 @@ def run_with_plan(
         for p in find_logs(Path(tmp) / "shim.%p.log"):
             with contextlib.suppress(Exception):
                 logs.append(read_log(p))
-        return RunOutcome(result.status, result.exit_code, result.wall_seconds, snaps, logs)
+        return RunOutcome(
+            result.status, result.exit_code, result.wall_seconds, snaps, logs, _records(report)
+        )
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    """JSON lines of ``path`` (none if missing; a line cut by a killed program skipped)."""
+    out = []
+    with contextlib.suppress(OSError):
+        for line in path.read_text("utf-8", errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                rec = json.loads(line)
+                if isinstance(rec, dict):
+                    out.append(rec)
+    return out
+
+
+def _lifetime_end(rec: dict[str, Any], allocs: Sequence[Any], frees: Sequence[Any]) -> int | None:
+    """When the shim saw the buffer of a Python bind record freed (None: alive at exit)."""
+    addr, t = int(rec["addr"]), int(rec["t"])
+    owner = None
+    for a in allocs:
+        if a.address <= addr < a.address + a.size and a.time_ns <= t:
+            if owner is None or a.time_ns > owner.time_ns:
+                owner = a
+    if owner is None:
+        return None
+    for f in frees:
+        if f.seq == owner.seq:
+            return int(f.time_ns)
+    return None
+
+
+def python_achieved(
+    records: list[dict[str, Any]],
+    snapshots: list[tuple[Snapshot, dict[int, int]]],
+    allocs: Sequence[Any] = (),
+    frees: Sequence[Any] = (),
+) -> dict[str, dict[str, Any]]:
+    """Per ``py-`` site the Python runner bound: like :func:`achieved`'s entries, plus
+    ``policies`` (the numa_maps policies seen over the bound pages, ``bind:0``…).
+
+    A bind's pages are read from the latest snapshot after the bind and before the shim saw
+    its buffer freed (``allocs``/``frees`` of the shim log give that lifetime).
+    """
+    sites: dict[str, dict[str, Any]] = {}
+    buffers: dict[str, set[tuple[int, int]]] = {}
+    for rec in records:
+        entry = sites.setdefault(rec["site"], _new_entry(int(rec["node"])))
+        entry.setdefault("policies", [])
+        buffers.setdefault(rec["site"], set()).add((int(rec["addr"]), int(rec["size"])))
+        ce = None
+        if rec.get("chunk") is not None:
+            table = entry.setdefault("chunks", {})
+            ce = table.setdefault(str(rec["chunk"]), _new_entry(int(rec["node"])))
+            ce["allocations"] += 1
+            _count_bind(ce, int(rec["errno"]))
+        _count_bind(entry, int(rec["errno"]))
+        lo, hi, t = int(rec["lo"]), int(rec["hi"]), int(rec["t"])
+        end_t = _lifetime_end(rec, allocs, frees)
+        best: dict[int, int] | None = None
+        policies: set[str] = set()
+        for snap, ends in snapshots:
+            if snap.time_ns < t or (end_t is not None and snap.time_ns > end_t):
+                continue
+            pages = _pages_in(lo, hi, snap, ends)
+            if pages:
+                best = pages
+                policies = {
+                    v.policy
+                    for v in snap.vmas
+                    if v.start < hi and ends.get(v.start, v.start + 1) > lo
+                }
+        for node, n in (best or {}).items():
+            for target in (entry, ce) if ce is not None else (entry,):
+                target["pages"][str(node)] = target["pages"].get(str(node), 0) + n
+        entry["policies"] = sorted(set(entry["policies"]) | policies)
+    for site, entry in sites.items():
+        entry["allocations"] = len(buffers[site])
+        entry["by"] = "python"
+        if "chunks" in entry:
+            n_on = n_all = 0
+            for ce in entry["chunks"].values():
+                on, seen = _share(ce)
+                n_on, n_all = n_on + on, n_all + seen
+            entry["share_on_planned_node"] = round(n_on / n_all, 6) if n_all else None
+        else:
+            _share(entry)
+    return sites
+
+
+def merge_python(got: dict[str, Any], py_sites: dict[str, dict[str, Any]]) -> None:
+    """Add the Python runner's sites to :func:`achieved`'s document and its totals."""
+    got.setdefault("sites", {}).update(py_sites)
+    total, on = int(got.get("pages_seen") or 0), int(got.get("pages_on_planned_node") or 0)
+    for entry in py_sites.values():
+        total += sum(entry["pages"].values())
+        on += entry["pages"].get(str(entry["node"]), 0)
+    got["pages_seen"], got["pages_on_planned_node"] = total, on
+    got["share_on_planned_node"] = round(on / total, 6) if total else None

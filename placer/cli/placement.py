@@ -24,9 +24,12 @@ from placer.placement.planfile import (
     check_build_id,
     collapsed_sites,
     parse_shim_lines,
+    python_bindings,
+    python_native_sites,
     read_plan,
     shim_lines,
     split_sites,
+    unbound_native_sites,
     write_plan,
 )
 from placer.placement.recommend import Nodes, host_nodes
@@ -314,13 +317,22 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     store.ping()
     split = split_sites(doc)
     chunk_bytes = _plan_chunk_bytes(store, doc) if split else None
-    lines = shim_lines(doc, chunk_bytes)
+    python = _python_plan(doc, prep, chunk_bytes)
+    lines = shim_lines(doc, chunk_bytes, python_side=python is not None)
     collapsed = collapsed_sites(doc, chunk_bytes)
+    unbound = unbound_native_sites(doc)
     note = ""
     if collapsed:
         note = f" ({len(collapsed)} sites split across nodes, chunk size unknown: bound whole)"
     elif split:
         note = f" ({len(split)} sites split across nodes: bound per {chunk_bytes}-byte chunk)"
+    if python is not None:
+        note += f"; {len(python.bindings['sites'])} Python sites bound by the Python runner"
+    elif unbound:
+        note += (
+            f"; {len(unbound)} native sites shared by objects on different nodes left unbound "
+            "(run the Python script directly to bind its objects one by one)"
+        )
     print(
         f"placer: applying {len(lines)} bindings from {args.plan}{note}",
         file=sys.stderr,
@@ -329,7 +341,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
 
     job = register_self(cmd, say=lambda m: print(f"placer: {m}", file=sys.stderr))
     try:
-        outcome = apply.run_with_plan(prep.argv, lines)
+        outcome = apply.run_with_plan(prep.argv, lines, python=python)
     except BaseException:
         close_job(job, None, "crashed")
         raise
@@ -342,8 +354,20 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         got["log_truncated"] = bool(main.truncated)
     else:
         got = {"sites": {}, "error": "the shim wrote no log (did the program start?)"}
+    if python is not None:
+        py_sites = apply.python_achieved(
+            outcome.python_binds,
+            outcome.snapshots,
+            main.allocs if main is not None else (),
+            main.frees if main is not None else (),
+        )
+        apply.merge_python(got, py_sites)
     got.update(
         {
+            "shim_lines": len(lines),
+            "python_runner": python is not None,
+            "native_sites_left_to_python": python_native_sites(doc) if python else [],
+            "native_sites_unbound": unbound,
             "forced": forced,
             "split_sites": split,
             "split_sites_bound_whole": collapsed,
@@ -389,6 +413,18 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
 
     ctx.emit(result, render)
     return outcome.exit_code
+
+
+def _python_plan(
+    doc: dict[str, Any], prep: Any, chunk_bytes: int | None
+) -> apply.PythonPlan | None:
+    """The Python runner's part of a plan with ``py-`` sites, for a Python script."""
+    if prep.python_script is None:
+        return None
+    bindings = python_bindings(doc, chunk_bytes)
+    if not bindings["sites"]:
+        return None
+    return apply.PythonPlan(prep.argv[0], prep.python_script, bindings)
 
 
 def _plan_chunk_bytes(store: Any, doc: dict[str, Any]) -> int | None:

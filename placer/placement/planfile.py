@@ -123,24 +123,80 @@ def write_plan(path: Path, doc: dict[str, Any]) -> None:
     Path(path).write_text(json.dumps(doc, indent=1) + "\n", "utf-8")
 
 
-def _native_nodes(doc: dict[str, Any]) -> dict[str, dict[int, dict[int, int]]]:
-    """Native site → chunk → node → planned bytes (Python sites under their native hash)."""
-    out: dict[str, dict[int, dict[int, int]]] = {}
+def _by_native(doc: dict[str, Any]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Native site → plan site → its decisions (a native site's own decisions under itself).
+
+    A Python decision without a native hash is not listed: the shim cannot match it.
+    """
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for d in doc["decisions"]:
-        site = d.get("native_site") or d["site"]
-        if site.startswith("py-"):
-            continue  # no native hash known: the shim cannot match it
-        per = out.setdefault(site, {}).setdefault(int(d["chunk"]), {})
-        per[d["node"]] = per.get(d["node"], 0) + max(int(d.get("size_bytes", 0)), 1)
+        native = d.get("native_site") or d["site"]
+        if native.startswith("py-"):
+            continue
+        out.setdefault(native, {}).setdefault(d["site"], []).append(d)
     return out
+
+
+def _disagree(sites: dict[str, list[dict[str, Any]]]) -> bool:
+    """Several plan sites share the native site and not all go to one node."""
+    return len(sites) > 1 and len({d["node"] for ds in sites.values() for d in ds}) > 1
+
+
+def unbound_native_sites(doc: dict[str, Any]) -> list[str]:
+    """Native sites the shim must not bind: plan sites sharing them go to different nodes.
+
+    Binding such a site to any one node would put some planned object on the wrong tier
+    (a hot Python table and cold arrays allocated through numpy's one native site).
+    """
+    return sorted(n for n, sites in _by_native(doc).items() if _disagree(sites))
+
+
+def python_native_sites(doc: dict[str, Any]) -> list[str]:
+    """Native sites that only Python (``py-``) decisions map to, all on one node."""
+    return sorted(
+        n
+        for n, sites in _by_native(doc).items()
+        if all(s.startswith("py-") for s in sites) and not _disagree(sites)
+    )
 
 
 def _heaviest(per: dict[int, int]) -> int:
     return max(per, key=lambda n: (per[n], -n))
 
 
+def _weight(d: dict[str, Any]) -> int:
+    return max(int(d.get("size_bytes", 0)), 1)
+
+
+def _chunk_nodes(decisions: list[dict[str, Any]]) -> dict[int, dict[int, int]]:
+    """Chunk → node → planned bytes."""
+    out: dict[int, dict[int, int]] = {}
+    for d in decisions:
+        per = out.setdefault(int(d["chunk"]), {})
+        per[d["node"]] = per.get(d["node"], 0) + _weight(d)
+    return out
+
+
+def _site_lines(
+    key: str, chunks: dict[int, dict[int, int]], size: int, per_chunk: bool
+) -> list[tuple[str, int, int | None]]:
+    """(key, node, chunk or None for whole) bindings of one site, as the shim binds them."""
+    nodes = {n for per in chunks.values() for n in per}
+    if (len(nodes) > 1 or per_chunk) and size > 0:
+        return [(key, _heaviest(chunks[c]), c) for c in sorted(chunks)]
+    total: dict[int, int] = {}
+    for per in chunks.values():
+        for n, w in per.items():
+            total[n] = total.get(n, 0) + w
+    return [(key, _heaviest(total), None)]
+
+
 def shim_lines(
-    doc: dict[str, Any], chunk_bytes: int | None = None, *, per_chunk: frozenset[str] = frozenset()
+    doc: dict[str, Any],
+    chunk_bytes: int | None = None,
+    *,
+    per_chunk: frozenset[str] = frozenset(),
+    python_side: bool = False,
 ) -> list[str]:
     """The shim's plan text (``PLACER_SHIM_PLAN``), one line per planned site or chunk.
 
@@ -153,20 +209,43 @@ def shim_lines(
     The shim matches native sites (Python sites use the native hash recorded with them).
     Sites in ``per_chunk`` get chunk lines even on one node: a partial plan naming only
     the chunks to bind (the measured experiments bind only the chunks sent to the slow node).
+
+    A native site shared by plan sites going to different nodes is never named
+    (:func:`unbound_native_sites`). ``python_side``: the Python runner binds ``py-`` sites
+    itself (:func:`python_bindings`), so native sites only they map to are not named either.
     """
     size = chunk_bytes if chunk_bytes is not None else int(doc.get("chunk_bytes") or 0)
     out = []
-    for site, chunks in _native_nodes(doc).items():
-        nodes = {n for per in chunks.values() for n in per}
-        if (len(nodes) > 1 or site in per_chunk) and size > 0:
-            out += [f"0x{site} {_heaviest(chunks[c])} {c} {size}" for c in sorted(chunks)]
+    for site, sites in _by_native(doc).items():
+        if _disagree(sites):
             continue
-        total: dict[int, int] = {}
-        for per in chunks.values():
-            for n, w in per.items():
-                total[n] = total.get(n, 0) + w
-        out.append(f"0x{site} {_heaviest(total)}")
+        if python_side and all(s.startswith("py-") for s in sites):
+            continue
+        chunks = _chunk_nodes([d for ds in sites.values() for d in ds])
+        for key, node, chunk in _site_lines(site, chunks, size, site in per_chunk):
+            out.append(f"0x{key} {node}" if chunk is None else f"0x{key} {node} {chunk} {size}")
     return out
+
+
+def python_bindings(doc: dict[str, Any], chunk_bytes: int | None = None) -> dict[str, Any]:
+    """What the Python runner binds: ``{"sites": {py-site: node | {chunk: node}}, "chunk_bytes"}``.
+
+    Whole or per chunk by the rules of :func:`shim_lines` (a split site without a known
+    chunk size goes whole to its heaviest node); JSON-ready (chunk keys are strings).
+    """
+    size = chunk_bytes if chunk_bytes is not None else int(doc.get("chunk_bytes") or 0)
+    per_site: dict[str, list[dict[str, Any]]] = {}
+    for d in doc["decisions"]:
+        if d["site"].startswith("py-"):
+            per_site.setdefault(d["site"], []).append(d)
+    sites: dict[str, Any] = {}
+    for site, decisions in sorted(per_site.items()):
+        lines = _site_lines(site, _chunk_nodes(decisions), size, False)
+        if lines[0][2] is None:
+            sites[site] = lines[0][1]
+        else:
+            sites[site] = {str(chunk): node for _, node, chunk in lines}
+    return {"sites": sites, "chunk_bytes": size}
 
 
 def parse_shim_lines(
