@@ -145,6 +145,18 @@ def _share(entry: dict[str, Any]) -> tuple[int, int]:
     return n_on, n_all
 
 
+def _site_share(entry: dict[str, Any]) -> tuple[int, int]:
+    """:func:`_share` of a site: over its chunks when it was bound chunk by chunk."""
+    if "chunks" not in entry:
+        return _share(entry)
+    n_on = n_all = 0
+    for ce in entry["chunks"].values():
+        on, seen = _share(ce)
+        n_on, n_all = n_on + on, n_all + seen
+    entry["share_on_planned_node"] = round(n_on / n_all, 6) if n_all else None
+    return n_on, n_all
+
+
 def achieved(
     allocs: list[Any],
     binds: list[Any],
@@ -211,14 +223,7 @@ def achieved(
                     target["pages"][str(node)] = target["pages"].get(str(node), 0) + n
     total_on = total = 0
     for entry in sites.values():
-        if "chunks" in entry:
-            n_on = n_all = 0
-            for ce in entry["chunks"].values():
-                on, seen = _share(ce)
-                n_on, n_all = n_on + on, n_all + seen
-            entry["share_on_planned_node"] = round(n_on / n_all, 6) if n_all else None
-        else:
-            n_on, n_all = _share(entry)
+        n_on, n_all = _site_share(entry)
         total += n_all
         total_on += n_on
     return {
@@ -381,14 +386,7 @@ def python_achieved(
     for site, entry in sites.items():
         entry["allocations"] = len(buffers[site])
         entry["by"] = "python"
-        if "chunks" in entry:
-            n_on = n_all = 0
-            for ce in entry["chunks"].values():
-                on, seen = _share(ce)
-                n_on, n_all = n_on + on, n_all + seen
-            entry["share_on_planned_node"] = round(n_on / n_all, 6) if n_all else None
-        else:
-            _share(entry)
+        _site_share(entry)
     return sites
 
 
