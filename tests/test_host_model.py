@@ -280,3 +280,20 @@ def test_emulate_without_a_host_model_says_how_to_make_one(
     ids = build_store(url)
     code, _, err = _json(capsys, "--store", url, "emulate", str(ids["native"]), "--all-slow")
     assert code == 2 and "placer calibrate" in err
+
+
+def test_recommend_prices_its_plan_as_emulate_does(
+    toy_priced: tuple[str, dict, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One pricing path: recommend's emulated slowdown is `placer emulate --plan`'s."""
+    url, ids, model_id = toy_priced
+    run = str(ids["native"])
+    plan = tmp_path / "plan.json"
+    code, rec, err = _json(
+        capsys, "--store", url, "recommend", run, "--dram-budget", "50%", "-o", str(plan)
+    )
+    assert code == 0, err
+    assert rec["emulated"]["available"] and rec["emulated"]["host_model"] == model_id
+    code, emu, err = _json(capsys, "--store", url, "emulate", run, "--plan", str(plan))
+    assert code == 0, err
+    assert rec["emulated"]["slowdown"] == pytest.approx(emu["slowdown"], rel=0.01)

@@ -292,6 +292,14 @@ def recommend(args: argparse.Namespace, ctx: Any) -> int:
             ["strategy", "slowdown"],
             [[k, f"{v:.4f}"] for k, v in d["predicted_slowdown"].items()],
         )
+        emu = d["emulated"]
+        if emu["available"]:
+            print(
+                f"emulated ({emu['tier']}, host model {emu['host_model']}): the plan runs "
+                f"{emu['slowdown']:.3f}x its all-DRAM time (as `placer emulate --plan` prices it)"
+            )
+        else:
+            print(f"emulated: not available ({emu['note']})")
         if plan["nodes"].get("note"):
             print(f"note: {plan['nodes']['note']}")
         if d.get("plan_file"):

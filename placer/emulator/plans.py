@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from placer.emulator.model import RunProfile
 from placer.errors import InvalidInputError, NotFoundError
@@ -66,6 +66,12 @@ def plan_from_file(path: Path, profile: RunProfile) -> set[int]:
         raise InvalidInputError(f"cannot read plan {path}: {exc.strerror}") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"{what}: not JSON ({exc})") from None
+    return plan_from_document(doc, profile, what)
+
+
+def plan_from_document(doc: Any, profile: RunProfile, what: str = "plan") -> set[int]:
+    """The objects a plan document sends to the slow tier (the file's JSON, or
+    ``placer recommend``'s own document: one reading for both)."""
     if not isinstance(doc, dict) or doc.get("format") != "placer-plan":
         raise InvalidInputError(f'{what}: not a placer plan (no "format": "placer-plan")')
     if doc.get("version") != 1:

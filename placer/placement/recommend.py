@@ -8,6 +8,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from placer.contracts.naming import object_name
+from placer.emulator.host import stored
+from placer.emulator.load import load_profile
+from placer.emulator.model import estimate
+from placer.emulator.plans import plan_from_document
+from placer.errors import PlacerError
 from placer.placement import baselines, planner
 from placer.placement.features import run_features
 from placer.placement.model import finite
@@ -15,6 +20,7 @@ from placer.placement.planfile import PLAN_FORMAT, PLAN_VERSION, validate
 from placer.placement.registry import LoadedModel
 from placer.store.repository.labels import NewDecision, add_plan
 from placer.store.repository.runs import application_name, find_run, sites_by_id
+from placer.tiers.specs import load_spec
 from placer.tiers.sysfs import detect_nodes
 
 if TYPE_CHECKING:
@@ -45,6 +51,31 @@ def host_nodes(root: str = "/") -> Nodes:
             f"is emulated)",
         )
     return Nodes(dram, slow)
+
+
+def emulated_price(
+    session: Session, run_id: int, doc: dict[str, Any], tier: str = "optane"
+) -> dict[str, Any]:
+    """The plan priced the way ``placer emulate --plan`` and the labels price it.
+
+    The same profile, stored host model and tier spec as every other pricing path, so the
+    numbers agree; unavailable (with why) when the run has no deep-mode traffic or the
+    host has no stored model.
+    """
+    try:
+        profile = load_profile(session, run_id)
+        host = stored(session)
+        slow = plan_from_document(doc, profile, "the recommended plan")
+    except PlacerError as exc:
+        return {"available": False, "tier": tier, "note": str(exc)}
+    est = estimate(profile, slow, load_spec(tier), load_spec("dram"), host)
+    return {
+        "available": True,
+        "tier": tier,
+        "slowdown": round(est.slowdown, 6),
+        "base_seconds": est.base_seconds,
+        "host_model": host.host_model_id,
+    }
 
 
 def recommend(
@@ -133,6 +164,7 @@ def recommend(
     if chunk:  # the profile's --chunk: the shim binds a split site's chunks one by one
         doc["chunk_bytes"] = int(chunk)
     validate(doc)
+    doc["emulated"] = emulated_price(session, run_id, doc)
     order = sorted(range(len(table)), key=lambda i: -scores[i])[:top]
     ranked = [
         {
@@ -183,5 +215,6 @@ def recommend(
         "plan_id": plan_id,
         "ranked": ranked,
         "predicted_slowdown": {k: round(v, 6) for k, v in compare.items()},
+        "emulated": doc["emulated"],
         "plan": doc,
     }
