@@ -61,6 +61,7 @@ class Row:
     pairs: int
     discordant: int
     plan_max_diff: float
+    worst_plan: str
     recompute_identical: bool
     ok: bool
 
@@ -139,22 +140,24 @@ def compare(program: str, a: dict[str, Any], b: dict[str, Any], again: dict[str,
             pairs += 1
             if (pa > pm) != (b["objects"][k] > b["objects"][m]):
                 discordant += 1
-    plan_diff = max(
-        (
-            abs(a["plans"][k] - b["plans"][k]) / min(a["plans"][k], b["plans"][k])
-            for k in set(a["plans"]) & set(b["plans"])
-        ),
-        default=0.0,
-    )
+    plan_diffs = {
+        k: abs(a["plans"][k] - b["plans"][k]) / min(a["plans"][k], b["plans"][k])
+        for k in set(a["plans"]) & set(b["plans"])
+    }
+    plan_diff = max(plan_diffs.values(), default=0.0)
+    worst_plan = max(plan_diffs, key=lambda k: plan_diffs[k], default="")
     identical = again == a
     ok = diff <= LIMIT and discordant == 0 and plan_diff <= LIMIT and identical
-    return Row(program, slow_a, slow_b, diff, pairs, discordant, plan_diff, identical, ok)
+    return Row(
+        program, slow_a, slow_b, diff, pairs, discordant, plan_diff, worst_plan, identical, ok
+    )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", help="programs of the corpus to run")
     ap.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results")
+    ap.add_argument("--keep", type=Path, help="keep the store (and its labels) in this folder")
     args = ap.parse_args()
     names = args.only or list(CORPUS)
     unknown = [n for n in names if n not in CORPUS]
@@ -164,7 +167,9 @@ def main() -> int:
     started = dt.datetime.now(dt.UTC)
     load_before = os.getloadavg()[0]
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="placer-repro-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="placer-repro-") as scratch:
+        tmp = str(args.keep.resolve()) if args.keep else scratch
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, PLACER_DATA_DIR=tmp)
         env.pop("PLACER_STORE", None)
         store_url = f"sqlite:///{tmp}/placer.db"
@@ -190,7 +195,7 @@ def main() -> int:
             print(
                 f"{name:12} all-slow {row.all_slow_quiet:.3f}x / {row.all_slow_loaded:.3f}x "
                 f"({row.all_slow_diff:+.1%}), discordant {row.discordant}/{row.pairs}, "
-                f"plans within {row.plan_max_diff:.1%}, recompute identical "
+                f"plans within {row.plan_max_diff:.1%} ({row.worst_plan}), recompute identical "
                 f"{row.recompute_identical}: {'ok' if row.ok else 'MISSED'}",
                 flush=True,
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def test_run_suite_labels_and_reports_failures(
     from placer.experiments.session import run_suite
     from placer.experiments.workloads import Workload
     from placer.store import Store
-    from placer.store.models import Experiment, Label
+    from placer.store.models import Experiment, Label, Run
 
     monkeypatch.setenv("PLACER_DATA_DIR", str(tmp_path / "data"))
     bins = example_bin_dir(build=True)
@@ -69,10 +70,15 @@ def test_run_suite_labels_and_reports_failures(
         assert s.scalar(select(func.count(Label.id)).where(Label.emulated.is_(False))) == 0
         seq = [e for e in doc["experiments"] if e["app"] == "seqread"][0]
         assert seq["all_slow_seconds"] > seq["baseline_seconds"]
-        # the baseline is the fastest plain run, not the profiled (shim + perf) run
-        base = s.get(Experiment, seq["experiment"]).params["baseline"]
-        assert base["source"] == "fastest plain run" and len(base["runs"]) == 3
-        assert seq["baseline_seconds"] == pytest.approx(min(base["runs"]), abs=1e-6)
+        # the baseline is the fastest plain run's CPU time, not the profiled (shim + perf)
+        # run, and the lifetimes are in CPU time too (the shim's CLOCK timeline)
+        exp = s.get(Experiment, seq["experiment"])
+        base = exp.params["baseline"]
+        assert base["source"] == "fastest plain run" and len(base["cpu"]) == 3
+        assert base["time_base"] == "cpu"
+        assert seq["baseline_seconds"] == pytest.approx(min(base["cpu"]), abs=1e-6)
+        run = s.get(Run, exp.run_id)
+        assert run.inputs["label_threads"] == 1  # the thread pools it was labeled with
     assert "seqread:" in (tmp_path / "suite.log").read_text()
     store.dispose()
 
@@ -132,9 +138,10 @@ def test_plain_baseline_keeps_every_run_and_gives_up_on_failure() -> None:
     from placer.experiments.runner import plain_baseline
 
     runs = plain_baseline(["sleep", "0.05"], runs=3)
-    assert len(runs) == 3 and min(runs) >= 0.05
-    assert plain_baseline(["sleep", "0.2"], runs=5, budget_seconds=0.3) == pytest.approx(
-        [0.2, 0.2], abs=0.15
-    )  # stops once the budget is spent
-    assert plain_baseline(["false"]) == []  # a failing run: no baseline from plain runs
-    assert plain_baseline(["no-such-program-xyz"]) == []
+    assert len(runs.wall) == len(runs.cpu) == 3 and min(runs.wall) >= 0.05
+    assert max(runs.cpu) < min(runs.wall)  # sleeping costs no CPU time
+    busy = plain_baseline([sys.executable, "-c", "sum(range(3_000_000))"], runs=1)
+    assert busy.cpu[0] > 0.01  # the child's own CPU time is counted
+    assert len(plain_baseline(["sleep", "0.2"], runs=5, budget_seconds=0.3).wall) == 2
+    assert not plain_baseline(["false"])  # a failing run: no baseline from plain runs
+    assert not plain_baseline(["no-such-program-xyz"])

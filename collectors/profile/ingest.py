@@ -23,6 +23,7 @@ from collectors.profile.dhat import match_points, read_dhat
 from collectors.profile.intervals import ObjectIndex, Span
 from collectors.profile.pysites import python_site_hash, user_python_frames
 from collectors.profile.symbolize import Symbolizer, fallback_name
+from collectors.shim.log import cpu_ns_at
 from placer.errors import InvalidInputError
 from placer.store.repository.hosts import host_row
 from placer.store.repository.runs import (
@@ -224,6 +225,13 @@ def ingest_profile(
         Span(a.address, a.size, a.time_ns, frees[a.seq].time_ns if a.seq in frees else None)
         for a in allocs
     ]
+    # the CPU-time timeline: lifetimes in the program's own CPU time (docs/emulator.md)
+    clocks: list[tuple[int, int]] = getattr(log, "clocks", None) or []
+    cpu_alloc = cpu_ns_at(clocks, [a.time_ns for a in allocs])
+    cpu_end = cpu_ns_at(
+        clocks,
+        [frees[a.seq].time_ns if a.seq in frees else (end_ns or last_seen) for a in allocs],
+    )
     alloc_index = ObjectIndex(spans, 0)
     chunk_index = ObjectIndex(spans, inputs.chunk_size)
 
@@ -364,6 +372,8 @@ def ingest_profile(
                 size = min(inputs.chunk_size, a.size - off) if n > 1 else a.size
                 series = sorted(by_obj.get((i, c), []), key=lambda m: m["interval_index"])
                 summary = _summary(series, mem_levels.get((i, c)), a, free, end_ns, last_seen)
+                if cpu_alloc is not None and cpu_end is not None:
+                    summary["lifetime_cpu_ns"] = max(cpu_end[i] - cpu_alloc[i], 0)
                 if named:
                     summary["native_site"] = native_hash
                 if n > 1 and poison:
@@ -410,6 +420,10 @@ def ingest_profile(
                 (log.end.time_ns - header.start_ns) / 1e9
                 if log.end is not None and log.end.time_ns > header.start_ns
                 else None
+            ),
+            # the program's CPU time (all threads), shim start to the last CLOCK record
+            "program_cpu_seconds": (
+                (clocks[-1][1] - clocks[0][1]) / 1e9 if len(clocks) >= 2 else None
             ),
             "allocations": len(allocs),
             "samples": poison,

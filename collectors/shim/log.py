@@ -40,7 +40,9 @@ HEADER_SIZE = 64
 BIND_CHUNK_LEN = 48  # a BIND record of one plan chunk (the whole-allocation one is 24)
 MAX_RECORD = 1 << 20  # no record the shim writes comes near this
 
-REC_MODULE, REC_SITE, REC_ALLOC, REC_FREE, REC_SAMPLE, REC_END, REC_BIND, REC_STATS = range(1, 9)
+(REC_MODULE, REC_SITE, REC_ALLOC, REC_FREE, REC_SAMPLE, REC_END, REC_BIND, REC_STATS, REC_CLOCK) = (
+    range(1, 10)
+)
 _MIN_LEN = {
     REC_MODULE: 24,
     REC_SITE: 24,
@@ -50,6 +52,7 @@ _MIN_LEN = {
     REC_END: 32,
     REC_BIND: 24,
     REC_STATS: 16,
+    REC_CLOCK: 24,
 }
 
 ALLOC_KINDS = (
@@ -163,6 +166,8 @@ class ShimLog:
     end: EndRecord | None
     truncated: bool  # the log does not end with a complete END record
     stats: dict[str, int] = field(default_factory=dict)  # the STATS record's counters
+    #: (CLOCK_MONOTONIC ns, process CPU ns) points, sorted by time: the CPU-time timeline
+    clocks: list[tuple[int, int]] = field(default_factory=list)
 
 
 def _kind_names(codes: np.ndarray, names: tuple[str, ...]) -> list[str]:
@@ -349,6 +354,9 @@ def _decode(
         for i, v in enumerate(values):
             stats[STATS_NAMES[i] if i < len(STATS_NAMES) else f"stat{i}"] = v
 
+    # CLOCK: the process's CPU time at points in time, in time order
+    c = w[types == REC_CLOCK]
+    clocks = sorted(zip(col(c, 1).tolist(), col(c, 2).tolist(), strict=True))
     # MODULE and SITE: few, variable length
     modules: dict[int, tuple[str, bytes]] = {}
     for i in np.nonzero(types == REC_MODULE)[0].tolist():
@@ -382,7 +390,20 @@ def _decode(
         end=end,
         truncated=partial or not ends_with_end,
         stats=stats,
+        clocks=clocks,
     )
+
+
+def cpu_ns_at(clocks: list[tuple[int, int]], times_ns: list[int]) -> list[int] | None:
+    """The process's CPU time (ns) at each CLOCK_MONOTONIC time, interpolated on the CLOCK
+    timeline (held flat beyond its ends). None without two clock points (an older shim,
+    or a log cut before its END)."""
+    if len(clocks) < 2:
+        return None
+    t = np.asarray([c[0] for c in clocks], dtype=np.float64)
+    cpu = np.asarray([c[1] for c in clocks], dtype=np.float64)
+    cpu = np.maximum.accumulate(cpu)  # CPU time never runs backwards
+    return np.interp(np.asarray(times_ns, dtype=np.float64), t, cpu).astype(np.int64).tolist()
 
 
 def find_logs(pattern_path: str | os.PathLike[str]) -> list[Path]:

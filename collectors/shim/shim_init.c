@@ -107,7 +107,7 @@ HIDDEN uint64_t g_budget_pcm = 1000;
 HIDDEN uint64_t g_ncpus = 1; /* CPUs the process may use, read at start */
 HIDDEN size_t g_max_objects = 1 << 20;
 HIDDEN uintptr_t g_page = 4096, g_page_mask = ~(uintptr_t)4095;
-HIDDEN uint64_t g_start_ns, g_proc_start;
+HIDDEN uint64_t g_start_ns, g_start_cpu_ns, g_proc_start;
 HIDDEN pid_t g_log_pid, g_ppid;
 HIDDEN char g_log_pattern[PATH_MAX];
 HIDDEN char g_log_path[PATH_MAX];
@@ -252,6 +252,8 @@ static void atfork_child(void) {
     g_ppid = g_log_pid;
     g_log_pid = raw_getpid();
     g_start_ns = now_ns();
+    g_start_cpu_ns = process_cpu_ns();
+    g_clock_started = 0;
     g_is_fork_child = 1;
     g_proc_start = read_proc_start();
     for (int i = 0; i < ST_COUNT; i++) atomic_store(&g_stat[i], 0);
@@ -318,6 +320,7 @@ __attribute__((constructor(101))) static void shim_init(void) {
     g_log_pid = raw_getpid();
     g_ppid = (pid_t)syscall(SYS_getppid);
     g_start_ns = now_ns();
+    g_start_cpu_ns = process_cpu_ns();
     g_proc_start = read_proc_start();
     g_rng ^= g_start_ns ^ ((uint64_t)g_log_pid << 32);
 

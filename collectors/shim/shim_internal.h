@@ -82,7 +82,7 @@
 
 /* ------------------------------------------------------------------ log format */
 enum { REC_MODULE = 1, REC_SITE = 2, REC_ALLOC = 3, REC_FREE = 4, REC_SAMPLE = 5,
-       REC_END = 6, REC_BIND = 7, REC_STATS = 8 };
+       REC_END = 6, REC_BIND = 7, REC_STATS = 8, REC_CLOCK = 9 };
 enum { K_MALLOC = 0, K_CALLOC = 1, K_REALLOC = 2, K_POSIX_MEMALIGN = 3, K_ALIGNED_ALLOC = 4,
        K_MEMALIGN = 5, K_MMAP = 6, K_VALLOC = 7 };
 enum { F_FREE = 0, F_REALLOC = 1, F_MUNMAP = 2 };
@@ -123,6 +123,12 @@ struct rec_end {
     uint64_t time_ns, dropped;
     uint32_t reason, pad;
 };
+/* The process's CPU time (all threads) at a CLOCK_MONOTONIC time: labels are priced on the
+ * program's CPU time, which other load on the host does not stretch (docs/emulator.md). */
+struct rec_clock {
+    struct rec_hdr h;
+    uint64_t time_ns, cpu_ns;
+};
 struct rec_bind {
     struct rec_hdr h;
     uint64_t seq;
@@ -146,6 +152,7 @@ _Static_assert(sizeof(struct rec_free) == 40, "free");
 _Static_assert(sizeof(struct rec_sample) == 48, "sample");
 _Static_assert(sizeof(struct rec_end) == 32, "end");
 _Static_assert(sizeof(struct rec_bind) == 24, "bind");
+_Static_assert(sizeof(struct rec_clock) == 24, "clock");
 _Static_assert(sizeof(struct rec_bind_chunk) == 48, "bind chunk");
 
 /* Counters written in the STATS record, in this order (docs/shim-log.md). */
@@ -170,6 +177,11 @@ static inline pid_t my_tid(void) {
 static inline uint64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+static inline uint64_t process_cpu_ns(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0) return 0;
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 static inline void cpu_relax(void) {
@@ -340,7 +352,7 @@ HIDDEN extern uint64_t g_budget_pcm;
 HIDDEN extern uint64_t g_ncpus; /* CPUs the process may use, read at start */
 HIDDEN extern size_t g_max_objects;
 HIDDEN extern uintptr_t g_page, g_page_mask;
-HIDDEN extern uint64_t g_start_ns, g_proc_start;
+HIDDEN extern uint64_t g_start_ns, g_start_cpu_ns, g_proc_start;
 HIDDEN extern pid_t g_log_pid, g_ppid;
 HIDDEN extern char g_log_pattern[PATH_MAX];
 HIDDEN extern char g_log_path[PATH_MAX];
@@ -366,6 +378,9 @@ HIDDEN extern _Atomic uint64_t g_seq;
 HIDDEN void log_flush_locked(void);
 HIDDEN void log_append_locked(const void *rec, size_t len);
 HIDDEN void log_end_locked(uint32_t reason);
+/* CLOCK records: the first call also logs the start point (g_start_ns, g_start_cpu_ns). */
+HIDDEN void log_clock_locked(void);
+HIDDEN extern int g_clock_started;
 HIDDEN uint64_t read_proc_start(void);
 HIDDEN int open_log(int child);
 

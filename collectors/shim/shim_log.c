@@ -71,8 +71,19 @@ __attribute__((unused)) static void log_append(const void *rec, size_t len) {
     log_append_locked(rec, len);
     lock_release(&g_log_lock);
 }
+HIDDEN int g_clock_started;
+HIDDEN void log_clock_locked(void) {
+    if (!g_clock_started) {
+        struct rec_clock c0 = {{REC_CLOCK, sizeof c0}, g_start_ns, g_start_cpu_ns};
+        log_append_locked(&c0, sizeof c0);
+        g_clock_started = 1;
+    }
+    struct rec_clock c = {{REC_CLOCK, sizeof c}, now_ns(), process_cpu_ns()};
+    log_append_locked(&c, sizeof c);
+}
 HIDDEN void log_end_locked(uint32_t reason) {
     if (g_log_closed || !g_buf) return;
+    log_clock_locked();
     if (raw_getpid() == g_log_pid) log_fd_ok(); /* a reopen shows in the counters */
     char stats[8 + 8 + 8 * ST_COUNT];
     struct rec_hdr *h = (struct rec_hdr *)stats;

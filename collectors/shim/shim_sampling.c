@@ -292,6 +292,7 @@ static void *sampler_main(void *arg) {
         if (cpu) atomic_store_explicit(&g_stat[ST_SAMPLER_CPU_NS], cpu, memory_order_relaxed);
         /* a program that stops allocating still gets its records out (SIGKILL) */
         lock_acquire(&g_log_lock);
+        log_clock_locked(); /* the CPU-time timeline lifetimes are priced on */
         if (g_buf_used && now_ns() - g_buf_first_ns >= FLUSH_EVERY_NS / 2) log_flush_locked();
         lock_release(&g_log_lock);
     }

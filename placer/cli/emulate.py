@@ -37,7 +37,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=None,
-        help="threads the program ran (write saturation; default: all cores)",
+        help="threads the program ran (write saturation; default: as labeled, else all cores)",
     )
     dram = p.add_mutually_exclusive_group()
     dram.add_argument(

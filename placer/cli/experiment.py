@@ -80,6 +80,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--sys-root", default="/", help="read NUMA topology under this root")
     p.add_argument("--seed", type=int, default=0, help="seed of the random strategy")
     p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="emulated mode: size the program's thread pools (OMP_NUM_THREADS, BLAS) to N "
+        "while it is profiled and timed (default 1: labels priced on one thread's CPU "
+        "time, which other load does not change)",
+    )
+    p.add_argument(
         "--reference-dram",
         action="store_true",
         help="emulated mode: reference DRAM spec instead of this host's stored host model",
@@ -150,8 +159,15 @@ def _experiment(args: argparse.Namespace, ctx: Context) -> int:
     if not (root / "sys/devices/system/node").is_dir():
         raise InvalidInputError(f"no NUMA information under {root}/sys/devices/system/node")
     mode = decide_mode(detect_nodes(root), slow_node=args.slow_node, force_emulate=args.emulate)
+    if args.threads is not None and args.threads < 1:
+        raise InvalidInputError("--threads must be >= 1")
     req = ExperimentRequest(
-        tier=args.tier, budgets=budgets, repeat=args.repeat, seed=args.seed, chunk=chunk
+        tier=args.tier,
+        budgets=budgets,
+        repeat=args.repeat,
+        seed=args.seed,
+        chunk=chunk,
+        threads=args.threads,
     )
     if args.reference_dram and args.host_model is not None:
         raise InvalidInputError("--reference-dram and --host-model exclude each other")

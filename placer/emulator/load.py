@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from placer.contracts.naming import object_name
@@ -48,19 +49,49 @@ def _companion(session: Session, run: Run, *, deep: bool) -> Run | None:
     return None
 
 
-#: Where a run keeps the wall times of plain runs of its command (no shim, no perf).
+#: Where a run keeps the wall and CPU times of plain runs of its command (no shim, no perf).
 PLAIN_RUNS = "plain_runs"
+PLAIN_RUNS_CPU = "plain_runs_cpu"
+#: Where a run keeps the threads its thread pools were given for labeling (1 by default).
+THREADS_KEY = "label_threads"
+#: An object's lifetime in the program's CPU time (the ingest's, from CLOCK records).
+CPU_LIFETIME = "lifetime_cpu_ns"
 
 
-def plain_runs(run: Run) -> list[float]:
+@dataclass(frozen=True)
+class PlainRuns:
+    """Plain runs of a command: wall seconds and CPU seconds (user + system, the program
+    and the children it waited for), in run order."""
+
+    wall: list[float]
+    cpu: list[float]
+
+    def __bool__(self) -> bool:
+        return bool(self.wall)
+
+
+def _seconds(values: Any) -> list[float]:
+    return [float(v) for v in values or [] if isinstance(v, int | float) and v > 0]
+
+
+def plain_runs(run: Run) -> PlainRuns:
     """The stored plain runs of ``run``'s command: its all-DRAM base is the fastest."""
-    values = (run.inputs or {}).get(PLAIN_RUNS) or []
-    return [float(v) for v in values if isinstance(v, int | float) and v > 0]
+    inputs = run.inputs or {}
+    return PlainRuns(_seconds(inputs.get(PLAIN_RUNS)), _seconds(inputs.get(PLAIN_RUNS_CPU)))
 
 
-def record_plain_runs(session: Session, run_id: int, seconds: list[float]) -> None:
-    """Keep plain runs' times on the run, so every later pricing of it uses the same base."""
-    update_run_inputs(session, run_id, {PLAIN_RUNS: [round(x, 6) for x in seconds]})
+def record_plain_runs(
+    session: Session, run_id: int, runs: PlainRuns, threads: int | None = None
+) -> None:
+    """Keep plain runs' times (and the threads the program's pools were given) on the run,
+    so every later pricing of it uses the same base."""
+    inputs: dict[str, Any] = {
+        PLAIN_RUNS: [round(x, 6) for x in runs.wall],
+        PLAIN_RUNS_CPU: [round(x, 6) for x in runs.cpu],
+    }
+    if threads is not None:
+        inputs[THREADS_KEY] = threads
+    update_run_inputs(session, run_id, inputs)
 
 
 def load_profile_native(session: Session, run_id: int) -> RunProfile:
@@ -121,6 +152,17 @@ def load_profile(
         weight[o.id] = w
         per_site[o.site_id] += w
 
+    # The time base: the program's CPU time where the profile has its CPU-time timeline
+    # (the shim's CLOCK records) and a CPU base, else wall time (docs/emulator.md).
+    plain = plain_runs(native)
+    shim = (native.signals or {}).get("shim") or {}
+    base_cpu = min(plain.cpu) if plain.cpu else shim.get("program_cpu_seconds")
+    cpu_base = (
+        bool(objs)
+        and isinstance(base_cpu, int | float)
+        and base_cpu > 0
+        and all(isinstance((o.summary or {}).get(CPU_LIFETIME), int | float) for o in objs)
+    )
     objects: list[ObjectTraffic] = []
     unmatched = 0
     for o in objs:
@@ -128,7 +170,7 @@ def load_profile(
         site = sites.get(o.site_id)
         stat = stats.get(o.site_id)
         series = [d if isinstance(d, int | float) else None for d in summary.get("series", [])]
-        lifetime = summary.get("lifetime_ns")
+        lifetime = summary.get(CPU_LIFETIME if cpu_base else "lifetime_ns")
         if not isinstance(lifetime, int | float):
             end = o.free_ns if o.free_ns is not None else o.alloc_ns
             lifetime = max(end - o.alloc_ns, 0)
@@ -169,18 +211,32 @@ def load_profile(
         )
     if unmatched:
         notes.append(f"{unmatched} objects have no DHAT match: sampled lower bound used")
-    base = float(native.program_seconds)  # the program's own time, not perf's
-    plain = plain_runs(native)
-    if plain:
-        base = min(plain)
-        notes.append(f"base time: the fastest of {len(plain)} plain runs")
+    if cpu_base:
+        assert isinstance(base_cpu, int | float)
+        base = float(base_cpu)
+        notes.append(
+            f"time base: CPU time; base the fastest of {len(plain.cpu)} plain runs"
+            if plain.cpu
+            else "time base: CPU time; base the profiled run's (shim start to END)"
+        )
+    else:
+        base = float(native.program_seconds)  # the program's own time, not perf's
+        if plain:
+            base = min(plain.wall)
+            notes.append(f"base time: the fastest of {len(plain.wall)} plain runs")
+        notes.append("time base: wall time (the profile has no CPU-time timeline)")
+    stored_threads = (native.inputs or {}).get(THREADS_KEY)
     return RunProfile(
         run_id=native.id,
         app=app or "",
         build_id=native.build_id,
         wall_seconds=base,
-        threads=threads or os.cpu_count() or 1,
+        threads=threads
+        or (stored_threads if isinstance(stored_threads, int) else 0)
+        or os.cpu_count()
+        or 1,
         objects=objects,
         deep_run_id=deep.id if deep else None,
         notes=notes,
+        time_base="cpu" if cpu_base else "wall",
     )

@@ -98,7 +98,10 @@ class ObjectTraffic:
 
 @dataclass
 class RunProfile:
-    """A profiled run as the emulator needs it: base time, threads, objects' traffic."""
+    """A profiled run as the emulator needs it: base time, threads, objects' traffic.
+
+    ``wall_seconds`` is the all-DRAM base time in the profile's ``time_base``.
+    """
 
     run_id: int
     app: str
@@ -108,6 +111,9 @@ class RunProfile:
     objects: list[ObjectTraffic]
     deep_run_id: int | None = None
     notes: list[str] = field(default_factory=list)
+    #: what ``wall_seconds`` and the lifetimes count: ``cpu`` (the program's CPU time, all
+    #: threads: what other load on the host does not stretch) or ``wall`` (older profiles)
+    time_base: str = "wall"
 
     @property
     def footprint(self) -> int:
@@ -492,7 +498,9 @@ def costs(
     profile: RunProfile, spec: TierSpec, ref: TierSpec, host: HostDram
 ) -> tuple[dict[int, ObjectCost], dict[str, float]]:
     """Every object's capped DRAM time and its penalty alone in ``spec``'s tier."""
-    shares = pooled_shares(profile.objects, host, profile.threads)
+    # rates per CPU-second are per thread: their random ceiling is one thread's
+    rate_threads = 1 if profile.time_base == "cpu" else profile.threads
+    shares = pooled_shares(profile.objects, host, rate_threads)
     out = {
         o.object_id: object_cost(o, host, profile.threads, shares[o.object_id])
         for o in profile.objects

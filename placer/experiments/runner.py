@@ -9,6 +9,7 @@ are stored in one transaction: a failure stores none of them.
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import time
@@ -16,7 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from placer.emulator.load import load_profile, load_profile_native, plain_runs, record_plain_runs
+from placer.emulator.load import (
+    PlainRuns,
+    load_profile,
+    load_profile_native,
+    plain_runs,
+    record_plain_runs,
+)
 from placer.emulator.model import HostDram, costs
 from placer.errors import InvalidInputError
 from placer.experiments import measure as plan_runs  # looked up per call (tests stub it)
@@ -71,40 +78,69 @@ class ExperimentRequest:
     chunk: int = 0  # profiles made for the experiment split objects above this size (0: no)
 
 
-def plain_baseline(
-    command: list[str], *, runs: int = 3, budget_seconds: float = 10.0
-) -> list[float]:
-    """Wall times of plain runs of ``command`` (no shim, no perf, output discarded).
+#: Environment variables that size the common thread pools (OpenMP, BLAS, numexpr).
+THREAD_POOL_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+#: Threads emulated labeling gives those pools unless told otherwise (docs/emulator.md,
+#: "Time base"): one thread's CPU time is what another process on the host does not change.
+LABEL_THREADS = 1
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment that sizes every common thread pool to ``threads``."""
+    return {name: str(threads) for name in THREAD_POOL_VARS}
+
+
+def _run_plain(command: list[str]) -> tuple[float, float] | None:
+    """One plain run: (wall, CPU) seconds, CPU = user + system of the program and the
+    children it waited for. None when it cannot start or exits non-zero."""
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            list(command),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError:
+        return None
+    _, status, usage = os.wait4(proc.pid, 0)
+    took = time.monotonic() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        return None
+    return took, usage.ru_utime + usage.ru_stime
+
+
+def plain_baseline(command: list[str], *, runs: int = 3, budget_seconds: float = 10.0) -> PlainRuns:
+    """Wall and CPU times of plain runs of ``command`` (no shim, no perf, output discarded).
 
     The emulated baseline is the all-DRAM time of the program itself. The profiled run is
     no good for it: ``perf record`` samples every page fault (pr -g 14 ran 0.128 s under
-    shim and perf, 0.081 s plain), and on a shared 2-core host a 20 ms program can be
-    held off the cores for ten times as long. The fastest of a few plain runs is the
-    least disturbed; runs stop early once ``budget_seconds`` are spent. Empty when a run
-    fails (the caller keeps the profiled time and says so).
+    shim and perf, 0.081 s plain). The base is the fastest run's CPU time, which other
+    load on a shared host does not stretch (its wall time does: seqwrite 0.155 s quiet,
+    0.255 s with one of 2 cores busy); runs stop early once ``budget_seconds`` of wall time
+    are spent. Empty when a run fails (the caller keeps the profiled time and says so).
     """
-    out: list[float] = []
+    wall: list[float] = []
+    cpu: list[float] = []
     spent = 0.0
     for _ in range(max(runs, 1)):
-        t0 = time.monotonic()
-        try:
-            r = subprocess.run(
-                list(command),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                check=False,
-            )
-        except OSError:
-            return []
-        took = time.monotonic() - t0
-        if r.returncode != 0:
-            return []
-        out.append(took)
-        spent += took
+        got = _run_plain(command)
+        if got is None:
+            return PlainRuns([], [])
+        wall.append(got[0])
+        cpu.append(got[1])
+        spent += got[0]
         if spent >= budget_seconds:
             break
-    return out
+    return PlainRuns(wall, cpu)
 
 
 def emulate_labels(
@@ -114,28 +150,35 @@ def emulate_labels(
     host: HostDram,
     spec: TierSpec | None = None,
     *,
-    baseline_runs: list[float] | None = None,
+    baseline_runs: PlainRuns | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Emulated labels of ``run_id`` as one experiment, priced on the host model ``host``.
 
-    ``baseline_runs`` (plain runs' wall times, :func:`plain_baseline`) are kept on the run:
-    its base is then the fastest of them in every later pricing (``placer emulate``,
-    ``placer experiment --run``); a run without them is based on its own profiled time.
+    ``baseline_runs`` (:func:`plain_baseline`) are kept on the run: its base is then the
+    fastest of them in every later pricing (``placer emulate``, ``placer experiment
+    --run``); a run without them is based on its own profiled time. ``threads``: the
+    thread pools' size the program was profiled with (kept on the run with them).
     """
     spec = spec or load_spec(req.tier)
     ref = load_spec("dram")
     with store.session() as s:
         if baseline_runs:
-            record_plain_runs(s, run_id, baseline_runs)
+            record_plain_runs(s, run_id, baseline_runs, threads)
         profile = load_profile(s, run_id, threads=req.threads)
         if not profile.objects:
             raise InvalidInputError(f"run {profile.run_id} has no objects to label")
         run = find_run(s, profile.run_id)
-        plain = plain_runs(run) if run is not None else []
+        plain = plain_runs(run) if run is not None else PlainRuns([], [])
         baseline: dict[str, Any] = (
-            {"source": "fastest plain run", "runs": plain}
+            {
+                "source": "fastest plain run",
+                "runs": plain.wall,
+                "cpu": plain.cpu,
+                "time_base": profile.time_base,
+            }
             if plain
-            else {"source": "profiled run (shim start to END)"}
+            else {"source": "profiled run (shim start to END)", "time_base": profile.time_base}
         )
         cs, r = costs(profile, spec, ref, host)
         pen = {i: c.penalty_s for i, c in cs.items()}

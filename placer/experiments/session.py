@@ -23,11 +23,14 @@ from placer.emulator.model import HostDram
 from placer.errors import ExternalToolError, PlacerError
 from placer.experiments.deep import dhat_pass
 from placer.experiments.runner import (
+    LABEL_THREADS,
+    THREAD_POOL_VARS,
     ExperimentRequest,
     Mode,
     emulate_labels,
     measured_labels,
     plain_baseline,
+    thread_env,
 )
 from placer.store import Store
 from placer.store.repository.hosts import current_host_model, save_host_model
@@ -66,6 +69,30 @@ def stdout_to_stderr() -> Iterator[None]:
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
+
+
+@contextlib.contextmanager
+def pinned_threads(threads: int | None) -> Iterator[None]:
+    """Size the program's thread pools (OpenMP, BLAS, numexpr) to ``threads`` while it is
+    profiled and timed for emulated labels (None: leave the environment alone).
+
+    Emulated labels are priced on the program's CPU time; with one thread that time is
+    the same whether or not other processes keep the host's cores busy (docs/emulator.md,
+    "Time base"), while several threads contend with each other for cores and memory.
+    """
+    if threads is None:
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in THREAD_POOL_VARS}
+    os.environ.update(thread_env(threads))
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def profile_native(store: Any, command: list[str], app: str, *, chunk: int = 0) -> int:
@@ -139,13 +166,19 @@ def run_experiment(
     """Label one program (profiling it first) or one stored run."""
     if mode.kind == "emulated" and host is None:
         host = pricing_host(store)  # before anything runs: a bad host model stores nothing
+    emulated = mode.kind == "emulated"
+    threads = (req.threads or LABEL_THREADS) if emulated else None
+    runs = None
     if run_id is None:
         assert command
-        run_id, _ = profile_pair(store, command, app, deep=mode.kind == "emulated", chunk=req.chunk)
-    if mode.kind == "emulated":
+        with pinned_threads(threads):
+            run_id, _ = profile_pair(store, command, app, deep=emulated, chunk=req.chunk)
+            runs = plain_baseline(command) if emulated else None
+    if emulated:
         assert host is not None
-        runs = plain_baseline(command) if command else None
-        return emulate_labels(store, run_id, req, host, baseline_runs=runs)
+        return emulate_labels(
+            store, run_id, req, host, baseline_runs=runs, threads=threads if runs else None
+        )
     if command is None:
         with store.session() as s:
             run = find_run(s, run_id)
