@@ -14,7 +14,9 @@ from sqlalchemy import func, select
 from collectors.profile.pysites import python_site_hash
 from collectors.profile.session import prepare
 from placer.act import bind
+from placer.placement import evaluation
 from placer.placement.planfile import shim_lines
+from placer.placement.registry import DEFAULT_DIR, default_files
 from placer.store import Store
 from placer.store.models import Plan, PlanDecision, Run, TrainedModel
 from tests.placement_store import make_corpus
@@ -402,3 +404,146 @@ def test_plan_of_a_chunked_profile_carries_its_chunk_size(cli, tmp_path: Path) -
     plan = json.loads(plan_path.read_text())
     assert plan["chunk_bytes"] == 8 * 2**20
     assert sorted(d["chunk"] for d in plan["decisions"]) == [0, 1, 2, 3]
+
+
+# ------------------------------------------------ evaluate --model: a model scored as it is
+def test_evaluate_default_model_scores_without_training(cli, labeled) -> None:  # type: ignore[no-untyped-def]
+    url, runs = labeled
+    if default_files() is None:
+        pytest.skip("no default model shipped in this checkout")
+    out = cli("--store", url, "evaluate", "--model", "default", "--format", "json", check=True)
+    doc = json.loads(out.stdout)
+    assert _count(url, TrainedModel) == 0  # nothing trained, nothing stored
+    assert _count(url, Plan) == 0
+    assert doc["mode"] == "model" and doc["model"]["source"] == "default"
+    assert doc["model"]["version"].startswith("default@")
+    assert doc["apps"] == ["app0", "app1", "app2"] and doc["budgets"] == [30, 50, 70]
+    assert len(doc["rows"]) == 3 * len(runs)
+    for r in doc["rows"]:
+        assert {"chunk_bytes", "room", "gain_share", "slowdown"} <= set(r)
+        assert r["chunk_bytes"] is None
+        assert r["room"] == pytest.approx(
+            r["slowdown"]["density-greedy"] - r["slowdown"]["oracle"], abs=2e-6
+        )
+        share = evaluation.row_gain_share(r)
+        assert r["gain_share"] == (None if share is None else pytest.approx(share, abs=1e-6))
+    g = doc["summary"]["gain_share"]
+    assert set(g["per_app"]) == {"app0", "app1", "app2"}
+    assert set(g["by_budget"]) == {"30", "50", "70"}
+    assert set(g["goal"]) == {
+        "gain_share_at_least_70pct",
+        "no_app_over_2pct_worse_than_density_greedy",
+    }
+    assert g["rows_with_choice"] + g["no_choice_rows"] + g["oracle_above_greedy_rows"] == len(
+        doc["rows"]
+    )
+    # the existing fields stay
+    assert {"mean_degradation", "model_vs_density_greedy", "goal", "ndcg@5"} <= set(doc["summary"])
+    assert doc["in_training"] == []  # the shipped model never saw app0..app2
+
+    text = cli("--store", url, "evaluate", "--model", "default", "--apps", "app1", check=True)
+    assert "gain share" in text.stdout and "app0" not in text.stdout
+
+
+def test_evaluate_a_stored_model_by_id(cli, labeled, no_default) -> None:  # type: ignore[no-untyped-def]
+    url, runs = labeled
+    trained = json.loads(
+        cli("--store", url, "train", "--no-select", "--format", "json", check=True).stdout
+    )
+    mid = trained["model"]["id"]
+    for ref in (str(mid), "placement@1"):
+        out = cli(
+            "--store",
+            url,
+            "evaluate",
+            "--model",
+            ref,
+            "--budgets",
+            "50",
+            "--format",
+            "json",
+            check=True,
+        )
+        doc = json.loads(out.stdout)
+        assert doc["model"]["version"] == "placement@1" and doc["model"]["id"] == mid
+        assert doc["in_training"] == ["app0", "app1", "app2"]  # in-sample, and said so
+        assert {r["budget"] for r in doc["rows"]} == {50}
+    assert _count(url, TrainedModel) == 2  # still just the pair `train` stored
+
+
+@pytest.mark.parametrize(
+    ("argv", "msg"),
+    [
+        (["--model", "999"], "no stored model with id 999"),
+        (["--model", "latest"], "give default, a stored model id"),
+        (["--model", "placement@7"], "model placement@7 is not in this store"),
+        (["--model", "default", "--apps", "nope"], "--apps: no labeled runs of nope"),
+        (["--model", "default", "--no-select"], "--model scores a trained model as it is"),
+    ],
+)
+def test_evaluate_model_bad_input(cli, labeled, argv: list[str], msg: str) -> None:  # type: ignore[no-untyped-def]
+    url, _ = labeled
+    if default_files() is None and "default" in argv:
+        pytest.skip("no default model shipped in this checkout")
+    r = cli("--store", url, "evaluate", *argv)
+    assert r.returncode == 2, r.stderr
+    assert msg in r.stderr and r.stderr.count("\n") == 1
+    assert _count(url, TrainedModel) == 0
+
+
+def test_evaluate_model_without_labels_or_with_a_mismatched_model(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    if default_files() is None:
+        pytest.skip("no default model shipped in this checkout")
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    Store(empty).upgrade()
+    r = cli("--store", empty, "evaluate", "--model", "default")
+    assert r.returncode == 2 and "no labeled runs" in r.stderr and r.stderr.count("\n") == 1
+
+    from importlib import resources
+
+    src = Path(str(resources.files(DEFAULT_DIR[0]).joinpath(DEFAULT_DIR[1])))
+    url = f"sqlite:///{tmp_path / 'mm.db'}"
+    make_corpus(url, apps=2, runs_per_app=1, n=6, seed=1)
+    for case, edit in [
+        ("fewer", lambda f: f[:5]),  # the boosters were trained on more columns
+        ("unknown", lambda f: [*f[:-1], "cache_color"]),  # a feature this version lacks
+    ]:
+        bad = tmp_path / case
+        shutil.copytree(src, bad)
+        meta = json.loads((bad / "meta.json").read_text())
+        meta["features"] = edit(meta["features"])
+        (bad / "meta.json").write_text(json.dumps(meta))
+        monkeypatch.setenv("PLACER_DEFAULT_MODEL_DIR", str(bad))
+        r = cli("--store", url, "evaluate", "--model", "default")
+        assert r.returncode == 2, r.stderr
+        assert "feature" in r.stderr and "retrain" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_chunked_runs_are_marked_and_summarized_apart(cli, labeled) -> None:  # type: ignore[no-untyped-def]
+    url, runs = labeled
+    if default_files() is None:
+        pytest.skip("no default model shipped in this checkout")
+    store = Store(url)
+    with store.session() as s:  # as `placer profile --chunk 8MiB` records it
+        for rid in runs[::2]:
+            run = s.get(Run, rid)
+            assert run is not None
+            run.inputs = {"chunk_bytes": 8 * 2**20}
+    store.dispose()
+    doc = json.loads(
+        cli("--store", url, "evaluate", "--model", "default", "--format", "json", check=True).stdout
+    )
+    chunked = {r["run"] for r in doc["rows"] if r["chunk_bytes"] == 8 * 2**20}
+    assert chunked == set(runs[::2])
+    assert {lab["run"] for lab in doc["labels"] if lab["chunk_bytes"]} == chunked
+    by = doc["summary"]["gain_share"]["by_chunking"]
+    assert set(by) == {"chunked", "unchunked"}
+    n = {
+        k: v["rows_with_choice"] + v["no_choice_rows"] + v["oracle_above_greedy_rows"]
+        for k, v in by.items()
+    }
+    assert n == {"chunked": 3 * len(chunked), "unchunked": 3 * (len(runs) - len(chunked))}
+    text = cli("--store", url, "evaluate", "--model", "default", check=True).stdout
+    assert "8MiB" in text

@@ -143,10 +143,12 @@ def test_a_model_trained_with_the_retired_access_per_byte_still_runs(
     again = PlacementModel.from_texts(*model.to_texts())
     with_col = t.assign(access_per_byte=t["density_mean"])
     np.testing.assert_allclose(again.rank_scores(t), model.rank_scores(with_col))
-    # a feature this version never computed: one line that says what to do
-    bad = PlacementModel.from_texts(*model.to_texts()[:2], {**model.meta_, "features": ["nope"]})
-    with pytest.raises(InvalidInputError, match="unknown feature 'nope'.*retrain"):
-        bad.rank_scores(t)
+    # a feature this version never computed: one line that says what to do, on loading
+    with pytest.raises(InvalidInputError, match="feature 'nope' is not one.*retrain"):
+        PlacementModel.from_texts(*model.to_texts()[:2], {**model.meta_, "features": ["nope"]})
+    # boosters trained on other columns than the feature list says: refused, not mispredicted
+    with pytest.raises(InvalidInputError, match="do not match its feature list.*retrain"):
+        PlacementModel.from_texts(*model.to_texts()[:2], {**model.meta_, "features": names})
 
 
 def test_leave_one_application_out_beats_blind_baselines(dataset: evaluation.Dataset) -> None:

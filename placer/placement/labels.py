@@ -55,6 +55,7 @@ class RunLabels:
     baseline_seconds: float
     penalties: dict[int, float] = field(default_factory=dict)  # object id → seconds
     app_name: str = ""  # the Application row's name (e.g. bfs-kron16); ``app`` is the program
+    chunk_bytes: int | None = None  # the profile's --chunk (None: objects whole)
 
     def shares(self) -> dict[int, float]:
         """object id → penalty / baseline (slowdown share if that object alone is slow)."""
@@ -70,6 +71,7 @@ class RunLabels:
             "tier_spec": self.tier_spec_name,
             "host": self.host_id,
             "objects": len(self.penalties),
+            "chunk_bytes": self.chunk_bytes,
         }
 
 
@@ -125,6 +127,13 @@ def load_labels(
                 host_id=exp.host_id,
                 baseline_seconds=float(base),
                 penalties=penalties,
+                chunk_bytes=_chunk_bytes(run),
             )
         )
     return out
+
+
+def _chunk_bytes(run: Any) -> int | None:
+    """The chunk size a run was profiled with (``placer profile --chunk``), None if unchunked."""
+    size = ((run.inputs or {}) if run is not None else {}).get("chunk_bytes")
+    return int(size) if isinstance(size, int) and size > 0 else None

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from placer import __version__
 from placer.errors import InvalidInputError, NotFoundError
-from placer.placement.features import FEATURES, matrix
+from placer.placement.features import FEATURES, RETIRED, matrix
 
 if TYPE_CHECKING:
     import numpy as np
@@ -188,6 +188,12 @@ class PlacementModel:
         raw = np.asarray(self.penalty_.predict(matrix(table, self.feature_names_)))
         return self._decode(raw, table)
 
+    def penalties(self, table: pd.DataFrame) -> dict[int, float]:
+        """object id -> predicted penalty share: what the model's knapsack plans with (one
+        place, so ``placer recommend`` and ``placer evaluate`` make the same plan)."""
+        pred = self.predict_penalty(table)
+        return {int(o): float(v) for o, v in zip(table["object_id"], pred, strict=True)}
+
     # -- persistence (text + JSON, never pickle) ---------------------------------------
     def to_texts(self) -> tuple[str, str, dict[str, Any]]:
         self._check_fitted()
@@ -212,7 +218,26 @@ class PlacementModel:
         except lgb.basic.LightGBMError as exc:
             raise InvalidInputError(f"cannot read LightGBM model text: {exc}") from None
         model.meta_ = dict(meta)
+        model.check_features()
         return model
+
+    def check_features(self) -> None:
+        """One-line error unless the boosters were trained on this model's feature list and
+        every feature is one this version computes (a mismatch would predict garbage)."""
+        names = self.feature_names_
+        unknown = [f for f in names if f not in FEATURES and f not in RETIRED]
+        if unknown:
+            raise InvalidInputError(
+                f"the model's feature {unknown[0]!r} is not one this version of placer "
+                f"computes: retrain it (`placer train`)"
+            )
+        for kind, booster in (("ranker", self.ranker_), ("penalty", self.penalty_)):
+            if list(booster.feature_name()) != names:
+                raise InvalidInputError(
+                    f"the model's {kind} was trained on {booster.num_feature()} features "
+                    f"that do not match its feature list ({len(names)}: "
+                    f"{', '.join(names[:3])}...): retrain it (`placer train`)"
+                )
 
 
 def _versions() -> dict[str, str]:

@@ -95,9 +95,9 @@ def recommend(
     grouped = planner.groups(table)
     total = planner.footprint(grouped)
     nbytes, fraction = planner.parse_budget(budget, total)
-    shares = loaded.model.predict_penalty(table)
+    # the model's plan exactly as `placer evaluate` scores it (evaluation.score_run)
+    pred = loaded.model.penalties(table)
     scores = loaded.model.rank_scores(table)
-    pred = {int(o): float(v) for o, v in zip(table["object_id"], shares, strict=True)}
     model_strategy = baselines.ValueKnapsack("model", pred)
     mask = model_strategy.choose(grouped, nbytes)
     solver = model_strategy.solver  # how the per-moment budget was solved (docs/placement.md)
@@ -175,7 +175,7 @@ def recommend(
             "name": names.get(int(table["site_id"].iat[i]), ""),
             "size_bytes": int(table["size_bytes"].iat[i]),
             "score": finite(float(scores[i])),
-            "predicted_penalty": finite(float(shares[i])),
+            "predicted_penalty": finite(pred[int(table["object_id"].iat[i])]),
             "density_mean": finite(float(table["density_mean"].iat[i]))
             if not math.isnan(table["density_mean"].iat[i])
             else None,

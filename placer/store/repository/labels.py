@@ -194,6 +194,15 @@ def trained_model_by_id(session: Session, model_id: int) -> TrainedModel | None:
     return session.get(TrainedModel, model_id)
 
 
+def stored_models(session: Session, kind: str = "penalty") -> list[TrainedModel]:
+    """Every stored model row of ``kind``, oldest first."""
+    return list(
+        session.scalars(
+            select(TrainedModel).where(TrainedModel.kind == kind).order_by(TrainedModel.id)
+        ).all()
+    )
+
+
 def plan_by_id(session: Session, plan_id: int) -> Plan | None:
     return session.get(Plan, plan_id)
 
