@@ -310,9 +310,12 @@ def ingest_profile(
             key=lambda s: s.time_ns,
         )
         hits = chunk_index.lookup([s.time_ns for s in own], [s.addr for s in own])
+        # intervals count the program's CPU time when the shim says so (header flag 4):
+        # perf's samples are numbered on the same CPU-time axis, through the CLOCK timeline
+        on_cpu = cpu_ns_at(clocks, [s.time_ns for s in own]) if header.flags & 4 else None
         page_mask = ~(max(header.page_size, 1) - 1)
         touched_pages: set[tuple[int, int]] = set()
-        for s, hit in zip(own, hits, strict=True):
+        for k, (s, hit) in enumerate(zip(own, hits, strict=True)):
             if s.is_fault:
                 faults_total += 1
                 # only a page's first fault is its first touch: later ones are the shim's
@@ -329,8 +332,12 @@ def ingest_profile(
                 if s.is_mem:
                     mem_levels_unmatched += 1
                 continue
-            interval = (s.time_ns - header.start_ns) // period_ns
-            start = header.start_ns + interval * period_ns
+            if on_cpu is not None:
+                interval = (on_cpu[k] - clocks[0][1]) // period_ns
+                start = s.time_ns  # a cell perf opens: its wall span is not known exactly
+            else:
+                interval = (s.time_ns - header.start_ns) // period_ns
+                start = header.start_ns + interval * period_ns
             m = cell(hit.obj, hit.chunk, int(interval), start, start + period_ns)
             if s.is_fault:
                 m["page_faults"] += 1

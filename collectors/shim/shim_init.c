@@ -98,6 +98,7 @@ HIDDEN size_t g_threshold = 65536;
 HIDDEN int g_depth = 6;
 HIDDEN size_t g_bufcap = 1 << 20;
 HIDDEN unsigned g_period_ms = 10;
+HIDDEN int g_sample_cpu = 1;
 HIDDEN size_t g_sample_min = 1 << 20;
 HIDDEN unsigned g_sample_pages = 4;
 HIDDEN unsigned g_sample_max_pages = 64;
@@ -299,6 +300,10 @@ __attribute__((constructor(101))) static void shim_init(void) {
     g_sample_max_pages = (unsigned)env_size("PLACER_SHIM_SAMPLE_MAX_PAGES", 64, 1, 65536);
     g_budget_pcm = env_percent_milli("PLACER_SHIM_SAMPLE_BUDGET", 1000, 100000);
     g_ncpus = usable_cpus();
+    {
+        const char *clk = getenv("PLACER_SHIM_SAMPLE_CLOCK");
+        g_sample_cpu = !(clk && clk[0] == 'w'); /* "wall": intervals of wall time */
+    }
     g_max_objects = env_size("PLACER_SHIM_MAX_OBJECTS", 1 << 20, 1024, (size_t)1 << 26);
     if (g_sample_min < 2 * g_page) g_sample_min = 2 * g_page;
 

@@ -90,6 +90,7 @@ enum { F_FREE = 0, F_REALLOC = 1, F_MUNMAP = 2 };
 #define LOG_VERSION 1u
 #define HDR_FLAG_SAMPLING 1u
 #define HDR_FLAG_PLAN 2u
+#define HDR_FLAG_CPU_INTERVALS 4u /* sampling intervals count the process's CPU time */
 
 #pragma pack(push, 1)
 struct file_hdr {
@@ -343,6 +344,7 @@ HIDDEN extern size_t g_threshold;
 HIDDEN extern int g_depth;
 HIDDEN extern size_t g_bufcap;
 HIDDEN extern unsigned g_period_ms;
+HIDDEN extern int g_sample_cpu; /* intervals of CPU time (1, default) or of wall time (0) */
 HIDDEN extern size_t g_sample_min;
 HIDDEN extern unsigned g_sample_pages;
 HIDDEN extern unsigned g_sample_max_pages;

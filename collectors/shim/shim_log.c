@@ -177,7 +177,8 @@ static void write_header(void) {
     h.pid = (uint32_t)g_log_pid;
     h.page_size = (uint32_t)g_page;
     h.depth = (uint32_t)g_depth;
-    h.flags = (g_sampling ? HDR_FLAG_SAMPLING : 0) | (g_plan_loaded ? HDR_FLAG_PLAN : 0);
+    h.flags = (g_sampling ? HDR_FLAG_SAMPLING : 0) | (g_plan_loaded ? HDR_FLAG_PLAN : 0) |
+              (g_sampling && g_sample_cpu ? HDR_FLAG_CPU_INTERVALS : 0);
     h.threshold = g_threshold;
     h.period_ms = g_sampling ? g_period_ms : 0;
     h.ppid = (uint32_t)g_ppid;

@@ -155,7 +155,9 @@ static uint64_t interval_start(void) {
      * increasing; intervals skipped (budget, pauses) leave gaps */
     {
         uint64_t per = (uint64_t)(g_period_ms ? g_period_ms : 1) * 1000000ull;
-        uint64_t iv = now > g_start_ns ? (now - g_start_ns) / per : 0;
+        uint64_t cpu = g_sample_cpu ? process_cpu_ns() : 0;
+        uint64_t iv = g_sample_cpu ? (cpu > g_start_cpu_ns ? (cpu - g_start_cpu_ns) / per : 0)
+                                   : (now > g_start_ns ? (now - g_start_ns) / per : 0);
         g_interval = iv > g_interval && iv < UINT32_MAX ? (uint32_t)iv : g_interval + 1;
     }
     uint32_t budget = g_sample_max_pages;
@@ -265,6 +267,37 @@ HIDDEN void interval_end(void) {
     t_in_hook = 0;
 }
 
+/* Write the CPU-time timeline and flush records that waited long enough. */
+static void sampler_flush(void) {
+    lock_acquire(&g_log_lock);
+    log_clock_locked(); /* the CPU-time timeline lifetimes are priced on */
+    /* a program that stops allocating still gets its records out (SIGKILL) */
+    if (g_buf_used && now_ns() - g_buf_first_ns >= FLUSH_EVERY_NS / 2) log_flush_locked();
+    lock_release(&g_log_lock);
+}
+
+/* Sleep until the process has used ``ns`` more CPU time (all threads): an interval then
+ * holds the same work however busy the host is. Polled on the wall clock, no sooner than
+ * the program could get there on all its CPUs, and at least every 0.1 s (stop, flush). */
+static void wait_cpu(uint64_t ns) {
+    uint64_t target = process_cpu_ns() + ns, last_flush = now_ns();
+    for (;;) {
+        uint64_t cpu = process_cpu_ns();
+        if (cpu >= target || atomic_load(&g_stop)) return;
+        uint64_t step = (target - cpu) / (g_ncpus ? g_ncpus : 1);
+        if (step < 1000000ull) step = 1000000ull;
+        if (step > 100000000ull) step = 100000000ull;
+        struct timespec ts = {(time_t)(step / 1000000000ull), (long)(step % 1000000000ull)};
+        while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR) {}
+        if (now_ns() - last_flush >= FLUSH_EVERY_NS / 2) {
+            lock_acquire(&g_log_lock);
+            if (g_buf_used && now_ns() - g_buf_first_ns >= FLUSH_EVERY_NS / 2) log_flush_locked();
+            lock_release(&g_log_lock);
+            last_flush = now_ns();
+        }
+    }
+}
+
 static void *sampler_main(void *arg) {
     (void)arg;
     t_in_hook = 1;
@@ -277,24 +310,25 @@ static void *sampler_main(void *arg) {
         lock_release(&g_col_lock);
         uint64_t per = (uint64_t)g_period_ms * 1000000ull;
         if (wait < per) wait = per;
-        next.tv_nsec += (long)(wait % 1000000000ull);
-        next.tv_sec += (time_t)(wait / 1000000000ull);
-        if (next.tv_nsec >= 1000000000L) { next.tv_nsec -= 1000000000L; next.tv_sec++; }
-        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR) {}
-        struct timespec cur;
-        clock_gettime(CLOCK_MONOTONIC, &cur);
-        if (cur.tv_sec > next.tv_sec + 1) next = cur; /* we were stopped: do not catch up */
+        if (g_sample_cpu) {
+            /* a budget wait is wall time on all CPUs: in CPU time it is that many times more */
+            wait_cpu(wait > per ? wait * g_ncpus : wait);
+        } else {
+            next.tv_nsec += (long)(wait % 1000000000ull);
+            next.tv_sec += (time_t)(wait / 1000000000ull);
+            if (next.tv_nsec >= 1000000000L) { next.tv_nsec -= 1000000000L; next.tv_sec++; }
+            while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR) {}
+            struct timespec cur;
+            clock_gettime(CLOCK_MONOTONIC, &cur);
+            if (cur.tv_sec > next.tv_sec + 1) next = cur; /* we were stopped: do not catch up */
+        }
         lock_acquire(&g_col_lock);
         interval_end();
         lock_release(&g_col_lock);
         /* the sampler's own CPU time so far (what sampling costs besides the faults) */
         uint64_t cpu = thread_cpu_ns(CLOCK_THREAD_CPUTIME_ID);
         if (cpu) atomic_store_explicit(&g_stat[ST_SAMPLER_CPU_NS], cpu, memory_order_relaxed);
-        /* a program that stops allocating still gets its records out (SIGKILL) */
-        lock_acquire(&g_log_lock);
-        log_clock_locked(); /* the CPU-time timeline lifetimes are priced on */
-        if (g_buf_used && now_ns() - g_buf_first_ns >= FLUSH_EVERY_NS / 2) log_flush_locked();
-        lock_release(&g_log_lock);
+        sampler_flush();
     }
     return NULL;
 }
