@@ -297,3 +297,61 @@ def test_recommend_prices_its_plan_as_emulate_does(
     code, emu, err = _json(capsys, "--store", url, "emulate", run, "--plan", str(plan))
     assert code == 0, err
     assert rec["emulated"]["slowdown"] == pytest.approx(emu["slowdown"], rel=0.01)
+
+
+def test_a_plan_computed_on_another_host_is_refused_and_nothing_is_stored(
+    toy_priced: tuple[str, dict, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sqlalchemy import func, select
+
+    from placer.contracts.host import this_host
+    from placer.store.models import Run
+
+    url, ids, model_id = toy_priced
+    run = str(ids["native"])
+    plan = tmp_path / "plan.json"
+    code, rec, err = _json(
+        capsys, "--store", url, "recommend", run, "--dram-budget", "50%", "-o", str(plan)
+    )
+    assert code == 0, err
+    doc = json.loads(plan.read_text())
+    assert doc["host"]["fingerprint"] == this_host().fingerprint()
+    assert doc["host"]["host_model"] == model_id
+    code, _, err = _json(capsys, "--store", url, "emulate", run, "--plan", str(plan))
+    assert code == 0, err  # this host's own plan prices here
+    doc["host"].update(hostname="elsewhere", fingerprint="0123456789abcdef", host_model=7)
+    plan.write_text(json.dumps(doc))
+    store = Store(url)
+    with store.session() as s:
+        runs_before = s.scalar(select(func.count(Run.id)))
+    store.dispose()
+    for argv in (
+        ["emulate", run, "--plan", str(plan)],
+        ["run", "--plan", str(plan), "--", "true"],
+    ):
+        code, _, err = _json(capsys, "--store", url, *argv)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert "host model 7 of elsewhere" in err and "not on this host" in err
+    store = Store(url)
+    with store.session() as s:
+        assert s.scalar(select(func.count(Run.id))) == runs_before
+    store.dispose()
+
+
+def test_calibrate_without_a_c_compiler_is_one_line_and_stores_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fresh checkout (no examples/bin) on a host without cc: say so, store nothing."""
+    import placer.contracts.examples as examples
+
+    fresh = tmp_path / "examples"
+    fresh.mkdir()
+    (fresh / "Makefile").write_text("all:\n\tcc -o bin/chase micro/chase.c\n")
+    monkeypatch.setattr(examples, "examples_dir", lambda: fresh)
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    code, _, err = _json(capsys, "--store", url, "calibrate")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "no C compiler" in err and "--bin-dir" in err
+    code, _, err = _json(capsys, "--store", url, "calibrate", "--show")
+    assert code == 2 and "no host model" in err

@@ -15,6 +15,7 @@ from typing import Any
 
 from collectors.profile.session import prepare
 from placer.act import bind as apply
+from placer.contracts.host import stamp_mismatch, this_host
 from placer.daemon.client import close_job, register_self
 from placer.errors import InvalidInputError
 from placer.placement import evaluation
@@ -111,7 +112,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("run", parents=[common])
     p.add_argument("--plan", required=True, type=Path, help="plan file (placer recommend -o)")
     p.add_argument(
-        "--force", action="store_true", help="apply a plan made for another build of the program"
+        "--force",
+        action="store_true",
+        help="apply a plan made for another build of the program or on another host",
     )
     p.add_argument("--name", help="application name (default: the plan's)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
@@ -421,6 +424,9 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     if not cmd:
         raise InvalidInputError("nothing to run: give a command after --")
     doc = read_plan(args.plan)
+    other_host = stamp_mismatch(doc.get("host"), this_host(), f"plan {args.plan}")
+    if other_host and not args.force:
+        raise InvalidInputError(f"{other_host} (or use --force to apply it anyway)")
     prep = prepare(cmd, args.name or doc.get("app") or None)
     forced = check_build_id(
         doc, prep.build_id, force=args.force, where=f"plan {args.plan}", binary=str(prep.binary)

@@ -8,6 +8,8 @@ neither has to import the other to find it.
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -42,6 +44,12 @@ def example_bin_dir(build: bool = True) -> Path | None:
     bins = root / "bin"
     wanted = [*GRAPH_KERNELS, *MICROBENCHMARKS]
     if build and not all((bins / b).exists() for b in wanted):
+        compiler = os.environ.get("CC") or "cc"
+        if shutil.which(compiler) is None:
+            raise ExternalToolError(
+                f"the example programs in {bins} are not built and there is no C compiler "
+                f"({compiler}) to build them: install gcc with OpenMP, or pass --bin-dir"
+            )
         proc = subprocess.run(["make", "-s", "-C", str(root)], capture_output=True, text=True)
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]

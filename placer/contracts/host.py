@@ -219,3 +219,38 @@ def this_host(root: str = "/") -> HostIdentity:
         memory_bytes=_memory_bytes(),
         llc_sysfs_bytes=sysfs_llc_bytes(root),
     )
+
+
+def host_stamp(
+    identity: HostIdentity, model_id: int | None, model_fingerprint: str
+) -> dict[str, Any]:
+    """What a plan records of the host and host model it was computed on (``plan["host"]``).
+
+    A plan's node numbers and its priced slowdown hold on that host only: another host has
+    other nodes, another cache and another DRAM, so the plan is checked against this stamp
+    before it is applied or priced (:func:`check_stamp`).
+    """
+    return {
+        "hostname": identity.hostname,
+        "fingerprint": identity.fingerprint(),
+        "host_model": model_id,
+        "host_model_fingerprint": model_fingerprint,
+    }
+
+
+def stamp_mismatch(stamp: Any, identity: HostIdentity, what: str) -> str | None:
+    """Why ``what`` (stamped with ``stamp``) does not belong to host ``identity``; None if it does.
+
+    An unstamped document (written by hand, or by a placer before plans were stamped) is
+    accepted: there is nothing to compare with.
+    """
+    if not isinstance(stamp, dict) or not stamp.get("fingerprint"):
+        return None
+    if stamp["fingerprint"] == identity.fingerprint():
+        return None
+    model = stamp.get("host_model")
+    on = f"host model {model} of " if model is not None else ""
+    return (
+        f"{what} was computed on {on}{stamp.get('hostname') or 'another host'}, not on this "
+        f"host ({identity.hostname}): compute it here with `placer recommend`"
+    )

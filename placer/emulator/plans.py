@@ -6,7 +6,8 @@ Plan files (JSON, ``"format": "placer-plan"``, version 1)::
      "decisions": [{"site": "<site hash>", "chunk": 0, "tier": "slow"}, ...]}
 
 ``chunk`` is optional (all chunks); ``tier`` is ``dram`` or ``slow``. A plan for another
-binary (its build id differs from the run's) is refused. Stored plans (``placer_plans``
+binary (its build id differs from the run's) is refused, and so is a plan stamped with
+another host (``"host"``, written by ``placer recommend``). Stored plans (``placer_plans``
 rows, by id) are read the same way through their decisions.
 """
 
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from placer.contracts.host import stamp_mismatch, this_host
 from placer.emulator.model import RunProfile
 from placer.errors import InvalidInputError, NotFoundError
 from placer.store.repository.labels import plan_by_id
@@ -58,6 +60,13 @@ def _select(
     return slow
 
 
+def _check_host(stamp: Any, what: str) -> None:
+    """A plan priced on another host's model prices nothing here (its nodes, cache, DRAM)."""
+    why = stamp_mismatch(stamp, this_host(), what)
+    if why:
+        raise InvalidInputError(why)
+
+
 def plan_from_file(path: Path, profile: RunProfile) -> set[int]:
     what = f"plan {path}"
     try:
@@ -77,6 +86,7 @@ def plan_from_document(doc: Any, profile: RunProfile, what: str = "plan") -> set
     if doc.get("version") != 1:
         raise InvalidInputError(f"{what}: unsupported version {doc.get('version')!r}")
     _check_build(str(doc.get("build_id") or ""), profile, what)
+    _check_host(doc.get("host"), what)
     raw = doc.get("decisions")
     if not isinstance(raw, list):
         raise InvalidInputError(f"{what}: 'decisions' must be a list")
@@ -97,6 +107,7 @@ def plan_from_store(session: Session, plan_id: int, profile: RunProfile) -> set[
         raise NotFoundError(f"plan {plan_id} is not in the store")
     what = f"plan {plan_id}"
     _check_build(plan.build_id, profile, what)
+    _check_host((plan.document or {}).get("host"), what)
     sites = sites_by_id(session, {d.site_id for d in plan.decisions})
     decisions = []
     for d in plan.decisions:

@@ -61,6 +61,16 @@ SCHEMA: dict[str, Any] = {
                 "note": {"type": "string"},
             },
         },
+        "host": {
+            "type": "object",
+            "required": ["hostname", "fingerprint"],
+            "properties": {
+                "hostname": {"type": "string"},
+                "fingerprint": {"type": "string"},
+                "host_model": {"type": ["integer", "null"]},
+                "host_model_fingerprint": {"type": "string"},
+            },
+        },
         "chunk_bytes": {"type": "integer", "minimum": 0},
         "predicted_slowdown": {"type": ["number", "null"], "minimum": 1},
         "baselines": {"type": "object", "additionalProperties": {"type": ["number", "null"]}},

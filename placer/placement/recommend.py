@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from placer.contracts.host import host_stamp, this_host
 from placer.contracts.naming import object_name
 from placer.emulator.host import stored
 from placer.emulator.load import load_profile
@@ -75,6 +76,7 @@ def emulated_price(
         "slowdown": round(est.slowdown, 6),
         "base_seconds": est.base_seconds,
         "host_model": host.host_model_id,
+        "host_model_fingerprint": host.host_model_fingerprint,
     }
 
 
@@ -164,7 +166,11 @@ def recommend(
     if chunk:  # the profile's --chunk: the shim binds a split site's chunks one by one
         doc["chunk_bytes"] = int(chunk)
     validate(doc)
-    doc["emulated"] = emulated_price(session, run_id, doc)
+    emulated = emulated_price(session, run_id, doc)
+    doc["emulated"] = emulated
+    doc["host"] = host_stamp(
+        this_host(), emulated.get("host_model"), emulated.get("host_model_fingerprint", "")
+    )
     order = sorted(range(len(table)), key=lambda i: -scores[i])[:top]
     ranked = [
         {
