@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,23 @@ def test_page_poison_spread_separates_random_from_streaming() -> None:
     rand = obj(2, size, r=20 * size, w=0, series=[1.0] * 200)
     assert random_share(stream, HOST)[0] == pytest.approx(0.0, abs=0.05)
     assert random_share(rand, HOST)[0] == pytest.approx(1.0, abs=0.05)
+
+
+def test_random_share_moves_smoothly_as_the_samples_stop_discriminating() -> None:
+    """Near one pass per interval the page-poison samples lose their power to tell a stream
+    from random accesses; the rate rule takes over gradually, never in one step (a cut-off
+    made one cc -u 16 array read as a stream in one profile, 76% random in the next)."""
+    size = 8 * MIB
+    # a slow (compute-bound) sweep: the rate alone would call it mostly random
+    shares = []
+    for step in range(61):
+        passes = 0.6 + step * 0.01
+        o = obj(1, size, r=passes * 5 * size, w=0, series=[0.6] * 5, lifetime=0.13)
+        o = dataclasses.replace(o, sampled_pages=40)
+        shares.append(random_share(o, HOST)[0])
+    assert shares[0] == 0.0  # samples decide: a stream
+    assert shares[-1] > 0.5  # blind samples (1.2 passes): the rate decides
+    assert max(abs(b - a) for a, b in zip(shares[:-1], shares[1:], strict=True)) < 0.1
 
 
 def test_rate_above_the_random_ceiling_is_a_stream() -> None:
