@@ -183,6 +183,9 @@ static void track_site(void *p, size_t size, int kind, int mmap_obj, int samplea
     emit_site_locked(&st);
     log_append_locked(&ar, sizeof ar);
     if (node >= 0) log_append_locked(&br, sizeof br);
+    /* a point on the CPU-time timeline where a priced object's life starts (and, in
+     * log_free, ends): its CPU lifetime is then read, not interpolated across an interval */
+    if (size >= g_sample_min) log_clock_locked();
     lock_release(&g_log_lock);
     if (pe && pe->chunk_head != PLAN_NONE) bind_chunks(pe, src.seq, src.addr, size);
     if (big && !atomic_load_explicit(&g_sampler_started, memory_order_relaxed)) start_sampler();
@@ -234,6 +237,7 @@ HIDDEN void log_free(const obj_t *o, int kind, const struct rec_sample *srec, in
     lock_acquire(&g_log_lock);
     if (has_srec) log_append_locked(srec, sizeof *srec);
     log_append_locked(&fr, sizeof fr);
+    if (o->size >= g_sample_min) log_clock_locked();
     lock_release(&g_log_lock);
 }
 HIDDEN void untrack_free(void *p, int kind) {
