@@ -58,13 +58,15 @@ _WRAPPER_FUNCTION = re.compile(
         (?:malloc|calloc|realloc|zalloc|reallocarray|charalloc|memdup0?|strn?dup)(?:_\w+)?
     # anything_malloc / _calloc / _realloc / _mallocz: g_malloc0, g_try_malloc_n, av_mallocz,
     # CRYPTO_zalloc, PyMem_Malloc, PyObject_Realloc, tor_malloc_zero, sqlite3_malloc64
-    | \w+_(?:[Mm]alloc|[Cc]alloc|[Rr]ealloc|zalloc|[Mm]allocz?)(?:0|64|_\w+)?
+    # (not libstdc++'s own members: vector's _M_realloc_insert grows one container)
+    | (?!_M_)\w+_(?:[Mm]alloc|[Cc]alloc|[Rr]ealloc|zalloc|[Mm]allocz?)(?:0|64)?(?:_\w+)?
     # glib's other copies, jq, sqlite's layers, Lua, Ruby, CPython internals
     | g_(?:strn?dup|memdup2?|slice_alloc0?|slice_copy)
     | jv_mem_\w+
     | sqlite3(?:Mem|Db)?(?:Malloc|Realloc|StrN?Dup)\w* | dbMallocRawFinish | dbReallocFinish
     | mallocWithAlarm
-    | luaM_\w+ | l_alloc | ruby_x\w+ | pymalloc_alloc | _PyMem_\w+ | _PyObject_(?:Malloc|Calloc)
+    | luaM_\w+ | l_alloc | ruby_x\w+
+    | pymalloc_alloc | _?PyMem_\w+ | _?PyObject_(?:Malloc|Calloc|Realloc)
     # C++ allocation functions when libstdc++/libc++ has debug info
     | operator\ new(?:\[\])?
     """,
