@@ -485,7 +485,7 @@ def ingest_profile(
     }
 
 
-def _profiler_own(site: tuple[list[list[Any]], list[str]] | None) -> bool:
+def _profiler_own(site: tuple[list[list[Any]], list[str], list[str]] | None) -> bool:
     """An allocation made by tracemalloc for its own tables (our measurement, not the program).
 
     Program allocations routed through tracemalloc's hooks have the allocator (obmalloc,
