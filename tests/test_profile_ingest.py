@@ -239,11 +239,11 @@ def test_dhat_all_or_nothing(store: Store, tmp_path: Path) -> None:
     run_id = _run(store)
     log = _log()
     sym = NS(
-        symbolize=lambda module, bid, offs: {
+        symbolize_frames=lambda module, bid, offs: {
             o: (
-                [f"/src/d.c:{3 if o == 0x1234 else 4}", "/src/d.c:4"]
+                [(f"/src/d.c:{3 if o == 0x1234 else 4}", "grow"), ("/src/d.c:4", "main")]
                 if "app" in module
-                else [f"libc.so.6+{o:#x}"]
+                else [(f"libc.so.6+{o:#x}", "")]
             )
             for o in offs
         }
@@ -265,6 +265,10 @@ def test_dhat_all_or_nothing(store: Store, tmp_path: Path) -> None:
         assert s.scalar(select(func.count(AllocObject.id))) == 3
     doc = objects_document(store, run_id, "dhat-reads")
     assert doc["objects"][0]["dhat"]["site_bytes_read"] in (400000, 400008)
+    # each frame's function is stored beside the chain, one per frame
+    for o in doc["objects"]:
+        assert "grow" in o["site"]["functions"]
+        assert len(o["site"]["functions"]) == len(o["site"]["chain"])
 
 
 def test_cli_runs_and_objects_tables(run_placer, placer_env) -> None:  # type: ignore[no-untyped-def]

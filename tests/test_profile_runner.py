@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from collectors.profile.elf import read_elf
-from collectors.profile.symbolize import Symbolizer
+from collectors.profile.symbolize import Symbolizer, _parse_pretty
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,9 +52,37 @@ def test_symbolize_file_line_and_cache(tmp_path: Path) -> None:
     # the cache answers without addr2line, by build-id
     again = Symbolizer(cache, addr2line="/nonexistent/addr2line")
     assert again.symbolize(str(prog), info.build_id, [grow + 12]) == got
+    # each frame keeps its function, from the cache too
+    assert again.symbolize_frames(str(prog), info.build_id, [grow + 12])[grow + 12][0] == (
+        frame,
+        "grow",
+    )
     # no debug info at all: module+offset
     bare = Symbolizer(None).symbolize("/nonexistent/libx.so", "", [0x10])
     assert bare == {0x10: ["libx.so+0x10"]}
+
+
+def test_symbolize_keeps_function_names_and_refreshes_old_caches(tmp_path: Path) -> None:
+    out = (
+        "0x0000000000001148: xmalloc at /src/xmalloc.c:38\n"
+        " (inlined by) main at /src/app.c:12\n"
+        "0x00000000000011a0: zmalloc at ??:?\n"
+        "0x00000000000011c0: ?? ??:0\n"
+    )
+    got = _parse_pretty(out, [0x1149, 0x11A1, 0x11C1], 0, "/usr/bin/redis-server")
+    assert got == {
+        0x1149: [("/src/xmalloc.c:38", "xmalloc"), ("/src/app.c:12", "main")],
+        0x11A1: [("redis-server+0x11a1", "zmalloc")],  # symbol table, no line table
+    }
+    # a cache written before function names were kept is symbolized again
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "abc.json").write_text(json.dumps({"10": ["old.c:1"]}))
+    sym = Symbolizer(cache, addr2line="/nonexistent/addr2line")
+    assert sym.symbolize_frames("/nonexistent/libx.so", "abc", [0x10]) == {
+        0x10: [("libx.so+0x10", "")]
+    }
+    assert json.loads((cache / "abc.json").read_text()) == {"10": [["libx.so+0x10", ""]]}
 
 
 def _runner_script(argv: list[str]) -> str:

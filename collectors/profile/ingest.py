@@ -167,8 +167,8 @@ class ProfileInputs:
 
 def _symbolize_sites(
     log: Any, used: Iterable[int], symbolizer: Symbolizer | None
-) -> dict[int, tuple[list[list[Any]], list[str]]]:
-    """site_hash → (frames [[module path, offset]], symbolized ``file:line`` chain)."""
+) -> dict[int, tuple[list[list[Any]], list[str], list[str]]]:
+    """site_hash → (frames [[module path, offset]], ``file:line`` chain, function per frame)."""
 
     build_ids: dict[str, str] = {}
     for path, build_id in log.modules.values():
@@ -178,22 +178,25 @@ def _symbolize_sites(
     for h in used:
         for path, offset in log.sites[h]:
             by_module[path].add(offset)
-    names: dict[tuple[str, int], list[str]] = {}
+    names: dict[tuple[str, int], list[tuple[str, str]]] = {}
     for path, offsets in by_module.items():
         if symbolizer is None or path.startswith("["):
-            got = {off: [fallback_name(path, off)] for off in offsets}
+            got = {off: [(fallback_name(path, off), "")] for off in offsets}
         else:
-            got = symbolizer.symbolize(path, build_ids.get(path, ""), offsets)
+            got = symbolizer.symbolize_frames(path, build_ids.get(path, ""), offsets)
         for off, found in got.items():
             names[(path, off)] = found
-    out: dict[int, tuple[list[list[Any]], list[str]]] = {}
+    out: dict[int, tuple[list[list[Any]], list[str], list[str]]] = {}
     for h in used:
         frames: list[list[Any]] = []
         chain: list[str] = []
+        functions: list[str] = []
         for path, offset in log.sites[h]:
             frames.append([path, offset])
-            chain.extend(names.get((path, offset), [fallback_name(path, offset)]))
-        out[h] = (frames, chain)
+            for frame, func in names.get((path, offset), [(fallback_name(path, offset), "")]):
+                chain.append(frame)
+                functions.append(func)
+        out[h] = (frames, chain, functions)
     return out
 
 
@@ -253,8 +256,13 @@ def ingest_profile(
 
     native = _symbolize_sites(log, {a.site_hash for a in allocs}, inputs.symbolizer)
     site_rows: dict[str, dict[str, Any]] = {}
-    for h, (frames, names) in native.items():
-        site_rows[site_hash_hex(h)] = {"language": "c", "frames": frames, "symbolized": names}
+    for h, (frames, names, functions) in native.items():
+        site_rows[site_hash_hex(h)] = {
+            "language": "c",
+            "frames": frames,
+            "symbolized": names,
+            "functions": functions,
+        }
     for py_chain in py_site_of.values():
         site_rows[python_site_hash(py_chain)] = {
             "language": "python",
@@ -477,7 +485,7 @@ def ingest_profile(
     }
 
 
-def _profiler_own(site: tuple[list[list[Any]], list[str]] | None) -> bool:
+def _profiler_own(site: tuple[list[list[Any]], list[str], list[str]] | None) -> bool:
     """An allocation made by tracemalloc for its own tables (our measurement, not the program).
 
     Program allocations routed through tracemalloc's hooks have the allocator (obmalloc,

@@ -28,8 +28,27 @@ def _cache_path(cache_dir: Path | None, build_id: str) -> Path | None:
     return cache_dir / f"{build_id}.json"
 
 
+#: Cache entries: ``{offset hex: [[frame, function], ...]}``. Older caches held bare frame
+#: strings; such entries are symbolized again so their function names are filled in.
+Frame = tuple[str, str]
+
+
 def fallback_name(module: str, offset: int) -> str:
     return f"{os.path.basename(module) or '?'}+{offset:#x}"
+
+
+def _cached(entry: object) -> list[Frame] | None:
+    """A cache entry as frames, or None for an old or malformed one (symbolize again)."""
+    if not isinstance(entry, list) or not entry:
+        return None
+    out: list[Frame] = []
+    for item in entry:
+        if not (
+            isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)
+        ):
+            return None
+        out.append((item[0], item[1]))
+    return out
 
 
 class Symbolizer:
@@ -42,14 +61,21 @@ class Symbolizer:
     def __init__(self, cache_dir: Path | None = None, addr2line: str | None = None) -> None:
         self.cache_dir = cache_dir
         self.addr2line = addr2line or shutil.which("addr2line")
-        self._mem: dict[tuple[str, int], list[str]] = {}
+        self._mem: dict[tuple[str, int], list[Frame]] = {}
 
     def symbolize(self, module: str, build_id: str, offsets: Iterable[int]) -> dict[int, list[str]]:
         """``{offset: ["file:line", ...]}`` for each offset (innermost inline first)."""
+        got = self.symbolize_frames(module, build_id, offsets)
+        return {off: [frame for frame, _ in frames] for off, frames in got.items()}
+
+    def symbolize_frames(
+        self, module: str, build_id: str, offsets: Iterable[int]
+    ) -> dict[int, list[Frame]]:
+        """``{offset: [("file:line", "function"), ...]}`` (innermost inline first)."""
         wanted = sorted(set(offsets))
-        out: dict[int, list[str]] = {}
+        out: dict[int, list[Frame]] = {}
         cache_file = _cache_path(self.cache_dir, build_id)
-        disk: dict[str, list[str]] = {}
+        disk: dict[str, object] = {}
         if cache_file is not None and cache_file.exists():
             try:
                 disk = json.loads(cache_file.read_text())
@@ -58,17 +84,18 @@ class Symbolizer:
         missing: list[int] = []
         for off in wanted:
             key = (module, off)
+            cached = _cached(disk.get(f"{off:x}"))
             if key in self._mem:
                 out[off] = self._mem[key]
-            elif f"{off:x}" in disk:
-                out[off] = disk[f"{off:x}"]
+            elif cached is not None:
+                out[off] = cached
             else:
                 missing.append(off)
         if missing:
             found = self._run_addr2line(module, missing)
             for off in missing:
-                out[off] = found.get(off) or [fallback_name(module, off)]
-                disk[f"{off:x}"] = out[off]
+                out[off] = found.get(off) or [(fallback_name(module, off), "")]
+                disk[f"{off:x}"] = [list(f) for f in out[off]]
             if cache_file is not None:
                 try:
                     cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -92,11 +119,11 @@ class Symbolizer:
             return 0
         return info.first_load_vaddr
 
-    def _run_addr2line(self, module: str, offsets: list[int]) -> dict[int, list[str]]:
+    def _run_addr2line(self, module: str, offsets: list[int]) -> dict[int, list[Frame]]:
         if not self.addr2line or not os.path.isfile(module):
             return {}
         base = self._vaddr_base(module)
-        result: dict[int, list[str]] = {}
+        result: dict[int, list[Frame]] = {}
         for start in range(0, len(offsets), 512):
             batch = offsets[start : start + 512]
             addrs = [f"{_vaddr(off, base):#x}" for off in batch]
@@ -112,7 +139,7 @@ class Symbolizer:
                 return result
             if proc.returncode != 0:
                 return result
-            result.update(_parse_pretty(proc.stdout, batch, base))
+            result.update(_parse_pretty(proc.stdout, batch, base, module))
         return result
 
 
@@ -127,10 +154,16 @@ def _vaddr(offset: int, base: int) -> int:
     return max(vaddr - 1, 0)
 
 
-def _parse_pretty(text: str, offsets: list[int], base: int) -> dict[int, list[str]]:
-    """Parse ``addr2line -a -p -f -i`` output into frames per offset."""
+def _parse_pretty(
+    text: str, offsets: list[int], base: int, module: str = "?"
+) -> dict[int, list[Frame]]:
+    """Parse ``addr2line -a -p -f -i`` output into (frame, function) per offset.
+
+    A line without a location but with a function (symbol table, no DWARF) gives
+    ``module+0xoffset`` with that function; one with neither is dropped.
+    """
     by_addr = {_vaddr(off, base): off for off in offsets}
-    result: dict[int, list[str]] = {}
+    result: dict[int, list[Frame]] = {}
     current: int | None = None
     for line in text.splitlines():
         if not line.strip():
@@ -147,7 +180,12 @@ def _parse_pretty(text: str, offsets: list[int], base: int) -> dict[int, list[st
         if not m:
             continue
         loc = m.group("loc").split(" (discriminator", 1)[0].strip()
+        func = m.group("func").strip()
+        if func == "??":
+            func = ""
         if loc.startswith("??") or loc.endswith(":?") or loc.endswith(":0"):
-            continue
-        result.setdefault(current, []).append(loc)
+            if not func or current in result:
+                continue
+            loc = fallback_name(module, current)
+        result.setdefault(current, []).append((loc, func))
     return result

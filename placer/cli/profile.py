@@ -12,7 +12,7 @@ from typing import Any
 
 from collectors.profile.session import ProfileRequest, parse_size, run_profile
 from placer.cli.context import Context
-from placer.contracts.naming import site_label
+from placer.contracts.naming import site_chain, site_label, wrapper_frames
 from placer.daemon.client import close_job, register_self
 from placer.errors import InvalidInputError, NotFoundError
 from placer.store.repository.runs import (
@@ -197,6 +197,7 @@ def objects_document(
         run, app = row
         deep = deep_stats_by_site(s, run_id)
         objs = objects_with_sites(s, run_id)
+        wrappers = wrapper_frames(site_chain(site) for site in {x.id: x for _, x in objs}.values())
         series: dict[int, list[dict[str, Any]]] = {
             object_id: [
                 {
@@ -221,6 +222,7 @@ def objects_document(
         for o, site in objs:
             summ = o.summary or {}
             d = deep.get(site.id)
+            chain, functions = site_chain(site)
             items.append(
                 {
                     "id": o.id,
@@ -231,7 +233,9 @@ def objects_document(
                         "id": site.id,
                         "hash": site.site_hash,
                         "language": site.language,
-                        "chain": list(site.symbolized or []),
+                        "chain": chain,
+                        "functions": functions,
+                        "label": site_label(chain, 3, functions, wrappers),
                     },
                     "address": o.address,
                     "size_bytes": o.size_bytes,
@@ -354,7 +358,7 @@ def _objects(args: argparse.Namespace, ctx: Context) -> int:
             ]
             row = [
                 o["id"],
-                site_label(o["site"]["chain"]) + chunk,
+                o["site"]["label"] + chunk,
                 _human(o["size_bytes"]),
                 f"{o['lifetime_s']:.2f}",
                 "" if o["density"] is None else f"{o['density']:.2f}",

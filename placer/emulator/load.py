@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from placer.contracts.naming import object_name
+from placer.contracts.naming import object_name, site_chain, wrapper_frames
 from placer.emulator.model import ObjectTraffic, RunProfile
 from placer.errors import InvalidInputError
 from placer.store.repository.runs import (
@@ -138,6 +138,7 @@ def load_profile(
     stats = deep_stats_by_site(session, deep.id) if deep else {}
     objs = objects_of_run(session, native.id)
     sites = sites_by_id(session, {o.site_id for o in objs})
+    wrappers = wrapper_frames(site_chain(s) for s in sites.values())
     period_ms = ((native.signals or {}).get("shim") or {}).get("sample_period_ms") or 0
 
     alloc_size: dict[int, int] = defaultdict(int)  # alloc_seq -> bytes over its chunks
@@ -187,8 +188,8 @@ def load_profile(
             source = "sampled-lower-bound" if active else "none"
         name = ""
         if site is not None:
-            chain = list(site.symbolized or [])
-            name = object_name(chain, fallback=site.site_hash)
+            chain, functions = site_chain(site)
+            name = object_name(chain, site.site_hash, functions, wrappers)
         objects.append(
             ObjectTraffic(
                 object_id=o.id,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from placer.contracts.host import host_stamp, this_host
-from placer.contracts.naming import object_name
+from placer.contracts.naming import object_name, site_chain, wrapper_frames
 from placer.emulator.host import stored
 from placer.emulator.load import load_profile
 from placer.emulator.model import estimate
@@ -110,11 +110,11 @@ def recommend(
 
     site_ids = {int(sid) for sid in set(grouped["site_id"])}
     sites = sites_by_id(session, site_ids)
+    wrappers = wrapper_frames(site_chain(s) for s in sites.values())
     names = {}
     for sid in site_ids:
-        site = sites.get(sid)
-        chain = list(site.symbolized or []) if site else []
-        names[sid] = object_name(chain)
+        chain, functions = site_chain(sites.get(sid))
+        names[sid] = object_name(chain, "", functions, wrappers)
     group_value = planner.group_values(grouped, pred)
     natives = {(r.site_hash, int(r.chunk_index)): r.native_site for r in table.itertuples()}
     decisions = []

@@ -12,7 +12,7 @@ import math
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from placer.contracts.naming import user_frames
+from placer.contracts.naming import site_chain, user_frames, wrapper_frames
 from placer.errors import NotFoundError, PlacerError
 from placer.placement import baselines, planner
 from placer.placement.baselines import Candidate
@@ -54,9 +54,11 @@ LABELS = {
 }
 
 
-def _location(chain: list[str], site_hash: str) -> str:
-    """The site's first user frame (allocator and container frames skipped)."""
-    frames = user_frames(chain)
+def _location(
+    chain: list[str], site_hash: str, functions: list[str], wrappers: frozenset[str]
+) -> str:
+    """The site's first user frame (allocator, wrapper and container frames skipped)."""
+    frames = user_frames(chain, functions, wrappers)
     return frames[0] if frames else f"site {site_hash[:12]}"
 
 
@@ -157,6 +159,7 @@ class RunReport(ReportBuilder):
         self, objs: list[Any], series: dict[int, list[Any]], cwd: str
     ) -> list[dict[str, Any]]:
         out = []
+        wrappers = wrapper_frames(site_chain(site) for site in {s.id: s for _, s in objs}.values())
         for o, site in objs:
             summ = o.summary or {}
             ms = series.get(o.id, [])
@@ -173,7 +176,8 @@ class RunReport(ReportBuilder):
                 else max([m.end_ns for m in ms] + [o.alloc_ns + int(summ.get("lifetime_ns", 0))])
             )
             lifetime_ns = summ.get("lifetime_ns", max(end_ns - o.alloc_ns, 0))
-            chain = [str(c) for c in (site.symbolized or [])]
+            chain, functions = site_chain(site)
+            location = _location(chain, site.site_hash, functions, wrappers)
             out.append(
                 {
                     "id": o.id,
@@ -184,8 +188,8 @@ class RunReport(ReportBuilder):
                         "id": site.id,
                         "hash": site.site_hash,
                         "language": site.language,
-                        "location": _location(chain, site.site_hash),
-                        "short": _short(_location(chain, site.site_hash), cwd),
+                        "location": location,
+                        "short": _short(location, cwd),
                         "chain": chain,
                     },
                     "size_bytes": o.size_bytes,

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -170,6 +171,10 @@ class Site(Base):
     language: Mapped[str] = mapped_column(String(16), default="c")  # c | python
     frames: Mapped[list[Any]] = mapped_column(default=list)  # [[module, offset], ...]
     symbolized: Mapped[list[Any]] = mapped_column(default=list)  # ["file:line", ...]
+    #: Function of each ``symbolized`` frame ("" unknown; [] for sites stored before 0003).
+    #: A parallel list rather than text inside the frames: every reader of ``symbolized``
+    #: (DHAT matching, reports, plans) keeps reading plain ``file:line`` strings.
+    functions: Mapped[list[Any]] = mapped_column(default=list, server_default=text("'[]'"))
     created_at: Mapped[dt.datetime] = _now()
 
 
