@@ -5,7 +5,7 @@ their ``file:line`` frames alone.
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-12-14 10:00:00
+Create Date: 2026-12-05 10:00:00
 """
 
 from __future__ import annotations
