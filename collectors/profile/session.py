@@ -40,6 +40,9 @@ class ProfileRequest:
     threshold: int | None = None
     perf: bool = True
     stack_depth: int | None = None
+    #: page-poison pages per sampled object per interval (None: the shim's 4); the shim's
+    #: per-interval cap is raised to 16 objects' worth
+    sample_pages: int | None = None
 
 
 @dataclass
@@ -123,6 +126,8 @@ def run_profile(store: Any, req: ProfileRequest) -> tuple[int, int, dict[str, An
         raise InvalidInputError("--chunk must be a positive size")
     if req.sample_period_ms is not None and req.sample_period_ms < 0:
         raise InvalidInputError("--sample-period must be >= 0 ms (0 turns sampling off)")
+    if req.sample_pages is not None and not 1 <= req.sample_pages <= 64:
+        raise InvalidInputError(f"--sample-pages must be 1..64, not {req.sample_pages}")
     budget = req.sample_budget_pct
     if budget is not None and not 0 <= budget <= 100:
         raise InvalidInputError("--sample-budget must be a percentage in [0, 100] (0: no cap)")
@@ -152,6 +157,9 @@ def run_profile(store: Any, req: ProfileRequest) -> tuple[int, int, dict[str, An
             env["PLACER_SHIM_SAMPLE_BUDGET"] = f"{budget:.3f}"
         if req.stack_depth is not None:
             env["PLACER_SHIM_STACK_DEPTH"] = str(req.stack_depth)
+        if req.sample_pages is not None:
+            env["PLACER_SHIM_SAMPLE_PAGES"] = str(req.sample_pages)
+            env["PLACER_SHIM_SAMPLE_MAX_PAGES"] = str(16 * req.sample_pages)
         preload = shim + (f" {env['LD_PRELOAD']}" if env.get("LD_PRELOAD") else "")
 
         program = list(prep.argv)
@@ -177,6 +185,7 @@ def run_profile(store: Any, req: ProfileRequest) -> tuple[int, int, dict[str, An
             "threshold": req.threshold,
             "sample_period_ms": req.sample_period_ms,
             "sample_budget_pct": budget,
+            "sample_pages": req.sample_pages,
             "deep": req.deep,
             "python": prep.python_script is not None,
         }

@@ -74,6 +74,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "(default: the shim's, 1; 0: no cap)",
     )
     p.add_argument(
+        "--sample-pages",
+        metavar="N",
+        type=int,
+        default=None,
+        help="page-poison pages per object per interval, 1..64 (default: the shim's, 4; "
+        "placer experiment uses 16)",
+    )
+    p.add_argument(
         "--threshold",
         metavar="SIZE",
         default=None,
@@ -119,6 +127,7 @@ def _profile(args: argparse.Namespace, ctx: Context) -> int:
         chunk=parse_size(args.chunk, "--chunk"),
         sample_period_ms=args.sample_period,
         sample_budget_pct=args.sample_budget,
+        sample_pages=args.sample_pages,
         threshold=parse_size(args.threshold, "--threshold") if args.threshold else None,
         perf=not args.no_perf,
     )
