@@ -49,6 +49,12 @@ fetch() {
   echo "$dir"
 }
 
+# Generated headers of an automake tree first: `make TARGET` alone skips BUILT_SOURCES.
+built_sources() {
+  local bs; bs="$(printf 'print-bs:\n\t@echo $(BUILT_SOURCES)\n' | make -s -f Makefile -f - print-bs)"
+  [ -z "$bs" ] || make -s -j"$JOBS" $bs >&2
+}
+
 install_bin() { install -m 755 "$1" "$BIN/$2.tmp" && mv -f "$BIN/$2.tmp" "$BIN/$2"; }
 
 build_sqlite3() {
@@ -60,6 +66,9 @@ build_sqlite3() {
 
 build_xz() {
   local d; d="$(fetch xz-utils)"
+  # the Debian tarball is a git snapshot: no configure script until autoreconf
+  [ -f "$d/configure" ] || { need autoreconf "generate jq's configure (Debian: autoconf automake libtool)"
+                             (cd "$d" && autoreconf -fi >&2); }
   (cd "$d" && { [ -f Makefile ] || ./configure -q --disable-shared --disable-nls --disable-doc \
       --disable-xzdec --disable-lzmadec --disable-lzmainfo --disable-scripts >&2; }
    make -s -j"$JOBS" -C src/liblzma >&2 && make -s -j"$JOBS" -C src/xz >&2)
@@ -81,16 +90,22 @@ build_bzip2() {
 
 build_gawk() {
   local d; d="$(fetch gawk)"
+  # the Debian tarball is a git snapshot: no configure script until autoreconf
+  [ -f "$d/configure" ] || { need autoreconf "generate jq's configure (Debian: autoconf automake libtool)"
+                             (cd "$d" && autoreconf -fi >&2); }
   (cd "$d" && { [ -f Makefile ] || ./configure -q --disable-nls --without-readline --without-mpfr >&2; }
-   make -s -j"$JOBS" gawk >&2)
+   make -s -j"$JOBS" -C support >&2 && make -s -j"$JOBS" gawk >&2)
   install_bin "$d/gawk" gawk
 }
 
 build_jq() {
   local d; d="$(fetch jq)"
+  # the Debian tarball is a git snapshot: no configure script until autoreconf
+  [ -f "$d/configure" ] || { need autoreconf "generate jq's configure (Debian: autoconf automake libtool)"
+                             (cd "$d" && autoreconf -fi >&2); }
   (cd "$d" && { [ -f Makefile ] || ./configure -q --disable-shared --disable-docs \
       --disable-maintainer-mode --without-oniguruma >&2; }
-   make -s -j"$JOBS" jq >&2)
+   built_sources && make -s -j"$JOBS" jq >&2)
   install_bin "$d/jq" jq
 }
 
@@ -98,6 +113,7 @@ build_sort() {
   local d; d="$(fetch coreutils)"
   (cd "$d" && { [ -f Makefile ] || FORCE_UNSAFE_CONFIGURE=1 ./configure -q --disable-nls \
       --without-selinux --disable-acl --disable-xattr --without-gmp >&2; }
+   built_sources
    make -s -j"$JOBS" src/sort >&2)
   install_bin "$d/src/sort" sort
 }
@@ -110,6 +126,9 @@ build_ninja() {
 
 build_lua() {
   local d; d="$(fetch lua5.4)"
+  # Debian's luaconf.h includes a header its packaging generates (the multiarch path)
+  [ -f "$d/src/lua5.4-deb-multiarch.h" ] ||
+    echo "#define DEB_HOST_MULTIARCH \"$(gcc -print-multiarch)\"" > "$d/src/lua5.4-deb-multiarch.h"
   (cd "$d/src" && gcc $CFLAGS -std=gnu99 -DLUA_COMPAT_5_3 -DLUA_USE_LINUX -o lua-placer \
       $(ls *.c | grep -v '^luac\.c$') -lm -ldl)
   install_bin "$d/src/lua-placer" lua
