@@ -21,7 +21,9 @@ def poisson3d(n: int, rng: np.random.Generator) -> sp.csr_matrix:
     one = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(n, n), format="csr")
     eye = sp.identity(n, format="csr")
     a = (
-        sp.kron(sp.kron(one, eye), eye) + sp.kron(sp.kron(eye, one), eye) + sp.kron(eye, sp.kron(eye, one))
+        sp.kron(sp.kron(one, eye), eye)
+        + sp.kron(sp.kron(eye, one), eye)
+        + sp.kron(eye, sp.kron(eye, one))
     ).tocsr()
     a = a + sp.diags(rng.random(a.shape[0]) * 0.1, format="csr")
     return a.tocsr()
