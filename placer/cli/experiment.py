@@ -151,6 +151,8 @@ def _experiment(args: argparse.Namespace, ctx: Context) -> int:
     given = sum(bool(x) for x in (cmd, args.run is not None, args.suite))
     if given != 1:
         raise InvalidInputError("give exactly one of: -- CMD, --run ID, --suite examples|corpus")
+    # the suite's programs first: a missing build is one clear line before anything runs
+    workloads = suite(args.suite, quick=args.quick) if args.suite else []
     if args.repeat < 1:
         raise InvalidInputError("--repeat must be >= 1")
     budgets = parse_budgets(args.budgets)
@@ -185,7 +187,7 @@ def _experiment(args: argparse.Namespace, ctx: Context) -> int:
         if mode.kind == "emulated":
             host = reference() if args.reference_dram else pricing_host(store, args.host_model)
         if args.suite:
-            doc = _suite(store, req, mode, host, args.suite, quick=args.quick)
+            doc = _suite(store, req, mode, host, workloads)
         else:
             app = args.app or (Path(cmd[0]).name if cmd else "")
             quiet = stdout_to_stderr() if ctx.format == "json" else contextlib.nullcontext()
@@ -208,7 +210,7 @@ def _experiment(args: argparse.Namespace, ctx: Context) -> int:
     return 1 if doc["failed"] else 0
 
 
-def _suite(store: Any, req: Any, mode: Any, host: Any, name: str, *, quick: bool) -> dict[str, Any]:
+def _suite(store: Any, req: Any, mode: Any, host: Any, workloads: list[Any]) -> dict[str, Any]:
     from rich.console import Console  # lazy: heavy
     from rich.progress import (
         BarColumn,
@@ -218,7 +220,6 @@ def _suite(store: Any, req: Any, mode: Any, host: Any, name: str, *, quick: bool
         TimeElapsedColumn,
     )  # lazy: heavy
 
-    workloads = suite(name, quick=quick)
     # the progress bar keeps its own handle on the terminal: programs' output is redirected
     console = Console(file=open(os.dup(sys.stderr.fileno()), "w", closefd=True))  # noqa: SIM115
     with Progress(

@@ -56,11 +56,12 @@ def suite(name: str = "examples", quick: bool = False) -> list[Workload]:
     """Every workload of ``--suite NAME`` (``quick``: one small scale, for tests)."""
     if name not in SUITES:
         raise ExternalToolError(f"unknown suite {name!r} (choose from {', '.join(SUITES)})")
+    # one clear error when the third-party programs are not built; never builds them
+    tp_bins = thirdparty_bin_dir() if name == "corpus" else None
     bins = example_bin_dir(build=True)
     if bins is None:
         raise ExternalToolError("examples/bin not found: run `make -C examples`")
-    if name == "corpus":
-        tp_bins = thirdparty_bin_dir()  # one clear error when not built; never builds
+    if tp_bins is not None:
         data = corpus_data().generate()
         return corpus(bins, tp_bins, data["access.log"].parent, examples_dir() / "python")
     out: list[Workload] = []
