@@ -135,7 +135,9 @@ def test_built_corpus_programs_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_dhat_pass_follows_children_of_a_script(tmp_path: Path) -> None:
+def test_dhat_pass_follows_children_of_a_script(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if shutil.which("valgrind") is None:
         pytest.skip("valgrind is not installed")
     if not (TP_BIN / "lua").is_file():
@@ -145,12 +147,14 @@ def test_dhat_pass_follows_children_of_a_script(tmp_path: Path) -> None:
     from placer.store import Store
 
     pytest.importorskip("collectors.shim")
+    monkeypatch.setenv("PLACER_DATA_DIR", str(tmp_path / "data"))
     script = tmp_path / "run.sh"
     lua = tmp_path / "t.lua"
     lua.write_text("local t = {} for i = 1, 200000 do t[i] = {i, tostring(i)} end print(#t)\n")
     script.write_text(f"#!/bin/sh\n{TP_BIN / 'lua'} {lua}\n")
     script.chmod(0o755)
-    store = Store(f"sqlite:///{tmp_path}/s.db", create=True)
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    store.upgrade()
     run_id, _ = profile_pair(store, [str(script)], "lua-in-sh", deep=False)
     got = dhat_pass(store, run_id, [str(script)])
     assert got["processes"] >= 2  # the shell and the lua it started

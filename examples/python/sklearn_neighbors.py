@@ -19,7 +19,7 @@ from sklearn.neighbors import NearestNeighbors
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--points", type=int, default=300_000)
-    p.add_argument("--queries", type=int, default=15_000)
+    p.add_argument("--queries", type=int, default=8_000)
     p.add_argument("--dim", type=int, default=8)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--seed", type=int, default=1)

@@ -187,9 +187,9 @@ def corpus(bins: Path, tp: Path, data: Path, py_dir: Path) -> list[Workload]:
 #: One graph kernel per application in the corpus: (kernel, generator, scale).
 CORPUS_GRAPHS = (
     ("bfs", "kron", 18),
-    ("pr", "kron", 17),
+    ("pr", "kron", 18),
     ("cc", "uniform", 18),
     ("sssp", "kron", 17),
-    ("bc", "uniform", 16),
-    ("tc", "kron", 14),
+    ("bc", "uniform", 17),
+    ("tc", "kron", 16),
 )
