@@ -20,13 +20,13 @@ from placer.contracts.examples import (
     thirdparty_bin_dir,
 )
 from placer.errors import ExternalToolError
-from placer.experiments.workloads import THIRD_PARTY_GROUPS, corpus, corpus_data
+from placer.experiments.workloads import THIRD_PARTY_GROUPS, Workload, corpus, corpus_data
 
 ROOT = Path(__file__).resolve().parent.parent
 TP_BIN = ROOT / "examples" / "thirdparty" / "bin"
 
 
-def _corpus(tmp_path: Path) -> list:  # type: ignore[type-arg]
+def _corpus(tmp_path: Path) -> list[Workload]:
     return corpus(tmp_path / "bin", tmp_path / "tp", tmp_path / "data", tmp_path / "py")
 
 

@@ -19,6 +19,7 @@ import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from placer.contracts.examples import (
     GRAPH_KERNELS,
@@ -90,7 +91,7 @@ def suite(name: str = "examples", quick: bool = False) -> list[Workload]:
     return out
 
 
-def corpus_data():  # type: ignore[no-untyped-def]
+def corpus_data() -> ModuleType:
     """``examples/thirdparty/data.py`` as a module (a script folder, not a package)."""
     path = examples_dir() / "thirdparty" / "data.py"
     spec = importlib.util.spec_from_file_location("placer_corpus_data", path)
