@@ -158,7 +158,7 @@ def corpus(bins: Path, tp: Path, data: Path, py_dir: Path) -> list[Workload]:
         ),
         Workload("ninja", [str(tp / "ninja"), "-C", str(data), "-n", "-j1"], ""),
         Workload("lua", [str(tp / "lua"), str(data / "tables.lua")], ""),
-        Workload("redis-kv", ["/bin/bash", str(data / "redis-kv.sh"), str(tp)], ""),
+        Workload("redis-kv", ["/bin/sh", str(data / "redis-kv.sh"), str(tp)], ""),
     ]
     out = [Workload(w.app, w.command, "thirdparty") for w in third]
     for script in ("pandas_join", "sparse_cg", "sklearn_neighbors", "lightgbm_train"):
