@@ -22,7 +22,7 @@ from placer.experiments.session import (
     stdout_to_stderr,
 )
 from placer.experiments.strategies import parse_budgets
-from placer.experiments.workloads import suite
+from placer.experiments.workloads import SUITES, suite
 from placer.tiers import detect_nodes
 from placer.tiers.specs import load_spec
 
@@ -38,7 +38,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--app", metavar="NAME", help="application name (default: program name)")
     p.add_argument("--run", type=int, metavar="ID", help="label this stored run, no profiling")
-    p.add_argument("--suite", choices=["examples"], help="label a whole suite")
+    p.add_argument(
+        "--suite",
+        choices=list(SUITES),
+        help="label a whole suite: examples (our graph kernels, microbenchmarks, embedding) "
+        "or corpus (one workload per application, most third-party: build them with "
+        "`make -C examples thirdparty`)",
+    )
     p.add_argument(
         "--quick",
         action="store_true",
@@ -144,7 +150,9 @@ def _experiment(args: argparse.Namespace, ctx: Context) -> int:
         cmd = cmd[1:]
     given = sum(bool(x) for x in (cmd, args.run is not None, args.suite))
     if given != 1:
-        raise InvalidInputError("give exactly one of: -- CMD, --run ID, --suite examples")
+        raise InvalidInputError("give exactly one of: -- CMD, --run ID, --suite examples|corpus")
+    # the suite's programs first: a missing build is one clear line before anything runs
+    workloads = suite(args.suite, quick=args.quick) if args.suite else []
     if args.repeat < 1:
         raise InvalidInputError("--repeat must be >= 1")
     budgets = parse_budgets(args.budgets)
@@ -179,7 +187,7 @@ def _experiment(args: argparse.Namespace, ctx: Context) -> int:
         if mode.kind == "emulated":
             host = reference() if args.reference_dram else pricing_host(store, args.host_model)
         if args.suite:
-            doc = _suite(store, req, mode, host, quick=args.quick)
+            doc = _suite(store, req, mode, host, workloads)
         else:
             app = args.app or (Path(cmd[0]).name if cmd else "")
             quiet = stdout_to_stderr() if ctx.format == "json" else contextlib.nullcontext()
@@ -202,7 +210,7 @@ def _experiment(args: argparse.Namespace, ctx: Context) -> int:
     return 1 if doc["failed"] else 0
 
 
-def _suite(store: Any, req: Any, mode: Any, host: Any, *, quick: bool) -> dict[str, Any]:
+def _suite(store: Any, req: Any, mode: Any, host: Any, workloads: list[Any]) -> dict[str, Any]:
     from rich.console import Console  # lazy: heavy
     from rich.progress import (
         BarColumn,
@@ -212,7 +220,6 @@ def _suite(store: Any, req: Any, mode: Any, host: Any, *, quick: bool) -> dict[s
         TimeElapsedColumn,
     )  # lazy: heavy
 
-    workloads = suite(quick=quick)
     # the progress bar keeps its own handle on the terminal: programs' output is redirected
     console = Console(file=open(os.dup(sys.stderr.fileno()), "w", closefd=True))  # noqa: SIM115
     with Progress(

@@ -42,7 +42,7 @@ def example_bin_dir(build: bool = True) -> Path | None:
     except ExternalToolError:
         return None
     bins = root / "bin"
-    wanted = [*GRAPH_KERNELS, *MICROBENCHMARKS]
+    wanted = [*GRAPH_KERNELS, *MICROBENCHMARKS, "kvlog"]
     if build and not all((bins / b).exists() for b in wanted):
         compiler = os.environ.get("CC") or "cc"
         if shutil.which(compiler) is None:
@@ -55,3 +55,42 @@ def example_bin_dir(build: bool = True) -> Path | None:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
             raise ExternalToolError(f"cannot build the examples: {tail[0]}")
     return bins if bins.is_dir() else None
+
+
+#: The native third-party programs ``make -C examples thirdparty`` builds into
+#: ``examples/thirdparty/bin`` (Debian sources; docs/placement.md, "The corpus").
+THIRDPARTY_PROGRAMS = (
+    "sqlite3",
+    "xz",
+    "zstd",
+    "bzip2",
+    "gawk",
+    "jq",
+    "sort",
+    "ninja",
+    "lua",
+    "redis-server",
+    "redis-benchmark",
+    "redis-cli",
+)
+
+#: Applications of ``--suite corpus`` kept out of the shipped default model's training and
+#: settings choice, so its score on them (``placer evaluate --model default --apps ...``)
+#: is a score on programs it never saw: one of ours and three third-party, of different
+#: kinds (write log + hash index, compression, a KV server under jemalloc, tree search).
+HELDOUT_APPS = frozenset({"kvlog", "zstd", "redis-kv", "sklearn_neighbors"})
+
+
+def thirdparty_bin_dir() -> Path:
+    """``examples/thirdparty/bin`` with every third-party program built, else one clear error.
+
+    Never builds: building downloads Debian sources (``make -C examples thirdparty``).
+    """
+    bins = examples_dir() / "thirdparty" / "bin"
+    missing = [p for p in THIRDPARTY_PROGRAMS if not (bins / p).is_file()]
+    if missing:
+        raise ExternalToolError(
+            f"third-party programs not built ({', '.join(missing)}): "
+            "run `make -C examples thirdparty`"
+        )
+    return bins

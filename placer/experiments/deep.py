@@ -57,11 +57,19 @@ def dhat_pass(
     if valgrind is None:
         raise ExternalToolError("emulated labels need valgrind (Debian: valgrind) for DHAT")
     with tempfile.TemporaryDirectory(prefix="placer-dhat-") as tmp:
-        out = Path(tmp) / "dhat.json"
+        # children followed (a script driving a server and a client): one file per process
+        pattern = Path(tmp) / "dhat.%p.json"
         env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
         try:
             proc = subprocess.run(
-                [valgrind, "--tool=dhat", f"--dhat-out-file={out}", "-q", *command],
+                [
+                    valgrind,
+                    "--tool=dhat",
+                    "--trace-children=yes",
+                    f"--dhat-out-file={pattern}",
+                    "-q",
+                    *command,
+                ],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -70,15 +78,18 @@ def dhat_pass(
             )
         except subprocess.TimeoutExpired:
             raise ExternalToolError(f"DHAT run of {command[0]} took over {timeout:.0f} s") from None
-        if proc.returncode != 0 or not out.exists():
+        outs = sorted(Path(tmp).glob("dhat.*.json"))
+        if proc.returncode != 0 or not outs:
             tail = (proc.stderr or "").strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
             raise ExternalToolError(f"DHAT run of {Path(command[0]).name} failed: {tail[0]}")
-        profile = read_dhat(out)
+        profiles = [read_dhat(o) for o in outs]
+    points = [p for prof in profiles for p in prof.points]
+    time_unit = profiles[0].time_unit
     with store.session() as s:
         run = find_run(s, run_id)
         if run is None:
             raise InvalidInputError(f"run {run_id} is not in the store")
-        groups = match_points(profile.points, _chains(s, run_id))
+        groups = match_points(points, _chains(s, run_id))
         if not groups:
             raise InvalidInputError(
                 f"run {run_id}: no DHAT allocation point matched a site of the run (are the "
@@ -98,7 +109,7 @@ def dhat_pass(
                     "details": {
                         "points": len(points),
                         "source": "placer experiment DHAT pass",
-                        "time_unit": profile.time_unit,
+                        "time_unit": time_unit,
                         "total_lifetime": sum(p.total_lifetime for p in points),
                     },
                 }
@@ -110,9 +121,10 @@ def dhat_pass(
             {
                 "deep_pass": {
                     "tool": "dhat",
-                    "points": len(profile.points),
+                    "points": len(points),
+                    "processes": len(profiles),
                     "sites_matched": len(groups),
                 }
             },
         )
-    return {"points": len(profile.points), "sites_matched": len(groups)}
+    return {"points": len(points), "processes": len(profiles), "sites_matched": len(groups)}

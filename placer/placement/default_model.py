@@ -9,7 +9,11 @@ stored model wins). It is built exactly as ``placer train`` builds a model (sett
 by leave-one-application-out among ``evaluation.CANDIDATES``), and its ``meta.json`` holds
 the nested leave-one-application-out summary of that procedure. Output: ``ranker.txt`` and
 ``penalty.txt`` (LightGBM text) and ``meta.json`` (features, training runs, settings
-chosen, evaluation, library versions).
+chosen, evaluation, library versions, the applications held out).
+
+Applications in ``placer.contracts.examples.HELDOUT_APPS`` (from ``--suite corpus``) are
+dropped before anything is chosen or fitted, so ``placer evaluate --model default --apps
+kvlog,zstd,...`` scores the shipped model on programs it never saw.
 """
 
 from __future__ import annotations
@@ -22,11 +26,19 @@ from pathlib import Path
 from typing import Any
 
 from placer.config import resolve_store_url
-from placer.errors import PlacerError
+from placer.contracts.examples import HELDOUT_APPS
+from placer.errors import InvalidInputError, PlacerError
 from placer.placement import evaluation
 from placer.store import Store
 
 OUT = Path(__file__).resolve().parent / "default"
+
+
+def training_set(data: evaluation.Dataset) -> tuple[evaluation.Dataset, list[str]]:
+    """The labeled runs the default model learns from, and the held-out apps left out."""
+    apps = set(data.apps())
+    held = sorted(apps & HELDOUT_APPS)
+    return data.subset(apps - HELDOUT_APPS), held
 
 
 def build(
@@ -34,7 +46,12 @@ def build(
 ) -> dict[str, Any]:
     store = Store(store_url, create=False)
     with store.session() as s:
-        data = evaluation.training_labels(s, source, tier)
+        data, held_out = training_set(evaluation.training_labels(s, source, tier))
+    if not data.labels:
+        raise InvalidInputError(
+            f"no labeled runs left after holding out {', '.join(held_out)}: "
+            "label more applications (`placer experiment --suite corpus`)"
+        )
     budgets = list(evaluation.DEFAULT_BUDGETS)
     summary = None
     if evaluate and len(data.apps()) >= 2:
@@ -49,6 +66,7 @@ def build(
     meta["built_by"] = "python -m placer.placement.default_model"
     meta["label_source"] = source
     meta["tier"] = tier
+    meta["held_out_apps"] = held_out
     if summary is not None:
         meta["loao_summary"] = summary
     out.mkdir(parents=True, exist_ok=True)
