@@ -16,6 +16,7 @@ Compares what users and the model see:
 
     python benchmarks/label_reproducibility.py                       # the default corpus
     python benchmarks/label_reproducibility.py --only pr-g16 chase   # some of it
+    python benchmarks/label_reproducibility.py --suite corpus        # placer's labeling corpus
 
 Writes ``benchmarks/results/label_reproducibility.{json,md}``; docs/benchmarks.md records
 them. Every number is EMULATED (tier spec optane) on this host's stored host model.
@@ -188,14 +189,27 @@ def compare(program: str, a: dict[str, Any], b: dict[str, Any], again: dict[str,
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", help="programs of the corpus to run")
+    ap.add_argument(
+        "--suite",
+        choices=["small", "corpus"],
+        default="small",
+        help="small: the eight programs above; corpus: `placer experiment --suite corpus`'s "
+        "applications (third-party ones built with `make -C examples thirdparty`)",
+    )
     ap.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results")
     ap.add_argument("--keep", type=Path, help="keep the store (and its labels) in this folder")
     args = ap.parse_args()
-    names = args.only or list(CORPUS)
-    unknown = [n for n in names if n not in CORPUS]
-    if unknown:
-        raise SystemExit(f"unknown program(s) {unknown}; the corpus: {', '.join(CORPUS)}")
     subprocess.run(["make", "-s", "-C", str(REPO / "examples")], check=True)
+    programs = dict(CORPUS)
+    if args.suite == "corpus":
+        sys.path.insert(0, str(REPO))
+        from placer.experiments.workloads import suite
+
+        programs = {w.app: w.command for w in suite("corpus")}
+    names = args.only or list(programs)
+    unknown = [n for n in names if n not in programs]
+    if unknown:
+        raise SystemExit(f"unknown program(s) {unknown}; the corpus: {', '.join(programs)}")
     started = dt.datetime.now(dt.UTC)
     load_before = os.getloadavg()[0]
     rows: list[Row] = []
@@ -212,7 +226,7 @@ def main() -> int:
             flush=True,
         )
         for name in names:
-            cmd = CORPUS[name]
+            cmd = programs[name]
             quiet = placer(env, "experiment", "--app", name, "--", *cmd)["experiments"][0]
             with busy_core():
                 loaded = placer(env, "experiment", "--app", name, "--", *cmd)["experiments"][0]
