@@ -53,6 +53,14 @@ THIRD_PARTY_GROUPS = frozenset({"thirdparty", "pypi"})
 SUITES = ("examples", "corpus")
 
 
+def graph_workload(bins: Path, kernel: str, gen: str, scale: int) -> Workload:
+    """One graph kernel on a Kronecker (``kron``) or uniform graph of 2^scale vertices."""
+    flag = "-g" if gen == "kron" else "-u"
+    return Workload(
+        f"{kernel}-{gen}{scale}", [str(bins / kernel), flag, str(scale), "-n", "1"], "graph"
+    )
+
+
 def suite(name: str = "examples", quick: bool = False) -> list[Workload]:
     """Every workload of ``--suite NAME`` (``quick``: one small scale, for tests)."""
     if name not in SUITES:
@@ -68,15 +76,9 @@ def suite(name: str = "examples", quick: bool = False) -> list[Workload]:
     out: list[Workload] = []
     for kernel in GRAPH_KERNELS:
         scales = GRAPH_SCALES.get(kernel, GRAPH_SCALES["default"])
-        for gen, flag in (("kron", "-g"), ("uniform", "-u")):
+        for gen in ("kron", "uniform"):
             for scale in scales[:1] if quick else scales:
-                out.append(
-                    Workload(
-                        f"{kernel}-{gen}{scale}",
-                        [str(bins / kernel), flag, str(scale), "-n", "1"],
-                        "graph",
-                    )
-                )
+                out.append(graph_workload(bins, kernel, gen, scale))
     for name, args in MICRO.items():
         out.append(Workload(name, [str(bins / name), *args], "micro"))
     emb = examples_dir() / "python" / "embedding.py"
@@ -163,15 +165,7 @@ def corpus(bins: Path, tp: Path, data: Path, py_dir: Path) -> list[Workload]:
     out = [Workload(w.app, w.command, "thirdparty") for w in third]
     for script in ("pandas_join", "sparse_cg", "sklearn_neighbors", "lightgbm_train"):
         out.append(Workload(script, [py, str(py_dir / f"{script}.py")], "pypi"))
-    for kernel, gen, scale in CORPUS_GRAPHS:
-        flag = "-g" if gen == "kron" else "-u"
-        out.append(
-            Workload(
-                f"{kernel}-{gen}{scale}",
-                [str(bins / kernel), flag, str(scale), "-n", "1"],
-                "graph",
-            )
-        )
+    out += [graph_workload(bins, kernel, gen, scale) for kernel, gen, scale in CORPUS_GRAPHS]
     for name, args in MICRO.items():
         out.append(Workload(name, [str(bins / name), *args], "micro"))
     out.append(
