@@ -20,6 +20,18 @@ log() { echo "thirdparty: $*" >&2; }
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else need sudo "install packages"; sudo "$@"; fi; }
 
+# Debian tarballs that are git snapshots have no configure script until autoreconf runs;
+# install the autotools for it as the jemalloc headers are, or name them.
+autogen() {
+  [ -f "$1/configure" ] && return
+  if ! command -v autoreconf >/dev/null 2>&1; then
+    log "installing autoconf automake libtool (to generate $(basename "$1")'s configure)"
+    as_root apt-get install -y -qq autoconf automake libtool >&2 ||
+      die "'autoreconf' is missing (needed to generate $(basename "$1")'s configure; Debian: autoconf automake libtool)"
+  fi
+  (cd "$1" && autoreconf -fi >&2)
+}
+
 # apt-get source needs deb-src lines; add bookworm's once if none are configured.
 ensure_deb_src() {
   if grep -rqsE '^(deb-src|Types:.*deb-src)' /etc/apt/sources.list /etc/apt/sources.list.d/; then
@@ -66,9 +78,7 @@ build_sqlite3() {
 
 build_xz() {
   local d; d="$(fetch xz-utils)"
-  # the Debian tarball is a git snapshot: no configure script until autoreconf
-  [ -f "$d/configure" ] || { need autoreconf "generate jq's configure (Debian: autoconf automake libtool)"
-                             (cd "$d" && autoreconf -fi >&2); }
+  autogen "$d"
   (cd "$d" && { [ -f Makefile ] || ./configure -q --disable-shared --disable-nls --disable-doc \
       --disable-xzdec --disable-lzmadec --disable-lzmainfo --disable-scripts >&2; }
    make -s -j"$JOBS" -C src/liblzma >&2 && make -s -j"$JOBS" -C src/xz >&2)
@@ -90,9 +100,7 @@ build_bzip2() {
 
 build_gawk() {
   local d; d="$(fetch gawk)"
-  # the Debian tarball is a git snapshot: no configure script until autoreconf
-  [ -f "$d/configure" ] || { need autoreconf "generate jq's configure (Debian: autoconf automake libtool)"
-                             (cd "$d" && autoreconf -fi >&2); }
+  autogen "$d"
   (cd "$d" && { [ -f Makefile ] || ./configure -q --disable-nls --without-readline --without-mpfr >&2; }
    make -s -j"$JOBS" -C support >&2 && make -s -j"$JOBS" gawk >&2)
   install_bin "$d/gawk" gawk
@@ -100,9 +108,7 @@ build_gawk() {
 
 build_jq() {
   local d; d="$(fetch jq)"
-  # the Debian tarball is a git snapshot: no configure script until autoreconf
-  [ -f "$d/configure" ] || { need autoreconf "generate jq's configure (Debian: autoconf automake libtool)"
-                             (cd "$d" && autoreconf -fi >&2); }
+  autogen "$d"
   (cd "$d" && { [ -f Makefile ] || ./configure -q --disable-shared --disable-docs \
       --disable-maintainer-mode --without-oniguruma >&2; }
    built_sources && make -s -j"$JOBS" jq >&2)
