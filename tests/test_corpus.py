@@ -159,3 +159,20 @@ def test_dhat_pass_follows_children_of_a_script(
     got = dhat_pass(store, run_id, [str(script)])
     assert got["processes"] >= 2  # the shell and the lua it started
     assert got["sites_matched"] >= 1  # lua's own allocation sites, seen in the child
+
+
+def test_labels_name_every_corpus_program_as_the_heldout_set_does(tmp_path: Path) -> None:
+    """Leave-one-application-out and the held-out set group runs by program: the corpus's
+    shell-wrapped and Python programs must be named as HELDOUT_APPS names them (they were
+    "sh" and "sklearn_neighbors.py", so the held-out set leaked into training)."""
+    from placer.placement.labels import command_program
+
+    names = {w.app: command_program(w.command) for w in _corpus(tmp_path)}
+    assert HELDOUT_APPS <= set(names.values())
+    not_graph = [
+        n
+        for a, n in names.items()
+        if not a.split("-")[0] in {"bfs", "pr", "cc", "sssp", "bc", "tc"}
+    ]
+    assert len(not_graph) == len(set(not_graph)), names
+    assert "sh" not in names.values() and not any(n.endswith(".py") for n in names.values())

@@ -10,6 +10,7 @@ baseline, so a label is a *share of runtime* (0.05 = 5% slower) comparable acros
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,20 +26,50 @@ if TYPE_CHECKING:
 SOURCES = ("measured", "emulated", "all")
 
 
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh"})
+
+
 def program_of(run: Any, app_name: str) -> str:
     """The program a run executed: leave-one-*application*-out holds out every input and
     scale of one program (bfs on kron14 and on kron16 are one application), so a model is
-    never judged on a program it saw. Python runs are named by their script."""
+    never judged on a program it saw. Python runs are named by their script or module, a
+    shell script by its file and ``sh -c 'exec "$@"' sh PROG ARGS`` by PROG, all without
+    the extension: the names :data:`placer.contracts.examples.HELDOUT_APPS` uses."""
     cmd = [str(c) for c in (run.command or [])] if run is not None else []
+    return command_program(cmd) or app_name
+
+
+def command_program(cmd: list[str]) -> str | None:
+    """:func:`program_of` on a command line; None when it names no program."""
     if not cmd:
-        return app_name
+        return None
     name = os.path.basename(cmd[0])
+    args = cmd[1:]
     if name.startswith("python"):
-        rest = [c for c in cmd[1:] if not c.startswith("-")]
-        if "-m" in cmd[1:-1]:
-            return cmd[cmd.index("-m") + 1]
-        return os.path.basename(rest[0]) if rest else app_name
+        if "-m" in args[:-1]:
+            return args[args.index("-m") + 1]
+        rest = [c for c in args if not c.startswith("-")]
+        return _stem(rest[0]) if rest else None
+    if name in SHELLS:
+        if "-c" in args[:-1]:
+            i = args.index("-c")
+            script, positional = args[i + 1], args[i + 2 :]
+            # positional[0] is $0; a script that runs "$@" or $1 runs the next argument
+            if re.search(r'"?\$(@|\{@\}|1)"?', script) and len(positional) > 1:
+                return command_program(positional[1:])
+            words = script.replace("exec ", " ").split()
+            return os.path.basename(words[0]) if words else None
+        rest = [c for c in args if not c.startswith("-")]
+        return _stem(rest[0]) if rest else name
     return name
+
+
+def _stem(path: str) -> str:
+    base = os.path.basename(path)
+    for ext in (".py", ".sh"):
+        if base.endswith(ext) and len(base) > len(ext):
+            return base[: -len(ext)]
+    return base
 
 
 @dataclass
