@@ -172,7 +172,7 @@ def test_labels_name_every_corpus_program_as_the_heldout_set_does(tmp_path: Path
     not_graph = [
         n
         for a, n in names.items()
-        if not a.split("-")[0] in {"bfs", "pr", "cc", "sssp", "bc", "tc"}
+        if a.split("-")[0] not in {"bfs", "pr", "cc", "sssp", "bc", "tc"}
     ]
     assert len(not_graph) == len(set(not_graph)), names
     assert "sh" not in names.values() and not any(n.endswith(".py") for n in names.values())
