@@ -26,12 +26,14 @@ class Context:
             debug=bool(getattr(args, "debug", False)),
         )
 
-    def open_store(self, *, create: bool = True, migrate: bool = True) -> Any:
+    def open_store(
+        self, *, create: bool = True, migrate: bool = True, create_dirs: bool = False
+    ) -> Any:
         """The store; by default created and migrated to head, as data commands need."""
         # lazy: heavy (the store is sqlalchemy); `placer --help` must not pay for it
         from placer.store import Store
 
-        store = Store(self.store_url, create=create)
+        store = Store(self.store_url, create=create, create_dirs=create_dirs)
         if migrate:
             store.ensure_schema()
         return store
