@@ -83,7 +83,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common, sock],
         help="attach the daemon to a running process (yours, or any as root)",
     )
-    a.add_argument("pid", type=int, metavar="PID")
+    a.add_argument(
+        "pid", type=int, metavar="PID", help="the process to watch (yours, or any as root)"
+    )
     a.set_defaults(handler=_attach)
 
     d = sub.add_parser("detach", parents=[common, sock], help="stop watching a job")
