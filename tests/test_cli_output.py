@@ -174,3 +174,30 @@ def test_progress_only_on_a_terminal_and_never_for_json(monkeypatch: pytest.Monk
     assert not Context("sqlite://", "table", False).live()
     with Context("sqlite://", "table", False).status("quiet"):
         pass
+
+
+def test_empty_columns_give_way_before_a_table_is_split() -> None:
+    cols = [
+        "obj",
+        "site",
+        "size",
+        "life s",
+        "density",
+        "over time",
+        "writes",
+        "faults",
+        "dhat read",
+        "dhat written",
+    ]
+    row = ["1", CHAIN, "1.0 MiB", "0.03", "", "   ", "", "256", "2.5 MiB", "1.0 MiB"]
+    (block,) = fit_columns(cols, [row], 80)
+    assert [cols[i] for i in block.index] == [
+        "obj",
+        "site",
+        "size",
+        "life s",
+        "faults",
+        "dhat read",
+        "dhat written",
+    ]
+    assert block.widths[1] >= 20  # the call site keeps room to be read

@@ -98,6 +98,8 @@ class Context:
 GAP = 2
 #: A text column is cut no narrower than this (or its header) before headers are cut too.
 MIN_TEXT = 10
+#: When a table is split into blocks, a text column gets this much room where it can.
+ROOMY_TEXT = 30
 #: Cells that say "no value" in a numeric column.
 _BLANK = ("", "-", "nan")
 _NUMBER = re.compile(
@@ -172,10 +174,18 @@ def fit_columns(columns: Sequence[str], rows: Sequence[Sequence[str]], width: in
 
     if sum(floor) + GAP * (n - 1) <= width or n <= 2:
         return [block(list(range(n)))]
+    # too wide: columns without a value go first, then blocks that leave text some room
+    keep = [i for i in range(n) if i == 0 or any(r[i].strip() for r in rows if i < len(r))]
+    if sum(floor[i] for i in keep) + GAP * (len(keep) - 1) <= width:
+        return [block(keep)]
+    want = [
+        f if num else min(w, max(f, ROOMY_TEXT))
+        for w, f, num in zip(natural, floor, numeric, strict=True)
+    ]
     groups = [[0]]
-    for i in range(1, n):
+    for i in keep[1:]:
         group = groups[-1]
-        if len(group) > 1 and sum(floor[k] for k in [*group, i]) + GAP * len(group) > width:
+        if len(group) > 1 and sum(want[k] for k in [*group, i]) + GAP * len(group) > width:
             groups.append([0])
         groups[-1].append(i)
     return [block(g) for g in groups]
