@@ -17,7 +17,6 @@ export PLACER_STORE="sqlite:///$DEMO_DIR/placer.db"
 export PLACER_DATA_DIR="$DEMO_DIR/data"
 export PLACER_DAEMON_CONFIG="$DEMO_DIR/daemon.toml"
 export PLACER_DAEMON_SOCKET="$DEMO_DIR/daemon.sock"
-export COLUMNS=${COLUMNS:-160}
 placer="$VENV/bin/placer"
 py="$VENV/bin/python"
 # The daemon's settings: a file, as a deployment would have (the socket comes from the

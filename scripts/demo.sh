@@ -12,7 +12,6 @@ DEMO_DIR=$(cd "$DEMO_DIR" && pwd)
 export PLACER_STORE="sqlite:///$DEMO_DIR/placer.db"
 export PLACER_DATA_DIR="$DEMO_DIR/data"
 placer="$VENV/bin/placer"
-export COLUMNS=${COLUMNS:-160}  # rich tables: room for the call sites
 # PageRank on a Kronecker graph of 2^18 vertices: about a second natively, ~100 MiB of
 # objects; the DHAT pass (a few times slower) gives the emulator exact bytes per object.
 pr=(examples/bin/pr -g 18 -n 8 -t 2)

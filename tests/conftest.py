@@ -67,6 +67,7 @@ def pg_url(pg_available: str) -> Iterator[str]:
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
+    (tmp_path / "store").mkdir(exist_ok=True)  # an explicit URL's directory must exist
     return f"sqlite:///{tmp_path / 'store' / 'placer.db'}"
 
 
@@ -74,6 +75,7 @@ def sqlite_url(tmp_path: Path) -> str:
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The same test on the embedded SQLite store and on PostgreSQL."""
     if request.param == "sqlite":
+        (tmp_path / "store").mkdir(exist_ok=True)  # an explicit URL's directory must exist
         return f"sqlite:///{tmp_path / 'store' / 'placer.db'}"
     return str(request.getfixturevalue("pg_url"))
 

@@ -111,6 +111,21 @@ def test_current_on_a_missing_store_does_not_create_it(run_placer, tmp_path: Pat
     assert not path.exists()
 
 
+def test_store_url_into_a_missing_directory_is_an_error(run_placer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A typo in --store or $PLACER_STORE is one line and exit 2, and creates nothing."""
+    url = f"sqlite:///{tmp_path / 'nonexistent' / 'dir' / 'x.db'}"
+    line = _one_line_error(run_placer("--store", url, "runs"))
+    assert "does not exist" in line and "placer db init" in line
+    line = _one_line_error(run_placer("db", "upgrade", env={"PLACER_STORE": url}))
+    assert "does not exist" in line
+    assert not (tmp_path / "nonexistent").exists()
+    # asked for: `placer db init` creates the directory and the store at head
+    init = run_placer("--store", url, "--format", "json", "db", "init", check=True)
+    assert json.loads(init.stdout)["at_head"] is True
+    assert (tmp_path / "nonexistent" / "dir" / "x.db").is_file()
+    assert "profiled runs" in run_placer("--store", url, "runs", check=True).stdout
+
+
 def test_malformed_store_url(run_placer) -> None:  # type: ignore[no-untyped-def]
     line = _one_line_error(run_placer("--store", "not a url", "db", "current"))
     assert "invalid store URL" in line

@@ -42,6 +42,7 @@ def test_wheel_contains_packages_and_migrations(wheel: Path) -> None:
         assert f"{pkg}/__init__.py" in names, pkg
     assert "migrations/env.py" in names
     assert "migrations/script.py.mako" in names
+    assert "placer/daemon/placer-daemon.service" in names  # `placer daemon unit` prints it
     assert any(
         n.startswith("migrations/versions/") and n.endswith("_initial_schema.py") for n in names
     )

@@ -273,7 +273,7 @@ def test_dhat_all_or_nothing(store: Store, tmp_path: Path) -> None:
 
 def test_cli_runs_and_objects_tables(run_placer, placer_env) -> None:  # type: ignore[no-untyped-def]
     url = f"sqlite:///{placer_env['PLACER_DATA_DIR']}/placer.db"
-    st = Store(url)
+    st = Store(url, create_dirs=True)
     st.upgrade()
     run_id = _run(st)
     ingest.ingest_profile(st, run_id, ingest.ProfileInputs(logs=[_log()], chunk_size=2 * MiB), OK)

@@ -57,3 +57,25 @@ def test_two_processes_write_at_once_without_database_locked(sqlite_url: str) ->
     assert [p.exitcode for p in procs] == [0, 0]
     with Store(sqlite_url) as store, store.session() as s:
         assert s.scalar(select(func.count()).select_from(Application)) == 300
+
+
+def test_missing_directory_is_an_error_unless_asked(tmp_path: Path) -> None:
+    """A typo in a URL must not start a new, empty store in a new directory."""
+    path = tmp_path / "typo" / "placer.db"
+    with pytest.raises(StoreError, match="does not exist.*placer db init"):
+        Store(f"sqlite:///{path}")
+    assert not path.parent.exists()
+    with Store(f"sqlite:///{path}", create_dirs=True):
+        pass
+    assert path.parent.is_dir()
+
+
+def test_the_data_directory_is_created_for_the_default_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLACER_DATA_DIR", str(tmp_path / "data"))
+    from placer.config import default_store_url
+
+    with Store(default_store_url()):
+        pass
+    assert (tmp_path / "data").is_dir()

@@ -132,7 +132,7 @@ def _calibrate(args: argparse.Namespace, ctx: Context) -> int:
     # Open (and migrate) the store first: a bad store URL fails before minutes of measuring.
     store = ctx.open_store()
     try:
-        tty = sys.stderr.isatty() and ctx.format != "json"
+        tty = ctx.live()
 
         def progress(step: str) -> None:
             if tty:

@@ -18,6 +18,7 @@ from placer.daemon.client import DaemonUnavailable, request, socket_path
 from placer.daemon.config import load_config
 from placer.daemon.job import migration_summary
 from placer.daemon.service import Daemon, JsonLog
+from placer.daemon.unit import unit_text
 from placer.errors import ConfigError, InvalidInputError, NotFoundError
 from placer.store.repository.daemon import daemon_jobs, job_events
 
@@ -37,14 +38,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="run the placer daemon in the foreground (or: daemon status)",
         description="Run the daemon in the foreground: JSON-lines logs on "
         "stderr, SIGTERM stops it, SIGHUP reloads its config. "
-        "`placer daemon status` asks a running daemon how it is.",
+        "`placer daemon status` asks a running daemon how it is; `placer daemon unit` "
+        "prints a systemd unit that starts this installation's daemon.",
     )
     p.add_argument(
         "action",
         nargs="?",
-        choices=["run", "status"],
+        choices=["run", "status", "unit"],
         default="run",
-        help="run (default) or status",
+        help="run (default); status: ask the running daemon; unit: print the systemd unit "
+        "(ExecStart filled in for this installation)",
     )
     p.add_argument(
         "--config",
@@ -80,7 +83,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common, sock],
         help="attach the daemon to a running process (yours, or any as root)",
     )
-    a.add_argument("pid", type=int, metavar="PID")
+    a.add_argument(
+        "pid", type=int, metavar="PID", help="the process to watch (yours, or any as root)"
+    )
     a.set_defaults(handler=_attach)
 
     d = sub.add_parser("detach", parents=[common, sock], help="stop watching a job")
@@ -126,6 +131,10 @@ def _store_migrations(ctx: Context, job_id: int, limit: int = 20) -> list[dict[s
 def _daemon(args: argparse.Namespace, ctx: Context) -> int:
     if args.action == "status":
         return _status(args, ctx)
+    if args.action == "unit":
+        text = unit_text()
+        ctx.emit({"unit": text}, lambda d: print(d["unit"], end=""))
+        return 0
     cfg = load_config(args.config)
     over: dict[str, Any] = {}
     if args.socket:

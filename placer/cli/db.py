@@ -13,6 +13,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION")
     db_sub.required = True
 
+    init = db_sub.add_parser(
+        "init",
+        help="create the store, its directory included, and migrate it to head",
+        description="Create the store named by --store / $PLACER_STORE (for SQLite: the "
+        "file and any missing directories) and migrate it to head. Other commands create "
+        "a new SQLite file only in an existing directory, so a typo in a URL is an error "
+        "rather than a new, empty history; the default store in the data directory is "
+        "always created.",
+        parents=[common],
+    )
+    init.set_defaults(handler=_init)
+
     up = db_sub.add_parser("upgrade", help="create the store / migrate it", parents=[common])
     up.add_argument("revision", nargs="?", default="head", help="target revision (head)")
     up.set_defaults(handler=_upgrade)
@@ -41,6 +53,13 @@ def _print_status(doc: dict[str, Any]) -> None:
     state = "head" if doc["at_head"] else f"head is {doc['head']}"
     print(f"store:    {doc['store']}")
     print(f"revision: {doc['current'] or 'none (no placer schema)'} ({state})")
+
+
+def _init(args: argparse.Namespace, ctx: Context) -> int:
+    with ctx.open_store(create=True, migrate=False, create_dirs=True) as store:
+        store.upgrade("head")
+        ctx.emit(_status(ctx, store), _print_status)
+    return 0
 
 
 def _upgrade(args: argparse.Namespace, ctx: Context) -> int:

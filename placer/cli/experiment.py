@@ -106,7 +106,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="emulated mode: price on this stored host model (default: this host's newest; "
         "measured once if there is none, see `placer calibrate`)",
     )
-    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
+    p.add_argument(
+        "cmd",
+        nargs=argparse.REMAINDER,
+        metavar="-- CMD ARGS",
+        help="the program to profile and label, and its arguments",
+    )
     p.set_defaults(handler=_experiment)
 
 
@@ -187,11 +192,12 @@ def _experiment(args: argparse.Namespace, ctx: Context) -> int:
         if mode.kind == "emulated":
             host = reference() if args.reference_dram else pricing_host(store, args.host_model)
         if args.suite:
-            doc = _suite(store, req, mode, host, workloads)
+            doc = _suite(store, req, mode, host, workloads, live=ctx.live())
         else:
             app = args.app or (Path(cmd[0]).name if cmd else "")
             quiet = stdout_to_stderr() if ctx.format == "json" else contextlib.nullcontext()
-            with quiet:
+            steps = "profile, DHAT pass, emulated labels" if host else "profile, measured plans"
+            with quiet, ctx.status(f"labeling {app or f'run {args.run}'}: {steps}"):
                 summary = run_experiment(
                     store, req, mode, host, app=app, command=cmd or None, run_id=args.run
                 )
@@ -210,7 +216,9 @@ def _experiment(args: argparse.Namespace, ctx: Context) -> int:
     return 1 if doc["failed"] else 0
 
 
-def _suite(store: Any, req: Any, mode: Any, host: Any, workloads: list[Any]) -> dict[str, Any]:
+def _suite(
+    store: Any, req: Any, mode: Any, host: Any, workloads: list[Any], *, live: bool
+) -> dict[str, Any]:
     from rich.console import Console  # lazy: heavy
     from rich.progress import (
         BarColumn,
@@ -220,6 +228,8 @@ def _suite(store: Any, req: Any, mode: Any, host: Any, workloads: list[Any]) -> 
         TimeElapsedColumn,
     )  # lazy: heavy
 
+    if not live:  # no terminal, or JSON wanted: the document says what failed
+        return run_suite(store, req, mode, host, workloads)
     # the progress bar keeps its own handle on the terminal: programs' output is redirected
     console = Console(file=open(os.dup(sys.stderr.fileno()), "w", closefd=True))  # noqa: SIM115
     with Progress(

@@ -45,15 +45,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "train",
         parents=[common],
     )
-    p.add_argument(
-        "--from-labels",
-        choices=["measured", "emulated", "all"],
-        default="all",
-        help="which labels to learn from (all: measured preferred per run)",
-    )
-    p.add_argument(
-        "--tier", default="optane", help="tier spec of emulated labels to use (default optane)"
-    )
+    _label_options(p)
     p.add_argument("--name", default="placement", help="model name (versions count up)")
     p.add_argument(
         "--no-select",
@@ -68,8 +60,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
     )
     p.add_argument("--budgets", default="30,50,70", help="DRAM budgets in %% of footprint")
-    p.add_argument("--from-labels", choices=["measured", "emulated", "all"], default="all")
-    p.add_argument("--tier", default="optane")
+    _label_options(p)
     p.add_argument(
         "--features",
         action="store_true",
@@ -117,8 +108,29 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="apply a plan made for another build of the program or on another host",
     )
     p.add_argument("--name", help="application name (default: the plan's)")
-    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
+    p.add_argument(
+        "cmd",
+        nargs=argparse.REMAINDER,
+        metavar="-- CMD ARGS",
+        help="the program to run with the plan and its arguments",
+    )
     p.set_defaults(handler=run)
+
+
+def _label_options(p: argparse.ArgumentParser) -> None:
+    """The labels a model learns from or is scored on (train and evaluate alike)."""
+    p.add_argument(
+        "--from-labels",
+        choices=["measured", "emulated", "all"],
+        default="all",
+        help="which labels to use (all: measured preferred per run; default all)",
+    )
+    p.add_argument(
+        "--tier",
+        default="optane",
+        metavar="optane|cxl|FILE",
+        help="tier spec of the emulated labels to use (default optane)",
+    )
 
 
 def _pct(x: float | None) -> str:
@@ -130,8 +142,9 @@ def train(args: argparse.Namespace, ctx: Any) -> int:
     store = ctx.open_store()
     with store.session() as s:
         data = evaluation.build_dataset(s, load_labels(s, args.from_labels, args.tier))
-        chosen, params, inner = evaluation.choose(data, select=not args.no_select)
-        model = evaluation.fit(data, params)
+        with ctx.status(f"training on {len(data.labels)} labeled runs"):
+            chosen, params, inner = evaluation.choose(data, select=not args.no_select)
+            model = evaluation.fit(data, params)
         model.meta_["selection"] = {"chosen": chosen, "inner_degradation": inner}
         loaded = save_model(s, model, args.name)
     doc = {
@@ -176,13 +189,13 @@ def evaluate(args: argparse.Namespace, ctx: Any) -> int:
     with store.session() as s:
         loaded = resolve_model(s, args.model) if args.model is not None else None
         data = evaluation.training_labels(s, args.from_labels, args.tier)
-    if loaded is not None:
-        doc = evaluation.score_model(data, loaded.model, budgets, apps=apps)
-        doc["model"] = loaded.describe()
-    else:
-        doc = evaluation.evaluate(
-            data, budgets, candidates=None if args.no_select else evaluation.CANDIDATES, apps=apps
-        )
+    with ctx.status("evaluating: leave-one-application-out folds"):
+        if loaded is not None:
+            doc = evaluation.score_model(data, loaded.model, budgets, apps=apps)
+            doc["model"] = loaded.describe()
+        else:
+            candidates = None if args.no_select else evaluation.CANDIDATES
+            doc = evaluation.evaluate(data, budgets, candidates=candidates, apps=apps)
     doc.update(
         {
             "label_source": args.from_labels,

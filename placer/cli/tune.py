@@ -7,12 +7,14 @@ import json
 import math
 import re
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+from collectors.pipeline.registry import example_names
 from placer.cli.context import Context
 from placer.errors import InvalidInputError, NotFoundError
 from placer.store.repository.pipelines import (
@@ -67,19 +69,36 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _pipelines_epilog() -> str:
+    """The example pipelines ``tune`` accepts, a few per line, names never broken."""
+    names = example_names()
+    if not names:
+        return "example pipelines: none here (they ship with placer's source tree)"
+    lines = textwrap.wrap("  ".join(names), 76, break_on_hyphens=False, break_long_words=False)
+    return "example pipelines:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     tune = sub.add_parser(
         "tune",
         help="profile an input pipeline, find its bottleneck, tune it with Optuna",
         parents=[common],
-        description=(
+        description=textwrap.fill(
             "Profile PIPELINE with its naive config, explain the bottleneck and the "
             "throughput the budget allows (Plumber-style analysis), then run an Optuna "
             "study whose first trial is the analysis's config. The study lives in the "
-            "store (optuna-dashboard <store-url> opens it)."
+            "store (optuna-dashboard <store-url> opens it).",
+            78,
         ),
+        epilog=_pipelines_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    tune.add_argument("pipeline", metavar="PIPELINE", help="example name or module:function")
+    tune.add_argument(
+        "pipeline",
+        metavar="PIPELINE",
+        help="an example pipeline (listed below) or your own package.module:function "
+        "returning a PipelineDef",
+    )
     tune.add_argument(
         "--budget-cores",
         type=_positive_float,
@@ -173,6 +192,8 @@ def _tune(args: argparse.Namespace, ctx: Context) -> int:
             for line in a.explanation:
                 print(f"  {line}")
             sys.stdout.flush()
+        if not ctx.live():
+            return
         progress = Progress(
             "[progress.description]{task.description}",
             BarColumn(),

@@ -28,6 +28,18 @@ def default_socket() -> Path:
     return data_dir() / "daemon.sock"
 
 
+def service_socket() -> Path:
+    """Where the daemon listens by default: systemd's RuntimeDirectory when it set one.
+
+    Only the daemon looks at ``$RUNTIME_DIRECTORY``: a client started by another unit has
+    that unit's directory there. For a user unit both are ``$XDG_RUNTIME_DIR/placer``.
+    """
+    runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    if runtime:
+        return Path(runtime) / "daemon.sock"
+    return default_socket()
+
+
 def default_config_file() -> Path:
     return data_dir() / "daemon.toml"
 
@@ -36,7 +48,7 @@ def default_config_file() -> Path:
 class DaemonConfig:
     """Every setting of the daemon (docs/daemon.md lists them with their variables)."""
 
-    socket: str = ""  # "" = default_socket()
+    socket: str = ""  # "" = service_socket()
     interval: float = 1.0  # seconds between loop ticks
     rank_every: float = 5.0  # seconds between re-rankings of one job
     dram_budget: str = "50%"  # DRAM share of a job's live footprint (or bytes)
@@ -55,7 +67,7 @@ class DaemonConfig:
         return {f.name: f for f in dataclasses.fields(cls)}
 
     def socket_path(self) -> Path:
-        return Path(self.socket).expanduser() if self.socket else default_socket()
+        return Path(self.socket).expanduser() if self.socket else service_socket()
 
     def metrics_address(self) -> tuple[str, int] | None:
         if not self.metrics:

@@ -26,13 +26,17 @@ def _first_line(exc: BaseException) -> str:
 
 
 class Store:
-    """A placer store at ``url``; ``create=False`` refuses to create a missing SQLite file."""
+    """A placer store at ``url``; ``create=False`` refuses to create a missing SQLite file.
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
+    A SQLite file's directory must exist unless it is the data directory or
+    ``create_dirs`` is set (see :func:`placer.store.engine.check_sqlite_location`).
+    """
+
+    def __init__(self, url: str, *, create: bool = True, create_dirs: bool = False) -> None:
         self.url = url
         self.display_url = display_url(url)
         self.dialect = parse_url(url).get_backend_name()
-        self.engine: Engine = create_store_engine(url, create=create)
+        self.engine: Engine = create_store_engine(url, create=create, create_dirs=create_dirs)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     # -- connection --------------------------------------------------------------------

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from placer.config import data_dir
 from placer.errors import ConfigError, StoreError
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
@@ -41,8 +42,17 @@ def sqlite_path(parsed: URL) -> Path | None:
     return Path(parsed.database)
 
 
-def check_sqlite_location(path: Path, create: bool) -> None:
-    """Refuse early, with one clear line, where SQLite would fail obscurely or half-way."""
+def _is_data_dir(path: Path) -> bool:
+    return os.path.abspath(path) == os.path.abspath(data_dir())
+
+
+def check_sqlite_location(path: Path, create: bool, create_dirs: bool = False) -> None:
+    """Refuse early, with one clear line, where SQLite would fail obscurely or half-way.
+
+    A new file may go in an existing directory; a missing directory is made only for the
+    data directory (the default store) or when asked (``create_dirs``, ``placer db init``):
+    elsewhere it is most likely a typo in the URL, which must not start a new history.
+    """
     if path.exists():
         if path.is_dir():
             raise StoreError(f"store path {path} is a directory, not a SQLite file")
@@ -53,6 +63,11 @@ def check_sqlite_location(path: Path, create: bool) -> None:
         raise StoreError(f"store file {path} does not exist; run `placer db upgrade` to create it")
     parent = path.parent
     if not parent.exists():
+        if not (create_dirs or _is_data_dir(parent)):
+            raise StoreError(
+                f"store directory {parent} does not exist (a typo in the store URL?); "
+                "create it, or run `placer db init` to create the store there"
+            )
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -123,12 +138,14 @@ def limit_lock_waits(engine: Engine, seconds: float) -> None:
             dbapi_connection.commit()
 
 
-def create_store_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
+def create_store_engine(
+    url: str, *, create: bool = True, create_dirs: bool = False, **kwargs: Any
+) -> Engine:
     """An engine for ``url``; for SQLite, checks the file location first (see above)."""
     parsed = parse_url(url)
     path = sqlite_path(parsed)
     if path is not None:
-        check_sqlite_location(path, create=create)
+        check_sqlite_location(path, create=create, create_dirs=create_dirs)
         kwargs.setdefault("connect_args", {}).setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
     elif parsed.drivername.startswith("postgresql"):
         kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", 5)
