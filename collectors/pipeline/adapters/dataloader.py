@@ -135,9 +135,14 @@ def make_dataloader(
     collate_name: str = "collate",
     shuffle: bool = False,
     worker_init_fn: Callable[[int], None] | None = None,
+    tensors: bool = True,
     **kwargs: Any,
 ) -> Any:
-    """A ``torch.utils.data.DataLoader`` configured from the DataLoader knobs of ``config``."""
+    """A ``torch.utils.data.DataLoader`` configured from the DataLoader knobs of ``config``.
+
+    ``tensors``: numpy batches become tensors (see :func:`to_torch`); a user's own
+    collate function keeps its output as it is with False.
+    """
     from torch.utils.data import DataLoader  # lazy: heavy
 
     workers = int(config.get("num_workers", 0))
@@ -146,7 +151,7 @@ def make_dataloader(
         "shuffle": shuffle,
         "num_workers": workers,
         "pin_memory": bool(config.get("pin_memory", False)),
-        "collate_fn": ProbedCollate(collate_fn, collate_name, probes),
+        "collate_fn": ProbedCollate(collate_fn, collate_name, probes, tensors),
     }
     if workers > 0:
         opts["prefetch_factor"] = int(config.get("prefetch_factor", 2))
@@ -159,8 +164,6 @@ def make_dataloader(
     elif worker_init_fn is not None:
         pass  # no workers: nothing to initialise
     opts.update(kwargs)
-    # torch warns when workers exceed cores; for I/O-bound stages that is the point
-    warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
     return DataLoader(dataset, **opts)
 
 
@@ -173,6 +176,11 @@ class DataLoaderPipeline:
         if probes is not None:
             for name in spec.stage_names():
                 probes.stage(name)
+        # torch warns when workers exceed cores; a trial of an I/O-bound stage asks for
+        # that (it runs in its own measuring process, so the filter stays there)
+        warnings.filterwarnings(
+            "ignore", message="This DataLoader will create", category=UserWarning
+        )
         base = _dataset_base()
         ds_cls = type("ProbedTorchDataset", (ProbedDataset, base), {})
         self.dataset = ds_cls(spec.items(), spec.element_stages, probes, config.get("cache"))
