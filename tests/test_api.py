@@ -51,6 +51,15 @@ def test_every_public_name_resolves_and_says_what_it_is() -> None:
     assert issubclass(placer.InvalidInputError, placer.PlacerError)
 
 
+def test_tune_and_profile_from_python_fail_in_one_line(sqlite_url: str) -> None:
+    with pytest.raises(placer.PlacerError) as info:
+        placer.tune("no-such-pipeline", store=sqlite_url)
+    assert "\n" not in str(info.value) and "no-such-pipeline" in str(info.value)
+    with pytest.raises(placer.PlacerError, match="nothing to profile") as info:
+        placer.profile([], store=sqlite_url)
+    assert "\n" not in str(info.value)
+
+
 torch = pytest.importorskip("torch")
 
 

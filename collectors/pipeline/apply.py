@@ -25,7 +25,7 @@ from typing import Any
 
 from collectors.pipeline.adapters import spec_engine
 from collectors.pipeline.adapters.dataloader import ProbedDataset, make_dataloader
-from collectors.pipeline.adapters.tfdata import TfSpec, TfStage, tf_pipeline_def
+from collectors.pipeline.adapters.tfdata import TfPipeline, TfSpec, TfStage, tf_pipeline_def
 from collectors.pipeline.adapters.torchdata_nodes import TorchdataPipeline
 from collectors.pipeline.engine import usable_cores
 from collectors.pipeline.probe import Probes
@@ -206,4 +206,6 @@ def build_tf_dataset(
     tf_stages = [s if isinstance(s, TfStage) else TfStage(s[0], s[1]) for s in stages]
     listed = list(items)
     spec = TfSpec(name="job", items=lambda: listed, stages=tf_stages, batch_size=batch_size)
-    return tf_pipeline_def(spec).build(load_config(config), None).dataset
+    pipeline = tf_pipeline_def(spec).build(load_config(config), None)
+    assert isinstance(pipeline, TfPipeline)  # what the tfdata engine builds
+    return pipeline.dataset
