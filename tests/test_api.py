@@ -8,6 +8,7 @@ only ``__version__``, and ``num_workers=4`` on a 2-core host made PyTorch warn.
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import sys
 import warnings
@@ -106,6 +107,9 @@ def test_one_line_gives_a_real_dataloader_over_any_dataset_with_the_cache(
         assert len(batches) == len(expected)
         assert all(torch.equal(b, e) for b, e in zip(batches, expected, strict=True))
     assert ds.reads == 10  # the second epoch came from the cache
+    # spawn and forkserver workers get the dataset pickled
+    again = pickle.loads(pickle.dumps(loader.dataset))
+    assert torch.equal(again[3], expected[0][3]) and len(again) == 10
 
 
 def test_transform_runs_after_the_cache_every_epoch(tmp_path: Path) -> None:

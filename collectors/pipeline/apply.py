@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.pipeline.adapters import spec_engine
-from collectors.pipeline.adapters.dataloader import ProbedDataset, make_dataloader
+from collectors.pipeline.adapters.dataloader import ProbedDataset, make_dataloader, torch_dataset
 from collectors.pipeline.adapters.tfdata import TfPipeline, TfSpec, TfStage, tf_pipeline_def
 from collectors.pipeline.adapters.torchdata_nodes import TorchdataPipeline
 from collectors.pipeline.engine import usable_cores
@@ -87,10 +87,7 @@ def staged_dataset(
     probes: Probes | None = None,
 ) -> Any:
     """A map-style torch ``Dataset``: item ``i`` through named stages (cacheable by name)."""
-    from torch.utils.data import Dataset  # lazy: heavy
-
-    cls = type("StagedDataset", (ProbedDataset, Dataset), {})
-    return cls(items, _stage_specs(stages), probes, cache_after)
+    return torch_dataset(items, _stage_specs(stages), probes, cache_after)
 
 
 def _cached_view(dataset: Any, transform: Callable[[Any], Any] | None, cache: bool) -> Any:

@@ -67,6 +67,25 @@ class ProbedDataset:
         return x
 
 
+def torch_dataset(
+    items: Sequence[Any],
+    stages: Sequence[StageSpec],
+    probes: Probes | None,
+    cache_after: str | None = None,
+) -> Any:
+    """A :class:`ProbedDataset` that is also a ``torch.utils.data.Dataset``.
+
+    Its class is made here (torch is imported lazily), so pickling it by name would fail;
+    it pickles as a call to this function instead, which spawn and forkserver workers need.
+    """
+    cls = type("StagedDataset", (ProbedDataset, _dataset_base()), {"__reduce__": _rebuild})
+    return cls(items, stages, probes, cache_after)
+
+
+def _rebuild(self: ProbedDataset) -> tuple[Any, ...]:
+    return (torch_dataset, (self.items, self.stages, self.probes, self.cache_after))
+
+
 def to_torch(value: Any) -> Any:
     """numpy arrays (also inside dicts/tuples/lists) as torch tensors, without copying.
 
@@ -181,9 +200,7 @@ class DataLoaderPipeline:
         warnings.filterwarnings(
             "ignore", message="This DataLoader will create", category=UserWarning
         )
-        base = _dataset_base()
-        ds_cls = type("ProbedTorchDataset", (ProbedDataset, base), {})
-        self.dataset = ds_cls(spec.items(), spec.element_stages, probes, config.get("cache"))
+        self.dataset = torch_dataset(spec.items(), spec.element_stages, probes, config.get("cache"))
         self.loader = make_dataloader(
             self.dataset,
             batch_size=spec.batch_size,
