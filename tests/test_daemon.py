@@ -377,6 +377,10 @@ def test_pipeline_tuner_asks_tells_and_settles() -> None:
     assert seen[0][0] == {"num_workers": 1, "cache": None}  # trial 0: what the job runs
     best = max(seen, key=lambda x: x[1])
     assert knobs == best[0]
+    # optuna-dashboard names the objective and shows the knobs the daemon settled on
+    assert tuner.study.metric_names == ["samples/s"]
+    assert tuner.study.user_attrs["placer_best"]["config"] == best[0]
+    assert tuner.study.user_attrs["placer_best"]["samples_per_second"] == best[1]
     # a report with knobs the job has not applied yet is not told as that trial
     t2 = PipelineTuner(space, {"num_workers": 2, "cache": None}, trials=3)
     first, _ = t2.step({"num_workers": 2, "cache": None}, 20.0)

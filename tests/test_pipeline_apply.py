@@ -67,8 +67,8 @@ def test_dataloader_rejects_what_it_cannot_apply() -> None:
         build_dataloader(ds, {"num_workers": -1}, batch_size=2)
     with pytest.raises(InvalidInputError, match="not a stage"):
         build_dataloader(ds, {"cache": "decode"}, batch_size=2)
-    with pytest.raises(InvalidInputError, match="staged_dataset"):
-        build_dataloader([1, 2, 3], {"cache": "square"}, batch_size=2)
+    with pytest.raises(InvalidInputError, match="transform"):
+        build_dataloader(ds, {}, batch_size=2, transform=square)
 
 
 def test_torchdata_nodes_from_config() -> None:

@@ -74,7 +74,7 @@ def test_pipelines_and_pipeline_documents(run_placer, tmp_path: Path) -> None:  
     )
     assert res.returncode == 0, res.stderr
     assert "is the bottleneck at" in res.stdout
-    assert "best config:" in res.stdout and "vs naive" in res.stdout
+    assert "best config (trial " in res.stdout and "vs naive" in res.stdout
     config = json.loads(out.read_text())
     assert set(config) == {"parallelism.decode", "prefetch", "cache"}
 

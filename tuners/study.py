@@ -26,6 +26,8 @@ HEARTBEAT_SECONDS = 5
 SQLITE_TIMEOUT_SECONDS = SQLITE_BUSY_TIMEOUT_MS / 1000
 CONFIRM_ATTR = "confirmed_samples_per_second"  # study attr: {trial number: [re-measures]}
 CONFIRM_TOP = 3  # trials re-measured before naming the best
+OBJECTIVE = "samples/s"  # the objective's name, as optuna-dashboard shows it
+BEST_ATTR = "placer_best"  # study attr: the trial placer chose, its config and value
 
 
 def quiet_optuna() -> None:
@@ -34,6 +36,28 @@ def quiet_optuna() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def name_objective(study: Any) -> None:
+    """Name the objective ``samples/s`` (optuna-dashboard says "Objective 0" otherwise)."""
+    import optuna  # lazy: heavy
+
+    with warnings.catch_warnings():  # set_metric_names is experimental in Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([OBJECTIVE])
+
+
+def record_best(study: Any, number: int, config: Config, samples_per_second: float) -> None:
+    """Keep placer's choice on the study (user attr ``placer_best``).
+
+    Optuna's own best trial is the single highest value; placer's is ranked by confirmed
+    re-measurements (:func:`best_trial`), so the two can differ. The dashboard shows this
+    attribute beside its own pick, and it is the config ``placer pipeline`` reports.
+    """
+    study.set_user_attr(
+        BEST_ATTR,
+        {"trial": number, "config": dict(config), "samples_per_second": samples_per_second},
+    )
 
 
 def optuna_storage(url: str, *, heartbeat: bool = True, attempts: int = 5) -> Any:

@@ -16,6 +16,7 @@ counted twice.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import multiprocessing
@@ -24,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from placer.contracts.pipeline import Config, IntKnob, Measurement, PipelineDef
@@ -42,8 +44,10 @@ from tuners.study import (
     finished_feasible,
     make_pruner,
     make_sampler,
+    name_objective,
     optuna_storage,
     quiet_optuna,
+    record_best,
     retry,
     trial_rows,
     trial_score,
@@ -435,6 +439,13 @@ class TuneResult:
     best_samples_per_second: float | None
     trials: list[dict[str, Any]]
     status: str
+    best_trial: int | None = None  # placer's pick (confirmed), not Optuna's best_trial
+
+    def write_config(self, path: str | os.PathLike[str]) -> None:
+        """Write the best config as the JSON file a job applies (``placer tune -o``)."""
+        if self.best_config is None:
+            raise InvalidInputError(f"study {self.study_name}: no config to write")
+        Path(path).write_text(json.dumps(self.best_config, indent=2, sort_keys=True) + "\n")
 
     def document(self) -> dict[str, Any]:
         """The ``placer tune --format json`` document (docs/cli.md)."""
@@ -454,6 +465,7 @@ class TuneResult:
             "naive_samples_per_second": self.naive_samples_per_second,
             "best_config": self.best_config,
             "best_samples_per_second": self.best_samples_per_second,
+            "best_trial": self.best_trial,
             "speedup_vs_naive": speedup(
                 self.best_samples_per_second, self.naive_samples_per_second
             ),
@@ -630,8 +642,9 @@ def tune(
             naive_samples_per_second=naive_sps,
             best_config=result[0],
             best_samples_per_second=result[1],
-            trials=result[2],
-            status=result[3],
+            best_trial=result[2],
+            trials=result[3],
+            status=result[4],
         )
     finally:
         store.dispose()
@@ -705,6 +718,7 @@ def _start_study(
 
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
     try:
+        name_objective(study)
         study.set_user_attr("analysis", analysis.to_dict())
         study.set_user_attr("analysis_config", config0)
         study.set_user_attr("budget_cores", cores)
@@ -744,8 +758,9 @@ def _params(defn: PipelineDef, config: Config) -> dict[str, Any]:
 
 def _finish(
     store: Any, storage: Any, defn: PipelineDef, spec: str, name: str, status: str
-) -> tuple[Config | None, float | None, list[dict[str, Any]], str]:
-    """Store the study's outcome on its row and, if better, on the pipeline."""
+) -> tuple[Config | None, float | None, int | None, list[dict[str, Any]], str]:
+    """Store the study's outcome on the Optuna study, on its row and, if better, on the
+    pipeline."""
     import optuna  # lazy: heavy
 
     study = optuna.load_study(study_name=name, storage=storage)
@@ -753,6 +768,8 @@ def _finish(
     rows = trial_rows(study)
     config = dict(best.user_attrs.get("config", best.params)) if best else None
     value = trial_score(study, best) if best else None
+    if best is not None and config is not None and value is not None:
+        record_best(study, best.number, config, value)
     if best is None and status == "done":
         status = "no-feasible-trial"
     with store.session() as s:
@@ -774,4 +791,4 @@ def _finish(
             ):
                 pipeline.best_config = config or {}
                 pipeline.best_throughput = value
-    return config, value, rows, status
+    return config, value, best.number if best else None, rows, status

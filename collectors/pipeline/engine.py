@@ -31,9 +31,16 @@ from placer.contracts.pipeline import ChoiceKnob, Config, IntKnob, Knob, Pipelin
 from placer.errors import InvalidInputError
 
 
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask, as PyTorch's DataLoader counts them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def default_max_parallelism() -> int:
     """The upper end of a parallelism knob a stage does not bound: twice the cores, >= 4."""
-    return max(4, 2 * len(os.sched_getaffinity(0)))
+    return max(4, 2 * usable_cores())
 
 
 class Engine:

@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from collectors.pipeline.adapters import engine_named
+from collectors.pipeline.engine import usable_cores
 from collectors.pipeline.probe import RESERVOIR, Counters, Probes, gil_share
 from placer.contracts.pipeline import Config, HostFacts, Measurement, PipelineDef, StageStats
 from placer.errors import InvalidInputError
@@ -665,7 +666,7 @@ def host_facts(
     after ``POSIX_FADV_DONTNEED`` so the number is a cold read where the kernel drops the
     cached pages (it may not for pages another process holds). Cached per source.
     """
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     bandwidth: float | None = None
     if source is not None:
         src = os.fspath(source)

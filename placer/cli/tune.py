@@ -231,9 +231,7 @@ def _tune(args: argparse.Namespace, ctx: Context) -> int:
             progress.stop()
     doc = result.document()
     if args.output and result.best_config is not None:
-        Path(args.output).write_text(
-            json.dumps(result.best_config, indent=2, sort_keys=True) + "\n"
-        )
+        result.write_config(args.output)
         doc["output"] = str(args.output)
 
     def render(d: dict[str, Any]) -> None:
@@ -251,7 +249,7 @@ def _tune(args: argparse.Namespace, ctx: Context) -> int:
                 f"{d['pipeline_id']}` and the study's failed trials"
             )
             return
-        print("best config:")
+        print(f"best config (trial {d['best_trial']}):")
         for k, v in sorted(d["best_config"].items()):
             print(f"  {k} = {json.dumps(v)}")
         ub = d["upper_bound_samples_per_second"]

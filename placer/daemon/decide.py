@@ -47,6 +47,7 @@ from placer.placement.planner import knapsack, parse_budget
 from tuners.analysis import analyze
 from tuners.configs import config_from_analysis
 from tuners.space import distributions
+from tuners.study import name_objective, record_best
 
 #: Samples kept per object (a sliding window: the daemon ranks recent behaviour).
 SAMPLE_WINDOW = 256
@@ -538,6 +539,7 @@ class PipelineTuner:
                     if self.best is None or t.value > self.best[0]:
                         self.best = (float(t.value), dict(t.params))
             return
+        name_objective(self.study)
         start = {k: v for k, v in current.items() if k in space}
         self.first = first or FirstTrial(start, "current", "the job's own config")
         self.baseline_due = self.first.knobs != start and bool(start)
@@ -575,9 +577,15 @@ class PipelineTuner:
         except ValueError:  # the job's knobs are outside its own space: not a trial
             return None
         self.told += 1
+        number = len(self.study.get_trials(deepcopy=False)) - 1
+        self._improve(number, value, params)
+        return number
+
+    def _improve(self, number: int, value: float, params: dict[str, Any]) -> None:
+        """Keep ``params`` as the best if ``value`` beats it, on the study too."""
         if self.best is None or value > self.best[0]:
             self.best = (value, params)
-        return len(self.study.get_trials(deepcopy=False)) - 1
+            record_best(self.study, number, params, value)
 
     def step(
         self, knobs_in_force: dict[str, Any], samples_per_second: float
@@ -600,8 +608,7 @@ class PipelineTuner:
                 record["origin"] = self.first.source
             self.told += 1
             self.baseline_due = False
-            if self.best is None or samples_per_second > self.best[0]:
-                self.best = (samples_per_second, params)
+            self._improve(number, samples_per_second, params)
             self.trial = None
         elif self.baseline_due:  # first report: the job still runs its own config
             self.baseline_due = False

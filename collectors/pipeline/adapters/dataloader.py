@@ -67,6 +67,25 @@ class ProbedDataset:
         return x
 
 
+def torch_dataset(
+    items: Sequence[Any],
+    stages: Sequence[StageSpec],
+    probes: Probes | None,
+    cache_after: str | None = None,
+) -> Any:
+    """A :class:`ProbedDataset` that is also a ``torch.utils.data.Dataset``.
+
+    Its class is made here (torch is imported lazily), so pickling it by name would fail;
+    it pickles as a call to this function instead, which spawn and forkserver workers need.
+    """
+    cls = type("StagedDataset", (ProbedDataset, _dataset_base()), {"__reduce__": _rebuild})
+    return cls(items, stages, probes, cache_after)
+
+
+def _rebuild(self: ProbedDataset) -> tuple[Any, ...]:
+    return (torch_dataset, (self.items, self.stages, self.probes, self.cache_after))
+
+
 def to_torch(value: Any) -> Any:
     """numpy arrays (also inside dicts/tuples/lists) as torch tensors, without copying.
 
@@ -135,9 +154,14 @@ def make_dataloader(
     collate_name: str = "collate",
     shuffle: bool = False,
     worker_init_fn: Callable[[int], None] | None = None,
+    tensors: bool = True,
     **kwargs: Any,
 ) -> Any:
-    """A ``torch.utils.data.DataLoader`` configured from the DataLoader knobs of ``config``."""
+    """A ``torch.utils.data.DataLoader`` configured from the DataLoader knobs of ``config``.
+
+    ``tensors``: numpy batches become tensors (see :func:`to_torch`); a user's own
+    collate function keeps its output as it is with False.
+    """
     from torch.utils.data import DataLoader  # lazy: heavy
 
     workers = int(config.get("num_workers", 0))
@@ -146,7 +170,7 @@ def make_dataloader(
         "shuffle": shuffle,
         "num_workers": workers,
         "pin_memory": bool(config.get("pin_memory", False)),
-        "collate_fn": ProbedCollate(collate_fn, collate_name, probes),
+        "collate_fn": ProbedCollate(collate_fn, collate_name, probes, tensors),
     }
     if workers > 0:
         opts["prefetch_factor"] = int(config.get("prefetch_factor", 2))
@@ -159,8 +183,6 @@ def make_dataloader(
     elif worker_init_fn is not None:
         pass  # no workers: nothing to initialise
     opts.update(kwargs)
-    # torch warns when workers exceed cores; for I/O-bound stages that is the point
-    warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
     return DataLoader(dataset, **opts)
 
 
@@ -173,9 +195,12 @@ class DataLoaderPipeline:
         if probes is not None:
             for name in spec.stage_names():
                 probes.stage(name)
-        base = _dataset_base()
-        ds_cls = type("ProbedTorchDataset", (ProbedDataset, base), {})
-        self.dataset = ds_cls(spec.items(), spec.element_stages, probes, config.get("cache"))
+        # torch warns when workers exceed cores; a trial of an I/O-bound stage asks for
+        # that (it runs in its own measuring process, so the filter stays there)
+        warnings.filterwarnings(
+            "ignore", message="This DataLoader will create", category=UserWarning
+        )
+        self.dataset = torch_dataset(spec.items(), spec.element_stages, probes, config.get("cache"))
         self.loader = make_dataloader(
             self.dataset,
             batch_size=spec.batch_size,
