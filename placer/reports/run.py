@@ -18,8 +18,8 @@ from placer.placement import baselines, planner
 from placer.placement.baselines import Candidate
 from placer.placement.features import run_features
 from placer.placement.registry import load_model
-from placer.reports.base import ReportBuilder, absent, iso, provenance, verdict
-from placer.reports.render import human_bytes, pct, slow
+from placer.reports.base import ReportBuilder, absent, iso, provenance
+from placer.reports.headline import place_plans, run_verdict
 from placer.store.repository.hosts import hostname_of
 from placer.store.repository.labels import (
     applied_plans,
@@ -147,7 +147,7 @@ class RunReport(ReportBuilder):
             heat = self._heatmap(objects, hostname)
             curve = self._curve(run_doc, objects, cands, label_info, plan_rows, view, hostname)
             plan = self._plan(plan_rows, applied, objects, label_info, view, hostname)
-        self._place_plans(curve, plan)
+        place_plans(curve, plan)
         return {
             "run": run_doc,
             "objects": table,
@@ -156,61 +156,8 @@ class RunReport(ReportBuilder):
             "plan": plan,
         }
 
-    @staticmethod
-    def _place_plans(curve: dict[str, Any], plan: dict[str, Any]) -> None:
-        """Each stored plan's point on the curve (``slowdown``), on the curve's own basis: the
-        model's prediction on a predicted curve; on a labeled one, only the chosen plan's
-        labels price (the number the verdict and the plan section quote)."""
-        kind = (curve.get("provenance") or {}).get("kind")
-        for p in curve.get("stored_plans", []):
-            p["slowdown"] = p["predicted_slowdown"] if kind == "predicted" else None
-            if plan.get("available") and p["plan_id"] == plan["id"]:
-                if plan["headline_basis"] == kind:
-                    p["slowdown"] = plan["headline_slowdown"]
-
     def verdict(self, doc: dict[str, Any]) -> dict[str, Any]:
-        plan, run = doc["plan"], doc["run"]
-        if not plan["available"]:
-            return verdict(
-                f"No plan to apply yet: make one with `placer recommend {run['id']} "
-                "--dram-budget 50%`",
-                None,
-                None,
-                None,
-            )
-        action = (
-            f"Apply plan {plan['id']} ({plan['strategy']}, {pct(plan['budget_fraction'])} of "
-            f"the footprint in DRAM) with `placer run --plan` or `placer plan export`"
-        )
-        value, basis = plan["headline_slowdown"], plan["headline_basis"]
-        effect = None if value is None else f"expected {slow(value)} runtime over all-DRAM"
-        risks = []
-        if basis == "predicted":
-            risks.append("the model's estimate, not checked against labels (`placer experiment`)")
-        elif basis == "emulated":
-            tier = (plan["label_provenance"] or {}).get("tier_spec")
-            risks.append(f"emulated{f' for {tier}' if tier else ''}, not measured on a slow tier")
-        predicted = plan["predicted_slowdown"]
-        if basis != "predicted" and predicted is not None and value is not None:
-            if abs(predicted - value) >= 0.005:
-                risks.append(f"the model itself predicted {slow(predicted)}")
-        if plan["slow_bytes"]:
-            risks.append(f"{human_bytes(plan['slow_bytes'])} go to the slow tier")
-        applied = plan["applied"]
-        if not applied:
-            risks.append("its binding is not yet verified (not applied)")
-        else:
-            share = applied[-1]["share_on_planned_node"]
-            if share is not None and share < 0.99:
-                risks.append(f"only {pct(share)} of its pages landed on the planned node")
-        return verdict(
-            action,
-            effect,
-            basis,
-            "; ".join(risks) or None,
-            plan_id=plan["id"],
-            slowdown=value,
-        )
+        return run_verdict(doc)
 
     # ------------------------------------------------------------------------ objects
     def _objects(
