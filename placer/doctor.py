@@ -76,6 +76,130 @@ def check_tiers(sys_root: str = "/") -> Finding:
     )
 
 
+def _read(root: Path, rel: str) -> str | None:
+    """A sysfs/procfs file under ``root``, stripped (None when absent or unreadable)."""
+    try:
+        return (root / rel).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def check_numa_balancing(sys_root: str = "/", nodes: int = 1) -> Finding:
+    """``kernel.numa_balancing``: a bit mask, 1 = NUMA balancing, 2 = memory tiering mode."""
+    text = _read(Path(sys_root), "proc/sys/kernel/numa_balancing")
+    value = int(text) if text and text.isdigit() else None
+    data = {
+        "value": value,
+        "normal": bool(value and value & 1),
+        "tiering": bool(value and value & 2),
+    }
+    if value is None:
+        return Finding(
+            "NUMA balancing",
+            "unsupported",
+            "kernel.numa_balancing not present (kernel without NUMA balancing): "
+            "nothing moves placer's pages",
+            data,
+        )
+    if value == 0:
+        return Finding(
+            "NUMA balancing",
+            "ok",
+            "kernel.numa_balancing = 0: the kernel does not move pages",
+            data,
+        )
+    modes = [
+        m
+        for m, on in (("NUMA balancing", data["normal"]), ("memory tiering", data["tiering"]))
+        if on
+    ]
+    detail = f"kernel.numa_balancing = {value} ({' + '.join(modes)}): "
+    if data["tiering"]:
+        detail += (
+            "the kernel promotes hot slow-tier pages to DRAM on hinting faults, beside placer's "
+            "plan: pages move under placer's numa_maps checks and labels"
+        )
+    else:
+        detail += (
+            "hinting faults migrate pages toward the CPUs that touch them; a plan's mbind "
+            "bindings stay, but the pages it leaves to the default policy move"
+        )
+    detail += "; to measure and apply plans: sysctl kernel.numa_balancing=0"
+    if nodes <= 1:
+        return Finding("NUMA balancing", "ok", detail + " (one node here: nothing to move)", data)
+    return Finding("NUMA balancing", "warn", detail, data)
+
+
+def check_demotion(sys_root: str = "/") -> Finding:
+    """``/sys/kernel/mm/numa/demotion_enabled``: reclaim demotes DRAM pages to a slow tier."""
+    text = _read(Path(sys_root), "sys/kernel/mm/numa/demotion_enabled")
+    enabled = None if text is None else text.lower() in ("true", "1", "y", "yes")
+    data = {"enabled": enabled}
+    if enabled is None:
+        return Finding(
+            "memory demotion", "unsupported", "no /sys/kernel/mm/numa/demotion_enabled", data
+        )
+    if not enabled:
+        return Finding(
+            "memory demotion", "ok", "demotion_enabled = false: reclaim does not demote", data
+        )
+    return Finding(
+        "memory demotion",
+        "warn",
+        "demotion_enabled = true: under memory pressure reclaim moves cold DRAM pages to the "
+        "slow tier, objects placer keeps in DRAM included; set it to false to hold a plan "
+        "(echo false > /sys/kernel/mm/numa/demotion_enabled)",
+        data,
+    )
+
+
+def check_damon(sys_root: str = "/") -> Finding:
+    """DAMON: the sysfs admin interface, kdamonds running and the actions of their schemes
+    (``stat`` only counts; the others move or reclaim pages)."""
+    root = Path(sys_root)
+    admin = root / "sys/kernel/mm/damon/admin"
+    running: list[str] = []
+    actions: set[str] = set()
+    for state in sorted(admin.glob("kdamonds/*/state")):
+        if _read(state.parent, "state") == "on":
+            running.append(f"kdamond {state.parent.name}")
+            for action in state.parent.glob("contexts/*/schemes/*/action"):
+                actions.add(_read(action.parent, "action") or "?")
+    if not running:  # started another way (debugfs, a module): its schemes are not listed
+        for comm in sorted((root / "proc").glob("[0-9]*/comm")):
+            name = _read(comm.parent, "comm") or ""
+            if name.startswith("kdamond"):
+                running.append(f"{name} (pid {comm.parent.name})")
+                actions.add("?")
+    for module in ("damon_reclaim", "damon_lru_sort"):
+        if _read(root, f"sys/module/{module}/parameters/enabled") in ("Y", "1"):
+            running.append(module)
+            actions.add("pageout" if module == "damon_reclaim" else "lru_prio")
+    moving = sorted(actions - {"stat"})
+    data = {"admin": admin.is_dir(), "running": running, "actions": sorted(actions)}
+    if moving:
+        return Finding(
+            "DAMON",
+            "warn",
+            f"running: {', '.join(running)} with schemes {', '.join(moving)}"
+            + (" ('?': not listed)" if "?" in moving else "")
+            + ": DAMOS actions (pageout, migrate_hot/cold, lru_prio) move or reclaim "
+            "pages placer placed; stop them while measuring and applying plans "
+            "(echo off > /sys/kernel/mm/damon/admin/kdamonds/N/state)",
+            data,
+        )
+    if running:
+        return Finding(
+            "DAMON",
+            "ok",
+            f"running: {', '.join(running)}, monitoring only (no scheme moves pages)",
+            data,
+        )
+    if data["admin"]:
+        return Finding("DAMON", "ok", "available (sysfs admin), no kdamond running", data)
+    return Finding("DAMON", "unsupported", "no DAMON (no /sys/kernel/mm/damon/admin)", data)
+
+
 def check_perf() -> list[Finding]:
     findings: list[Finding] = []
     perf = shutil.which("perf")
@@ -217,6 +341,9 @@ def check_store(store_url: str) -> list[Finding]:
 def run_doctor(store_url: str, sys_root: str = "/") -> dict[str, Any]:
     """Every finding, in the order people read them."""
     findings: list[Finding] = [check_tiers(sys_root)]
+    nodes = len(findings[0].data.get("nodes") or [])
+    findings += [check_numa_balancing(sys_root, nodes), check_demotion(sys_root)]
+    findings += [check_damon(sys_root)]
     findings += check_perf()
     findings += [check_valgrind(), check_compiler(), check_openmp()]
     findings += check_store(store_url)
@@ -230,6 +357,9 @@ def run_doctor(store_url: str, sys_root: str = "/") -> dict[str, Any]:
         "summary": {
             "dram_nodes": tiers.get("dram_nodes", 0),
             "slow_tier_nodes": tiers.get("slow_nodes", 0),
+            "numa_balancing": by_name["NUMA balancing"].data["value"],
+            "memory_demotion": by_name["memory demotion"].data["enabled"],
+            "damon_running": bool(by_name["DAMON"].data["running"]),
             "perf": by_name["perf"].status == "ok",
             "perf_software_events": available("perf software events"),
             "hardware_counters": available("hardware counters"),

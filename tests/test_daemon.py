@@ -476,11 +476,11 @@ def test_daemon_refuses_another_users_process(tmp_path: Path) -> None:
     """The permission rule applied by the running service to the requester's uid."""
     from placer.daemon.config import DaemonConfig
     from placer.daemon.procs import PermissionRefused
-    from placer.daemon.service import Daemon, JsonLog
+    from placer.daemon.service import Daemon, json_log
 
     cfg = DaemonConfig(socket=str(tmp_path / "d.sock"), metrics="")
     log = open(tmp_path / "log", "w")
-    d = Daemon(cfg, f"sqlite:///{tmp_path / 's.db'}", None, JsonLog("info", log))
+    d = Daemon(cfg, f"sqlite:///{tmp_path / 's.db'}", None, json_log("info", log))
     d.start()
     try:
         me = os.getuid()

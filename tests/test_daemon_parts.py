@@ -25,7 +25,7 @@ from placer.daemon.sensors import (
     default_sensors,
     record_counts,
 )
-from placer.daemon.telemetry import JsonLog, Telemetry
+from placer.daemon.telemetry import Telemetry, json_log
 
 WORKS = PerfSupport(True, "/usr/bin/perf", "", mem=True)
 
@@ -101,7 +101,7 @@ def test_decisions_are_kept_bounded() -> None:
 def _env(**cfg: object) -> SensorEnv:
     c = DaemonConfig(**cfg)  # type: ignore[arg-type]
     return SensorEnv(
-        c, PerfContext(None, c.perf), JsonLog("error", io.StringIO()), Telemetry(), lambda: 0
+        c, PerfContext(None, c.perf), json_log("error", io.StringIO()), Telemetry(), lambda: 0
     )
 
 

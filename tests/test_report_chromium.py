@@ -18,21 +18,8 @@ import pytest
 
 from placer.reports import build
 from placer.reports.render import render
+from tests.chromium import screenshot
 from tests.report_fixtures import open_store, seed_daemon, seed_pipeline, seed_run
-
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-    "--enable-logging=stderr",
-    "--v=0",
-]
 
 
 def _chromium() -> str:
@@ -60,25 +47,6 @@ def _chromium() -> str:
     return found
 
 
-def _open(browser: str, page: Path, shot: Path, tmp: Path, height: int = 2000) -> list[str]:
-    """Load ``page``, save a screenshot; returns the console lines Chromium logged."""
-    res = subprocess.run(
-        [
-            browser,
-            *FLAGS,
-            f"--user-data-dir={tmp / ('profile-' + page.stem)}",
-            f"--screenshot={shot}",
-            f"--window-size=1280,{height}",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
-    return [line for line in res.stderr.splitlines() if ":CONSOLE" in line]
-
-
 @pytest.mark.slow
 def test_reports_render_in_chromium_without_console_errors(sqlite_url: str, tmp_path: Path) -> None:
     browser = _chromium()
@@ -86,7 +54,7 @@ def test_reports_render_in_chromium_without_console_errors(sqlite_url: str, tmp_
     control.write_text(
         "<!DOCTYPE html><html><body><script>console.error('boom')</script></body></html>"
     )
-    assert _open(browser, control, tmp_path / "control.png", tmp_path, 300), (
+    assert screenshot(browser, control, tmp_path / "control.png", tmp_path, 300), (
         "the console check cannot see console errors"
     )
 
@@ -107,7 +75,7 @@ def test_reports_render_in_chromium_without_console_errors(sqlite_url: str, tmp_
         page = tmp_path / f"{kind}.html"
         page.write_text(render(doc, "html"), encoding="utf-8")
         shot = tmp_path / f"{kind}.png"
-        console = _open(browser, page, shot, tmp_path)
+        console = screenshot(browser, page, shot, tmp_path)
         assert console == [], f"{kind} report logged to the console: {console}"
         data = shot.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, kind

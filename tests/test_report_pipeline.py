@@ -104,3 +104,43 @@ def test_empty_store_fleet_report_is_all_plain_notes(store) -> None:  # type: ig
     html = render(doc, "html")
     assert "no daemon jobs in the store" in html
     assert "<svg" not in html
+
+
+def test_pipeline_and_fleet_reports_open_with_a_verdict(store) -> None:  # type: ignore[no-untyped-def]
+    """Issue 14, finding 4: what to do, the effect and its basis, the risk; numbers from the
+    sections below."""
+    pid = seed_pipeline(store)
+    doc = build(store, "pipeline", pid)
+    v, t = doc["verdict"], doc["throughput"]
+    assert v["sentence"].startswith("Apply the tuned configuration (")
+    assert v["basis"] == "measured" and v["samples_per_second"] == t["best_samples_per_second"]
+    assert f"{t['speedup']:.2f}x" in v["sentence"] and "risk: " in v["sentence"]
+    from placer.reports.render import md
+
+    assert render(doc, "md").splitlines()[2] == f"**{md(v['sentence'])}**"
+    from placer.reports.pipeline import PipelineReport
+
+    untuned = PipelineReport(store, pid).verdict({**doc, "throughput": {"available": False}})
+    assert "placer tune" in untuned["sentence"] and untuned["basis"] is None
+
+    seed_daemon(store)
+    fleet = build(store, "fleet")
+    fv = fleet["verdict"]
+    best = max(r["speedup"] for r in fleet["studies"]["rows"] if r["speedup"])
+    assert fv["speedup"] == best and fv["basis"] == "measured"
+    assert fv["sentence"] in render(fleet, "html")
+
+
+def test_fleet_verdict_names_the_newest_unapplied_plan(sqlite_url: str) -> None:
+    from tests.report_fixtures import seed_run
+
+    st = open_store(sqlite_url)
+    try:
+        seed_run(st, applied=False)
+        doc = build(st, "fleet")
+    finally:
+        st.dispose()
+    row = next(r for r in doc["plans"]["rows"] if not r["applied"])
+    v = doc["verdict"]
+    assert v["plan_id"] == row["id"] and v["slowdown"] == row["predicted_slowdown"]
+    assert v["basis"] == "predicted" and v["sentence"].startswith(f"Apply plan {row['id']} ")

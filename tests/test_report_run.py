@@ -184,3 +184,33 @@ def test_knapsack_is_exact_on_small_instances() -> None:
         got = list(np.flatnonzero(knapsack(np.array(values), np.array(weights), cap)))
         assert sum(weights[i] for i in got) <= cap
         assert sum(values[i] for i in got) == pytest.approx(best, rel=1e-6, abs=1e-9)
+
+
+def test_report_opens_with_a_verdict_whose_number_is_the_plan_rows(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 14, finding 4: the headline said the model's +17.0% while the plan priced with
+    labels was +4.3%. The verdict, the KPI and the plan's row now quote one number."""
+    from placer.reports.render import slow
+
+    run_id = seed_run(store)
+    doc = build(store, "run", run_id)
+    plan, v = doc["plan"], doc["verdict"]
+    assert plan["label_priced_slowdown"] != pytest.approx(plan["predicted_slowdown"])
+    assert v["slowdown"] == plan["headline_slowdown"] == plan["label_priced_slowdown"]
+    assert v["basis"] == plan["headline_basis"] == "emulated"
+    star = next(p for p in doc["budget_curve"]["stored_plans"] if p["plan_id"] == plan["id"])
+    assert star["slowdown"] == v["slowdown"]  # the plan's point on the (emulated) curve
+    assert v["sentence"].startswith(f"Apply plan {plan['id']} ")
+    assert f"expected {slow(v['slowdown'])} runtime over all-DRAM (emulated)" in v["sentence"]
+    assert "risk: " in v["sentence"] and slow(plan["predicted_slowdown"]) in v["risk"]
+    html = render(doc, "html")
+    assert html.index(v["sentence"][:40]) < html.index('id="budget"')
+    kpi = html[html.index("expected slowdown (emulated)") - 200 :][:400]
+    assert slow(plan["label_priced_slowdown"]) in kpi
+    md = render(doc, "md").splitlines()
+    assert md[2].startswith("**Apply plan")
+    other = open_store(f"sqlite:///{tmp_path / 'bare.db'}")
+    try:
+        bare = build(other, "run", seed_run(other, labels=False, plan=False))["verdict"]
+    finally:
+        other.dispose()
+    assert "placer recommend" in bare["sentence"] and bare["basis"] is None

@@ -68,13 +68,16 @@ def shim_path() -> Path:
         return target
 
 
-def shim_env(log_pattern: str | os.PathLike[str], **settings: object) -> dict[str, str]:
+def shim_env(
+    log_pattern: str | os.PathLike[str], *, inherit_preload: bool = True, **settings: object
+) -> dict[str, str]:
     """Environment variables that preload the shim and log to ``log_pattern``.
 
     ``settings`` are the remaining variables without their prefix, e.g.
     ``shim_env("/tmp/x.%p.log", sample_period_ms=0, threshold=1 << 20)``. Returns only the
     shim's variables (``LD_PRELOAD`` included: the shim first, then any LD_PRELOAD already
-    in the environment); merge them into a copy of ``os.environ``.
+    in the environment unless ``inherit_preload`` is False, as for an environment written
+    for another process); merge them into a copy of ``os.environ``.
     """
     env = {"PLACER_SHIM_LOG": str(log_pattern)}
     for key, value in settings.items():
@@ -82,8 +85,8 @@ def shim_env(log_pattern: str | os.PathLike[str], **settings: object) -> dict[st
         if name not in ENV_VARS:
             raise TypeError(f"unknown shim setting {key!r}")
         env[name] = str(value)
-    preload = str(shim_path())
-    if os.environ.get("LD_PRELOAD"):
+    preload = str(shim_path().resolve())
+    if inherit_preload and os.environ.get("LD_PRELOAD"):
         preload += " " + os.environ["LD_PRELOAD"]
     env["LD_PRELOAD"] = preload
     return env

@@ -36,9 +36,96 @@ from collectors.profile import pyrunner
 from collectors.profile.runner import run_program
 from collectors.shim.library import shim_env
 from collectors.shim.log import find_logs, read_log
+from placer.contracts.host import stamp_mismatch, this_host
+from placer.errors import InvalidInputError
+from placer.placement.planfile import (
+    collapsed_sites,
+    shim_lines,
+    split_sites,
+    unbound_native_sites,
+)
+from placer.store.repository.runs import find_run
 
 _NODE = re.compile(r"\bN(\d+)=(\d+)")
 _KPS = re.compile(r"\bkernelpagesize_kB=(\d+)")
+
+
+def check_plan_host(doc: dict[str, Any], where: str, *, force: bool) -> bool:
+    """Refuse a plan computed on another host unless ``force``; True when it is forced."""
+    other_host = stamp_mismatch(doc.get("host"), this_host(), where)
+    if other_host and not force:
+        raise InvalidInputError(f"{other_host} (or use --force to apply it anyway)")
+    return bool(other_host)
+
+
+@dataclass(frozen=True)
+class PlanBindings:
+    """What the shim binds for a plan (its ``PLACER_SHIM_PLAN`` lines) and what it cannot."""
+
+    lines: list[str]
+    split: list[str]  # sites whose chunks go to different nodes
+    collapsed: list[str]  # split sites bound whole (chunk size unknown)
+    unbound: list[str]  # native sites shared by objects on different nodes
+    chunk_bytes: int | None
+
+    def note(self) -> str:
+        """How split sites are bound, for the line that announces the bindings."""
+        if self.collapsed:
+            n = len(self.collapsed)
+            return f" ({n} sites split across nodes, chunk size unknown: bound whole)"
+        if self.split:
+            return (
+                f" ({len(self.split)} sites split across nodes: bound per "
+                f"{self.chunk_bytes}-byte chunk)"
+            )
+        return ""
+
+
+def plan_bindings(
+    doc: dict[str, Any], chunk_bytes: int | None, *, python_side: bool = False
+) -> PlanBindings:
+    """The shim's bindings of a plan (``placer run --plan`` and ``placer plan export``)."""
+    return PlanBindings(
+        shim_lines(doc, chunk_bytes, python_side=python_side),
+        split_sites(doc),
+        collapsed_sites(doc, chunk_bytes),
+        unbound_native_sites(doc),
+        chunk_bytes,
+    )
+
+
+def plan_chunk_bytes(store: Any, doc: dict[str, Any]) -> int | None:
+    """The chunk size of a plan's split sites: the plan's ``chunk_bytes``, else the
+    ``--chunk`` of the profiled run it was made from (same store, same build id)."""
+    if doc.get("chunk_bytes"):
+        return int(doc["chunk_bytes"])
+    run_id = doc.get("run")
+    if not isinstance(run_id, int):
+        return None
+
+    with store.session() as s:
+        run = find_run(s, run_id)
+        if run is None or (run.build_id or "") != doc.get("build_id"):
+            return None
+        size = (run.inputs or {}).get("chunk_bytes")
+    return int(size) if isinstance(size, int) and size > 0 else None
+
+
+def plan_env(
+    shim_plan: Path,
+    log_pattern: str | os.PathLike[str],
+    *,
+    threshold: int | None = None,
+    inherit_preload: bool = True,
+) -> dict[str, str]:
+    """The variables that make a program bind a plan: the shim preloaded, logging to
+    ``log_pattern`` (the shim is inactive without a log), reading ``shim_plan`` (the lines
+    of :func:`plan_bindings`), no page sampling. :func:`run_with_plan` runs with them and
+    ``placer plan export`` writes them for systemd, containers and schedulers."""
+    settings: dict[str, object] = {"plan": shim_plan, "sample_period_ms": 0}
+    if threshold is not None:
+        settings["threshold"] = threshold
+    return shim_env(log_pattern, inherit_preload=inherit_preload, **settings)
 
 
 @dataclass
@@ -276,11 +363,8 @@ def run_with_plan(
     with tempfile.TemporaryDirectory(prefix="placer-run-") as tmp:
         plan_path = Path(tmp) / "plan.txt"
         plan_path.write_text("\n".join(shim_plan_lines) + "\n")
-        settings: dict[str, object] = {"plan": plan_path, "sample_period_ms": 0}
-        if threshold is not None:
-            settings["threshold"] = threshold
         env = dict(os.environ)
-        env.update(shim_env(Path(tmp) / "shim.%p.log", **settings))
+        env.update(plan_env(plan_path, Path(tmp) / "shim.%p.log", threshold=threshold))
         report = Path(tmp) / "python-binds.jsonl"
         if python is not None:
             bind_map = Path(tmp) / "python-plan.json"

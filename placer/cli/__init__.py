@@ -64,6 +64,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "rank a run's objects and plan them under a DRAM budget",
     ),
     "run": ("placer.cli.placement", "run a program with a plan applied by the shim (mbind)"),
+    "plan": (
+        "placer.cli.plan",
+        "export a plan for programs placer does not start (systemd, containers, numactl)",
+    ),
     "report": ("placer.cli.report", "write a recommendation report (HTML, Markdown or JSON)"),
     "daemon": (
         "placer.cli.daemon",

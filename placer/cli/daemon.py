@@ -17,7 +17,7 @@ from placer.cli.context import Context
 from placer.daemon.client import DaemonUnavailable, request, socket_path
 from placer.daemon.config import load_config
 from placer.daemon.job import migration_summary
-from placer.daemon.service import Daemon, JsonLog
+from placer.daemon.service import Daemon, json_log
 from placer.daemon.unit import unit_text
 from placer.errors import ConfigError, InvalidInputError, NotFoundError
 from placer.store.repository.daemon import daemon_jobs, job_events
@@ -151,7 +151,7 @@ def _daemon(args: argparse.Namespace, ctx: Context) -> int:
             raise ConfigError(f"--interval must be in (0, 3600] seconds, got {cfg.interval}")
         cfg.metrics_address()
     config_path = args.config or os.environ.get("PLACER_DAEMON_CONFIG")
-    daemon = Daemon(cfg, ctx.store_url, config_path, JsonLog(cfg.log_level))
+    daemon = Daemon(cfg, ctx.store_url, config_path, json_log(cfg.log_level))
     return daemon.run()
 
 

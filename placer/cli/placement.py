@@ -15,7 +15,6 @@ from typing import Any
 
 from collectors.profile.session import prepare
 from placer.act import bind as apply
-from placer.contracts.host import stamp_mismatch, this_host
 from placer.daemon.client import close_job, register_self
 from placer.errors import InvalidInputError
 from placer.placement import evaluation
@@ -23,21 +22,18 @@ from placer.placement.features import FEATURE_SETS, FEATURES
 from placer.placement.labels import load_labels
 from placer.placement.planfile import (
     check_build_id,
-    collapsed_sites,
     parse_shim_lines,
     python_bindings,
     python_native_sites,
     read_plan,
-    shim_lines,
     split_sites,
-    unbound_native_sites,
     write_plan,
 )
 from placer.placement.recommend import Nodes, host_nodes
 from placer.placement.recommend import recommend as recommend_plan
 from placer.placement.registry import load_model, resolve_model, save_model
 from placer.store.repository.labels import NewDecision, add_plan, trained_model_by_id
-from placer.store.repository.runs import add_run, find_run, site_ids_by_hash
+from placer.store.repository.runs import add_run, site_ids_by_hash
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -437,26 +433,18 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     if not cmd:
         raise InvalidInputError("nothing to run: give a command after --")
     doc = read_plan(args.plan)
-    other_host = stamp_mismatch(doc.get("host"), this_host(), f"plan {args.plan}")
-    if other_host and not args.force:
-        raise InvalidInputError(f"{other_host} (or use --force to apply it anyway)")
+    apply.check_plan_host(doc, f"plan {args.plan}", force=args.force)
     prep = prepare(cmd, args.name or doc.get("app") or None)
     forced = check_build_id(
         doc, prep.build_id, force=args.force, where=f"plan {args.plan}", binary=str(prep.binary)
     )
     store = ctx.open_store()
     store.ping()
-    split = split_sites(doc)
-    chunk_bytes = _plan_chunk_bytes(store, doc) if split else None
+    chunk_bytes = apply.plan_chunk_bytes(store, doc) if split_sites(doc) else None
     python = _python_plan(doc, prep, chunk_bytes)
-    lines = shim_lines(doc, chunk_bytes, python_side=python is not None)
-    collapsed = collapsed_sites(doc, chunk_bytes)
-    unbound = unbound_native_sites(doc)
-    note = ""
-    if collapsed:
-        note = f" ({len(collapsed)} sites split across nodes, chunk size unknown: bound whole)"
-    elif split:
-        note = f" ({len(split)} sites split across nodes: bound per {chunk_bytes}-byte chunk)"
+    bindings = apply.plan_bindings(doc, chunk_bytes, python_side=python is not None)
+    lines, unbound = bindings.lines, bindings.unbound
+    note = bindings.note()
     if python is not None:
         note += f"; {len(python.bindings['sites'])} Python sites bound by the Python runner"
     elif unbound:
@@ -500,8 +488,8 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
             "native_sites_left_to_python": python_native_sites(doc) if python else [],
             "native_sites_unbound": unbound,
             "forced": forced,
-            "split_sites": split,
-            "split_sites_bound_whole": collapsed,
+            "split_sites": bindings.split,
+            "split_sites_bound_whole": bindings.collapsed,
             "chunk_bytes": chunk_bytes or None,
             "default_tier": doc["nodes"]["default_tier"],
         }
@@ -556,23 +544,6 @@ def _python_plan(
     if not bindings["sites"]:
         return None
     return apply.PythonPlan(prep.argv[0], prep.python_script, bindings)
-
-
-def _plan_chunk_bytes(store: Any, doc: dict[str, Any]) -> int | None:
-    """The chunk size of a plan's split sites: the plan's ``chunk_bytes``, else the
-    ``--chunk`` of the profiled run it was made from (same store, same build id)."""
-    if doc.get("chunk_bytes"):
-        return int(doc["chunk_bytes"])
-    run_id = doc.get("run")
-    if not isinstance(run_id, int):
-        return None
-
-    with store.session() as s:
-        run = find_run(s, run_id)
-        if run is None or (run.build_id or "") != doc.get("build_id"):
-            return None
-        size = (run.inputs or {}).get("chunk_bytes")
-    return int(size) if isinstance(size, int) and size > 0 else None
 
 
 def _store_run(

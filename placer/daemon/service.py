@@ -46,7 +46,7 @@ from placer.daemon.pipeline import PipelineReports
 from placer.daemon.sensors import Sensor, SensorEnv, ShimLogSensor, default_sensors, record_counts
 from placer.daemon.server import Requests, SocketServer
 from placer.daemon.tail import ShimTail
-from placer.daemon.telemetry import JsonLog, Telemetry
+from placer.daemon.telemetry import EventLog, Telemetry, json_log
 from placer.errors import InvalidInputError, NotFoundError, StoreError
 from placer.placement.model import PlacementModel
 from placer.placement.recommend import host_nodes
@@ -57,7 +57,7 @@ from placer.store.repository.daemon import add_daemon_job, attached_jobs, host_j
 from placer.store.repository.hosts import host_row
 from tuners.tuning import default_study_name
 
-__all__ = ["Daemon", "JsonLog", "migration_summary"]
+__all__ = ["Daemon", "json_log", "migration_summary"]
 
 
 class Daemon:
@@ -68,12 +68,12 @@ class Daemon:
         cfg: DaemonConfig,
         store_url: str,
         config_path: str | None = None,
-        log: JsonLog | None = None,
+        log: EventLog | None = None,
     ) -> None:
         self.cfg = cfg
         self.store_url = store_url
         self.config_path = config_path
-        self.log = log or JsonLog(cfg.log_level)
+        self.log = log or json_log(cfg.log_level)
         self.jobs: dict[int, Job] = {}
         self.lock = threading.RLock()
         self.stop_event = threading.Event()

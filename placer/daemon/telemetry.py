@@ -3,13 +3,16 @@
 Every event that counts (samples ingested, decisions, migrations, knob changes, closed
 jobs, loop ticks) goes through one :class:`Telemetry` method; the ``totals`` and ``loop``
 parts of ``placer daemon status`` and the counters of :mod:`placer.daemon.metrics` are
-read from the same numbers, so they cannot disagree. :class:`JsonLog` is the daemon's
-structured log (one JSON object per line on stderr).
+read from the same numbers, so they cannot disagree. :func:`json_log` is the daemon's
+structured log: stdlib :mod:`logging` with :class:`JsonFormatter` (one JSON object per
+line on stderr).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import logging
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -18,33 +21,51 @@ from typing import Any, TextIO
 from placer.daemon.job import iso
 
 
-class JsonLog:
-    """One JSON object per line on stderr (systemd's journal keeps them as they are)."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ``ts``, ``level``, ``event`` (the message) and the
+    record's ``fields`` (systemd's journal keeps the line as it is)."""
 
-    LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+    def format(self, record: logging.LogRecord) -> str:
+        ts = dt.datetime.fromtimestamp(record.created, dt.UTC)
+        doc = {"ts": iso(ts), "level": record.levelname.lower(), "event": record.getMessage()}
+        doc.update(getattr(record, "fields", {}))
+        return json.dumps(doc, default=str, separators=(",", ":"))
 
-    def __init__(self, level: str = "info", stream: TextIO | None = None) -> None:
-        self.level = self.LEVELS.get(level, 20)
-        self.stream = stream or sys.stderr
-        self.lock = threading.Lock()
 
-    def set_level(self, level: str) -> None:
-        self.level = self.LEVELS.get(level, 20)
+class _QuietHandler(logging.StreamHandler):
+    """A stream handler that drops a line it cannot write (stderr closed after a detach)
+    instead of printing a traceback there."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass
+
+
+class EventLog(logging.LoggerAdapter):
+    """The daemon's log as its parts call it: ``log("info", "job_closed", job=3, pid=9)``."""
 
     def __call__(self, level: str, event: str, **fields: Any) -> None:
-        if self.LEVELS.get(level, 20) < self.level:
-            return
-        line = json.dumps(
-            {"ts": iso(), "level": level, "event": event, **fields},
-            default=str,
-            separators=(",", ":"),
-        )
-        with self.lock:
-            try:
-                self.stream.write(line + "\n")
-                self.stream.flush()
-            except (OSError, ValueError):
-                pass
+        self.logger.log(_level(level), event, extra={"fields": fields})
+
+    def set_level(self, level: str) -> None:
+        # On the handlers: a logger outside logging's manager keeps a stale level cache.
+        for handler in self.logger.handlers:
+            handler.setLevel(_level(level))
+
+
+def _level(name: str) -> int:
+    value = logging.getLevelName(name.upper())
+    return value if isinstance(value, int) else logging.INFO
+
+
+def json_log(level: str = "info", stream: TextIO | None = None) -> EventLog:
+    """A logger of its own (not under the root logger) writing JSON lines to ``stream``
+    (default stderr) at ``level`` and above."""
+    logger = logging.Logger("placer.daemon", logging.DEBUG)
+    handler = _QuietHandler(stream or sys.stderr)
+    handler.setLevel(_level(level))
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    return EventLog(logger, {})
 
 
 @dataclass

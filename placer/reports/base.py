@@ -67,6 +67,27 @@ def clean(value: Any) -> Any:
     return f if math.isfinite(f) else None
 
 
+def verdict(
+    action: str, effect: str | None, basis: str | None, risk: str | None, **numbers: Any
+) -> dict[str, Any]:
+    """What a report opens with: what to do, the expected effect and its basis (measured,
+    emulated, predicted), and the risk, as one sentence; ``numbers`` are the figures it
+    quotes, taken from the sections below so the two cannot disagree."""
+    sentence = action
+    if effect:
+        sentence += f": {effect}" + (f" ({basis})" if basis else "")
+    if risk:
+        sentence += f"; risk: {risk}"
+    return {
+        "sentence": sentence + ".",
+        "action": action,
+        "effect": effect,
+        "basis": basis,
+        "risk": risk,
+        **numbers,
+    }
+
+
 def iso(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
@@ -98,6 +119,10 @@ class ReportBuilder(ABC):
     def collect(self) -> dict[str, Any]:
         """The kind-specific sections."""
 
+    @abstractmethod
+    def verdict(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The report's opening sentence, from the sections of ``doc`` (:func:`verdict`)."""
+
     def build(self) -> dict[str, Any]:
         body = self.collect()
         doc = {
@@ -109,4 +134,5 @@ class ReportBuilder(ABC):
             **body,
         }
         doc["title"] = self.title(doc)
+        doc["verdict"] = self.verdict(doc)
         return clean(doc)

@@ -215,15 +215,15 @@ def budget_curve(section: dict[str, Any]) -> str:
             )
     drawn: set[tuple[float, float]] = set()
     for p in reversed(section.get("stored_plans", [])):
-        if p.get("budget_fraction") is None or p.get("predicted_slowdown") is None:
+        if p.get("budget_fraction") is None or p.get("slowdown") is None:
             continue
-        spot = (round(p["budget_fraction"], 4), round(p["predicted_slowdown"], 6))
+        spot = (round(p["budget_fraction"], 4), round(p["slowdown"], 6))
         if spot in drawn:
             continue
         drawn.add(spot)
         ax.scatter(
             [100 * p["budget_fraction"]],
-            [p["predicted_slowdown"]],
+            [p["slowdown"]],
             marker="*",
             s=160,
             color=COLORS["model"],
@@ -232,7 +232,7 @@ def budget_curve(section: dict[str, Any]) -> str:
         )
         ax.annotate(
             f"plan {p['plan_id']}",
-            (100 * p["budget_fraction"], p["predicted_slowdown"]),
+            (100 * p["budget_fraction"], p["slowdown"]),
             textcoords="offset points",
             xytext=(6, 6),
             fontsize=8,

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from placer.reports.base import ReportBuilder, absent, iso, provenance
+from placer.reports.base import ReportBuilder, absent, iso, provenance, verdict
+from placer.reports.render import slow
 from placer.store.repository.daemon import daemon_jobs
 from placer.store.repository.hosts import hostnames
 from placer.store.repository.labels import count_plans, recent_plans
@@ -74,6 +75,39 @@ class FleetReport(ReportBuilder):
 
     def title(self, doc: dict[str, Any]) -> str:
         return "Fleet report: daemon jobs, decisions and outcomes"
+
+    def verdict(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The newest plan not applied yet, else the study with the largest measured speedup."""
+        plans = doc["plans"].get("rows") or []
+        pending = [p for p in plans if not p["applied"]]
+        studies = [t for t in doc["studies"].get("rows") or [] if t.get("speedup")]
+        if pending:
+            p = pending[0]
+            value = p["predicted_slowdown"]
+            return verdict(
+                f"Apply plan {p['id']} ({p['application']}, run {p['run_id']}) with "
+                f"`placer run --plan` ({len(pending)} of {len(plans)} listed plans not applied)",
+                None if value is None else f"expected {slow(value)} runtime over all-DRAM",
+                "predicted",
+                "the model's prediction when planned; `placer report RUN` prices it with labels",
+                plan_id=p["id"],
+                slowdown=value,
+            )
+        if studies:
+            t = max(studies, key=lambda x: x["speedup"])
+            return verdict(
+                f"Apply the tuned configuration of pipeline {t['pipeline']} (study {t['name']})",
+                f"expected {t['speedup']:.2f}x the naive throughput",
+                "measured",
+                "measured by short benchmark trials on the tuning host",
+                speedup=t["speedup"],
+            )
+        return verdict(
+            "Nothing to apply: every listed plan is applied, no study has a speedup",
+            None,
+            None,
+            None,
+        )
 
     def collect(self) -> dict[str, Any]:
         with self.store.session() as s:

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from placer.errors import NotFoundError
-from placer.reports.base import ReportBuilder, absent, iso, provenance
+from placer.reports.base import ReportBuilder, absent, iso, provenance, verdict
 from placer.store.repository.hosts import hostname_of
 from placer.store.repository.pipelines import (
     optuna_schema_present,
@@ -129,6 +129,36 @@ class PipelineReport(ReportBuilder):
                 for x in studies[:-1]
             ],
         }
+
+    def verdict(self, doc: dict[str, Any]) -> dict[str, Any]:
+        pipe, t = doc["pipeline"], doc["throughput"]
+        best, naive = t.get("best_samples_per_second"), t.get("naive_samples_per_second")
+        if best is None or not t.get("best_config"):
+            return verdict(
+                f"No tuned configuration yet: run `placer tune` on {pipe['name']}", None, None, None
+            )
+        knobs = ", ".join(f"{k}={v}" for k, v in sorted(t["best_config"].items()))
+        action = f"Apply the tuned configuration ({knobs}; `placer pipeline {pipe['id']}` shows it)"
+        effect = f"expected {best:,.0f} samples/s"
+        if t.get("speedup"):
+            effect += f", {t['speedup']:.2f}x the naive {naive:,.0f}"
+        host = t["provenance"].get("host")
+        risks = [
+            "measured by short benchmark trials"
+            + (f" on {host}" if host else "")
+            + ": another host, core count or dataset changes it"
+        ]
+        share = t.get("share_of_upper_bound")
+        if share is not None and share < 0.5:
+            risks.append(f"it reaches {100 * share:.0f}% of the analysis's upper bound")
+        return verdict(
+            action,
+            effect,
+            "measured",
+            "; ".join(risks),
+            samples_per_second=best,
+            speedup=t.get("speedup"),
+        )
 
     @staticmethod
     def _host_label(hostname: str | None, facts: dict[str, Any]) -> str | None:

@@ -19,6 +19,7 @@ from placer.placement.baselines import Candidate
 from placer.placement.features import run_features
 from placer.placement.registry import load_model
 from placer.reports.base import ReportBuilder, absent, iso, provenance
+from placer.reports.headline import place_plans, run_verdict
 from placer.store.repository.hosts import hostname_of
 from placer.store.repository.labels import (
     applied_plans,
@@ -146,6 +147,7 @@ class RunReport(ReportBuilder):
             heat = self._heatmap(objects, hostname)
             curve = self._curve(run_doc, objects, cands, label_info, plan_rows, view, hostname)
             plan = self._plan(plan_rows, applied, objects, label_info, view, hostname)
+        place_plans(curve, plan)
         return {
             "run": run_doc,
             "objects": table,
@@ -153,6 +155,9 @@ class RunReport(ReportBuilder):
             "budget_curve": curve,
             "plan": plan,
         }
+
+    def verdict(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return run_verdict(doc)
 
     # ------------------------------------------------------------------------ objects
     def _objects(
@@ -649,8 +654,17 @@ class RunReport(ReportBuilder):
                     lost += max(label_info["penalties"].get(o["id"], 0.0), 0.0)
             priced = (base + lost) / base
         budget = doc.get("budget") or {}
+        label_prov = (
+            None
+            if priced is None
+            else self._label_provenance(exp, hostname, "plan priced with per-object labels")
+        )
         return {
             "available": True,
+            # The one number the report leads with: labels when there are any, else the
+            # model's prediction; the KPI, the verdict and this section all show it.
+            "headline_slowdown": priced if priced is not None else plan.predicted_slowdown,
+            "headline_basis": label_prov["kind"] if label_prov else "predicted",
             "note": None if applied else "the plan has not been applied yet (`placer run --plan`)",
             "id": plan.id,
             "strategy": plan.strategy,
@@ -665,9 +679,7 @@ class RunReport(ReportBuilder):
             "baselines_predicted": doc.get("baselines"),
             "nodes": doc.get("nodes"),
             "label_priced_slowdown": priced,
-            "label_provenance": None
-            if priced is None
-            else self._label_provenance(exp, hostname, "plan priced with per-object labels"),
+            "label_provenance": label_prov,
             "created_at": iso(plan.created_at),
             "dram_bytes": sum(d.size_bytes for d in decisions if d.tier == "dram"),
             "slow_bytes": sum(d.size_bytes for d in decisions if d.tier == "slow"),
