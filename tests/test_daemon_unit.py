@@ -77,7 +77,7 @@ def test_the_daemon_listens_in_its_runtime_directory(
     """systemd sets $RUNTIME_DIRECTORY for RuntimeDirectory=; the socket goes there."""
     from placer.daemon.client import socket_path
     from placer.daemon.config import DaemonConfig
-    from placer.daemon.service import Daemon, JsonLog
+    from placer.daemon.service import Daemon, json_log
 
     runtime = tmp_path / "run" / "placer"
     runtime.mkdir(parents=True, mode=0o700)
@@ -85,7 +85,7 @@ def test_the_daemon_listens_in_its_runtime_directory(
     monkeypatch.delenv("PLACER_DAEMON_SOCKET", raising=False)
     cfg = DaemonConfig(metrics="")
     with open(tmp_path / "log", "w") as log:
-        d = Daemon(cfg, f"sqlite:///{tmp_path / 's.db'}", None, JsonLog("info", log))
+        d = Daemon(cfg, f"sqlite:///{tmp_path / 's.db'}", None, json_log("info", log))
         d.start()
         try:
             assert (runtime / "daemon.sock").is_socket()
