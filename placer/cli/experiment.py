@@ -12,6 +12,7 @@ from typing import Any
 
 from collectors.profile.session import parse_size
 from placer.cli.context import Context
+from placer.contracts.streams import stdout_to_stderr
 from placer.emulator.host import reference
 from placer.errors import InvalidInputError
 from placer.experiments.runner import ExperimentRequest, decide_mode
@@ -19,7 +20,6 @@ from placer.experiments.session import (
     pricing_host,
     run_experiment,
     run_suite,
-    stdout_to_stderr,
 )
 from placer.experiments.strategies import parse_budgets
 from placer.experiments.workloads import SUITES, suite

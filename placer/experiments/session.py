@@ -58,20 +58,6 @@ def quiet_fds(log_path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def stdout_to_stderr() -> Iterator[None]:
-    """Send fd 1 to fd 2 for a while (programs' output must not mix into a JSON document)."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-@contextlib.contextmanager
 def pinned_threads(threads: int | None) -> Iterator[None]:
     """Size the program's thread pools (OpenMP, BLAS, numexpr) to ``threads`` while it is
     profiled and timed for emulated labels (None: leave the environment alone).

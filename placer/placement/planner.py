@@ -50,6 +50,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from placer.contracts.streams import stdout_to_stderr
 from placer.contracts.units import parse_size
 from placer.errors import InvalidInputError
 
@@ -367,13 +368,14 @@ def _milp(
     import numpy as np  # lazy: heavy
     from scipy.optimize import Bounds, LinearConstraint, milp  # lazy: heavy
 
-    res = milp(
-        c=-values / values.max(),
-        constraints=LinearConstraint(rows / capacity, -np.inf, 1.0),
-        integrality=np.ones(len(values)),
-        bounds=Bounds(0, 1),
-        options={"time_limit": time_limit, "mip_rel_gap": 1e-6},
-    )
+    with stdout_to_stderr():  # HiGHS prints some diagnostics to fd 1 whatever disp says
+        res = milp(
+            c=-values / values.max(),
+            constraints=LinearConstraint(rows / capacity, -np.inf, 1.0),
+            integrality=np.ones(len(values)),
+            bounds=Bounds(0, 1),
+            options={"time_limit": time_limit, "mip_rel_gap": 1e-6},
+        )
     if res.x is None:
         return None, False
     take = res.x > 0.5
