@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from placer.errors import InvalidInputError
 
@@ -114,7 +115,7 @@ def parse_frame(text: str) -> DhatFrame:
     )
 
 
-def _int(pp: dict, key: str, where: str, required: bool = True) -> int:
+def _int(pp: dict[str, Any], key: str, where: str, required: bool = True) -> int:
     value = pp.get(key, None)
     if value is None and not required:
         return 0

@@ -172,7 +172,8 @@ class ShimLog:
 
 def _kind_names(codes: np.ndarray, names: tuple[str, ...]) -> list[str]:
     table = np.array([*names, "unknown"], dtype=object)
-    return table[np.minimum(codes, len(names))].tolist()
+    kinds: list[str] = table[np.minimum(codes, len(names))].tolist()
+    return kinds
 
 
 def read_log(path: str | os.PathLike[str]) -> ShimLog:
@@ -269,7 +270,7 @@ def _decode(
 ) -> ShimLog:
 
     def col(sel: np.ndarray, k: int) -> np.ndarray:
-        return u64[sel + k]
+        return np.asarray(u64[sel + k])
 
     # ALLOC
     a = w[types == REC_ALLOC]
@@ -403,7 +404,10 @@ def cpu_ns_at(clocks: list[tuple[int, int]], times_ns: list[int]) -> list[int] |
     t = np.asarray([c[0] for c in clocks], dtype=np.float64)
     cpu = np.asarray([c[1] for c in clocks], dtype=np.float64)
     cpu = np.maximum.accumulate(cpu)  # CPU time never runs backwards
-    return np.interp(np.asarray(times_ns, dtype=np.float64), t, cpu).astype(np.int64).tolist()
+    at: list[int] = (
+        np.interp(np.asarray(times_ns, dtype=np.float64), t, cpu).astype(np.int64).tolist()
+    )
+    return at
 
 
 def find_logs(pattern_path: str | os.PathLike[str]) -> list[Path]:

@@ -25,7 +25,7 @@ _clock = time.perf_counter_ns
 def _tap_node_class() -> type:
     from torchdata.nodes import BaseNode  # lazy: heavy
 
-    class ProbeTap(BaseNode):
+    class ProbeTap(BaseNode):  # type: ignore[misc,unused-ignore]  # torchdata is untyped
         """Pass-through node: counts what the downstream stage pulls and how long it waits.
 
         ``producer`` is the probe of the stage upstream (its ``elements_out`` so far minus
@@ -74,7 +74,7 @@ def _tap_node_class() -> type:
 def _cache_node_class() -> type:
     from torchdata.nodes import BaseNode  # lazy: heavy
 
-    class CacheTap(BaseNode):
+    class CacheTap(BaseNode):  # type: ignore[misc,unused-ignore]  # torchdata is untyped
         """Records the stream into an :class:`EpochCache`; kept only if the epoch completes."""
 
         def __init__(self, source: Any, cache: EpochCache) -> None:
