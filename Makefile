@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
+	@# the distribution was called `placer` before it became placer-ml (a free name on PyPI)
+	@$(PY) -m pip uninstall -q -y placer 2>/dev/null || true
 	$(PY) -m pip install -q -e '.[dev,pipelines,tf]'
 	@touch $(STAMP)
 
@@ -41,7 +43,7 @@ daemon-demo: setup
 
 # The layers (docs/architecture.md) are import-linter contracts in pyproject.toml; the
 # rooms whose types matter most are held to mypy --strict.
-STRICT := placer/store placer/contracts placer/placement placer/emulator tuners/analysis.py
+STRICT := placer/store placer/contracts placer/placement placer/emulator placer/tuners/analysis.py
 
 lint: setup
 	$(VENV)/bin/ruff check placer collectors tuners tests

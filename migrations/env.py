@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 from placer.store.migrate import VERSION_TABLE
 from placer.store.models import Base
@@ -12,14 +14,16 @@ config = context.config
 target_metadata = Base.metadata
 
 
-def _include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
+def _include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
     # The database may be shared (Optuna's tables live beside ours): look only at ours.
     if type_ == "table":
         return bool(name and name.startswith("placer_")) and name != VERSION_TABLE
     return True
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -36,6 +40,6 @@ connection = config.attributes.get("connection")
 if connection is not None:
     _run(connection)
 else:  # plain `alembic` command line against sqlalchemy.url
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    engine = create_engine(config.get_main_option("sqlalchemy.url") or "")
     with engine.begin() as conn:
         _run(conn)

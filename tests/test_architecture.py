@@ -85,3 +85,25 @@ def test_every_docstring_reference_to_a_doc_names_a_file_that_exists() -> None:
                 missing.append(f"{path.relative_to(ROOT)}: {ref}")
         assert "design map" not in path.read_text(), f"{path}: cites the design map"
     assert not missing, missing
+
+
+def _top_level_imports(path: Path) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+    return [(n, m) for n, m in found if m.split(".")[0] in ("collectors", "tuners", "migrations")]
+
+
+def test_the_folders_beside_placer_are_imported_as_placer_subpackages() -> None:
+    """The wheel installs only ``placer``: ``import collectors`` works in a checkout only."""
+    files = [*_modules(), *(ROOT / "tests").rglob("*.py"), *(ROOT / "migrations").rglob("*.py")]
+    files += [*(ROOT / "examples").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]
+    files += [ROOT / "setup.py", *(ROOT / "scripts").rglob("*.py")]
+    bad = [f"{p.relative_to(ROOT)}:{n} {m}" for p in files for n, m in _top_level_imports(p)]
+    assert not bad, "import these as placer.<name>: " + ", ".join(bad)
+    for name in ("collectors", "tuners", "migrations"):
+        link = ROOT / "placer" / name
+        assert link.is_symlink() and link.resolve() == (ROOT / name).resolve(), link

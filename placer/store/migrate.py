@@ -18,7 +18,7 @@ VERSION_TABLE = "placer_alembic_version"
 
 def migrations_dir() -> Path:
     """Where the ``migrations`` package lives, in a checkout or an installed wheel."""
-    return Path(str(resources.files("migrations")))
+    return Path(str(resources.files("placer.migrations")))
 
 
 def alembic_config(connection: Connection | None = None) -> Any:
