@@ -133,7 +133,7 @@ def test_shim_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert env["PLACER_SHIM_LOG"] == "/tmp/a.%p.log"
     assert env["PLACER_SHIM_SAMPLE_PERIOD_MS"] == "0"
     assert env["PLACER_SHIM_THRESHOLD"] == str(1 << 20)
-    assert env["LD_PRELOAD"] == f"{shim_path()} /x/other.so"
+    assert env["LD_PRELOAD"] == f"{shim_path().resolve()} /x/other.so"
     with pytest.raises(TypeError):
         shim_env("/tmp/x", bogus=1)
 
