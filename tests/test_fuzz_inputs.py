@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collectors.profile import ingest
-from collectors.shim.log import ShimLog, read_log
 from placer.act.bind import plan_bindings
+from placer.collectors.profile import ingest
+from placer.collectors.shim.log import ShimLog, read_log
 from placer.errors import PlacerError
 from placer.placement.planfile import parse_plan
 from placer.store import Store
@@ -47,7 +47,7 @@ FUZZ = settings(
 @pytest.fixture(scope="module")
 def real_log(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     try:
-        from collectors.shim.library import shim_path
+        from placer.collectors.shim.library import shim_path
 
         shim = str(shim_path())
     except Exception as exc:  # noqa: BLE001

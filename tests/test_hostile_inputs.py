@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from collectors.profile import ingest
-from collectors.profile.runner import preload_exec
-from collectors.shim.log import read_log
 from placer import cli
 from placer.act.bind import check_plan_nodes
+from placer.collectors.profile import ingest
+from placer.collectors.profile.runner import preload_exec
+from placer.collectors.shim.log import read_log
 from placer.daemon.config import load_config
 from placer.errors import ConfigError, InvalidInputError
 from placer.placement.planfile import parse_plan, read_plan
@@ -84,7 +84,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def shim_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real shim log of three allocations (malloc, calloc, realloc)."""
     try:
-        from collectors.shim.library import shim_path
+        from placer.collectors.shim.library import shim_path
 
         shim = str(shim_path())
     except Exception as exc:  # noqa: BLE001
@@ -231,8 +231,8 @@ def test_log_with_values_beyond_64_bits_is_one_clear_error(shim_log: Path, tmp_p
 def test_unreadable_log_fails_the_run_and_cleans_up(
     shim_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from collectors.profile import session
     from placer.cli.profile import objects_document
+    from placer.collectors.profile import session
 
     def corrupt(workdir: Path) -> list[object]:
         for p in workdir.glob("shim.*.log"):
@@ -318,7 +318,7 @@ def test_plan_from_a_device_is_refused_unread() -> None:
 
 # --------------------------------------------------------------- 13: chunks
 def test_chunk_smaller_than_a_page_is_refused() -> None:
-    from collectors.profile import session
+    from placer.collectors.profile import session
 
     with pytest.raises(InvalidInputError, match="smaller than a page"):
         session.run_profile(None, session.ProfileRequest(["true"], chunk=1, perf=False))
