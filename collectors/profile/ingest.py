@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,11 +23,13 @@ from typing import TYPE_CHECKING, Any
 from placer.collectors.profile.dhat import match_points, read_dhat
 from placer.collectors.profile.intervals import ObjectIndex, Span
 from placer.collectors.profile.pysites import python_site_hash, user_python_frames
+from placer.collectors.profile.runner import owner_alive, owner_record
 from placer.collectors.profile.symbolize import Symbolizer, fallback_name
 from placer.collectors.shim.log import cpu_ns_at
 from placer.errors import InvalidInputError
 from placer.store.repository.hosts import host_row
 from placer.store.repository.runs import (
+    abandon_runs,
     add_deep_site_stats,
     add_object_metrics,
     add_objects,
@@ -39,6 +42,15 @@ from placer.store.repository.runs import (
 
 if TYPE_CHECKING:
     from placer.store.models import Run
+
+#: Work directories of ``placer profile`` (raw shim logs, perf data) start with this.
+WORKDIR_PREFIX = "placer-profile-"
+#: Objects a chunked profile may store: ``--chunk`` splits each allocation into
+#: ceil(size / chunk) objects, so a small chunk would turn a few large buffers into
+#: millions of rows (``--chunk 1`` once made 345,800 objects of 3 allocations).
+MAX_CHUNK_OBJECTS = 1_000_000
+#: The smallest ``--chunk``: binding and sampling work on whole pages.
+MIN_CHUNK_BYTES = 4096
 
 ALLOC_KINDS = {
     0: "malloc",
@@ -70,9 +82,14 @@ def begin_run(
     binary_path: str,
     build_id: str,
     inputs: dict[str, Any],
+    workdir: Path | None = None,
 ) -> int:
-    """Store the Run (status running) and return its id."""
+    """Store the Run (status running, owned by this process) and return its id."""
 
+    abandon_dead_runs(store)
+    owner: dict[str, Any] = dict(owner_record())
+    if workdir is not None:
+        owner["workdir"] = str(workdir)
     with store.session() as s:
         host = host_row(s)
         run = add_run(
@@ -86,8 +103,24 @@ def begin_run(
             build_id=build_id,
             inputs=inputs,
             status="running",
+            signals={"placer": owner},
         )
         return int(run.id)
+
+
+def abandon_dead_runs(store: Any) -> list[int]:
+    """Mark runs whose placer was killed (SIGKILL, power loss) ``abandoned``; their ids.
+
+    Their work directories, which only that placer would have removed, go too.
+    """
+    with store.session() as s:
+        gone = abandon_runs(s, host_row(s).id, owner_alive)
+        dirs = [(r.signals or {}).get("placer", {}).get("workdir") for r in gone]
+        ids = [int(r.id) for r in gone]
+    for d in dirs:
+        if isinstance(d, str) and Path(d).name.startswith(WORKDIR_PREFIX):
+            shutil.rmtree(d, ignore_errors=True)
+    return ids
 
 
 def finish_run(store: Any, run_id: int, outcome: RunOutcome, signals: dict[str, Any]) -> None:
@@ -237,6 +270,13 @@ def ingest_profile(
     )
     alloc_index = ObjectIndex(spans, 0)
     chunk_index = ObjectIndex(spans, inputs.chunk_size)
+    if inputs.chunk_size:
+        chunks = sum(chunk_index.chunk_count(a.size) for a in allocs)
+        if chunks > MAX_CHUNK_OBJECTS:
+            raise InvalidInputError(
+                f"--chunk {inputs.chunk_size} splits {len(allocs)} allocations into {chunks} "
+                f"objects (at most {MAX_CHUNK_OBJECTS}): use a larger --chunk"
+            )
 
     # Python call sites, joined by address and lifetime
     py_site_of: dict[int, list[tuple[str, int]]] = {}

@@ -15,12 +15,16 @@ at the program while it runs (numa_maps sampling) passes ``watch``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from placer.errors import InvalidInputError
 
@@ -34,6 +38,71 @@ CRASH_SIGNALS = {
     signal.SIGSYS,
     signal.SIGTRAP,
 }
+
+
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def die_with_parent(parent: int) -> None:
+    """In a child before exec: be SIGKILLed when placer dies, even by SIGKILL.
+
+    Without it a killed placer leaves the program (and perf) running as orphans. The
+    parent may already be gone by the time this runs: then the child exits at once.
+    """
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(137)
+
+
+#: Run under a wrapper (perf): die with the wrapper, set LD_PRELOAD, exec the program
+#: exactly as given (env(1) would read a program path holding "=" as an assignment).
+PRELOAD_EXEC = (
+    "import ctypes,os,signal,sys\n"
+    "p=os.getppid()\n"
+    "ctypes.CDLL(None).prctl(1,signal.SIGKILL,0,0,0)\n"
+    "os.getppid()==p or os._exit(137)\n"
+    "os.environ['LD_PRELOAD']=sys.argv[1]\n"
+    "try:\n"
+    " os.execvp(sys.argv[2],sys.argv[2:])\n"
+    "except OSError as e:\n"
+    " sys.stderr.write(f'placer: cannot run {sys.argv[2]}: {e.strerror}\\n')\n"
+    " os._exit(127)\n"
+)
+
+
+def preload_exec(preload: str, program: Sequence[str]) -> list[str]:
+    """A command that runs ``program`` with ``LD_PRELOAD=preload``, dying with its parent."""
+    return [sys.executable, "-I", "-S", "-c", PRELOAD_EXEC, preload, *program]
+
+
+def process_start(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot), None when it is gone.
+
+    With the pid it names one process even after the pid is reused.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def owner_record() -> dict[str, int | None]:
+    """This placer process, as a run records who owns it (``signals.placer``)."""
+    return {"pid": os.getpid(), "start": process_start(os.getpid())}
+
+
+def owner_alive(owner: Mapping[str, object]) -> bool:
+    """Whether the placer process of an :func:`owner_record` still runs on this host."""
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return True  # not ours to judge
+    start = process_start(pid)
+    if start is None:
+        return False
+    recorded = owner.get("start")
+    return not isinstance(recorded, int) or recorded == start
 
 
 @dataclass(frozen=True)
@@ -130,6 +199,7 @@ def run_program(
                 env=dict(env),
                 cwd=cwd,
                 process_group=0,
+                preexec_fn=functools.partial(die_with_parent, os.getpid()),
                 stdin=io,
                 stdout=io,
                 stderr=io,

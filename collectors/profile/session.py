@@ -6,6 +6,7 @@ Kept apart from the CLI module so tests and the daemon can drive a profile direc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -18,7 +19,7 @@ from typing import Any
 
 from placer.collectors.profile import ingest, perf, pyrunner
 from placer.collectors.profile.elf import read_elf, resolve_command, script_interpreter
-from placer.collectors.profile.runner import run_program
+from placer.collectors.profile.runner import preload_exec, run_program
 from placer.collectors.profile.symbolize import Symbolizer
 from placer.collectors.shim.library import shim_path
 from placer.collectors.shim.log import read_log
@@ -60,6 +61,13 @@ def prepare(command: list[str], name: str | None) -> PreparedCommand:
 
     if not command:
         raise InvalidInputError("nothing to profile: give a command after --")
+    try:
+        command[0].encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError(
+            f"program path {os.fsencode(command[0])!r} is not valid UTF-8 and the store "
+            "keeps paths as text; run it through a symlink with a UTF-8 name"
+        ) from None
     path = resolve_command(command[0])
     argv = list(command)  # argv[0] as typed: some programs look at it (redis-server)
     info = read_elf(path)
@@ -124,6 +132,11 @@ def run_profile(store: Any, req: ProfileRequest) -> tuple[int, int, dict[str, An
     prep = prepare(req.command, req.name)
     if req.chunk < 0:
         raise InvalidInputError("--chunk must be a positive size")
+    if 0 < req.chunk < ingest.MIN_CHUNK_BYTES:
+        raise InvalidInputError(
+            f"--chunk {req.chunk} is smaller than a page: at least {ingest.MIN_CHUNK_BYTES} "
+            "bytes (placement binds whole pages)"
+        )
     if req.sample_period_ms is not None and req.sample_period_ms < 0:
         raise InvalidInputError("--sample-period must be >= 0 ms (0 turns sampling off)")
     if req.sample_pages is not None and not 1 <= req.sample_pages <= 64:
@@ -139,7 +152,7 @@ def run_profile(store: Any, req: ProfileRequest) -> tuple[int, int, dict[str, An
             raise ExternalToolError("--deep needs valgrind (Debian: valgrind), not found")
         valgrind = found
 
-    workdir = Path(tempfile.mkdtemp(prefix="placer-profile-"))
+    workdir = Path(tempfile.mkdtemp(prefix=ingest.WORKDIR_PREFIX))
     keep = False
     try:
         status = perf.PerfStatus(False, False, "disabled (--no-perf)")
@@ -175,7 +188,7 @@ def run_profile(store: Any, req: ProfileRequest) -> tuple[int, int, dict[str, An
         dhat_file = workdir / "dhat.json"
         wrap = perf.record_prefix(status, workdir)
         if wrap:  # perf itself must not load the shim: set LD_PRELOAD after it
-            argv = [*wrap, "env", f"LD_PRELOAD={preload}", *program]
+            argv = [*wrap, *preload_exec(preload, program)]
         else:
             env["LD_PRELOAD"] = preload
             argv = program
@@ -196,6 +209,7 @@ def run_profile(store: Any, req: ProfileRequest) -> tuple[int, int, dict[str, An
             binary_path=prep.binary,
             build_id=prep.build_id,
             inputs=inputs,
+            workdir=workdir,
         )
         _say(f"run {run_id} ({prep.app_name}): profiling {' '.join(req.command)}")
         result = run_program(argv, env)
@@ -207,12 +221,13 @@ def run_profile(store: Any, req: ProfileRequest) -> tuple[int, int, dict[str, An
             forwarded=[_signame(s) for s in result.forwarded],
         )
         signals: dict[str, Any] = {}
+        failed = dataclasses.replace(outcome, status="failed")
         try:
             logs = _read_logs(workdir)
         except PlacerError as exc:
-            keep = True
-            ingest.finish_run(store, run_id, outcome, {"error": str(exc)})
-            raise InvalidInputError(f"run {run_id}: {exc} (raw files kept in {workdir})") from None
+            # nothing of an unreadable log is stored: the run is failed, with the reason
+            ingest.finish_run(store, run_id, failed, {"error": str(exc)})
+            raise InvalidInputError(f"run {run_id} failed: {exc}") from None
         samples = None
         perf_signals: dict[str, Any] = {"faults": status.faults, "mem": status.mem}
         if status.reason:
@@ -239,13 +254,16 @@ def run_profile(store: Any, req: ProfileRequest) -> tuple[int, int, dict[str, An
                 outcome,
                 signals,
             )
+        except PlacerError as exc:  # the one transaction rolled back: nothing half-stored
+            ingest.finish_run(store, run_id, failed, {"error": str(exc)})
+            raise InvalidInputError(f"run {run_id} failed: {exc}") from None
         except BaseException as exc:  # the run must not stay "running" forever
             keep = True
             with contextlib.suppress(Exception):
                 ingest.finish_run(
                     store,
                     run_id,
-                    outcome,
+                    failed,
                     {"error": f"ingestion failed: {type(exc).__name__}: {exc}"},
                 )
             raise

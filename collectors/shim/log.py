@@ -176,6 +176,18 @@ def _kind_names(codes: np.ndarray, names: tuple[str, ...]) -> list[str]:
     return kinds
 
 
+#: Per record type, the 8-byte words (after the type/length word) that must fit int64:
+#: ALLOC seq, time, address, size; FREE seq, time, address; SAMPLE seq, start, end;
+#: BIND seq; END time and dropped records.
+_SIGNED_FIELDS = {
+    REC_ALLOC: (1, 2, 3, 4),
+    REC_FREE: (1, 2, 3),
+    REC_SAMPLE: (1, 2, 3),
+    REC_BIND: (1,),
+    REC_END: (1, 2),
+}
+
+
 def read_log(path: str | os.PathLike[str]) -> ShimLog:
     """Parse one shim log.
 
@@ -271,6 +283,16 @@ def _decode(
 
     def col(sel: np.ndarray, k: int) -> np.ndarray:
         return np.asarray(u64[sel + k])
+
+    # times, addresses, sizes and sequence numbers are 64-bit signed in the store: a log
+    # the program overwrote can hold anything, and must fail here, before a run is stored
+    for rtype, fields in _SIGNED_FIELDS.items():
+        sel = w[types == rtype]
+        for k in fields:
+            big = np.nonzero(col(sel, k) >> 63)[0]
+            if len(big):
+                at = int(sel[big[0]]) * 8
+                raise InvalidInputError(f"{p}: record at byte {at} holds an impossible value")
 
     # ALLOC
     a = w[types == REC_ALLOC]

@@ -45,6 +45,7 @@ from placer.placement.planfile import (
     unbound_native_sites,
 )
 from placer.store.repository.runs import find_run
+from placer.tiers.sysfs import detect_nodes
 
 _NODE = re.compile(r"\bN(\d+)=(\d+)")
 _KPS = re.compile(r"\bkernelpagesize_kB=(\d+)")
@@ -56,6 +57,26 @@ def check_plan_host(doc: dict[str, Any], where: str, *, force: bool) -> bool:
     if other_host and not force:
         raise InvalidInputError(f"{other_host} (or use --force to apply it anyway)")
     return bool(other_host)
+
+
+def check_plan_nodes(doc: dict[str, Any], where: str, root: str = "/") -> None:
+    """Refuse a plan that binds to NUMA nodes this host does not have.
+
+    ``mbind`` to a missing node fails in the shim, silently for the program: the run
+    would end "succeeded" with nothing placed. A host whose sysfs lists no nodes (some
+    containers) is not checked.
+    """
+    present = {n.node for n in detect_nodes(root)}
+    if not present:
+        return
+    used = {int(doc["nodes"]["dram"]), int(doc["nodes"]["slow"])}
+    used |= {int(d["node"]) for d in doc["decisions"]}
+    missing = sorted(used - present)
+    if missing:
+        raise InvalidInputError(
+            f"{where} binds to NUMA node {', '.join(map(str, missing))}, which this host "
+            f"does not have (nodes: {', '.join(map(str, sorted(present)))})"
+        )
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from placer import __version__
 from placer.cli.context import Context
-from placer.errors import PlacerError
+from placer.errors import PlacerError, UsageError
 
 #: Every command: the module that implements it and its one-line help, in the order
 #: ``placer --help`` lists them. ``placer --help`` reads this table alone; a command's module
@@ -86,6 +86,54 @@ COMMANDS: dict[str, tuple[str, str]] = {
 _VALUED_OPTIONS = ("--store", "--format")
 
 
+#: The largest integer a store column holds (SQL BIGINT); larger option values are refused.
+INT_MAX = 2**63 - 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line on stderr and exit 2, as other errors."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"placer: error: {message} (see `{self.prog} --help`)\n")
+
+
+def check_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse option values that parse but that no store column or path API can hold.
+
+    Integers beyond 64 bits and text that is not UTF-8 (a non-UTF-8 byte in ``argv``
+    arrives as a lone surrogate) would otherwise fail deep inside a command, after it
+    may have started work.
+    """
+    names = _option_names(parser)
+    for key, value in vars(args).items():
+        flag = names.get(key, key)
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_MAX:
+            raise UsageError(f"{flag} {value} is out of range (at most {INT_MAX})")
+        if isinstance(value, str) and not _is_utf8(value):
+            raise UsageError(f"{flag} {ascii(value)} is not valid UTF-8")
+
+
+def _option_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """How the user wrote each destination: its first option string, or its metavar."""
+    names: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                names.update(_option_names(sub))
+        elif action.dest not in names:
+            metavar = action.metavar if isinstance(action.metavar, str) else action.dest
+            names[action.dest] = action.option_strings[0] if action.option_strings else metavar
+    return names
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class _Commands:
     """The subparsers action as a command module sees it: help filled in from COMMANDS."""
 
@@ -111,9 +159,9 @@ def command_name(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _common_options(defaults: bool) -> argparse.ArgumentParser:
+def _common_options(defaults: bool) -> _Parser:
     """Options accepted both before and after the command name."""
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = _Parser(add_help=False)
     default = None if defaults else argparse.SUPPRESS
     parent.add_argument(
         "--store",
@@ -138,7 +186,7 @@ def _common_options(defaults: bool) -> argparse.ArgumentParser:
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; with ``command``, that command's module registers its full arguments."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="placer",
         description="ML-driven data placement for tiered memory and ML input-pipeline tuning.",
         parents=[_common_options(defaults=True)],
@@ -165,7 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = sys.argv[1:]
     parser = build_parser(command_name(argv))
     args = parser.parse_args(argv)
-    ctx = Context.from_args(args)
+    try:
+        check_values(parser, args)
+        ctx = Context.from_args(args)
+    except PlacerError as exc:
+        print(f"placer: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     try:
         result = args.handler(args, ctx)
         return int(result or 0)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from placer.config import resolve_store_url
+from placer.errors import ConfigError
 
 
 @dataclass
@@ -24,8 +25,12 @@ class Context:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Context:
+        store = getattr(args, "store", None)
+        if store is not None and not store.strip():
+            # an empty --store (an unset shell variable) must not mean the default store
+            raise ConfigError("--store is empty: give a store URL, or leave --store out")
         return cls(
-            store_url=resolve_store_url(getattr(args, "store", None)),
+            store_url=resolve_store_url(store),
             format=getattr(args, "format", "table"),
             debug=bool(getattr(args, "debug", False)),
         )
@@ -33,7 +38,11 @@ class Context:
     def open_store(
         self, *, create: bool = True, migrate: bool = True, create_dirs: bool = False
     ) -> Any:
-        """The store; by default created and migrated to head, as data commands need."""
+        """The store; by default created and migrated to head, as data commands need.
+
+        Commands that only read pass ``create=False``: a store that does not exist yet
+        (often a typo in ``--store``) is one line and exit 2, and nothing is created.
+        """
         # lazy: heavy (the store is sqlalchemy); `placer --help` must not pay for it
         from placer.store import Store
 

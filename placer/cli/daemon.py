@@ -119,7 +119,7 @@ def _nodes(counts: dict[str, Any] | None) -> str:
 
 def _store_migrations(ctx: Context, job_id: int, limit: int = 20) -> list[dict[str, Any]]:
     """The job's newest ``migration`` events from the store, oldest first, summarized."""
-    with ctx.open_store() as store, store.session() as s:
+    with ctx.open_store(create=False) as store, store.session() as s:
         rows = job_events(s, job_id, "migration", limit)
     return [
         migration_summary(at.isoformat() if at else "", dict(doc or {}))
@@ -195,7 +195,7 @@ def _status(args: argparse.Namespace, ctx: Context) -> int:
 
 # ------------------------------------------------------------------------ jobs
 def _store_jobs(ctx: Context, limit: int, job_id: int | None = None) -> list[dict[str, Any]]:
-    with ctx.open_store() as store, store.session() as s:
+    with ctx.open_store(create=False) as store, store.session() as s:
         out = []
         for j in daemon_jobs(s, limit=limit, job_id=job_id):
             st = dict(j.state or {})

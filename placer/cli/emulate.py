@@ -89,7 +89,7 @@ def _emulate(args: argparse.Namespace, ctx: Context) -> int:
     ref = load_spec("dram")
     if args.threads is not None and args.threads < 1:
         raise InvalidInputError("--threads must be >= 1")
-    with ctx.open_store() as store, store.session() as s:
+    with ctx.open_store(create=False) as store, store.session() as s:
         profile = load_profile(s, args.run, threads=args.threads)
         if args.all_slow:
             slow, kind = {o.object_id for o in profile.objects}, "all-slow"

@@ -34,6 +34,7 @@ from placer.placement.recommend import recommend as recommend_plan
 from placer.placement.registry import load_model, resolve_model, save_model
 from placer.store.repository.labels import NewDecision, add_plan, trained_model_by_id
 from placer.store.repository.runs import add_run, site_ids_by_hash
+from placer.tiers.sysfs import detect_nodes
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -355,6 +356,13 @@ def recommend(args: argparse.Namespace, ctx: Any) -> int:
         slow = nodes.slow if args.slow_node is None else args.slow_node
         if dram < 0 or slow < 0:
             raise InvalidInputError("NUMA nodes are numbers >= 0")
+        present = {n.node for n in detect_nodes()}
+        missing = sorted({dram, slow} - present) if present else []
+        if missing:
+            raise InvalidInputError(
+                f"NUMA node {', '.join(map(str, missing))} is not on this host "
+                f"(nodes: {', '.join(map(str, sorted(present)))}; see `placer tiers`)"
+            )
         nodes = Nodes(dram, slow, "" if slow != dram else nodes.note)
     store = ctx.open_store()
     with store.session() as s:
@@ -434,6 +442,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         raise InvalidInputError("nothing to run: give a command after --")
     doc = read_plan(args.plan)
     apply.check_plan_host(doc, f"plan {args.plan}", force=args.force)
+    apply.check_plan_nodes(doc, f"plan {args.plan}")
     prep = prepare(cmd, args.name or doc.get("app") or None)
     forced = check_build_id(
         doc, prep.build_id, force=args.force, where=f"plan {args.plan}", binary=str(prep.binary)

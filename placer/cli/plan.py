@@ -68,7 +68,7 @@ def _export(args: argparse.Namespace, ctx: Context) -> int:
     doc = read_plan(args.plan)
     chunk_bytes = None
     if fmt != "numactl" and split_sites(doc):
-        store = ctx.open_store()
+        store = ctx.open_store(create=False)
         try:
             chunk_bytes = plan_chunk_bytes(store, doc)
         finally:

@@ -6,15 +6,17 @@ Heavy work lives in :mod:`placer.collectors.profile`; this module parses argumen
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from typing import Any
 
 from placer.cli.context import Context
+from placer.collectors.profile.ingest import abandon_dead_runs
 from placer.collectors.profile.session import ProfileRequest, parse_size, run_profile
 from placer.contracts.naming import site_chain, site_label, wrapper_frames
 from placer.daemon.client import close_job, register_self
-from placer.errors import InvalidInputError, NotFoundError
+from placer.errors import InvalidInputError, NotFoundError, StoreError
 from placer.store.repository.runs import (
     deep_stats_by_site,
     metrics_by_object,
@@ -152,7 +154,15 @@ def _profile(args: argparse.Namespace, ctx: Context) -> int:
 
 # ----------------------------------------------------------------- runs
 def _runs(args: argparse.Namespace, ctx: Context) -> int:
-    with ctx.open_store() as store, store.session() as s:
+    with ctx.open_store(create=False) as store:
+        # a run whose placer was killed is shown as abandoned, not running forever
+        with contextlib.suppress(StoreError):
+            abandon_dead_runs(store)
+        return _list_runs(args, ctx, store)
+
+
+def _list_runs(args: argparse.Namespace, ctx: Context, store: Any) -> int:
+    with store.session() as s:
         runs = [
             {
                 "id": row.run.id,
@@ -346,7 +356,7 @@ def _clip(text: str, n: int) -> str:
 
 
 def _objects(args: argparse.Namespace, ctx: Context) -> int:
-    with ctx.open_store() as store:
+    with ctx.open_store(create=False) as store:
         doc = objects_document(store, args.run, args.sort, args.limit)
 
     def render(d: dict[str, Any]) -> None:

@@ -77,8 +77,7 @@ def _report(args: argparse.Namespace, ctx: Context) -> int:
             raise UsageError(
                 f"cannot write report {args.output}: directory {parent} does not exist"
             )
-        if args.output.is_dir():
-            raise UsageError(f"cannot write report {args.output}: it is a directory")
+        reports.check_target(args.output)
     if fmt == "html" and args.output is None and sys.stdout.isatty():
         raise UsageError("an HTML report goes to a file: add -o report.html")
 
@@ -89,7 +88,7 @@ def _report(args: argparse.Namespace, ctx: Context) -> int:
         if args.pipeline is not None
         else ("fleet", None)
     )
-    store = ctx.open_store()
+    store = ctx.open_store(create=False)
     try:
         doc = reports.build(store, kind, ident)
     finally:

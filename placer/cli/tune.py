@@ -274,7 +274,7 @@ def _tune(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _pipelines(args: argparse.Namespace, ctx: Context) -> int:
-    with ctx.open_store() as store, store.session() as s:
+    with ctx.open_store(create=False) as store, store.session() as s:
         docs = []
         for p, n_studies in pipelines_with_study_counts(s):
             a = p.analysis or {}
@@ -315,7 +315,7 @@ def _pipelines(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _pipeline(args: argparse.Namespace, ctx: Context) -> int:
-    with ctx.open_store() as store, store.session() as s:
+    with ctx.open_store(create=False) as store, store.session() as s:
         row = find_pipeline(s, str(args.id))
         if row is None:
             raise NotFoundError(f"no pipeline {args.id!r} in the store (see `placer pipelines`)")

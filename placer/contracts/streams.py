@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 from collections.abc import Iterator
+
+from placer.errors import InvalidInputError
+
+#: Largest plan file read (``run``/``emulate``/``plan`` read one whole before anything
+#: runs): a million decisions are ~200 MB of JSON.
+MAX_PLAN_BYTES = 256 * 1024 * 1024
 
 
 @contextlib.contextmanager
@@ -21,3 +28,21 @@ def stdout_to_stderr() -> Iterator[None]:
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def read_limited(path: str | os.PathLike[str], limit: int, what: str) -> bytes:
+    """The bytes of regular file ``path``, refused (one line) past ``limit`` bytes.
+
+    Input files are read whole; a FIFO, a device (``/dev/zero``) or a huge file would
+    otherwise grow placer without bound before anything checks the content.
+    """
+    try:
+        with open(path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise InvalidInputError(f"{what} is not a regular file")
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {what}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise InvalidInputError(f"{what} is larger than {limit} bytes")
+    return data

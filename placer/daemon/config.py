@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from placer.config import data_dir
-from placer.errors import ConfigError
+from placer.contracts.units import parse_budget_spec
+from placer.errors import ConfigError, InvalidInputError
 
 CONFIG_ENV = "PLACER_DAEMON_CONFIG"
 SOCKET_ENV = "PLACER_DAEMON_SOCKET"
@@ -74,9 +75,12 @@ class DaemonConfig:
             return None
         host, _, port = self.metrics.rpartition(":")
         try:
-            return (host or "127.0.0.1").strip("[]"), int(port)
+            number = int(port)
         except ValueError:
             raise ConfigError(f"daemon metrics address {self.metrics!r} is not HOST:PORT") from None
+        if not 0 <= number <= 65535:  # 0: any free port
+            raise ConfigError(f"daemon metrics port {number} is not in 0..65535")
+        return (host or "127.0.0.1").strip("[]"), number
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -145,4 +149,8 @@ def load_config(
     if cfg.migrate_mb_per_s <= 0:
         raise ConfigError("daemon migrate_mb_per_s must be positive")
     cfg.metrics_address()
+    try:
+        parse_budget_spec(cfg.dram_budget, "daemon dram_budget")
+    except InvalidInputError as exc:
+        raise ConfigError(f"{exc} (a share like 50% or a size like 8GiB)") from None
     return cfg

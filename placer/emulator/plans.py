@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from placer.contracts.host import stamp_mismatch, this_host
+from placer.contracts.streams import MAX_PLAN_BYTES, read_limited
 from placer.emulator.model import RunProfile
 from placer.errors import InvalidInputError, NotFoundError
 from placer.store.repository.labels import plan_by_id
@@ -69,10 +70,11 @@ def _check_host(stamp: Any, what: str) -> None:
 
 def plan_from_file(path: Path, profile: RunProfile) -> set[int]:
     what = f"plan {path}"
+    data = read_limited(path, MAX_PLAN_BYTES, what)
     try:
-        doc = json.loads(path.read_text("utf-8"))
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read plan {path}: {exc.strerror}") from None
+        doc = json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise InvalidInputError(f"{what}: not JSON (nested too deeply)") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"{what}: not JSON ({exc})") from None
     return plan_from_document(doc, profile, what)

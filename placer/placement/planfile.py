@@ -13,10 +13,17 @@ from typing import Any
 
 import jsonschema
 
+from placer.contracts.streams import MAX_PLAN_BYTES, read_limited
 from placer.errors import InvalidInputError
 
 PLAN_FORMAT = "placer-plan"
 PLAN_VERSION = 1
+#: NUMA node ids are below the kernel's MAX_NUMNODES (at most 1024).
+MAX_NODE = 1023
+#: Sizes, counts and ids are 64-bit in the store and in the shim.
+MAX_INT = 2**63 - 1
+_NODE = {"type": "integer", "minimum": 0, "maximum": MAX_NODE}
+_COUNT = {"type": "integer", "minimum": 0, "maximum": MAX_INT}
 
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -29,7 +36,7 @@ SCHEMA: dict[str, Any] = {
         "build_id": {"type": "string"},
         "binary": {"type": "string"},
         "app": {"type": "string"},
-        "run": {"type": ["integer", "null"]},
+        "run": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_INT},
         "created": {"type": "string"},
         "strategy": {"type": "string"},
         "model": {
@@ -38,16 +45,16 @@ SCHEMA: dict[str, Any] = {
             "properties": {
                 "name": {"type": "string"},
                 "version": {"type": "string"},
-                "id": {"type": ["integer", "null"]},
+                "id": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_INT},
             },
         },
         "budget": {
             "type": "object",
             "required": ["bytes", "fraction", "footprint_bytes"],
             "properties": {
-                "bytes": {"type": "integer", "minimum": 0},
+                "bytes": _COUNT,
                 "fraction": {"type": "number", "minimum": 0, "maximum": 1},
-                "footprint_bytes": {"type": "integer", "minimum": 0},
+                "footprint_bytes": _COUNT,
                 "spec": {"type": "string"},
             },
         },
@@ -55,8 +62,8 @@ SCHEMA: dict[str, Any] = {
             "type": "object",
             "required": ["dram", "slow", "default_tier"],
             "properties": {
-                "dram": {"type": "integer", "minimum": 0},
-                "slow": {"type": "integer", "minimum": 0},
+                "dram": _NODE,
+                "slow": _NODE,
                 "default_tier": {"enum": ["dram", "slow"]},
                 "note": {"type": "string"},
             },
@@ -67,11 +74,11 @@ SCHEMA: dict[str, Any] = {
             "properties": {
                 "hostname": {"type": "string"},
                 "fingerprint": {"type": "string"},
-                "host_model": {"type": ["integer", "null"]},
+                "host_model": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_INT},
                 "host_model_fingerprint": {"type": "string"},
             },
         },
-        "chunk_bytes": {"type": "integer", "minimum": 0},
+        "chunk_bytes": _COUNT,
         "predicted_slowdown": {"type": ["number", "null"], "minimum": 1},
         "baselines": {"type": "object", "additionalProperties": {"type": ["number", "null"]}},
         "decisions": {
@@ -82,10 +89,10 @@ SCHEMA: dict[str, Any] = {
                 "properties": {
                     "site": {"type": "string", "pattern": "^(py-)?[0-9a-f]{1,64}$"},
                     "native_site": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
-                    "chunk": {"type": "integer", "minimum": 0},
+                    "chunk": _COUNT,
                     "tier": {"enum": ["dram", "slow"]},
-                    "node": {"type": "integer", "minimum": 0},
-                    "size_bytes": {"type": "integer", "minimum": 0},
+                    "node": _NODE,
+                    "size_bytes": _COUNT,
                     "score": {"type": "number"},
                     "name": {"type": "string"},
                 },
@@ -98,7 +105,10 @@ SCHEMA: dict[str, Any] = {
 def validate(doc: Any, where: str = "plan") -> dict[str, Any]:
     """Raise a one-line :class:`InvalidInputError` unless ``doc`` is a valid plan."""
     validator = jsonschema.Draft202012Validator(SCHEMA)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+    try:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+    except RecursionError:
+        raise InvalidInputError(f"{where} is not a valid placer plan: nested too deeply") from None
     if error is not None:
         path = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         raise InvalidInputError(f"{where} is not a valid placer plan: at {path}: {error.message}")
@@ -115,17 +125,29 @@ def validate(doc: Any, where: str = "plan") -> dict[str, Any]:
 
 
 def read_plan(path: Path) -> dict[str, Any]:
+    """The validated plan in ``path``: a regular file of at most ``MAX_PLAN_BYTES``."""
+    data = read_limited(path, MAX_PLAN_BYTES, f"plan {path}")
     try:
-        text = Path(path).read_text("utf-8")
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read plan {path}: {exc.strerror}") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInputError(f"plan {path} is not UTF-8 text") from None
+    return parse_plan(text, f"plan {path}")
+
+
+def _no_constant(name: str) -> Any:
+    """JSON has no NaN or Infinity (Python's reader takes them): a plan must not either."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_plan(text: str, where: str = "plan") -> dict[str, Any]:
+    """A plan from JSON text; anything else is one line of :class:`InvalidInputError`."""
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise InvalidInputError(f"{where} is not JSON: nested too deeply") from None
     except ValueError as exc:
-        raise InvalidInputError(f"plan {path} is not JSON: {exc}") from None
-    return validate(doc, f"plan {path}")
+        raise InvalidInputError(f"{where} is not JSON: {exc}") from None
+    return validate(doc, where)
 
 
 def write_plan(path: Path, doc: dict[str, Any]) -> None:

@@ -45,13 +45,12 @@ labeling experiments and reports alike.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from placer.contracts.streams import stdout_to_stderr
-from placer.contracts.units import parse_size
+from placer.contracts.units import parse_budget_spec
 from placer.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -68,7 +67,6 @@ MILP_TIME_LIMIT_S = 5.0
 BLOCK_CELLS = 4_000_000
 #: Element comparisons the dominance filter may spend; past it the rest stay (redundant).
 DOMINANCE_WORK = 200_000_000
-_BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 #: One object's life: (alloc_ns, end_ns, size_bytes), holding its bytes over [alloc, end).
 Lifetime = tuple[int, int, int]
@@ -211,14 +209,11 @@ def parse_budget(text: str, total: int) -> tuple[int, float]:
     """``50%`` of ``total`` or a size (``8GiB``) → (bytes, fraction); errors are one line."""
     if total <= 0:
         raise InvalidInputError("the run's footprint is 0 bytes: nothing to place")
-    m = _BUDGET.match(str(text))
-    if m:
-        pct = float(m.group(1))
-        if not 0 <= pct <= 100:
-            raise InvalidInputError(f"DRAM budget {text} is not between 0% and 100%")
+    pct, size = parse_budget_spec(text)
+    if pct is not None:
         nbytes = int(total * pct / 100)
     else:
-        nbytes = parse_size(text, "DRAM budget")
+        nbytes = int(size or 0)
         if nbytes > total:
             raise InvalidInputError(
                 f"DRAM budget {text} ({nbytes} bytes) is larger than the run's footprint "

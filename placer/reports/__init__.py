@@ -10,6 +10,7 @@ failed report never leaves a file behind). The documents are described in docs/r
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -41,12 +42,32 @@ def build(store: Any, kind: str, ident: int | None = None) -> dict[str, Any]:
     return report.build()
 
 
+def check_target(path: Path) -> None:
+    """Refuse a report target that exists and is not a regular file.
+
+    The report is written by an atomic rename, which would silently replace a FIFO, a
+    symlink (not what it points to) or a device (``/dev/full``) with a regular file.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise InvalidInputError(f"cannot write report {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise InvalidInputError(f"cannot write report {path}: it is a directory")
+    if not stat.S_ISREG(mode):
+        kind = "a symlink" if stat.S_ISLNK(mode) else "a special file"
+        raise InvalidInputError(
+            f"cannot write report {path}: it is {kind}, not a regular file (give another path)"
+        )
+
+
 def write(text: str, path: Path) -> Path:
     """Write ``text`` to ``path`` atomically; one-line error if the place is not writable."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise InvalidInputError(f"cannot write report {path}: it is a directory")
+    check_target(path)
     if not parent.is_dir():
         raise InvalidInputError(f"cannot write report {path}: directory {parent} does not exist")
     try:
@@ -67,4 +88,4 @@ def write(text: str, path: Path) -> Path:
     return path
 
 
-__all__ = ["KINDS", "build", "write"]
+__all__ = ["KINDS", "build", "check_target", "write"]

@@ -60,6 +60,11 @@ def check_sqlite_location(path: Path, create: bool, create_dirs: bool = False) -
             raise StoreError(f"store file {path} is not readable")
         return
     if not create:
+        if not path.parent.exists():
+            raise StoreError(
+                f"store directory {path.parent} does not exist (a typo in the store URL?); "
+                "run `placer db init` to create the store there"
+            )
         raise StoreError(f"store file {path} does not exist; run `placer db upgrade` to create it")
     parent = path.parent
     if not parent.exists():

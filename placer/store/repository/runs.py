@@ -7,7 +7,8 @@ their get-or-create survives a parallel profile inserting the same site first.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,6 +161,31 @@ def merge_run_signals(run: Run, signals: Mapping[str, Any]) -> None:
     merged = dict(run.signals or {})
     merged.update(signals)
     run.signals = merged
+
+
+def abandon_runs(
+    session: Session, host_id: int, alive: Callable[[Mapping[str, Any]], bool]
+) -> list[Run]:
+    """Mark this host's ``running`` runs whose placer process is gone as ``abandoned``.
+
+    A placer killed with SIGKILL cannot finish its run; ``signals.placer`` holds the pid
+    (and start time) that owned it, and ``alive`` says whether that process still runs.
+    Runs without that record (older placer) are left as they are.
+    """
+    rows = session.scalars(select(Run).where(Run.status == "running", Run.host_id == host_id)).all()
+    gone = []
+    for run in rows:
+        owner = (run.signals or {}).get("placer")
+        if not isinstance(owner, dict) or "pid" not in owner or alive(owner):
+            continue
+        run.status = "abandoned"
+        run.ended_at = dt.datetime.now(dt.UTC)
+        merge_run_signals(
+            run, {"error": f"placer (pid {owner['pid']}) ended without finishing this run"}
+        )
+        gone.append(run)
+    session.flush()
+    return gone
 
 
 def update_run_inputs(session: Session, run_id: int, values: Mapping[str, Any]) -> Run:
