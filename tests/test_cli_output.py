@@ -11,9 +11,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from placer import cli
-from placer.cli.context import Context, fit_columns, plain_table
+from placer.cli.context import (
+    Context,
+    WrappingWriter,
+    fit_columns,
+    plain_table,
+    wrap_line,
+    wrapped_stdout,
+)
 from tests.placement_store import make_corpus
 
 CHAIN = "graph.c:186 ← graph.c:477 ← pr.c:65 ← main ← __libc_start_call_main"
@@ -201,3 +210,53 @@ def test_empty_columns_give_way_before_a_table_is_split() -> None:
         "dhat written",
     ]
     assert block.widths[1] >= 20  # the call site keeps room to be read
+
+
+@given(
+    st.lists(st.text("abcdefghij/.,:", min_size=1, max_size=30), min_size=1, max_size=40),
+    st.integers(0, 6),
+    st.integers(20, 120),
+)
+def test_prose_on_a_terminal_wraps_between_words_never_inside_one(
+    words: list[str], indent: int, width: int
+) -> None:
+    """A long line on an 80-column terminal must not be cut mid-word by the terminal."""
+    line = " " * indent + " ".join(words)
+    out = io.StringIO()
+    writer = WrappingWriter(out, width)
+    writer.write(line + "\n")
+    writer.flush()
+    lines = out.getvalue().rstrip("\n").split("\n")
+    assert " ".join(ln.strip() for ln in lines).split() == words  # every word whole, in order
+    for ln in lines:
+        assert len(ln) <= width or len(ln.split()) == 1
+    assert lines[0].startswith(" " * indent)
+
+
+def test_fitting_lines_and_styled_lines_pass_through_unchanged() -> None:
+    long_styled = "\x1b[1m" + "x " * 100 + "\x1b[0m"
+    assert wrap_line(long_styled, 80) == long_styled
+    assert wrap_line("short line", 80) == "short line"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("fmt", "tty", "wrapped"), [("text", True, True), ("json", True, False), ("text", False, False)]
+)
+def test_only_text_on_a_terminal_is_wrapped(
+    monkeypatch: pytest.MonkeyPatch, fmt: str, tty: bool, wrapped: bool
+) -> None:
+    """Scripts read one record (or one JSON document) per line: wrapping is for people."""
+    out = _Terminal() if tty else io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setenv("COLUMNS", "40")
+    line = " ".join(["word"] * 30)
+    with wrapped_stdout(Context(store_url="sqlite://", format=fmt, debug=False)):
+        print(line)
+    assert sys.stdout is out
+    assert (out.getvalue() != line + "\n") is wrapped
+    assert out.getvalue().split() == line.split()

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from placer import __version__
-from placer.cli.context import Context
+from placer.cli.context import Context, wrapped_stdout
 from placer.errors import PlacerError, UsageError
 
 #: Every command: the module that implements it and its one-line help, in the order
@@ -220,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"placer: error: {exc}", file=sys.stderr)
         return exc.exit_code
     try:
-        result = args.handler(args, ctx)
+        with wrapped_stdout(ctx):
+            result = args.handler(args, ctx)
         return int(result or 0)
     except PlacerError as exc:
         if ctx.debug:

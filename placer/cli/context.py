@@ -278,3 +278,66 @@ def _rich_table(
     width = sum(layout.widths) + GAP * (len(columns) - 1)
     console = Console(soft_wrap=False)
     console.print(table, width=max(width, console.width))
+
+
+class WrappingWriter:
+    """stdout on a terminal: lines of prose wrap between words at the terminal's width.
+
+    A long line printed whole would be cut by the terminal in the middle of a word. This
+    wraps such lines at spaces (a word longer than the width, a path say, stays whole) and
+    indents the continuation under the line's own indent plus two. Lines with escape codes
+    (rich's tables, already fitted) pass through, and so does everything when stdout is not
+    a terminal or the output is JSON: piped text stays one record per line.
+    """
+
+    def __init__(self, target: Any, width: int) -> None:
+        self._target = target
+        self._width = max(width, 20)
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        lines = (self._pending + text).split("\n")
+        self._pending = lines.pop()
+        for line in lines:
+            self._target.write(wrap_line(line, self._width) + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._target.write(wrap_line(self._pending, self._width))
+            self._pending = ""
+        self._target.flush()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding: the terminal's
+        return getattr(self._target, name)
+
+
+def wrap_line(line: str, width: int) -> str:
+    """``line`` wrapped between words at ``width``; unchanged when it fits or has escapes."""
+    if len(line) <= width or "\x1b" in line:
+        return line
+    indent = line[: len(line) - len(line.lstrip(" "))]
+    return textwrap.fill(
+        line.strip(" "),
+        width=width,
+        initial_indent=indent,
+        subsequent_indent=indent + "  ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
+@contextlib.contextmanager
+def wrapped_stdout(ctx: Context) -> Iterator[None]:
+    """Wrap prose on a terminal (not in JSON mode) for the duration of a command."""
+    if ctx.format == "json" or not sys.stdout.isatty():
+        yield
+        return
+    original = sys.stdout
+    writer = WrappingWriter(original, shutil.get_terminal_size().columns)
+    sys.stdout = writer  # type: ignore[assignment,unused-ignore]
+    try:
+        yield
+    finally:
+        writer.flush()
+        sys.stdout = original
