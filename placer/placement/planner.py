@@ -227,6 +227,18 @@ def parse_budget(text: str, total: int) -> tuple[int, float]:
     return nbytes, nbytes / total
 
 
+def check_budget(text: str) -> None:
+    """The one-line error :func:`parse_budget` gives ``text`` whatever the footprint.
+
+    For a budget read before any footprint is known (the daemon's ``dram_budget``).
+    """
+    m = _BUDGET.match(str(text))
+    if m is None:
+        parse_size(text, "DRAM budget")
+    elif not 0 <= float(m.group(1)) <= 100:
+        raise InvalidInputError(f"DRAM budget {text} is not between 0% and 100%")
+
+
 @dataclass(frozen=True)
 class Solution:
     """The items to take and how they were chosen (``dp``, ``milp``, ``milp-incumbent``,
