@@ -114,6 +114,7 @@ class DaemonProc:
         self.proc: subprocess.Popen[bytes] | None = None
         self.err_path = tmp / "daemon.err"
         self.runs = 0
+        self.args: list[str] = []  # flags of `placer daemon`
 
     def write_config(self, cfg: dict[str, Any]) -> None:
         lines = ["[daemon]"]
@@ -125,7 +126,7 @@ class DaemonProc:
         self.runs += 1
         err = open(self.err_path, "ab")
         self.proc = subprocess.Popen(
-            [PY, "-m", "placer", "daemon"],
+            [PY, "-m", "placer", "daemon", *self.args],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=err,

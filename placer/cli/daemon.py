@@ -9,7 +9,6 @@ with ``--format json`` are described in docs/cli.md (Daemon).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 from typing import Any
 
@@ -19,7 +18,7 @@ from placer.daemon.config import load_config
 from placer.daemon.job import migration_summary
 from placer.daemon.service import Daemon, json_log
 from placer.daemon.unit import unit_text
-from placer.errors import ConfigError, InvalidInputError, NotFoundError
+from placer.errors import InvalidInputError, NotFoundError
 from placer.store.repository.daemon import daemon_jobs, job_events
 
 
@@ -135,7 +134,7 @@ def _daemon(args: argparse.Namespace, ctx: Context) -> int:
         text = unit_text()
         ctx.emit({"unit": text}, lambda d: print(d["unit"], end=""))
         return 0
-    cfg = load_config(args.config)
+    # the command line wins over the environment and the file, at start and on SIGHUP
     over: dict[str, Any] = {}
     if args.socket:
         over["socket"] = args.socket
@@ -145,13 +144,9 @@ def _daemon(args: argparse.Namespace, ctx: Context) -> int:
         over["metrics"] = args.metrics
     if args.no_migrate:
         over["migrate"] = False
-    if over:
-        cfg = dataclasses.replace(cfg, **over)
-        if not 0 < cfg.interval <= 3600:
-            raise ConfigError(f"--interval must be in (0, 3600] seconds, got {cfg.interval}")
-        cfg.metrics_address()
+    cfg = load_config(args.config, overrides=over)
     config_path = args.config or os.environ.get("PLACER_DAEMON_CONFIG")
-    daemon = Daemon(cfg, ctx.store_url, config_path, json_log(cfg.log_level))
+    daemon = Daemon(cfg, ctx.store_url, config_path, json_log(cfg.log_level), overrides=over)
     return daemon.run()
 
 

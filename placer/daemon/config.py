@@ -1,12 +1,16 @@
 """Daemon settings: a TOML file plus ``PLACER_DAEMON_*`` environment variables.
 
-Precedence: environment over file over defaults, so a systemd drop-in or a shell can
-override one setting without editing the file. SIGHUP re-reads both.
+Precedence: command line over environment over file over defaults, so a systemd drop-in
+or a shell can override one setting without editing the file. SIGHUP re-reads the file
+and the environment and applies the command line's values again (``overrides``); a value
+that does not read (a size, a number, a budget) is refused at start (one line, exit 2) and
+on a reload (the old config stays).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass
@@ -15,7 +19,7 @@ from typing import Any
 
 from placer.config import data_dir
 from placer.contracts.units import parse_budget_spec
-from placer.errors import ConfigError, InvalidInputError
+from placer.errors import ConfigError, PlacerError
 
 CONFIG_ENV = "PLACER_DAEMON_CONFIG"
 SOCKET_ENV = "PLACER_DAEMON_SOCKET"
@@ -89,6 +93,11 @@ class DaemonConfig:
 
 
 def _coerce(name: str, value: Any, default: Any, where: str) -> Any:
+    if name == "dram_budget":
+        try:
+            parse_budget_spec(str(value), "DRAM budget")
+        except PlacerError as exc:
+            raise ConfigError(f"{where}: dram_budget = {value!r}: {exc}") from None
     try:
         if isinstance(default, bool):
             if isinstance(value, bool):
@@ -111,9 +120,12 @@ def _coerce(name: str, value: Any, default: Any, where: str) -> Any:
 
 
 def load_config(
-    path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None
+    path: str | os.PathLike[str] | None = None,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> DaemonConfig:
-    """Defaults, then the TOML file (``[daemon]`` table or top level), then the environment."""
+    """Defaults, then the TOML file (``[daemon]`` table or top level), then the environment,
+    then ``overrides`` (the command line's flags), each value checked."""
     env = dict(os.environ if environ is None else environ)
     explicit = path is not None or CONFIG_ENV in env
     file = Path(path if path is not None else env.get(CONFIG_ENV) or default_config_file())
@@ -141,16 +153,17 @@ def load_config(
         var = f"PLACER_DAEMON_{name.upper()}"
         if var in env and var != CONFIG_ENV:
             values[name] = _coerce(name, env[var], getattr(base, name), var)
+    for name, value in (overrides or {}).items():
+        flag = "--" + name.replace("_", "-")
+        values[name] = _coerce(name, value, getattr(base, name), flag)
     cfg = dataclasses.replace(base, **values)
-    if cfg.interval <= 0 or cfg.interval > 3600:
+    if not 0 < cfg.interval <= 3600:
         raise ConfigError(f"daemon interval must be in (0, 3600] seconds, got {cfg.interval}")
     if cfg.buffer_max < 1 or cfg.batch_max < 1:
         raise ConfigError("daemon buffer_max and batch_max must be at least 1")
-    if cfg.migrate_mb_per_s <= 0:
-        raise ConfigError("daemon migrate_mb_per_s must be positive")
+    if not 0 < cfg.migrate_mb_per_s < math.inf:
+        raise ConfigError("daemon migrate_mb_per_s must be a positive number")
+    if not 0 <= cfg.rank_every < math.inf or not 0 < cfg.store_timeout < math.inf:
+        raise ConfigError("daemon rank_every and store_timeout must be finite, store_timeout > 0")
     cfg.metrics_address()
-    try:
-        parse_budget_spec(cfg.dram_budget, "daemon dram_budget")
-    except InvalidInputError as exc:
-        raise ConfigError(f"{exc} (a share like 50% or a size like 8GiB)") from None
     return cfg

@@ -201,7 +201,7 @@ def sync_study_row(
         row.naive_throughput = state.get("first_samples_per_second")
     if state.get("settled"):
         row.status = "done"
-    elif status in ("exited", "crashed", "killed", "gone", "detached"):
+    elif status in ("exited", "crashed", "killed", "gone", "detached", "failed"):
         row.status = "interrupted"
     else:
         row.status = "running"

@@ -30,7 +30,7 @@ DECISIONS_KEPT = 500
 KNOB_CHANGES_KEPT = 500
 #: Migration summaries a job keeps in memory for ``placer job ID`` (all are events).
 MIGRATIONS_SHOWN = 20
-TERMINAL = ("exited", "crashed", "killed", "gone", "detached")
+TERMINAL = ("exited", "crashed", "killed", "gone", "detached", "failed")
 #: Marks a :class:`JobState` field that lives in this process only (not in the document).
 RUNTIME = {"doc": False}
 
@@ -208,6 +208,7 @@ class Job:
     perf: PerfCounter | None = None
     mem: PerfMemRecorder | None = None  # rolling perf mem windows (objects jobs)
     mem_pending: MemWindow | None = None  # windows read since the last window event
+    refused: str | None = None  # why its shim log was refused (the job is closed as failed)
     recent_migrations: deque[dict[str, Any]] = field(
         default_factory=lambda: deque(maxlen=MIGRATIONS_SHOWN)
     )

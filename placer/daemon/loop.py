@@ -35,7 +35,7 @@ class Loop:
 
     def __init__(self, daemon: Daemon) -> None:
         self.d = daemon
-        self.store_was_down = False  # the last flush failed (say when the store is back)
+        self.down_flushes = 0  # failed flushes of the current outage (0: the store is up)
 
     # ------------------------------------------------------------------ run
     def run(self) -> int:
@@ -74,10 +74,12 @@ class Loop:
         return 0
 
     def reload(self) -> None:
-        """SIGHUP: the config file again (socket and metrics need a restart), the model."""
+        """SIGHUP: the config file and environment again, under the command line's flags
+        (socket and metrics need a restart), and the newest model; a bad value keeps the
+        old config."""
         d = self.d
         try:
-            cfg = load_config(d.config_path)
+            cfg = load_config(d.config_path, overrides=d.overrides)
         except PlacerError as exc:
             d.log("error", "reload_failed", error=str(exc))
             return
@@ -115,17 +117,21 @@ class Loop:
         w = d.writer
         assert w is not None
         ok = w.flush(deadline=time.monotonic() + d.cfg.interval)
-        if not ok and w.failures in (1,) or (not ok and w.failures % 60 == 0):
-            d.log(
-                "warning",
-                "store_unavailable",
-                error=w.last_error,
-                pending=w.pending(),
-                dropped=w.dropped,
-            )
-        if ok and w.failures and self.store_was_down:
+        if not ok:
+            # each outage says so at its first failed flush, then every 60th
+            self.down_flushes += 1
+            if self.down_flushes % 60 == 1:
+                d.log(
+                    "warning",
+                    "store_unavailable",
+                    error=w.last_error,
+                    pending=w.pending(),
+                    dropped=w.dropped,
+                    failed_flushes=self.down_flushes,
+                )
+        elif self.down_flushes:
             d.log("info", "store_back", written=w.written, dropped=w.dropped)
-        self.store_was_down = not ok
+            self.down_flushes = 0
         elapsed = time.perf_counter() - t0
         d.telemetry.add_tick(elapsed, d.cfg.interval)
         self._update_metrics(elapsed, ok)
@@ -165,6 +171,9 @@ class Loop:
         for s in sensors:
             s.collect(job, window)
         self.emit_window(job, window)
+        if job.refused is not None:
+            d.close(job, None, "failed")
+            return
         if job.kind == "objects":
             self.rank_and_act(job)
         if job.dirty:

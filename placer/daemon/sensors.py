@@ -32,7 +32,7 @@ from placer.daemon.perfmem import MAX_CHILDREN, PerfMemRecorder
 from placer.daemon.perfmem import window_counts as mem_window_counts
 from placer.daemon.perfmem import workdir as perfmem_workdir
 from placer.daemon.perfstat import PerfCounter
-from placer.daemon.tail import ShimTail, TailError, log_path
+from placer.daemon.tail import LogRefused, OffLoop, ShimTail, TailError, log_path
 from placer.daemon.telemetry import Telemetry
 
 #: perf children started per tick at most (spreads their start-up cost over ticks).
@@ -68,6 +68,7 @@ class SensorEnv:
     mem_running: Callable[[], int]  # jobs with a perf mem recorder now
     starts_left: int = PERF_STARTS_PER_TICK  # perf children this tick may still start
     mem_dir: Path | None = None  # perf mem files of this daemon
+    io: OffLoop = field(default_factory=OffLoop)  # shim-log reads, off the loop's thread
 
     def job_error(self, job: Job, what: str, exc: BaseException) -> None:
         log_job_error(self.log, job, what, exc)
@@ -282,7 +283,7 @@ class ShimLogSensor:
             st.tail = {"none": True}
             return
         path = log_path(procs.resolve_log_pattern(pattern, job.pid), job.pid)
-        job.tail = ShimTail(path)
+        job.tail = ShimTail(path, owners=log_owners(job), io=self.env.io)
         st.tail = {"path": str(path), "offset": 0}
 
     def collect(self, job: Job, window: Window) -> None:
@@ -304,6 +305,13 @@ class ShimLogSensor:
                 break
             try:
                 batch = job.tail.poll(until=until)
+            except LogRefused as exc:
+                # a path the target chose that is not its own regular file: the job fails
+                st.tail = {"none": True, "error": str(exc)}
+                job.tail = None
+                job.refused = str(exc)
+                self.env.log("warning", "job_log_refused", job=job.id, pid=job.pid, reason=str(exc))
+                return
             except TailError as exc:
                 self.env.job_error(job, "tail", exc)
                 st.tail = {"none": True, "error": str(exc)}
@@ -336,6 +344,12 @@ class ShimLogSensor:
             st.tail["offset"] = job.tail.offset
             if batch.bytes_read == 0:
                 break
+
+
+def log_owners(job: Job) -> frozenset[int]:
+    """Who may own the job's shim log: the uids of its process (the shim creates the file)."""
+    info = procs.proc_info(job.pid)
+    return frozenset(info.uids) if info is not None else frozenset({job.owner_uid})
 
 
 class MappingsSensor:

@@ -125,7 +125,11 @@ class Requests:
             line = rfile.readline(MAX_MESSAGE + 1)
             if not line:
                 return
+            # a line over the limit: answer once and close (its rest is no message)
+            over = len(line) > MAX_MESSAGE and not line.endswith(b"\n")
             try:
+                if over:
+                    raise ProtocolError(f"message over the {MAX_MESSAGE}-byte limit")
                 req = decode(line.rstrip(b"\n"))
                 op = pfield(req, "op", str)
                 handler = self.handlers.get(op)
@@ -143,6 +147,8 @@ class Requests:
                 wfile.write(encode(reply))
                 wfile.flush()
             except (OSError, ProtocolError):
+                return
+            if over:
                 return
 
     def _job_for(self, req: dict[str, Any], uid: int) -> Job:

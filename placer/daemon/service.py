@@ -43,7 +43,14 @@ from placer.daemon.loop import Loop
 from placer.daemon.metrics import Metrics
 from placer.daemon.perfstat import EVENTS, detect
 from placer.daemon.pipeline import PipelineReports
-from placer.daemon.sensors import Sensor, SensorEnv, ShimLogSensor, default_sensors, record_counts
+from placer.daemon.sensors import (
+    Sensor,
+    SensorEnv,
+    ShimLogSensor,
+    default_sensors,
+    log_owners,
+    record_counts,
+)
 from placer.daemon.server import Requests, SocketServer
 from placer.daemon.tail import ShimTail
 from placer.daemon.telemetry import EventLog, Telemetry, json_log
@@ -69,10 +76,12 @@ class Daemon:
         store_url: str,
         config_path: str | None = None,
         log: EventLog | None = None,
+        overrides: dict[str, Any] | None = None,
     ) -> None:
         self.cfg = cfg
         self.store_url = store_url
         self.config_path = config_path
+        self.overrides = dict(overrides or {})  # command-line flags: they win on SIGHUP too
         self.log = log or json_log(cfg.log_level)
         self.jobs: dict[int, Job] = {}
         self.lock = threading.RLock()
@@ -330,6 +339,8 @@ class Daemon:
                 st.records_ingested = (
                     (st.records_ingested or 0) + new["allocs"] + new["frees"] + new["samples"]
                 )
+        if job.refused is not None and status != "detached":
+            status = "failed"  # its log was refused: never re-adopted
         if status is None:
             if st.end is not None:
                 reason = int(st.end.get("reason", 0))
@@ -347,6 +358,8 @@ class Daemon:
         job.status = status
         job.pending.clear()
         st.exit = {"status": status, "exit_code": exit_code, "at": iso()}
+        if status == "failed" and job.refused is not None:
+            st.exit["note"] = job.refused
         self.queue_state(job, status=status, detached_at=now())
         with self.lock:
             self.jobs.pop(job.id, None)
@@ -385,10 +398,13 @@ class Daemon:
             path = tail.get("path")
             if kind == "objects" and path:
                 offset = int(tail.get("offset", 0))
-                job.tail = ShimTail(path)
+                job.tail = ShimTail(path, owners=log_owners(job), io=self.sensor_env.io)
                 state.tail = {"path": path, "offset": 0}
                 # rebuild the object table from the records already stored, count nothing
                 self._shim_log().drain(job, {}, count=False, until=offset)
+                if job.refused is not None:  # the log became a FIFO, a link, ...: fail it
+                    self.close(job, None, "failed")
+                    continue
                 for key, tier in (state.tiers or {}).items():
                     if key in job.table.objects:
                         job.table.objects[key].tier = tier

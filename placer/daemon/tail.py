@@ -6,14 +6,27 @@ the last complete record, reads what was appended since, and returns the new ALL
 SAMPLE, BIND and END records. A record cut at the end of the file is left for the next
 poll. The shim appends whole records when its buffer fills (``PLACER_SHIM_BUFFER``, 64 KiB
 at least) and at exit, so a live log lags the program by at most one buffer.
+
+The path comes from the target's environment, so the target chooses it: the file is opened
+with ``O_NONBLOCK | O_NOFOLLOW`` and must be a regular file owned by one of the process's
+uids (:func:`read_log_bytes`; a FIFO, a device, a symbolic link or another user's file is
+refused with :class:`LogRefused`), and in the daemon every open and read runs on a worker
+thread that the loop waits on for at most :data:`READ_TIMEOUT` seconds
+(:class:`OffLoop`), so no file can stop the loop.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import queue
+import stat
 import struct
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from placer.collectors.shim.log import (
     ALLOC_KINDS,
@@ -36,10 +49,121 @@ from placer.collectors.shim.log import (
 
 #: Bytes read per poll at most (the rest waits for the next tick).
 READ_CHUNK = 8 * 1024 * 1024
+#: Seconds one open-and-read of a shim log may take in the daemon before its job fails.
+READ_TIMEOUT = 5.0
+#: How a target-controlled log is opened: never blocks on a FIFO, never follows a link.
+OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+
+T = TypeVar("T")
 
 
 class TailError(Exception):
     """The file is not a shim log we can follow (bad magic, version or record)."""
+
+
+class LogRefused(TailError):
+    """A log the daemon will not read: not a regular file of the process's owner, or stuck."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_log_bytes(
+    path: Path, owners: frozenset[int], offset: int, limit: int, head: bool
+) -> tuple[bytes, bytes] | None:
+    """The header (when ``head``) and up to ``limit`` bytes at ``offset`` of the log.
+
+    None when the file is not there yet (or is leased: try again). The open never blocks
+    (``O_NONBLOCK``) and never follows a final symbolic link (``O_NOFOLLOW``); the file
+    must be a regular file whose owner is in ``owners``, else :class:`LogRefused`.
+    """
+    try:
+        fd = os.open(path, OPEN_FLAGS)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+            return None
+        if exc.errno == errno.ELOOP:
+            raise LogRefused(f"{path}: refused: a symbolic link") from None
+        raise LogRefused(f"{path}: refused: cannot open ({exc.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise LogRefused(f"{path}: refused: {_kind(st.st_mode)}, not a regular file")
+        if st.st_uid not in owners:
+            raise LogRefused(
+                f"{path}: refused: owned by uid {st.st_uid}, not by the process "
+                f"(uid {', '.join(str(u) for u in sorted(owners))})"
+            )
+        first = os.pread(fd, HEADER_SIZE, 0) if head else b""
+        data = os.pread(fd, limit, offset) if limit else b""
+    finally:
+        os.close(fd)
+    return first, data
+
+
+@dataclass
+class _Call:
+    """One read handed to the worker, and what it gave."""
+
+    fn: Callable[[], object]
+    done: threading.Event = field(default_factory=threading.Event)
+    value: object = None
+    error: BaseException | None = None
+
+
+class OffLoop:
+    """Runs reads on a worker thread and waits for each at most ``timeout`` seconds.
+
+    A read that does not finish in time raises :class:`LogRefused`; its thread is left
+    to finish on its own (a daemon thread, told to exit after it) and a fresh one takes
+    the next read, so a file that stalls its reader costs one thread, never the loop.
+    """
+
+    def __init__(self, timeout: float = READ_TIMEOUT) -> None:
+        self.timeout = timeout
+        self.abandoned = 0  # reads given up (their threads may still be blocked)
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[_Call | None] | None = None
+
+    @staticmethod
+    def _work(q: queue.SimpleQueue[_Call | None]) -> None:
+        while (call := q.get()) is not None:
+            try:
+                call.value = call.fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                call.error = exc
+            call.done.set()
+
+    def call(self, fn: Callable[[], T], what: str) -> T:
+        """``fn()`` on the worker: its result, its exception, or LogRefused on timeout."""
+        call = _Call(fn)
+        with self._lock:  # one read at a time: a read never waits behind a stuck one
+            if self._queue is None:
+                self._queue = queue.SimpleQueue()
+                threading.Thread(
+                    target=self._work, args=(self._queue,), name="placer-log-reader", daemon=True
+                ).start()
+            self._queue.put(call)
+            if not call.done.wait(self.timeout):
+                self._queue.put(None)  # the stuck thread exits once its read returns
+                self._queue = None
+                self.abandoned += 1
+                raise LogRefused(f"{what}: refused: a read did not finish in {self.timeout:g} s")
+        if call.error is not None:
+            raise call.error
+        return call.value  # type: ignore[return-value]
 
 
 @dataclass
@@ -63,9 +187,19 @@ def log_path(pattern: str, pid: int) -> Path:
 class ShimTail:
     """Follows one shim log from ``offset`` (0: from the start, header included)."""
 
-    def __init__(self, path: str | os.PathLike[str], offset: int = 0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        offset: int = 0,
+        *,
+        owners: frozenset[int] | None = None,
+        io: OffLoop | None = None,
+    ) -> None:
         self.path = Path(path)
         self.offset = offset
+        # uids the file may belong to: the process's (default: this process's euid)
+        self.owners = owners if owners is not None else frozenset({os.geteuid()})
+        self.io = io  # None: read in the calling thread
         self.header_start_time: int | None = None  # process start time from the header
         self.shim_start_ns = 0  # CLOCK_MONOTONIC ns the shim started (0: header not read)
 
@@ -86,20 +220,24 @@ class ShimTail:
         ``until``: stop at this file offset (replaying what a previous daemon ingested).
         """
         batch = TailBatch()
-        try:
-            with open(self.path, "rb") as fh:
-                if self.header_start_time is None:
-                    head = fh.read(HEADER_SIZE)
-                    if len(head) < HEADER_SIZE:
-                        return batch
-                    self._check_header(head)
-                    self.offset = max(self.offset, HEADER_SIZE)
-                if until is not None:
-                    limit = max(0, min(limit, until - self.offset))
-                fh.seek(self.offset)
-                data = fh.read(limit) if limit else b""
-        except FileNotFoundError:
+        need_head = self.header_start_time is None
+        start = max(self.offset, HEADER_SIZE) if need_head else self.offset
+        if until is not None:
+            limit = max(0, min(limit, until - start))
+        path, owners = self.path, self.owners
+
+        def read() -> tuple[bytes, bytes] | None:
+            return read_log_bytes(path, owners, start, limit, need_head)
+
+        got = read() if self.io is None else self.io.call(read, str(path))
+        if got is None:
             return batch
+        head, data = got
+        if need_head:
+            if len(head) < HEADER_SIZE:
+                return batch
+            self._check_header(head)
+            self.offset = start
         pos = 0
         n = len(data)
         while pos + 8 <= n:
