@@ -107,3 +107,22 @@ def test_the_folders_beside_placer_are_imported_as_placer_subpackages() -> None:
     for name in ("collectors", "tuners", "migrations"):
         link = ROOT / "placer" / name
         assert link.is_symlink() and link.resolve() == (ROOT / name).resolve(), link
+
+
+def test_every_test_docs_security_cites_exists() -> None:
+    """security.md's guarantees point at tests; a renamed or deleted test must not leave a
+    guarantee that nothing checks."""
+    text = (ROOT / "docs" / "security.md").read_text()
+    cited: list[tuple[str, str]] = []
+    current = ""
+    for ref in re.findall(r"`((?:tests/[\w/]+\.py)?::\w+)`", text):
+        path, _, name = ref.partition("::")
+        current = path or current
+        cited.append((current, name))
+    assert len(cited) > 20
+    missing = [
+        f"{path}::{name}"
+        for path, name in cited
+        if not re.search(rf"^\s*(async )?def {name}\(", (ROOT / path).read_text(), re.M)
+    ]
+    assert not missing, missing
