@@ -452,18 +452,10 @@ static void io_unpoison(const range_t *r, int n, int kwrite) {
     lock_release(&g_smp_lock);
     t_in_hook = saved;
 }
-/* Returns a slot token for io_leave (-1: nothing to release). */
-HIDDEN int io_enter(const range_t *r, int n, int kwrite) {
-    if (LIKELY(!g_sampling)) return -1;
-    uintptr_t lo = UINTPTR_MAX, hi = 0;
-    for (int i = 0; i < n; i++) {
-        if (r[i].hi <= r[i].lo) continue;
-        if (r[i].lo < lo) lo = r[i].lo;
-        if (r[i].hi > hi) hi = r[i].hi;
-    }
-    if (hi <= lo) return -1;
+/* A slot for [lo, hi): its index, or -2 when all are taken (io_busy then refuses every
+ * page until the call returns). */
+static int io_take_slot(uintptr_t lo, uintptr_t hi) {
     if (lo < 2) lo = 2;
-    int slot = -2;
     int start = (int)((unsigned)my_tid() % IO_SLOTS);
     for (int k = 0; k < IO_SLOTS; k++) {
         int i = (start + k) % IO_SLOTS;
@@ -472,19 +464,53 @@ HIDDEN int io_enter(const range_t *r, int n, int kwrite) {
             atomic_compare_exchange_strong(&g_io[i].lo, &exp, 1)) {
             atomic_store(&g_io[i].hi, hi);
             atomic_store(&g_io[i].lo, lo);
-            slot = i;
-            break;
+            return i;
         }
     }
-    if (slot == -2) atomic_fetch_add(&g_io_overflow, 1);
+    atomic_fetch_add(&g_io_overflow, 1);
+    return -2;
+}
+/* A call's ranges take up to IO_GROUPS slots (the first ranges one each, the rest their
+ * hull), so a blocked call with a heap buffer and a timeout on its stack (futex, ppoll,
+ * epoll_pwait) keeps the sampler off those two places, not off everything in between.
+ * The token for io_leave holds 9 bits per slot (0 none, 1..IO_SLOTS the slot + 1,
+ * IO_SLOTS + 1 an overflow); -1: nothing to release. */
+#define IO_GROUPS 3
+#define IO_TOKEN_OVERFLOW (IO_SLOTS + 1)
+_Static_assert(IO_TOKEN_OVERFLOW < 512 && IO_GROUPS * 9 < 31, "io token");
+HIDDEN int io_enter(const range_t *r, int n, int kwrite) {
+    if (LIKELY(!g_sampling)) return -1;
+    range_t g[IO_GROUPS];
+    int ng = 0;
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    for (int i = 0; i < n; i++) {
+        if (r[i].hi <= r[i].lo) continue;
+        if (r[i].lo < lo) lo = r[i].lo;
+        if (r[i].hi > hi) hi = r[i].hi;
+        if (ng < IO_GROUPS) {
+            g[ng++] = r[i];
+        } else {
+            if (r[i].lo < g[IO_GROUPS - 1].lo) g[IO_GROUPS - 1].lo = r[i].lo;
+            if (r[i].hi > g[IO_GROUPS - 1].hi) g[IO_GROUPS - 1].hi = r[i].hi;
+        }
+    }
+    if (!ng) return -1;
+    int token = 0;
+    for (int k = 0; k < ng; k++) {
+        int slot = io_take_slot(g[k].lo, g[k].hi);
+        token |= (slot == -2 ? IO_TOKEN_OVERFLOW : slot + 1) << (9 * k);
+    }
     uintptr_t plo = atomic_load(&g_plo), phi = atomic_load(&g_phi);
     if (lo < phi && hi > plo) io_unpoison(r, n, kwrite);
-    return slot;
+    return token;
 }
-static void io_leave(int slot) {
-    if (slot == -1) return;
-    if (slot == -2) atomic_fetch_sub(&g_io_overflow, 1);
-    else atomic_store(&g_io[slot].lo, 0);
+static void io_leave(int token) {
+    if (token == -1) return;
+    for (int k = 0; k < IO_GROUPS; k++) {
+        int v = (token >> (9 * k)) & 511;
+        if (v == IO_TOKEN_OVERFLOW) atomic_fetch_sub(&g_io_overflow, 1);
+        else if (v) atomic_store(&g_io[v - 1].lo, 0);
+    }
 }
 HIDDEN void io_leave_cleanup(int *slot) { int e = errno; io_leave(*slot); errno = e; }
 
