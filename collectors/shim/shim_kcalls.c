@@ -254,6 +254,22 @@ EXPORT long(syscall)(long nr, ...) {
     X(int, fstat64, (int fd, struct stat64 *st), (fd, st), 1, rg(st, sizeof *st))            \
     X(int, fstatat64, (int d, const char *p, struct stat64 *st, int fl), (d, p, st, fl), 1,  \
       RO(p), rg(st, sizeof *st))                                                             \
+    /* what binaries built against glibc < 2.33 call for the stat family */                 \
+    X(int, __xstat, (int v, const char *p, struct stat *st), (v, p, st), 1, RO(p),           \
+      rg(st, sizeof *st))                                                                    \
+    X(int, __lxstat, (int v, const char *p, struct stat *st), (v, p, st), 1, RO(p),          \
+      rg(st, sizeof *st))                                                                    \
+    X(int, __fxstat, (int v, int fd, struct stat *st), (v, fd, st), 1, rg(st, sizeof *st))   \
+    X(int, __fxstatat, (int v, int d, const char *p, struct stat *st, int fl),               \
+      (v, d, p, st, fl), 1, RO(p), rg(st, sizeof *st))                                       \
+    X(int, __xstat64, (int v, const char *p, struct stat64 *st), (v, p, st), 1, RO(p),       \
+      rg(st, sizeof *st))                                                                    \
+    X(int, __lxstat64, (int v, const char *p, struct stat64 *st), (v, p, st), 1, RO(p),      \
+      rg(st, sizeof *st))                                                                    \
+    X(int, __fxstat64, (int v, int fd, struct stat64 *st), (v, fd, st), 1,                   \
+      rg(st, sizeof *st))                                                                    \
+    X(int, __fxstatat64, (int v, int d, const char *p, struct stat64 *st, int fl),           \
+      (v, d, p, st, fl), 1, RO(p), rg(st, sizeof *st))                                       \
     X(int, statx, (int d, const char *p, int fl, unsigned m, struct statx *sx),              \
       (d, p, fl, m, sx), 1, RO(p), rg(sx, sizeof *sx))                                       \
     X(int, statfs, (const char *p, struct statfs *b), (p, b), 1, RO(p), rg(b, sizeof *b))    \
