@@ -116,7 +116,10 @@ static int no_pointers(long nr) {
 static int decode(long nr, const long *v, range_t *r) {
     int n = 0;
     switch (nr) {
-    case SYS_read: case SYS_pread64: case SYS_getdents64: case SYS_getrandom:
+    case SYS_getrandom:
+        r[n++] = rg((void *)v[0], (size_t)v[1]);
+        return n;
+    case SYS_read: case SYS_pread64: case SYS_getdents64:
 #ifdef SYS_getdents
     case SYS_getdents:
 #endif
