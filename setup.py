@@ -1,10 +1,10 @@
 """Build step pyproject.toml cannot express: compile the preloaded allocation shim.
 
-The shim (the C files in collectors/shim/, listed in collectors.shim.build.SOURCES) is a
+The shim (the C files in collectors/shim/, listed in placer.collectors.shim.build.SOURCES) is a
 plain C shared library for LD_PRELOAD, not a Python extension; it is declared as one only
 so that ``pip install .`` and ``pip install -e .`` both build it (into the wheel, or next
 to its sources). Without a C compiler the install still succeeds:
-``collectors.shim.library.shim_path()`` then explains what is missing when the shim is first needed.
+``placer.collectors.shim.library.shim_path()`` then explains what is missing when the shim is first needed.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from setuptools.command.build_ext import build_ext
 
 # the project's own modules, from this checkout (an isolated build does not install them)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from collectors.shim.build import SOURCES, compile_shim  # noqa: E402
+from placer.collectors.shim.build import SOURCES, compile_shim  # noqa: E402
 from placer.errors import ExternalToolError  # noqa: E402
 
-SHIM = "collectors.shim.libplacer_shim"
+SHIM = "placer.collectors.shim.libplacer_shim"
 
 
 class BuildShim(build_ext):

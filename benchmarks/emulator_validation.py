@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from collectors.hostmodel import binary_runner, measure_host_model  # noqa: E402
+from placer.collectors.hostmodel import binary_runner, measure_host_model  # noqa: E402
 from placer.contracts.examples import example_bin_dir  # noqa: E402
 from placer.contracts.host import this_host  # noqa: E402
 from placer.emulator.host import from_model  # noqa: E402

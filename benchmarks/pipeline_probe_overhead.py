@@ -31,7 +31,7 @@ HEADING = "## Pipeline probe overhead"
 
 def per_call_ns(n: int = 200_000) -> tuple[float, float]:
     """ns per call of an empty function: bare, and through a probe."""
-    from collectors.pipeline.probe import Probes
+    from placer.collectors.pipeline.probe import Probes
 
     def f(x: int) -> int:
         return x
@@ -63,9 +63,9 @@ def per_element_overhead_us(
     probes off and on, ``repeats`` times each, and takes the minimum CPU time of each
     (the minimum is what the work costs when no neighbour interferes).
     """
-    from collectors.pipeline.adapters import pipeline_def
-    from collectors.pipeline.probe import Probes
-    from collectors.pipeline.spec import PipelineSpec, StageSpec
+    from placer.collectors.pipeline.adapters import pipeline_def
+    from placer.collectors.pipeline.probe import Probes
+    from placer.collectors.pipeline.spec import PipelineSpec, StageSpec
 
     stages = [StageSpec("read", _identity, kind="source")]
     stages += [StageSpec(f"map{i}", _identity) for i in range(4)]
@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", help="replace the probe-overhead section of this file")
     args = ap.parse_args(argv)
 
-    from collectors.pipeline.measure import host_facts, measure
-    from collectors.pipeline.registry import example_names, load_pipeline
+    from placer.collectors.pipeline.measure import host_facts, measure
+    from placer.collectors.pipeline.registry import example_names, load_pipeline
 
     names = args.pipelines or [n for n in example_names() if "tfdata" not in n]
     bare, probed = per_call_ns()

@@ -6,7 +6,7 @@ For every pipeline, in one run on this host:
 - **workers=cores**: the common heuristic (every parallel knob / ``num_workers`` = cores,
   the knobs' defaults otherwise, no cache);
 - **analysis**: the operational analysis's config alone (placer's first trial);
-- **placer**: analysis + Optuna (``tuners.tuning.tune`` on a SQLite store), with at most
+- **placer**: analysis + Optuna (``placer.tuners.tuning.tune`` on a SQLite store), with at most
   a tenth of the grid's trials;
 - **optuna alone**: TPE with the same trial budget, no analysis seed;
 - **random**: random search with the same trial budget;
@@ -16,14 +16,14 @@ For every pipeline, in one run on this host:
 
 Every search (placer, optuna alone, random, grid) names its best the same way: its three
 best trials are re-measured once and the best mean of two measurements wins
-(:func:`tuners.study.pick_confirmed` / ``confirm_best``; 3 extra measurements each, not
+(:func:`placer.tuners.study.pick_confirmed` / ``confirm_best``; 3 extra measurements each, not
 trials). Each method's chosen config is measured again at the end (``--final-runs`` runs
 of ``--final-seconds``, probes off, median) so all are compared under the same conditions:
 distinct configs are measured round robin (A, B, ..., A, B, ...) so load bursts hit all
 alike, and methods that chose the identical config share one set of runs. Every measured
 value (final runs, grid) above the analysis's upper bound is listed as a bound violation.
 
-Every number is the tuner's objective (:func:`tuners.tuning.measure_config`): samples/s
+Every number is the tuner's objective (:func:`placer.tuners.tuning.measure_config`): samples/s
 delivered to a consumer that materializes each batch (copies every array once), and, for
 a config with a cache, the mean over a run of ``--epochs`` epochs from the measured first
 epoch (which fills the cache) and the measured cached epochs. The grid, the searches and
@@ -53,11 +53,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from placer.contracts.pipeline import ChoiceKnob, Config, IntKnob, PipelineDef  # noqa: E402
-from tuners.analysis import Analysis  # noqa: E402
-from tuners.configs import core_demand  # noqa: E402
-from tuners.resolve import load_pipeline, resolve_measure  # noqa: E402
-from tuners.study import best_trial, pick_confirmed, trial_score  # noqa: E402
-from tuners.tuning import (  # noqa: E402
+from placer.tuners.analysis import Analysis  # noqa: E402
+from placer.tuners.configs import core_demand  # noqa: E402
+from placer.tuners.resolve import load_pipeline, resolve_measure  # noqa: E402
+from placer.tuners.study import best_trial, pick_confirmed, trial_score  # noqa: E402
+from placer.tuners.tuning import (  # noqa: E402
     Budget,
     Objective,
     TrialFailed,
@@ -168,7 +168,7 @@ def search(
     """An in-memory Optuna study with ``sampler`` and no analysis seed."""
     import optuna
 
-    from tuners.study import make_pruner
+    from placer.tuners.study import make_pruner
 
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=make_pruner())
     objective = Objective(
@@ -289,7 +289,7 @@ def bench_one(name: str, args: argparse.Namespace, store_dir: Path) -> dict[str,
     budget_cores = float(args.budget_cores or cores)
     # The grid depends on the profile: profile once (the tuner profiles again, as a user's
     # `placer tune` would), size the grid, then give the tuner a tenth of its trials.
-    from tuners.analysis import analyze
+    from placer.tuners.analysis import analyze
 
     profile = measure(
         defn,

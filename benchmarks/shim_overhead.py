@@ -168,7 +168,7 @@ def mprotect_pair_cost(workdir: Path, pairs: int = 20000) -> dict[str, float] | 
 
 def _shim_hash(library: Path) -> str | None:
     """Which shim source was measured (the hash its build embeds)."""
-    from collectors.shim.build import embedded_hash
+    from placer.collectors.shim.build import embedded_hash
 
     return embedded_hash(library)
 
@@ -197,7 +197,7 @@ def machine_info() -> dict[str, object]:
 
 def log_metrics(pattern: Path, sample_min: int) -> dict[str, float]:
     """What the shim logged and sampled in one run (main process's log)."""
-    from collectors.shim.log import find_logs, read_log
+    from placer.collectors.shim.log import find_logs, read_log
 
     logs = find_logs(pattern)
     if not logs:
@@ -259,7 +259,7 @@ def run_once(
     slug = re.sub(r"[^a-z0-9]+", "-", cfg.name.lower()).strip("-")
     pattern = workdir / f"{slug}.{repeat}.%p.log"
     if cfg.shim:
-        from collectors.shim.library import shim_env
+        from placer.collectors.shim.library import shim_env
 
         env.update(shim_env(pattern, **cfg.settings))
     else:
@@ -442,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1 or not 1 <= args.scale <= 30:
         p.error("--repeats must be >= 1 and --scale in [1, 30]")
 
-    from collectors.shim.library import shim_path
+    from placer.collectors.shim.library import shim_path
 
     shim = shim_path()  # builds it if needed, before any timing
     pr = _examples_bin("pr")

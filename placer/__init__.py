@@ -29,16 +29,16 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it (imported when the name is first used)
 _LAZY = {
-    "build_dataloader": "collectors.pipeline.apply",
-    "build_nodes": "collectors.pipeline.apply",
-    "build_tf_dataset": "collectors.pipeline.apply",
-    "staged_dataset": "collectors.pipeline.apply",
-    "load_config": "collectors.pipeline.apply",
+    "build_dataloader": "placer.collectors.pipeline.apply",
+    "build_nodes": "placer.collectors.pipeline.apply",
+    "build_tf_dataset": "placer.collectors.pipeline.apply",
+    "staged_dataset": "placer.collectors.pipeline.apply",
+    "load_config": "placer.collectors.pipeline.apply",
     "tune": "placer.api",
     "profile": "placer.api",
     "read_plan": "placer.api",
     "ProfileResult": "placer.api",
-    "TuneResult": "tuners.tuning",
+    "TuneResult": "placer.tuners.tuning",
     "PipelineDef": "placer.contracts.pipeline",
 }
 
@@ -64,16 +64,16 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from collectors.pipeline.apply import (
+    from placer.api import ProfileResult, profile, read_plan, tune
+    from placer.collectors.pipeline.apply import (
         build_dataloader,
         build_nodes,
         build_tf_dataset,
         load_config,
         staged_dataset,
     )
-    from placer.api import ProfileResult, profile, read_plan, tune
     from placer.contracts.pipeline import PipelineDef
-    from tuners.tuning import TuneResult
+    from placer.tuners.tuning import TuneResult
 
 
 def __getattr__(name: str) -> Any:

@@ -3,7 +3,7 @@
 Thin wrappers over what ``placer tune``, ``placer profile`` and ``placer run --plan`` call,
 with the store found the way the CLI finds it (``store=`` wins over ``PLACER_STORE``,
 which wins over the SQLite file in the data directory). ``import placer`` re-exports
-these names (and the pipeline builders of :mod:`collectors.pipeline.apply`) lazily.
+these names (and the pipeline builders of :mod:`placer.collectors.pipeline.apply`) lazily.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collectors.profile.session import ProfileRequest, run_profile
+from placer.collectors.profile.session import ProfileRequest, run_profile
 from placer.config import resolve_store_url
 from placer.contracts.pipeline import PipelineDef
 from placer.contracts.units import parse_size
 from placer.placement import planfile
 from placer.store import Store
-from tuners.tuning import TuneResult
-from tuners.tuning import tune as run_tune
+from placer.tuners.tuning import TuneResult
+from placer.tuners.tuning import tune as run_tune
 
 __all__ = ["ProfileResult", "profile", "read_plan", "tune"]
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import placer
-from collectors.pipeline.engine import usable_cores
+from placer.collectors.pipeline.engine import usable_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "lightgbm", "optuna", "tensorflow", "sqlalchemy", "numpy")
@@ -184,7 +184,7 @@ def test_read_plan_is_a_one_line_error_on_a_bad_file(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_tf_dataset_from_a_tuned_config(tmp_path: Path) -> None:
     """In a fresh process: TensorFlow and torch in one interpreter is not what users run."""
-    from collectors.pipeline.adapters.tfdata import tf_available
+    from placer.collectors.pipeline.adapters.tfdata import tf_available
 
     reason = tf_available()
     if reason:

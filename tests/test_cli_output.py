@@ -157,7 +157,7 @@ def test_every_option_and_argument_has_help() -> None:
 
 
 def test_tune_help_lists_the_pipelines(capsys: pytest.CaptureFixture[str]) -> None:
-    from collectors.pipeline.registry import example_names
+    from placer.collectors.pipeline.registry import example_names
 
     with pytest.raises(SystemExit):
         cli.main(["tune", "--help"])

@@ -146,7 +146,7 @@ def test_dhat_pass_follows_children_of_a_script(
     from placer.experiments.session import profile_pair
     from placer.store import Store
 
-    pytest.importorskip("collectors.shim")
+    pytest.importorskip("placer.collectors.shim")
     monkeypatch.setenv("PLACER_DATA_DIR", str(tmp_path / "data"))
     script = tmp_path / "run.sh"
     lua = tmp_path / "t.lua"

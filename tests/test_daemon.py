@@ -235,7 +235,7 @@ def wait_for(pred: Callable[[], Any], timeout: float = 20.0, step: float = 0.1) 
 def start_shim_target(
     d: DaemonProc, prog: Path, *args: str
 ) -> tuple[subprocess.Popen[bytes], Path]:
-    from collectors.shim.library import shim_env
+    from placer.collectors.shim.library import shim_env
 
     logdir = d.tmp / "logs"
     logdir.mkdir(exist_ok=True)
@@ -247,7 +247,7 @@ def start_shim_target(
 
 
 def log_counts(path: Path) -> dict[str, int]:
-    from collectors.shim.log import read_log
+    from placer.collectors.shim.log import read_log
 
     log = read_log(path)
     return {"allocs": len(log.allocs), "frees": len(log.frees), "samples": len(log.samples)}
@@ -657,7 +657,7 @@ def test_first_trial_is_the_analysis_when_stats_suffice() -> None:
 def test_study_lives_in_the_store_and_resumes(tmp_path: Path) -> None:
     from placer.daemon.decide import analyze_reported
     from placer.store import Store
-    from tuners.tuning import optuna_storage
+    from placer.tuners.tuning import optuna_storage
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
     with Store(url) as store:

@@ -469,7 +469,7 @@ def _perf_script(tmp_path: Path, name: str, body: str) -> str:
 
 
 def test_perf_mem_probe_is_shared_by_profiler_and_daemon(tmp_path: Path) -> None:
-    from collectors.profile.perf import perf_mem_works
+    from placer.collectors.profile.perf import perf_mem_works
     from placer.daemon.perfstat import PerfSupport
 
     refused = _perf_script(

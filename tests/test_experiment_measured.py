@@ -93,11 +93,11 @@ def test_plan_binding_on_node_0_for_real(tmp_path: Path, monkeypatch: pytest.Mon
     from placer.store import Store
     from placer.store.models import Label
 
-    pytest.importorskip("collectors.shim")
+    pytest.importorskip("placer.collectors.shim")
     monkeypatch.setenv("PLACER_DATA_DIR", str(tmp_path / "data"))
     bins = example_bin_dir(build=True)
     assert bins is not None
-    from collectors.profile.session import ProfileRequest, run_profile
+    from placer.collectors.profile.session import ProfileRequest, run_profile
 
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     store.upgrade()
@@ -169,11 +169,11 @@ def test_chunked_plan_binding_on_node_0_for_real(
     from placer.store import Store
     from placer.store.models import Experiment, Label
 
-    pytest.importorskip("collectors.shim")
+    pytest.importorskip("placer.collectors.shim")
     monkeypatch.setenv("PLACER_DATA_DIR", str(tmp_path / "data"))
     bins = example_bin_dir(build=True)
     assert bins is not None
-    from collectors.profile.session import ProfileRequest, run_profile
+    from placer.collectors.profile.session import ProfileRequest, run_profile
 
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     store.upgrade()

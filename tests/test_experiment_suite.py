@@ -29,7 +29,7 @@ def test_suite_lists_every_kernel_generator_and_scale() -> None:
 def test_run_suite_labels_and_reports_failures(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("collectors.shim")
+    pytest.importorskip("placer.collectors.shim")
     if shutil.which("valgrind") is None:
         pytest.skip("valgrind is not installed")
     from sqlalchemy import func, select
@@ -89,7 +89,7 @@ def test_experiment_chunk_labels_each_chunk_of_one_site(
 ) -> None:
     """``experiment --chunk``: one 32 MiB array profiled in 8 MiB chunks gives four object
     labels of one site (default: one label); ``--chunk`` with ``--run`` is refused."""
-    pytest.importorskip("collectors.shim")
+    pytest.importorskip("placer.collectors.shim")
     if shutil.which("valgrind") is None:
         pytest.skip("valgrind is not installed")
     import json

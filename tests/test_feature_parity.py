@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors.profile import ingest
-from collectors.profile.perf import MemSource, PerfSample
+from placer.collectors.profile import ingest
+from placer.collectors.profile.perf import MemSource, PerfSample
 from placer.daemon.decide import ObjectTable
 from placer.placement.features import (
     FEATURES,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collectors.hostmodel import chase_sizes, measure_host_model, thread_counts
+from placer.collectors.hostmodel import chase_sizes, measure_host_model, thread_counts
 from placer.contracts.host import HostIdentity, HostModel, Point, effective_cache_bytes
 from placer.errors import InvalidInputError, NotFoundError
 from placer.store import Store

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from placer.contracts.pipeline import ChoiceKnob, IntKnob, Knob, from_wire, to_wire
 from placer.daemon.decide import PipelineTuner, parse_knob_space
 from placer.errors import InvalidInputError
-from tuners.space import distributions, suggest
+from placer.tuners.space import distributions, suggest
 
 
 @st.composite

@@ -209,7 +209,7 @@ def test_profiled_objects_are_named_by_the_callers_of_their_wrapper(
 ) -> None:
     """``placer profile`` of a C program with an ``xmalloc`` wrapper names its two
     objects by the two calling lines, not by the ``malloc`` line inside the wrapper."""
-    from collectors.shim.library import shim_path  # type: ignore[attr-defined,unused-ignore]
+    from placer.collectors.shim.library import shim_path  # type: ignore[attr-defined,unused-ignore]
 
     if shutil.which("cc") is None or shutil.which("addr2line") is None:
         pytest.skip("needs cc and addr2line")

@@ -71,8 +71,8 @@ def test_migrations_run_from_the_installed_wheel(wheel: Path, tmp_path: Path) ->
     )
     db = tmp_path / "w.db"
     code = (
-        "import sys, migrations; assert migrations.__file__.startswith(sys.argv[1]), "
-        "migrations.__file__; from placer.store import Store; "
+        "import sys, migrations; assert placer.migrations.__file__.startswith(sys.argv[1]), "
+        "placer.migrations.__file__; from placer.store import Store; "
         f"s = Store('sqlite:///{db}'); s.upgrade(); print(s.current_revision())"
     )
     env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}

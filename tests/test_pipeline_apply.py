@@ -8,7 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collectors.pipeline.apply import build_dataloader, build_nodes, load_config, staged_dataset
+from placer.collectors.pipeline.apply import (
+    build_dataloader,
+    build_nodes,
+    load_config,
+    staged_dataset,
+)
 from placer.errors import InvalidInputError
 
 pytest.importorskip("torch")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collectors.pipeline.registry import example_names, load_pipeline
+from placer.collectors.pipeline.registry import example_names, load_pipeline
 from placer.errors import InvalidInputError, NotFoundError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -101,15 +101,15 @@ def test_remote_dataloader_gains_workers_in_the_same_process() -> None:
 
 @pytest.mark.slow
 def test_tfdata_examples_in_a_fresh_process(tiny_data: Path) -> None:
-    from collectors.pipeline.adapters.tfdata import tf_available
+    from placer.collectors.pipeline.adapters.tfdata import tf_available
 
     reason = tf_available()
     if reason:
         pytest.skip(reason)
     code = """
 import numpy as np
-from collectors.pipeline.registry import load_pipeline
-from collectors.pipeline.probe import Probes
+from placer.collectors.pipeline.registry import load_pipeline
+from placer.collectors.pipeline.probe import Probes
 names = ["images-tfdata", "images-tfdata-autotune", "tabular-tfdata", "tabular-tfdata-autotune"]
 for name in names:
     d = load_pipeline(name)
@@ -149,8 +149,8 @@ def test_unknown_names_and_bad_user_builders() -> None:
     with pytest.raises(InvalidInputError, match="does not import"):
         load_pipeline("no_such_module_xyz:make")
     with pytest.raises(InvalidInputError, match="has no function"):
-        load_pipeline("collectors.pipeline.spec:nope")
+        load_pipeline("placer.collectors.pipeline.spec:nope")
     with pytest.raises(InvalidInputError, match="raised"):
-        load_pipeline("collectors.pipeline.adapters:pipeline_def")  # needs arguments
+        load_pipeline("placer.collectors.pipeline.adapters:pipeline_def")  # needs arguments
     with pytest.raises(InvalidInputError, match="not a PipelineDef"):
-        load_pipeline("collectors.pipeline.registry:example_names")
+        load_pipeline("placer.collectors.pipeline.registry:example_names")

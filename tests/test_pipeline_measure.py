@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from collectors.pipeline.adapters import pipeline_def
-from collectors.pipeline.measure import batch_samples, host_facts, measure
-from collectors.pipeline.spec import PipelineSpec, StageSpec
+from placer.collectors.pipeline.adapters import pipeline_def
+from placer.collectors.pipeline.measure import batch_samples, host_facts, measure
+from placer.collectors.pipeline.spec import PipelineSpec, StageSpec
 from placer.errors import InvalidInputError
 
 
@@ -176,7 +176,7 @@ def test_cached_config_reports_first_epoch_and_cached_epochs_materialized() -> N
 
 
 def test_consumer_copies_every_kind_of_leaf() -> None:
-    from collectors.pipeline.measure import Consumer
+    from placer.collectors.pipeline.measure import Consumer
 
     torch = pytest.importorskip("torch")
     c = Consumer()

@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from collectors.pipeline.adapters import pipeline_def
-from collectors.pipeline.probe import Probes, estimate_bytes
-from collectors.pipeline.spec import PipelineSpec, StageSpec
+from placer.collectors.pipeline.adapters import pipeline_def
+from placer.collectors.pipeline.probe import Probes, estimate_bytes
+from placer.collectors.pipeline.spec import PipelineSpec, StageSpec
 
 BURN_S = 0.002
 SLEEP_S = 0.002

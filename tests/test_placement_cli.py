@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from collectors.profile.pysites import python_site_hash
-from collectors.profile.session import prepare
 from placer.act import bind
+from placer.collectors.profile.pysites import python_site_hash
+from placer.collectors.profile.session import prepare
 from placer.placement import evaluation
 from placer.placement.planfile import shim_lines
 from placer.placement.registry import DEFAULT_DIR, default_files

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from collectors.profile import pyrunner
 from placer.act import bind
+from placer.collectors.profile import pyrunner
 from placer.errors import InvalidInputError
 from placer.placement import baselines, evaluation, features, planfile, planner
 from placer.placement.labels import load_labels
@@ -236,7 +236,7 @@ def test_numa_maps_attribution_on_recorded_output() -> None:
     ends = {v.start: v.start + 4096 * 512 for v in vmas}
     snap = bind.Snapshot(time_ns=50, vmas=vmas)
 
-    class R:  # log records as collectors.shim.log returns them
+    class R:  # log records as placer.collectors.shim.log returns them
         def __init__(self, **kw: object) -> None:
             self.__dict__.update(kw)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from collectors.shim.log import find_logs, read_log
 from placer.act.export import numactl
+from placer.collectors.shim.log import find_logs, read_log
 from placer.contracts.host import this_host
 from placer.placement.planfile import parse_shim_lines, shim_lines
 from placer.store import Store

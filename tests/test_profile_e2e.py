@@ -51,7 +51,7 @@ int main(int argc, char **argv) {
 
 def _shim_ready() -> str | None:
     try:
-        from collectors.shim.library import shim_path  # type: ignore[attr-defined,unused-ignore]
+        from placer.collectors.shim.library import shim_path  # type: ignore[attr-defined,unused-ignore]
 
         return str(shim_path())
     except Exception as exc:  # noqa: BLE001
@@ -447,8 +447,8 @@ def test_pagerank_objects_and_hot_scores(run_placer, shim) -> None:  # type: ign
 
 
 def test_truncated_real_log_kept_with_flag(shim, prog, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from collectors.profile import ingest
-    from collectors.shim.log import read_log
+    from placer.collectors.profile import ingest
+    from placer.collectors.shim.log import read_log
     from placer.store import Store
 
     env = dict(os.environ, LD_PRELOAD=shim, PLACER_SHIM_LOG=str(tmp_path / "shim.%p.log"))
@@ -478,7 +478,7 @@ def test_truncated_real_log_kept_with_flag(shim, prog, tmp_path: Path) -> None: 
 
 
 def test_corrupt_log_clear_error_nothing_stored(shim, prog, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from collectors.profile import session
+    from placer.collectors.profile import session
     from placer.errors import InvalidInputError
     from placer.store import Store
 

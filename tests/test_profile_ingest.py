@@ -9,8 +9,8 @@ from types import SimpleNamespace as NS
 import pytest
 from sqlalchemy import func, select
 
-from collectors.profile import ingest, perf
 from placer.cli.profile import objects_document
+from placer.collectors.profile import ingest, perf
 from placer.errors import InvalidInputError
 from placer.store import Store
 from placer.store.models import AllocObject, DeepSiteStat, ObjectMetric, Run, Site
@@ -21,7 +21,7 @@ MiB = 1 << 20
 
 
 def _log(pid: int = 4242, truncated: bool = False) -> NS:
-    """A ShimLog as collectors.shim.log.read_log returns it (same attribute names)."""
+    """A ShimLog as placer.collectors.shim.log.read_log returns it (same attribute names)."""
     header = NS(
         version=1,
         start_ns=T0,

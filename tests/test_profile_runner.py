@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from collectors.profile.elf import read_elf
-from collectors.profile.symbolize import Symbolizer, _parse_pretty
+from placer.collectors.profile.elf import read_elf
+from placer.collectors.profile.symbolize import Symbolizer, _parse_pretty
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -88,7 +88,7 @@ def test_symbolize_keeps_function_names_and_refreshes_old_caches(tmp_path: Path)
 def _runner_script(argv: list[str]) -> str:
     return textwrap.dedent(f"""\
         import json, sys
-        from collectors.profile.runner import run_program
+        from placer.collectors.profile.runner import run_program
         r = run_program({argv!r}, dict(__import__('os').environ))
         print(json.dumps({{"status": r.status, "code": r.exit_code, "sig": r.signal_name}}),
               file=sys.stderr)
@@ -154,7 +154,7 @@ def test_pyrunner_keeps_script_semantics_and_names_buffers(tmp_path: Path) -> No
         [
             sys.executable,
             "-m",
-            "collectors.profile.pyrunner",
+            "placer.collectors.profile.pyrunner",
             "--out",
             str(out),
             "--",
@@ -182,8 +182,8 @@ def test_pyrunner_keeps_script_semantics_and_names_buffers(tmp_path: Path) -> No
 def test_one_launcher_watches_and_says_why_a_program_cannot_start(tmp_path: Path) -> None:
     """run_program is the one launcher (profiles and plan runs): ``watch`` sees the live
     process, and a missing or non-executable program is a one-line InvalidInputError."""
-    from collectors.profile.runner import run_program
     from placer.act.bind import run_with_plan
+    from placer.collectors.profile.runner import run_program
     from placer.errors import InvalidInputError
 
     seen: list[int] = []

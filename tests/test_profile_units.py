@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from collectors.profile import dhat, perf
-from collectors.profile.intervals import Hit, ObjectIndex, Span
-from collectors.profile.runner import classify
-from collectors.profile.session import parse_size, prepare
+from placer.collectors.profile import dhat, perf
+from placer.collectors.profile.intervals import Hit, ObjectIndex, Span
+from placer.collectors.profile.runner import classify
+from placer.collectors.profile.session import parse_size, prepare
 from placer.errors import InvalidInputError
 
 DATA = Path(__file__).parent / "data" / "profile"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import collectors.shim.library as shim_pkg
-from collectors.shim import build
-from collectors.shim.library import shim_env, shim_path
+import placer.collectors.shim.library as shim_pkg
+from placer.collectors.shim import build
+from placer.collectors.shim.library import shim_env, shim_path
 from placer.errors import ExternalToolError
 
 needs_cc = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (cc)")
@@ -129,7 +129,7 @@ def test_compile_error_is_reported(private_source: Path) -> None:
 def test_build_cli(tmp_path: Path) -> None:
     out = tmp_path / "lib" / "x.so"
     res = subprocess.run(
-        [sys.executable, "-m", "collectors.shim.build", "-o", str(out)],
+        [sys.executable, "-m", "placer.collectors.shim.build", "-o", str(out)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from collectors.shim.library import shim_path
-from collectors.shim.log import cpu_ns_at
+from placer.collectors.shim.library import shim_path
+from placer.collectors.shim.log import cpu_ns_at
 from tests.test_shim_runtime import only_log, run
 
 # 8 MiB sampled while the program sleeps 0.4 s (no CPU), then touches it for ~60 ms of CPU

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from collectors.shim.library import shim_path
-from collectors.shim.log import find_logs, read_log
+from placer.collectors.shim.library import shim_path
+from placer.collectors.shim.log import find_logs, read_log
 from tests.test_shim_runtime import OTHER_ALLOCATORS, only_log, other_allocator, run
 
 PROGRAM_SRC = Path(__file__).resolve().parent / "shim_programs" / "kernelcalls.c"

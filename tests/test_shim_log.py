@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collectors.shim.log import (
+from placer.collectors.shim.log import (
     END_EXEC,
     STATS_NAMES,
     AllocRecord,

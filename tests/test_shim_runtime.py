@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from collectors.shim.library import shim_path
-from collectors.shim.log import END_EXEC, find_logs, read_log
+from placer.collectors.shim.library import shim_path
+from placer.collectors.shim.log import END_EXEC, find_logs, read_log
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

@@ -16,8 +16,8 @@ from placer.contracts.pipeline import (
     StageStats,
 )
 from placer.errors import InvalidInputError
-from tuners.analysis import analyze
-from tuners.configs import config_from_analysis, core_demand
+from placer.tuners.analysis import analyze
+from placer.tuners.configs import config_from_analysis, core_demand
 
 GIB = 1024**3
 
@@ -246,7 +246,7 @@ def test_consumer_bounds_a_cache_of_finished_batches() -> None:
 
 
 def test_run_rate_and_effective_rate() -> None:
-    from tuners.analysis import effective_rate, run_rate
+    from placer.tuners.analysis import effective_rate, run_rate
 
     assert run_rate(100.0, 1000.0, 10) == pytest.approx(10 / (1 / 100 + 9 / 1000))
     assert run_rate(100.0, 1000.0, 1) == 100.0

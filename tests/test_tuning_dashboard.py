@@ -14,7 +14,7 @@ from pathlib import Path
 import placer
 from placer.reports import build
 from placer.store import Store
-from tuners.study import BEST_ATTR, best_trial, optuna_storage
+from placer.tuners.study import BEST_ATTR, best_trial, optuna_storage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

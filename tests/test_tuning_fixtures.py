@@ -1,6 +1,6 @@
 """Pipeline builders the tuning tests name as ``test_tuning_fixtures:function`` (no tests here).
 
-Each does real (small) work through :mod:`tuners.synthetic`; the misbehaving ones count
+Each does real (small) work through :mod:`placer.tuners.synthetic`; the misbehaving ones count
 their builds in the file named by ``PLACER_TEST_BUILD_COUNTER`` (shared by forked
 measuring processes) and misbehave on one chosen build.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from placer.contracts.pipeline import PipelineDef
-from tuners.synthetic import synthetic_cpu
+from placer.tuners.synthetic import synthetic_cpu
 
 COUNTER_ENV = "PLACER_TEST_BUILD_COUNTER"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from collectors.pipeline.probe import Probes, _run_delay_ns, gil_share, side_effects
+from placer.collectors.pipeline.probe import Probes, _run_delay_ns, gil_share, side_effects
 from placer.contracts.pipeline import (
     ChoiceKnob,
     HostFacts,
@@ -24,9 +24,9 @@ from placer.contracts.pipeline import (
     StageInfo,
     StageStats,
 )
-from tuners.analysis import analyze
-from tuners.configs import config_from_analysis, predicted_rate
-from tuners.study import analysis_from_dict
+from placer.tuners.analysis import analyze
+from placer.tuners.configs import config_from_analysis, predicted_rate
+from placer.tuners.study import analysis_from_dict
 
 GIB = 1024**3
 
@@ -106,9 +106,9 @@ def test_probe_keeps_a_sample_of_inputs_only_while_asked() -> None:
 
 @needs_schedstat
 def test_measure_records_gil_shares_for_thread_engines() -> None:
-    from collectors.pipeline.adapters import pipeline_def
-    from collectors.pipeline.measure import measure
-    from collectors.pipeline.spec import PipelineSpec, StageSpec
+    from placer.collectors.pipeline.adapters import pipeline_def
+    from placer.collectors.pipeline.measure import measure
+    from placer.collectors.pipeline.spec import PipelineSpec, StageSpec
 
     spec = PipelineSpec(
         name="gil",

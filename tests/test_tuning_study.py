@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 from placer.errors import InvalidInputError
 from placer.store import Store
 from placer.store.models import Pipeline, PipelineRun, StageMetric, TuningStudy
-from tuners.study import optuna_storage
-from tuners.synthetic import measure_synthetic
-from tuners.tuning import tune
+from placer.tuners.study import optuna_storage
+from placer.tuners.synthetic import measure_synthetic
+from placer.tuners.tuning import tune
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
@@ -71,7 +71,7 @@ def test_first_trial_is_the_analysis_config_and_everything_is_stored(store_url: 
 def test_hanging_trial_fails_and_the_study_goes_on(
     sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from collectors.pipeline.measure import measure
+    from placer.collectors.pipeline.measure import measure
 
     monkeypatch.setenv(fx.COUNTER_ENV, str(tmp_path / "builds"))
     result = tune(
@@ -206,8 +206,8 @@ def test_a_cached_trial_is_worth_its_run_not_its_replay() -> None:
     import optuna
 
     from placer.contracts.pipeline import HostFacts, Measurement
-    from tuners.analysis import Analysis, run_rate
-    from tuners.tuning import Budget, Objective
+    from placer.tuners.analysis import Analysis, run_rate
+    from placer.tuners.tuning import Budget, Objective
 
     defn = fx.tiny()
     calls: list[dict[str, object]] = []
@@ -273,7 +273,7 @@ def test_a_cached_trial_is_worth_its_run_not_its_replay() -> None:
 def test_the_best_is_confirmed_by_a_second_measurement() -> None:
     import optuna
 
-    from tuners.study import CONFIRM_ATTR, best_trial, pick_confirmed, trial_score
+    from placer.tuners.study import CONFIRM_ATTR, best_trial, pick_confirmed, trial_score
 
     # a lucky first run (b) loses to a steady one (a) once both are measured again
     again = {"a": 95.0, "b": 40.0, "c": 80.0, "d": 1000.0}

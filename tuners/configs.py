@@ -1,6 +1,6 @@
 """From an analysis to configs: the first trial's knobs and what a config would cost.
 
-Pure computation on :class:`tuners.analysis.Analysis` (no I/O): the tuner seeds its study
+Pure computation on :class:`placer.tuners.analysis.Analysis` (no I/O): the tuner seeds its study
 with :func:`config_from_analysis` and skips configs whose :func:`core_demand` or
 :func:`cache_bytes` cannot fit the budget; the daemon picks a job's first trial the same way.
 """
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from placer.contracts.pipeline import ChoiceKnob, Config, IntKnob, PipelineDef
-from tuners.analysis import EPS_CPU, Analysis, gil_seconds_per_batch
+from placer.tuners.analysis import EPS_CPU, Analysis, gil_seconds_per_batch
 
 
 def _knob_clip(knob: Any, value: Any) -> Any:

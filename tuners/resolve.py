@@ -1,7 +1,7 @@
 """Find a pipeline definition and the measuring function for it.
 
 ``PIPELINE`` on the command line is one of the synthetic pipelines of
-:mod:`tuners.synthetic`, or anything the collectors' registry resolves (an example name,
+:mod:`placer.tuners.synthetic`, or anything the collectors' registry resolves (an example name,
 see docs/pipelines.md, or ``package.module:function`` returning a
 :class:`~placer.contracts.pipeline.PipelineDef`).
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from collectors.pipeline import registry
-from collectors.pipeline.measure import measure
+from placer.collectors.pipeline import registry
+from placer.collectors.pipeline.measure import measure
 from placer.contracts.pipeline import PipelineDef
-from tuners.synthetic import SYNTHETIC
+from placer.tuners.synthetic import SYNTHETIC
 
 MeasureFn = Callable[..., Any]
 

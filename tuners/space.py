@@ -1,6 +1,6 @@
 """The one mapping from pipeline knobs to Optuna's search space.
 
-``placer tune`` (:mod:`tuners.tuning`, define-by-run) and the daemon's ask-and-tell loop
+``placer tune`` (:mod:`placer.tuners.tuning`, define-by-run) and the daemon's ask-and-tell loop
 (:class:`placer.daemon.decide.PipelineTuner`, which reads the job's space in its wire form,
 :func:`placer.contracts.pipeline.from_wire`) both sample through :func:`distributions`, so
 a knob means the same search range (and scale) whichever of them tunes it.

@@ -20,7 +20,7 @@ from typing import Any
 from placer.contracts.pipeline import Config
 from placer.errors import StoreError, first_line
 from placer.store.engine import SQLITE_BUSY_TIMEOUT_MS, parse_url, queue_sqlite_writers
-from tuners.analysis import Analysis, StageAnalysis
+from placer.tuners.analysis import Analysis, StageAnalysis
 
 HEARTBEAT_SECONDS = 5
 SQLITE_TIMEOUT_SECONDS = SQLITE_BUSY_TIMEOUT_MS / 1000

@@ -4,7 +4,7 @@ They exist so that the analysis and the tuner can be tested and benchmarked on t
 even where torch/tf are absent: every stage really reads a file, really decompresses and
 hashes (zlib and hashlib release the GIL, so thread parallelism really scales on cores) or
 really sleeps for a simulated remote request. :func:`measure_synthetic` runs one with its
-own probes, the same shape of result as ``collectors.pipeline.measure.measure``.
+own probes, the same shape of result as ``placer.collectors.pipeline.measure.measure``.
 
 - ``synthetic-cpu``: read (sequential, file) → decode (CPU) → flip (random) → batch
 - ``synthetic-remote``: fetch (I/O latency per request, parallel) → decode → batch
@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from collectors.pipeline.measure import consume
-from collectors.pipeline.probe import Probes
+from placer.collectors.pipeline.measure import consume
+from placer.collectors.pipeline.probe import Probes
 from placer.contracts.pipeline import (
     ChoiceKnob,
     Config,

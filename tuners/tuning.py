@@ -1,6 +1,6 @@
 """Optuna tuning of a pipeline, seeded by the operational analysis.
 
-The study lives in the store's database (:mod:`tuners.study`). Its first trial is the
+The study lives in the store's database (:mod:`placer.tuners.study`). Its first trial is the
 analysis's configuration (``enqueue_trial``), followed by a few neighbours of it, then TPE searches
 the pipeline's knobs. Each trial is a short :func:`measure` run in two steps: a quick
 one whose throughput is reported to the pruner, then the full one. CPU and memory
@@ -32,11 +32,11 @@ from placer.contracts.pipeline import Config, IntKnob, Measurement, PipelineDef
 from placer.errors import InvalidInputError, PlacerError
 from placer.store import Store
 from placer.store.repository import pipelines as repo
-from tuners.analysis import DEFAULT_EPOCHS, Analysis, analyze, effective_rate
-from tuners.configs import cache_bytes, config_from_analysis, core_demand
-from tuners.resolve import load_pipeline, resolve_measure
-from tuners.space import suggest
-from tuners.study import (
+from placer.tuners.analysis import DEFAULT_EPOCHS, Analysis, analyze, effective_rate
+from placer.tuners.configs import cache_bytes, config_from_analysis, core_demand
+from placer.tuners.resolve import load_pipeline, resolve_measure
+from placer.tuners.space import suggest
+from placer.tuners.study import (
     CONFIRM_ATTR,
     CONFIRM_TOP,
     analysis_from_dict,
@@ -158,7 +158,7 @@ def measure_config(
     **kwargs: Any,
 ) -> tuple[Measurement, float]:
     """Measure ``config`` and return it with its objective value (samples/s over a run of
-    ``epochs`` epochs, :func:`tuners.analysis.effective_rate`).
+    ``epochs`` epochs, :func:`placer.tuners.analysis.effective_rate`).
 
     A cached config is measured until two epochs are complete (its first, filling the
     cache, and one served from it), past ``seconds`` if need be; the deadline then also

@@ -23,13 +23,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from collectors.pipeline.adapters import spec_engine
-from collectors.pipeline.adapters.dataloader import ProbedDataset, make_dataloader, torch_dataset
-from collectors.pipeline.adapters.tfdata import TfPipeline, TfSpec, TfStage, tf_pipeline_def
-from collectors.pipeline.adapters.torchdata_nodes import TorchdataPipeline
-from collectors.pipeline.engine import usable_cores
-from collectors.pipeline.probe import Probes
-from collectors.pipeline.spec import PipelineSpec, StageSpec
+from placer.collectors.pipeline.adapters import spec_engine
+from placer.collectors.pipeline.adapters.dataloader import (
+    ProbedDataset,
+    make_dataloader,
+    torch_dataset,
+)
+from placer.collectors.pipeline.adapters.tfdata import TfPipeline, TfSpec, TfStage, tf_pipeline_def
+from placer.collectors.pipeline.adapters.torchdata_nodes import TorchdataPipeline
+from placer.collectors.pipeline.engine import usable_cores
+from placer.collectors.pipeline.probe import Probes
+from placer.collectors.pipeline.spec import PipelineSpec, StageSpec
 from placer.contracts.pipeline import Config
 from placer.errors import InvalidInputError
 

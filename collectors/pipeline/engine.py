@@ -1,8 +1,8 @@
 """What placer needs to know about a pipeline engine: the contract its adapters implement.
 
 A ``PipelineDef`` names its engine (``PipelineDef.engine``); measuring, running epochs and
-building from a :class:`~collectors.pipeline.spec.PipelineSpec` ask the engine object
-registered under that name (:mod:`collectors.pipeline.adapters`) instead of branching on
+building from a :class:`~placer.collectors.pipeline.spec.PipelineSpec` ask the engine object
+registered under that name (:mod:`placer.collectors.pipeline.adapters`) instead of branching on
 the string. Each adapter implements it once:
 
 - :class:`Engine`: what running a built pipeline needs: import the library ahead of
@@ -25,8 +25,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any
 
-from collectors.pipeline.probe import Probes
-from collectors.pipeline.spec import BATCH_STAGE, PipelineSpec
+from placer.collectors.pipeline.probe import Probes
+from placer.collectors.pipeline.spec import BATCH_STAGE, PipelineSpec
 from placer.contracts.pipeline import ChoiceKnob, Config, IntKnob, Knob, PipelineDef, StageInfo
 from placer.errors import InvalidInputError
 

@@ -13,8 +13,8 @@ placer daemon passes :class:`placer.daemon.client.PipelineAgent` (with its socke
 
     from functools import partial
 
-    from collectors.pipeline.epochs import run_epochs
-    from collectors.pipeline.registry import load_pipeline
+    from placer.collectors.pipeline.epochs import run_epochs
+    from placer.collectors.pipeline.registry import load_pipeline
     from placer.daemon.client import PipelineAgent
 
     defn = load_pipeline("remote-dataloader")
@@ -37,9 +37,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from collectors.pipeline.adapters import engine_named
-from collectors.pipeline.measure import batch_samples
-from collectors.pipeline.probe import Probes
+from placer.collectors.pipeline.adapters import engine_named
+from placer.collectors.pipeline.measure import batch_samples
+from placer.collectors.pipeline.probe import Probes
 from placer.contracts.pipeline import (
     Config,
     IntKnob,

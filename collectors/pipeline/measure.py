@@ -24,9 +24,9 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from collectors.pipeline.adapters import engine_named
-from collectors.pipeline.engine import usable_cores
-from collectors.pipeline.probe import RESERVOIR, Counters, Probes, gil_share
+from placer.collectors.pipeline.adapters import engine_named
+from placer.collectors.pipeline.engine import usable_cores
+from placer.collectors.pipeline.probe import RESERVOIR, Counters, Probes, gil_share
 from placer.contracts.pipeline import Config, HostFacts, Measurement, PipelineDef, StageStats
 from placer.errors import InvalidInputError
 
@@ -316,7 +316,7 @@ def _run(
 
     ``gil_check`` (with probes): stages keep a reservoir of their inputs during the
     window; afterwards each stage and the consumer is replayed in one and two threads
-    (:func:`collectors.pipeline.probe.gil_share`) for its GIL share.
+    (:func:`placer.collectors.pipeline.probe.gil_share`) for its GIL share.
     """
     probes = Probes([s.name for s in defn.stages]) if use_probes else None
     gil_check = gil_check and probes is not None

@@ -6,8 +6,8 @@ groups ``batch_size`` elements, and one *collate* stage that turns a list of ele
 a batch. That shape covers the example pipelines and most user jobs, and lets the same
 Python functions run under plain Python threads, torchdata.nodes and PyTorch DataLoader,
 so engines are compared on identical work. An engine turns a spec into a ``PipelineDef``
-(:meth:`collectors.pipeline.engine.SpecEngine.pipeline_def`; by name:
-:func:`collectors.pipeline.adapters.pipeline_def`).
+(:meth:`placer.collectors.pipeline.engine.SpecEngine.pipeline_def`; by name:
+:func:`placer.collectors.pipeline.adapters.pipeline_def`).
 """
 
 from __future__ import annotations

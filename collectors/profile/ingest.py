@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from collectors.profile.dhat import match_points, read_dhat
-from collectors.profile.intervals import ObjectIndex, Span
-from collectors.profile.pysites import python_site_hash, user_python_frames
-from collectors.profile.symbolize import Symbolizer, fallback_name
-from collectors.shim.log import cpu_ns_at
+from placer.collectors.profile.dhat import match_points, read_dhat
+from placer.collectors.profile.intervals import ObjectIndex, Span
+from placer.collectors.profile.pysites import python_site_hash, user_python_frames
+from placer.collectors.profile.symbolize import Symbolizer, fallback_name
+from placer.collectors.shim.log import cpu_ns_at
 from placer.errors import InvalidInputError
 from placer.store.repository.hosts import host_row
 from placer.store.repository.runs import (

@@ -1,6 +1,6 @@
 """Run a Python script like ``python script.py`` does, and name its big buffers.
 
-``python -m collectors.profile.pyrunner --out FILE -- script.py ARGS`` (or ``-- -m mod``)
+``python -m placer.collectors.profile.pyrunner --out FILE -- script.py ARGS`` (or ``-- -m mod``)
 starts :mod:`tracemalloc`, runs the script as ``__main__`` with the same ``sys.argv``, and
 on a timer and at exit walks the large buffers reachable from tracked containers (numpy
 arrays owning their data, bytearrays, bytes, array.array), writing one JSON line per buffer
@@ -9,7 +9,7 @@ traceback that allocated it. Placer joins these to the shim's ALLOC records by a
 lifetime, so objects are named ``script.py:42`` instead of interpreter C frames.
 
 ``--bind MAP --bind-report FILE`` (``placer run --plan`` on a Python script): each buffer
-first seen whose Python site (:func:`~collectors.profile.pysites.python_site_hash`) the
+first seen whose Python site (:func:`~placer.collectors.profile.pysites.python_site_hash`) the
 plan's MAP names is ``mbind``-ed (MPOL_BIND, MPOL_MF_MOVE: touched pages move) to its node,
 whole or per chunk, and one JSON line per bind is written to FILE. Buffers are looked for
 as soon as the traced memory grows by ``--min-size``, so a bind follows its allocation by
@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from collectors.profile.pysites import python_site_hash, user_python_frames
+from placer.collectors.profile.pysites import python_site_hash, user_python_frames
 
 _SKIP_FILES = (
     "runpy.py",
@@ -329,16 +329,16 @@ def command(
     *,
     options: list[str],
 ) -> list[str]:
-    """``interpreter -m collectors.profile.pyrunner OPTIONS -- script...``; sets ``env`` so
+    """``interpreter -m placer.collectors.profile.pyrunner OPTIONS -- script...``; sets ``env`` so
     the runner is importable and then leaves the script's own ``sys.path`` as it was."""
     root = str(Path(__file__).resolve().parent.parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PLACER_PYRUNNER_PATH"] = root
-    return [interpreter, "-m", "collectors.profile.pyrunner", *options, "--", *script]
+    return [interpreter, "-m", "placer.collectors.profile.pyrunner", *options, "--", *script]
 
 
 _USAGE = (
-    "usage: python -m collectors.profile.pyrunner [--out FILE] "
+    "usage: python -m placer.collectors.profile.pyrunner [--out FILE] "
     "[--bind MAP --bind-report FILE] -- script.py [ARGS]"
 )
 

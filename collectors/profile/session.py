@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collectors.profile import ingest, perf, pyrunner
-from collectors.profile.elf import read_elf, resolve_command, script_interpreter
-from collectors.profile.runner import run_program
-from collectors.profile.symbolize import Symbolizer
-from collectors.shim.library import shim_path
-from collectors.shim.log import read_log
+from placer.collectors.profile import ingest, perf, pyrunner
+from placer.collectors.profile.elf import read_elf, resolve_command, script_interpreter
+from placer.collectors.profile.runner import run_program
+from placer.collectors.profile.symbolize import Symbolizer
+from placer.collectors.shim.library import shim_path
+from placer.collectors.shim.log import read_log
 from placer.config import data_dir
 from placer.contracts.units import parse_size as parse_size  # public here too (CLI, tests)
 from placer.errors import ExternalToolError, InvalidInputError, PlacerError

@@ -17,7 +17,7 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from collectors.profile.elf import read_elf
+from placer.collectors.profile.elf import read_elf
 
 _PRETTY = re.compile(r"^(?:\s*\(inlined by\)\s*)?(?:0x[0-9a-f]+:\s*)?(?P<func>.*?) at (?P<loc>.*)$")
 

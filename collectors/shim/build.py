@@ -3,10 +3,10 @@
 Used three ways:
 
 - by the package build (``setup.py``), which puts the library next to this file;
-- by :func:`collectors.shim.library.shim_path` when that library is missing or stale (an editable
+- by :func:`placer.collectors.shim.library.shim_path` when that library is missing or stale (an editable
   install whose C sources changed): it compiles into a per-user cache keyed by the
   source hash;
-- by hand: ``python -m collectors.shim.build [-o OUT]`` (what ``make shim`` runs).
+- by hand: ``python -m placer.collectors.shim.build [-o OUT]`` (what ``make shim`` runs).
 
 The sources are one C file per concern and the header they share, all in this package's
 folder; the hash covers every one of them. A build embeds
@@ -168,7 +168,8 @@ def cache_dir() -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m collectors.shim.build", description="Build the placer allocation shim."
+        prog="python -m placer.collectors.shim.build",
+        description="Build the placer allocation shim.",
     )
     parser.add_argument(
         "-o",

@@ -1,6 +1,6 @@
 """The shim library: where it is (built when missing or stale) and how to preload it.
 
-Not in the package's ``__init__``: ``python -m collectors.shim.build`` runs the build
+Not in the package's ``__init__``: ``python -m placer.collectors.shim.build`` runs the build
 module as a script, which the package must not have imported already.
 """
 
@@ -10,7 +10,7 @@ import os
 import threading
 from pathlib import Path
 
-from collectors.shim import build
+from placer.collectors.shim import build
 from placer.errors import ExternalToolError
 
 __all__ = ["ENV_VARS", "shim_env", "shim_path"]

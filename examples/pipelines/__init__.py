@@ -18,7 +18,7 @@ def _spec_factory(module: str, engine: str) -> Factory:
     def make() -> PipelineDef:
         import importlib
 
-        from collectors.pipeline.adapters import pipeline_def
+        from placer.collectors.pipeline.adapters import pipeline_def
 
         mod = importlib.import_module(f"examples.pipelines.{module}")
         return pipeline_def(mod.spec(), engine)
@@ -29,7 +29,7 @@ def _spec_factory(module: str, engine: str) -> Factory:
 
 def _tf_factory(which: str, autotune: bool) -> Factory:
     def make() -> PipelineDef:
-        from collectors.pipeline.adapters.tfdata import tf_pipeline_def
+        from placer.collectors.pipeline.adapters.tfdata import tf_pipeline_def
         from examples.pipelines import tf_pipelines
 
         spec = getattr(tf_pipelines, f"{which}_spec")()

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from collectors.pipeline.spec import PipelineSpec, StageSpec
+from placer.collectors.pipeline.spec import PipelineSpec, StageSpec
 from examples.pipelines.common import cached_dataset, concat_collate, size_name
 
 PARAMS = {

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from collectors.pipeline.spec import PipelineSpec, StageSpec
+from placer.collectors.pipeline.spec import PipelineSpec, StageSpec
 from examples.pipelines.common import cached_dataset, size_name
 
 PARAMS = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from collectors.pipeline.adapters.tfdata import TfSpec, TfStage, _tf
+from placer.collectors.pipeline.adapters.tfdata import TfSpec, TfStage, _tf
 from examples.pipelines import images, tabular
 
 

@@ -7,7 +7,7 @@ do; ``remote-*`` starts its loopback shard server), starts from the pipeline's n
 config (no workers, no prefetch, no cache) unless ``--config`` names a tuned one, and
 trains a linear classifier on the batches (one SGD step per batch). At each epoch's end
 it reports samples/s and stage metrics to the daemon and applies the knobs the daemon
-returns (:func:`collectors.pipeline.epochs.run_epochs`). Without a daemon it runs with
+returns (:func:`placer.collectors.pipeline.epochs.run_epochs`). Without a daemon it runs with
 its config. One line per epoch on stdout; ``--json`` adds a final JSON document.
 """
 
@@ -121,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print a JSON summary at the end")
     args = ap.parse_args(argv)
 
-    from collectors.pipeline.apply import load_config
-    from collectors.pipeline.epochs import knob_space, run_epochs
-    from collectors.pipeline.registry import load_pipeline
+    from placer.collectors.pipeline.apply import load_config
+    from placer.collectors.pipeline.epochs import knob_space, run_epochs
+    from placer.collectors.pipeline.registry import load_pipeline
     from placer.errors import PlacerError
 
     def say(msg: str) -> None:

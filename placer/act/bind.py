@@ -10,7 +10,7 @@ first (``default_tier: dram``), so unknown or small data is never pushed to the 
 by a guess.
 
 A Python script's ``py-`` sites are bound by the Python runner instead
-(:mod:`collectors.profile.pyrunner` ``--bind``): objects that share one native site (numpy's
+(:mod:`placer.collectors.profile.pyrunner` ``--bind``): objects that share one native site (numpy's
 allocator) are placed one by one, and :func:`python_achieved` checks them the same way.
 
 While the program runs, ``/proc/PID/numa_maps`` is sampled; afterwards every bound
@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collectors.profile import pyrunner
-from collectors.profile.runner import run_program
-from collectors.shim.library import shim_env
-from collectors.shim.log import find_logs, read_log
+from placer.collectors.profile import pyrunner
+from placer.collectors.profile.runner import run_program
+from placer.collectors.shim.library import shim_env
+from placer.collectors.shim.log import find_logs, read_log
 from placer.contracts.host import stamp_mismatch, this_host
 from placer.errors import InvalidInputError
 from placer.placement.planfile import (
@@ -353,7 +353,7 @@ def run_with_plan(
 ) -> RunOutcome:
     """Run ``argv`` with the shim and the plan; sample numa_maps of the main process.
 
-    The program is started by the one launcher (:func:`collectors.profile.runner.run_program`:
+    The program is started by the one launcher (:func:`placer.collectors.profile.runner.run_program`:
     signals forwarded, terminal handed over, one-line errors for a missing or forbidden
     program). ``quiet``: the program's stdin and output go to /dev/null (a caller printing
     JSON on stdout, or labeling runs). ``python``: run the script through the Python runner

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from collectors.hostmodel import SPREAD_LIMIT, binary_runner, measure_host_model
 from placer.cli.context import Context
+from placer.collectors.hostmodel import SPREAD_LIMIT, binary_runner, measure_host_model
 from placer.contracts.examples import example_bin_dir
 from placer.contracts.host import HostModel, this_host
 from placer.errors import InvalidInputError

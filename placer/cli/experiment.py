@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from collectors.profile.session import parse_size
 from placer.cli.context import Context
+from placer.collectors.profile.session import parse_size
 from placer.contracts.streams import stdout_to_stderr
 from placer.emulator.host import reference
 from placer.errors import InvalidInputError

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from collectors.profile.session import prepare
 from placer.act import bind as apply
+from placer.collectors.profile.session import prepare
 from placer.daemon.client import close_job, register_self
 from placer.errors import InvalidInputError
 from placer.placement import evaluation

@@ -1,6 +1,6 @@
 """``placer profile``, ``placer runs``, ``placer objects``: profile programs, read profiles.
 
-Heavy work lives in :mod:`collectors.profile`; this module parses arguments and renders.
+Heavy work lives in :mod:`placer.collectors.profile`; this module parses arguments and renders.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import json
 import sys
 from typing import Any
 
-from collectors.profile.session import ProfileRequest, parse_size, run_profile
 from placer.cli.context import Context
+from placer.collectors.profile.session import ProfileRequest, parse_size, run_profile
 from placer.contracts.naming import site_chain, site_label, wrapper_frames
 from placer.daemon.client import close_job, register_self
 from placer.errors import InvalidInputError, NotFoundError

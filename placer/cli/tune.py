@@ -14,8 +14,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from collectors.pipeline.registry import example_names
 from placer.cli.context import Context
+from placer.collectors.pipeline.registry import example_names
 from placer.errors import InvalidInputError, NotFoundError
 from placer.store.repository.pipelines import (
     find_pipeline,
@@ -23,8 +23,8 @@ from placer.store.repository.pipelines import (
     runs_of_pipeline,
     studies_of_pipeline,
 )
-from tuners.records import pipeline_document
-from tuners.tuning import tune
+from placer.tuners.records import pipeline_document
+from placer.tuners.tuning import tune
 
 _UNITS = {
     "": 1,

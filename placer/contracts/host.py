@@ -6,7 +6,7 @@ taken on a shared host changes with the load, and a label that changes when you 
 again is not a result. sysfs cache sizes are evidence, not truth (a VM reports the physical
 host's L3), so the cache size here is the *effective* one, read off a pointer-chase sweep.
 
-Measured by :mod:`collectors.hostmodel` (``placer calibrate``), stored per host by
+Measured by :mod:`placer.collectors.hostmodel` (``placer calibrate``), stored per host by
 :mod:`placer.store.repository`.
 """
 

@@ -2,7 +2,7 @@
 
 A *pipeline definition* (:class:`PipelineDef`) describes an input pipeline as ordered
 stages and the knobs that configure it, and can build a runnable pipeline from a config.
-:func:`collectors.pipeline.measure.measure` runs a built pipeline for a short while with
+:func:`placer.collectors.pipeline.measure.measure` runs a built pipeline for a short while with
 probes on and returns a :class:`Measurement`. Tuners (``tuners/``) only see these types:
 they never import an engine (torch, tf) themselves.
 
@@ -184,7 +184,7 @@ class Measurement:
 
 
 class ProbeSink(Protocol):
-    """Where adapters report stage events; :mod:`collectors.pipeline.probe` implements it."""
+    """Where adapters report stage events; :mod:`placer.collectors.pipeline.probe` implements it."""
 
     def stage(self, name: str) -> Any: ...
 

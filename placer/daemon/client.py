@@ -168,7 +168,7 @@ class PipelineAgent:
     ``knobs``: the config the job runs now. Call :meth:`report` at each safe point with the
     throughput measured since the last one; it returns the knobs to run next (apply them
     before the next epoch), or None when the daemon is away (keep the current knobs).
-    Pass ``stages`` (dicts with the fields of ``collectors.pipeline.api.StageStats``) and
+    Pass ``stages`` (dicts with the fields of ``placer.collectors.pipeline.api.StageStats``) and
     ``batches`` so the daemon's analysis can choose the first trial. ``shape`` (optional)
     describes the pipeline for that analysis: ``{"engine", "batch_size",
     "dataset_samples", "stages": [{"name", "kind", "sequential", "random",

@@ -44,10 +44,10 @@ from placer.placement.features import (
 from placer.placement.features import features as feature_table
 from placer.placement.model import PlacementModel
 from placer.placement.planner import knapsack, parse_budget
-from tuners.analysis import analyze
-from tuners.configs import config_from_analysis
-from tuners.space import distributions
-from tuners.study import name_objective, record_best
+from placer.tuners.analysis import analyze
+from placer.tuners.configs import config_from_analysis
+from placer.tuners.space import distributions
+from placer.tuners.study import name_objective, record_best
 
 #: Samples kept per object (a sliding window: the daemon ranks recent behaviour).
 SAMPLE_WINDOW = 256
@@ -322,7 +322,7 @@ def analyze_reported(
 ) -> FirstTrial:
     """The first trial of a pipeline job: the analysis's config when the stats suffice.
 
-    The Plumber-style analysis of :mod:`tuners.analysis` runs on the stage stats the job
+    The Plumber-style analysis of :mod:`placer.tuners.analysis` runs on the stage stats the job
     reported with its first window (fields of ``StageStats``), on a shape of the pipeline
     the daemon builds from them: the stages in the order reported, each stage's
     parallelism knob ``parallelism.<stage>`` when the knob space has it (the analysis's
@@ -480,7 +480,7 @@ def _rss(pid: int) -> int:
 class PipelineTuner:
     """Optuna ask-and-tell over a job's knobs, in the store's database or in memory.
 
-    ``storage`` (Optuna's RDB storage on the store, ``tuners.study.optuna_storage``) and
+    ``storage`` (Optuna's RDB storage on the store, ``placer.tuners.study.optuna_storage``) and
     ``study_name``: the study is created, or loaded when it exists (a restarted daemon
     resumes it: its finished trials count, its open trial is the one the job may be
     running). Without storage the study is in memory.

@@ -13,10 +13,10 @@ the file and exits), then runs
 
     perf script -i FILE -F pid,tid,time,event,addr,data_src,weight --ns
 
-into a text file, parses it with :func:`collectors.profile.perf.parse_script` (the
+into a text file, parses it with :func:`placer.collectors.profile.perf.parse_script` (the
 profiler's parser; the data source is decoded from its raw value) and maps every sample
 to the job's live object whose address range holds it, with the profiler's interval index
-(:class:`collectors.profile.intervals.ObjectIndex`). Each step is polled from the loop,
+(:class:`placer.collectors.profile.intervals.ObjectIndex`). Each step is polled from the loop,
 never waited for; both files are removed as soon as the window is read, and the
 next window starts.
 
@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collectors.profile.intervals import ObjectIndex, Span
-from collectors.profile.perf import parse_script
+from placer.collectors.profile.intervals import ObjectIndex, Span
+from placer.collectors.profile.perf import parse_script
 
 #: perf mem children at once, all jobs together (each costs PEBS/IBS interrupts).
 MAX_CHILDREN = 4

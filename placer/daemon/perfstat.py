@@ -26,7 +26,7 @@ import signal
 import subprocess
 from dataclasses import dataclass, field
 
-from collectors.profile.perf import perf_mem_works
+from placer.collectors.profile.perf import perf_mem_works
 from placer.doctor import _perf_stat_supported  # the check `placer doctor` runs
 
 EVENTS = ("task-clock", "page-faults", "minor-faults", "major-faults")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from placer.daemon.decide import PipelineTuner, analyze_reported
 from placer.daemon.job import KNOB_CHANGES_KEPT, Job, iso
-from tuners.tuning import default_study_name, optuna_storage
+from placer.tuners.tuning import default_study_name, optuna_storage
 
 if TYPE_CHECKING:
     from placer.daemon.service import Daemon

@@ -55,7 +55,7 @@ from placer.store import Store
 from placer.store.engine import limit_lock_waits
 from placer.store.repository.daemon import add_daemon_job, attached_jobs, host_job, link_job_run
 from placer.store.repository.hosts import host_row
-from tuners.tuning import default_study_name
+from placer.tuners.tuning import default_study_name
 
 __all__ = ["Daemon", "json_log", "migration_summary"]
 

@@ -1,6 +1,6 @@
 """Incremental reader of a live shim log (format: docs/shim-log.md).
 
-:func:`collectors.shim.log.read_log` parses a whole finished log; the daemon instead
+:func:`placer.collectors.shim.log.read_log` parses a whole finished log; the daemon instead
 follows a log while the program writes it. :class:`ShimTail` remembers the byte offset of
 the last complete record, reads what was appended since, and returns the new ALLOC, FREE,
 SAMPLE, BIND and END records. A record cut at the end of the file is left for the next
@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from collectors.shim.log import (
+from placer.collectors.shim.log import (
     ALLOC_KINDS,
     FREE_KINDS,
     HEADER_SIZE,

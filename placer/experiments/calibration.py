@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collectors.hostmodel import parse_result
+from placer.collectors.hostmodel import parse_result
 from placer.config import resolve_store_url
 from placer.contracts.examples import example_bin_dir
 from placer.emulator.host import reference, stored

@@ -4,7 +4,7 @@ Under valgrind the allocator is valgrind's, so the preloaded shim sees no alloca
 ``placer profile --deep`` run may hold DHAT points but no objects to join them to. The
 emulator needs DHAT bytes per *native* site, so the experiment runs the same command once
 under DHAT (no shim) and joins its allocation points to the native run's sites by their
-``file:line`` chains (:func:`collectors.profile.dhat.match_points`). Rows are stored as the
+``file:line`` chains (:func:`placer.collectors.profile.dhat.match_points`). Rows are stored as the
 native run's DeepSiteStat, marked with where they came from, in one transaction.
 """
 
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from collectors.profile.dhat import match_points, read_dhat
-from collectors.profile.symbolize import Symbolizer
+from placer.collectors.profile.dhat import match_points, read_dhat
+from placer.collectors.profile.symbolize import Symbolizer
 from placer.errors import ExternalToolError, InvalidInputError
 from placer.store.repository.runs import (
     add_deep_site_stats,

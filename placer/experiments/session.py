@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from collectors.hostmodel import binary_runner, measure_host_model
-from collectors.profile.session import ProfileRequest, run_profile
+from placer.collectors.hostmodel import binary_runner, measure_host_model
+from placer.collectors.profile.session import ProfileRequest, run_profile
 from placer.contracts.examples import example_bin_dir
 from placer.contracts.host import this_host
 from placer.emulator.host import from_model, stored

@@ -1,8 +1,8 @@
-"""Engine adapters and their registry: one :class:`~collectors.pipeline.engine.Engine` per name.
+"""Engine adapters and their registry: one :class:`~placer.collectors.pipeline.engine.Engine` per name.
 
 ``python`` (threads), ``torchdata`` (torchdata.nodes), ``dataloader`` (PyTorch DataLoader)
-build a :class:`~collectors.pipeline.spec.PipelineSpec`; ``tfdata`` builds a ``TfSpec``
-(:func:`collectors.pipeline.adapters.tfdata.tf_pipeline_def`). Measuring and the epoch
+build a :class:`~placer.collectors.pipeline.spec.PipelineSpec`; ``tfdata`` builds a ``TfSpec``
+(:func:`placer.collectors.pipeline.adapters.tfdata.tf_pipeline_def`). Measuring and the epoch
 loop look a ``PipelineDef``'s engine up here (:func:`engine_named`).
 """
 
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from collectors.pipeline.adapters.dataloader import DataLoaderEngine
-from collectors.pipeline.adapters.python_iter import PythonEngine
-from collectors.pipeline.adapters.tfdata import TfDataEngine
-from collectors.pipeline.adapters.torchdata_nodes import TorchdataEngine
-from collectors.pipeline.engine import Engine, SpecEngine
-from collectors.pipeline.spec import PipelineSpec
+from placer.collectors.pipeline.adapters.dataloader import DataLoaderEngine
+from placer.collectors.pipeline.adapters.python_iter import PythonEngine
+from placer.collectors.pipeline.adapters.tfdata import TfDataEngine
+from placer.collectors.pipeline.adapters.torchdata_nodes import TorchdataEngine
+from placer.collectors.pipeline.engine import Engine, SpecEngine
+from placer.collectors.pipeline.spec import PipelineSpec
 from placer.contracts.pipeline import PipelineDef
 
 ENGINES: Mapping[str, Engine] = {

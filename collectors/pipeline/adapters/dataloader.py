@@ -2,7 +2,7 @@
 
 The dataset's ``__getitem__`` runs the source fetch and each transform through their
 probes; ``collate_fn`` runs the batch and collate probes and copies the worker's counters
-to shared memory, where the parent sums them (see :class:`collectors.pipeline.probe.Probes`).
+to shared memory, where the parent sums them (see :class:`placer.collectors.pipeline.probe.Probes`).
 Knobs: ``num_workers``, ``prefetch_factor``, ``persistent_workers``, ``pin_memory`` and
 ``cache`` (a per-process, per-index cache after a stage: it survives epochs in the main
 process and in persistent workers, as a real job's in-dataset cache would).
@@ -15,9 +15,9 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from collectors.pipeline.engine import SpecEngine, default_max_parallelism
-from collectors.pipeline.probe import Probes
-from collectors.pipeline.spec import BATCH_STAGE, PipelineSpec, StageSpec
+from placer.collectors.pipeline.engine import SpecEngine, default_max_parallelism
+from placer.collectors.pipeline.probe import Probes
+from placer.collectors.pipeline.spec import BATCH_STAGE, PipelineSpec, StageSpec
 from placer.contracts.pipeline import ChoiceKnob, Config, IntKnob, Knob
 
 _clock = time.perf_counter_ns

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from collectors.pipeline.engine import SpecEngine
-from collectors.pipeline.probe import Probes, StageProbe
-from collectors.pipeline.spec import BATCH_STAGE, PipelineSpec, StageSpec
+from placer.collectors.pipeline.engine import SpecEngine
+from placer.collectors.pipeline.probe import Probes, StageProbe
+from placer.collectors.pipeline.spec import BATCH_STAGE, PipelineSpec, StageSpec
 from placer.contracts.pipeline import Config
 
 _clock = time.perf_counter_ns

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from collectors.pipeline.engine import Engine
-from collectors.pipeline.probe import Probes
-from collectors.pipeline.spec import BATCH_STAGE
+from placer.collectors.pipeline.engine import Engine
+from placer.collectors.pipeline.probe import Probes
+from placer.collectors.pipeline.spec import BATCH_STAGE
 from placer.contracts.pipeline import ChoiceKnob, Config, IntKnob, Knob, PipelineDef, StageInfo
 from placer.errors import InvalidInputError
 

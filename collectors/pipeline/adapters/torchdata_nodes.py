@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from collectors.pipeline.adapters.python_iter import EpochCache
-from collectors.pipeline.engine import SpecEngine
-from collectors.pipeline.probe import Probes, StageProbe
-from collectors.pipeline.spec import BATCH_STAGE, PipelineSpec
+from placer.collectors.pipeline.adapters.python_iter import EpochCache
+from placer.collectors.pipeline.engine import SpecEngine
+from placer.collectors.pipeline.probe import Probes, StageProbe
+from placer.collectors.pipeline.spec import BATCH_STAGE, PipelineSpec
 from placer.contracts.pipeline import Config
 
 _clock = time.perf_counter_ns

@@ -2,7 +2,7 @@
 
 ``placer tune``, the daemon's pipeline jobs, ``placer pipelines`` and the reports read and
 write these tables only through the functions here. A study's trials live in Optuna's own
-tables in the same database (:mod:`tuners.study`); the rows here are placer's summary.
+tables in the same database (:mod:`placer.tuners.study`); the rows here are placer's summary.
 """
 
 from __future__ import annotations
