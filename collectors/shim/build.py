@@ -42,6 +42,7 @@ SOURCES = (
     "shim_signals.c",
     "shim_wrappers.c",
     "shim_io.c",
+    "shim_kcalls.c",
 )
 LIBRARY_NAME = "libplacer_shim.so"
 CFLAGS = (

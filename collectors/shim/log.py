@@ -89,6 +89,7 @@ STATS_NAMES = (
     "fault_ns",
     "budget_skips",
     "plan_bad_lines",
+    "handler_skips",
 )
 
 

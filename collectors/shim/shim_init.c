@@ -82,6 +82,7 @@ HIDDEN void resolve_all(void) {
         SYM(real_posix_spawnp, "posix_spawnp");
         SYM(real__exit, "_exit");
         SYM(real__Exit, "_Exit");
+        kcalls_resolve();
         t_resolving = 0;
         atomic_store(&g_resolve_state, 2);
     } else if (exp == 1 && !t_resolving) {
@@ -114,6 +115,7 @@ HIDDEN char g_log_pattern[PATH_MAX];
 HIDDEN char g_log_path[PATH_MAX];
 HIDDEN int g_plan_loaded;
 HIDDEN int g_is_fork_child;
+HIDDEN int g_alloc_first;
 
 HIDDEN void dbg(const char *a, const char *b, uint64_t n) {
     if (!g_debug) return;
@@ -185,7 +187,7 @@ HIDDEN void shim_finish(uint32_t reason, int from_signal) {
     int exp = 0;
     if (!atomic_compare_exchange_strong(&g_finished, &exp, 1)) { t_in_hook = saved; return; }
     if (g_sampling) {
-        atomic_store(&g_stop, 1);
+        sampler_stop();
         /* last interval's counts, then restore everything */
         if (!from_signal && lock_try_for(&g_col_lock, 1000000000ull)) {
             interval_end();
@@ -242,9 +244,7 @@ static void atfork_child(void) {
     g_act_n = 0;
     pt_clear();
     for (int i = 0; i < IO_SLOTS; i++) atomic_store(&g_io[i].lo, 0);
-    atomic_store(&g_io_n, 0);
     atomic_store(&g_io_overflow, 0);
-    atomic_store(&g_sampler_started, 0);
     g_rng ^= (uint64_t)raw_getpid() * 0x9E3779B97F4A7C15ull;
     /* a log of its own: the parent's unflushed records stay with the parent */
     g_buf_used = g_buf_nrec = 0;
@@ -265,8 +265,15 @@ static void atfork_child(void) {
         g_active = 0;
         g_sampling = 0;
     }
-    /* large objects inherited from the parent are sampled in the child too */
-    if (g_active && g_sampling && g_big_n > 0) start_sampler();
+    /* large objects inherited from the parent are sampled in the child too: the sampler
+     * is started at the next safe point; with the allocator before the shim, now, parked
+     * as in the constructor (this handler was registered after the allocator's, which has
+     * released its locks by now) */
+    sampler_after_fork(g_active && g_sampling && g_big_n > 0);
+    if (g_alloc_first && g_active && g_sampling) {
+        atomic_store(&g_sampler_want, 1);
+        sampler_safe_point();
+    }
     t_in_hook = 0;
 }
 
@@ -351,6 +358,21 @@ __attribute__((constructor(101))) static void shim_init(void) {
     void *fr[4];
     backtrace(fr, 4);
     modules_rebuild();
+    /* The host allocator before the shim (LD_PRELOAD="libjemalloc.so.2 shim", or a program
+     * with its own malloc): the shim's allocator wrappers never run, only its mmap hook,
+     * called inside the allocator with its locks held, where no thread may be created. So
+     * the sampler is created now, parked until the first large object. This also makes the
+     * allocator initialise (and register its fork handlers) before the shim's below. */
+    {
+        Dl_info host, self;
+        void *host_malloc = dlsym(RTLD_DEFAULT, "malloc");
+        g_alloc_first = host_malloc && dladdr(host_malloc, &host) &&
+                        dladdr((void *)&resolve_all, &self) && host.dli_fbase != self.dli_fbase;
+    }
+    if (g_alloc_first && g_sampling) {
+        atomic_store(&g_sampler_want, 1);
+        sampler_safe_point();
+    }
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
     atexit(at_exit_flush);
     signals_setup();

@@ -17,12 +17,24 @@
  *     straight through (the unwinder, dlsym, pthread_create, realpath allocate).
  *   - errno is preserved across all bookkeeping.
  *   - No shim lock is ever held while calling into the real allocator.
+ *   - No thread is ever created inside a hook: a hook may run inside the host allocator
+ *     (jemalloc calls mmap holding its mutex) and pthread_create allocates through it.
+ *     Hooks only ask for the sampler (sampler_wanted); it is created at a safe point
+ *     (sampler_safe_point), or in the constructor when the allocator precedes the shim.
+ *   - The kernel never meets a poisoned page on the program's behalf: every exported call
+ *     that hands memory to the kernel (shim_io.c, shim_kcalls.c, syscall() included)
+ *     lifts the poison on it first (io_enter). The one way around: an inline syscall.
+ *   - The shim's own system calls are raw (shim_syscall) and its clocks libc's
+ *     (shim_clock_gettime): they never enter its own exported wrappers.
  *   - A plan binding never outlives its object: the shim resets the ranges it bound to the
  *     default policy before handing the memory back (OF_BOUND), so an unplanned site that
  *     reuses the memory keeps the default policy.
  *
  * Lock order: col (sampler phases) -> mod (module registry) -> tab (object table)
  *             -> smp (poisoned pages) -> log (record buffer).  sig is a leaf.
+ * A wrapper that calls into the kernel takes tab (obj_tail) and then smp (io_enter) one
+ * after the other, never nested; both give way to a signal handler on a thread that
+ * already holds them (lock_held_by_me), never waiting on themselves.
  *
  * One file per concern (collectors/shim/build.py compiles them all into one library); this
  * header holds what they share. Everything shared is HIDDEN (the library is also built with
@@ -36,6 +48,8 @@
  *   shim_signals.c   sigaction/signal/sigmask virtualisation: SIGSEGV chaining, crash flush
  *   shim_wrappers.c  allocator, mmap-family, exec/spawn/_exit wrappers; bootstrap allocator
  *   shim_io.c        I/O wrappers: buffers handed to the kernel lose their poison first
+ *   shim_kcalls.c    syscall() and the other libc calls that hand memory to the kernel
+ *                    (epoll, poll, getdents64, clock_gettime, stat, paths...): the same
  */
 #ifndef PLACER_SHIM_INTERNAL_H
 #define PLACER_SHIM_INTERNAL_H
@@ -59,12 +73,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <linux/futex.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/sysinfo.h>
+#include <sys/times.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <ucontext.h>
@@ -79,6 +101,16 @@
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define TLS __thread __attribute__((tls_model("initial-exec")))
+
+/* The shim's own system calls never go through its exported syscall() wrapper
+ * (shim_kcalls.c): every syscall(...) in the shim is this raw one. */
+HIDDEN long shim_syscall(long nr, ...);
+#define syscall(...) shim_syscall(__VA_ARGS__)
+/* Likewise the clocks the shim reads and sleeps on: libc's, not the exported wrappers. */
+HIDDEN int shim_clock_gettime(clockid_t c, struct timespec *ts);
+HIDDEN int shim_clock_nanosleep(clockid_t c, int fl, const struct timespec *q, struct timespec *m);
+#define clock_gettime(...) shim_clock_gettime(__VA_ARGS__)
+#define clock_nanosleep(...) shim_clock_nanosleep(__VA_ARGS__)
 
 /* ------------------------------------------------------------------ log format */
 enum { REC_MODULE = 1, REC_SITE = 2, REC_ALLOC = 3, REC_FREE = 4, REC_SAMPLE = 5,
@@ -162,7 +194,7 @@ enum {
     ST_SAMPLE_INTERVALS, ST_SAMPLE_FAULTS, ST_IO_UNPOISONS, ST_BUSY_SKIPS, ST_FOREIGN_SEGV,
     ST_MPROTECT_FAILURES, ST_BINDS_OK, ST_BINDS_FAILED, ST_STALE_OBJECTS, ST_MODULE_REBUILDS,
     ST_UNSAMPLEABLE_OBJECTS, ST_SAMPLER_CPU_NS, ST_FAULT_NS, ST_BUDGET_SKIPS,
-    ST_PLAN_BAD_LINES, ST_COUNT
+    ST_PLAN_BAD_LINES, ST_HANDLER_SKIPS, ST_COUNT
 };
 HIDDEN extern _Atomic uint64_t g_stat[ST_COUNT];
 #define STAT_ADD(i, n) atomic_fetch_add_explicit(&g_stat[i], (uint64_t)(n), memory_order_relaxed)
@@ -472,9 +504,10 @@ HIDDEN extern uint32_t g_pt_cap;
 HIDDEN extern _Atomic int g_stop, g_sampler_started;
 HIDDEN extern uint64_t g_rng;
 #define IO_SLOTS 256
-struct io_slot { _Atomic uintptr_t lo, hi; };
+/* One call in flight per slot, a cache line each (a thread's slot is tid % IO_SLOTS). */
+struct io_slot { _Alignas(64) _Atomic uintptr_t lo; _Atomic uintptr_t hi; };
 HIDDEN extern struct io_slot g_io[IO_SLOTS];
-HIDDEN extern _Atomic int g_io_n, g_io_overflow;
+HIDDEN extern _Atomic int g_io_overflow;
 HIDDEN void pt_clear(void);
 HIDDEN void sample_restore_all(asample_t *a);
 HIDDEN int sample_end_for(obj_t *o, struct rec_sample *rec, uint64_t now);
@@ -482,15 +515,36 @@ HIDDEN void unpoison_everything_locked(void);
 HIDDEN uint64_t usable_cpus(void);
 HIDDEN void interval_end(void);
 HIDDEN void start_sampler(void);
+HIDDEN void sampler_stop(void);
+HIDDEN void sampler_after_fork(int wanted);
 HIDDEN void sampling_quiesce(uint64_t pause_ns);
 typedef struct { uintptr_t lo, hi; } range_t;
 HIDDEN int io_enter(const range_t *r, int n, int kwrite);
+/* The rest of the sampleable object that holds p, [p, end), for a pointer whose extent the
+ * kernel alone knows (a path, an ioctl argument); {0, 0} when p lies in none. */
+HIDDEN range_t obj_tail(uintptr_t p);
+/* Sampler start (docs/shim.md, "Never crash"): hooks only ask for it (sampler_wanted);
+ * the thread is created at a safe point, outside the host allocator. */
+HIDDEN void sampler_wanted(void);
+HIDDEN void sampler_safe_point(void);
+HIDDEN extern _Atomic int g_sampler_want;
+HIDDEN extern int g_alloc_first; /* the host allocator precedes the shim in the lookup order */
+HIDDEN void exclude_range(uintptr_t lo, uintptr_t hi);
+#define IOV_RANGES 32
+HIDDEN int iov_ranges(range_t *r, const struct iovec *iov, int cnt);
+HIDDEN int msg_ranges(range_t *r, const struct msghdr *m);
 HIDDEN void io_leave_cleanup(int *slot);
 #define IO_GUARD(name) int name __attribute__((cleanup(io_leave_cleanup)))
 HIDDEN int poison_fault(siginfo_t *si, void *uc);
 
 /* ------------------------------------------------------------------ shim_signals.c, shim_init.c */
 HIDDEN void signals_setup(void);
+/* SIGSEGV is still the shim's in the kernel (an inline rt_sigaction may have replaced it). */
+HIDDEN int segv_handler_installed(void);
+/* rt_sigaction / rt_sigprocmask made through syscall(): 1 if handled, result in *ret. */
+HIDDEN int raw_sigaction_call(long sig, const void *act, void *old, long sz, long *ret);
+HIDDEN int raw_sigmask_call(long how, const void *set, void *old, long sz, long *ret);
+HIDDEN void kcalls_resolve(void);
 HIDDEN void shim_finish(uint32_t reason, int from_signal);
 
 #endif /* PLACER_SHIM_INTERNAL_H */

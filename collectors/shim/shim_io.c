@@ -61,8 +61,7 @@ EXPORT ssize_t pwrite(int fd, const void *b, size_t n, off_t off) {
 EXPORT ssize_t pwrite64(int fd, const void *b, size_t n, off_t off) __attribute__((alias("pwrite")));
 
 /* iovec-based calls: the iovec array and every buffer (more than 30 buffers: one bound) */
-#define IOV_RANGES 32
-static int iov_ranges(range_t *r, const struct iovec *iov, int cnt) {
+HIDDEN int iov_ranges(range_t *r, const struct iovec *iov, int cnt) {
     int n = 0;
     if (cnt <= 0 || !iov) return 0;
     r[n++] = (range_t){(uintptr_t)iov, (uintptr_t)(iov + cnt)};
@@ -142,7 +141,7 @@ EXPORT ssize_t __recvfrom_chk(int fd, void *b, size_t n, size_t bl, int fl, stru
     IO_GUARD(s) = io_enter(rr, 3, 1);
     return real___recvfrom_chk(fd, b, n, bl, fl, sa, sl);
 }
-static int msg_ranges(range_t *r, const struct msghdr *m) {
+HIDDEN int msg_ranges(range_t *r, const struct msghdr *m) {
     int n = 0;
     r[n++] = (range_t){(uintptr_t)m, (uintptr_t)(m + 1)};
     if (m->msg_name) r[n++] = (range_t){(uintptr_t)m->msg_name, (uintptr_t)m->msg_name + m->msg_namelen};
@@ -224,7 +223,7 @@ EXPORT int getentropy(void *b, size_t n) {
 
 /* A stdio buffer inside a sampled object is filled by the kernel behind stdio's back:
  * never sample that object. */
-static void exclude_range(uintptr_t lo, uintptr_t hi) {
+HIDDEN void exclude_range(uintptr_t lo, uintptr_t hi) {
     if (!g_sampling || hi <= lo) return;
     int saved = t_in_hook;
     t_in_hook = 1;

@@ -188,7 +188,28 @@ static void track_site(void *p, size_t size, int kind, int mmap_obj, int samplea
     if (size >= g_sample_min) log_clock_locked();
     lock_release(&g_log_lock);
     if (pe && pe->chunk_head != PLAN_NONE) bind_chunks(pe, src.seq, src.addr, size);
-    if (big && !atomic_load_explicit(&g_sampler_started, memory_order_relaxed)) start_sampler();
+    if (big) sampler_wanted(); /* never pthread_create here: a hook may run inside the allocator */
+}
+
+HIDDEN range_t obj_tail(uintptr_t p) {
+    range_t r = {0, 0};
+    /* an object is in the list before its pointer is handed out, so a pointer the program
+     * holds was in it when g_big_n was last read non-zero */
+    if (!g_sampling || !p || !__atomic_load_n(&g_big_n, __ATOMIC_RELAXED)) return r;
+    if (lock_held_by_me(&g_tab_lock)) return (range_t){p, UINTPTR_MAX}; /* in a handler */
+    int saved = t_in_hook;
+    t_in_hook = 1;
+    lock_acquire(&g_tab_lock);
+    for (size_t i = 0; i < g_big_n; i++) {
+        const big_t *b = &g_big[i];
+        if (p >= b->addr && p - b->addr < b->size) {
+            r = (range_t){p, b->addr + b->size};
+            break;
+        }
+    }
+    lock_release(&g_tab_lock);
+    t_in_hook = saved;
+    return r;
 }
 
 /* Take a live object out of the table (ending its sample). 1 if it was tracked. */

@@ -22,7 +22,7 @@ HIDDEN _Atomic int g_stop, g_sampler_started;
 HIDDEN uint64_t g_rng = 0x853c49e6748fea9bull;
 
 HIDDEN struct io_slot g_io[IO_SLOTS];
-HIDDEN _Atomic int g_io_n, g_io_overflow;
+HIDDEN _Atomic int g_io_overflow;
 
 static inline uint64_t rng_next(void) {
     uint64_t x = g_rng;
@@ -84,7 +84,8 @@ HIDDEN void unpoison_everything_locked(void) {
 
 static int io_busy(uintptr_t lo, uintptr_t hi) {
     if (atomic_load(&g_io_overflow)) return 1;
-    if (!atomic_load(&g_io_n)) return 0;
+    /* every slot, each time: a shared count of calls in flight would be one cache line
+     * that every thread's clock_gettime, read, futex... writes */
     for (int i = 0; i < IO_SLOTS; i++) {
         uintptr_t l = atomic_load(&g_io[i].lo);
         if (!l) continue;
@@ -138,6 +139,12 @@ static uint64_t budget_exceeded(void) {
 static uint64_t interval_start(void) {
     uint64_t now = now_ns();
     if (now < atomic_load(&g_pause_until) || atomic_load(&g_stop)) return 0;
+    if (!segv_handler_installed()) {
+        /* an inline rt_sigaction replaced the shim's SIGSEGV handler: a poison fault would
+         * reach the program's handler (or kill it), so poison nothing while it lasts */
+        STAT_ADD(ST_HANDLER_SKIPS, 1);
+        return 0;
+    }
     uint64_t deficit = budget_exceeded();
     if (deficit) {
         STAT_ADD(ST_BUDGET_SKIPS, 1);
@@ -298,9 +305,17 @@ static void wait_cpu(uint64_t ns) {
     }
 }
 
+/* The sampler parks on this word until the first large object (g_sampler_go = 1). */
+static _Atomic int g_sampler_go;
+HIDDEN _Atomic int g_sampler_want;
+static void sampler_park(void) {
+    while (!atomic_load(&g_sampler_go) && !atomic_load(&g_stop))
+        syscall(SYS_futex, &g_sampler_go, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+}
 static void *sampler_main(void *arg) {
     (void)arg;
     t_in_hook = 1;
+    sampler_park();
     struct timespec next;
     clock_gettime(CLOCK_MONOTONIC, &next);
     while (!atomic_load(&g_stop)) {
@@ -332,7 +347,29 @@ static void *sampler_main(void *arg) {
     }
     return NULL;
 }
+/* A hook met a large object: wake the sampler, and ask for it to be created at the next
+ * safe point when there is none yet. Allocates nothing, takes no lock: hooks run inside
+ * the host allocator (jemalloc calls mmap holding its own mutex). */
+HIDDEN void sampler_wanted(void) {
+    if (!atomic_load_explicit(&g_sampler_go, memory_order_relaxed)) {
+        atomic_store(&g_sampler_go, 1);
+        syscall(SYS_futex, &g_sampler_go, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    }
+    if (!atomic_load_explicit(&g_sampler_started, memory_order_relaxed))
+        atomic_store(&g_sampler_want, 1);
+}
+/* Called where this thread holds no allocator lock: on the way out of the program's own
+ * call of one of the shim's allocator wrappers (the real allocator has returned), and in
+ * the constructor. pthread_create allocates (its DTV) through the host allocator. */
+HIDDEN void sampler_safe_point(void) {
+    if (LIKELY(!atomic_load_explicit(&g_sampler_want, memory_order_relaxed))) return;
+    atomic_store(&g_sampler_want, 0);
+    int e = errno;
+    start_sampler();
+    errno = e;
+}
 HIDDEN void start_sampler(void) {
+    if (!g_sampling) return;
     int exp = 0;
     if (!atomic_compare_exchange_strong(&g_sampler_started, &exp, 1)) return;
     if (raw_getpid() != g_log_pid) return;
@@ -348,6 +385,18 @@ HIDDEN void start_sampler(void) {
     pthread_attr_destroy(&at);
     real_pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (r != 0) dbg("cannot start the sampler thread", NULL, (uint64_t)r);
+}
+
+/* The sampler is to stop: wake it if it is parked. */
+HIDDEN void sampler_stop(void) {
+    atomic_store(&g_stop, 1);
+    syscall(SYS_futex, &g_sampler_go, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+/* A fork child: no sampler thread; it is wanted again when the child holds large objects. */
+HIDDEN void sampler_after_fork(int wanted) {
+    atomic_store(&g_sampler_started, 0);
+    atomic_store(&g_sampler_go, wanted);
+    atomic_store(&g_sampler_want, wanted);
 }
 
 /* Pause poisoning for a while and restore every page (exec, posix_spawn, exit). */
@@ -368,6 +417,23 @@ HIDDEN void sampling_quiesce(uint64_t pause_ns) {
 static void io_unpoison(const range_t *r, int n, int kwrite) {
     int saved = t_in_hook;
     t_in_hook = 1;
+    if (lock_held_by_me(&g_smp_lock)) {
+        /* a signal handler calls into the kernel while its thread is inside the shim: lift
+         * the pages without the lock (the interrupted code restores them again, harmless) */
+        for (uint32_t k = 0; k < g_act_n; k++) {
+            asample_t *a = &g_act[k];
+            for (uint32_t j = 0; j < a->npages; j++) {
+                uintptr_t pg = a->page[j];
+                for (int q = 0; q < n; q++)
+                    if (r[q].lo < pg + g_page && r[q].hi > pg) {
+                        raw_mprotect(pg, g_page, PROT_READ | PROT_WRITE);
+                        break;
+                    }
+            }
+        }
+        t_in_hook = saved;
+        return;
+    }
     lock_acquire(&g_smp_lock);
     for (uint32_t k = 0; k < g_act_n; k++) {
         asample_t *a = &g_act[k];
@@ -386,19 +452,10 @@ static void io_unpoison(const range_t *r, int n, int kwrite) {
     lock_release(&g_smp_lock);
     t_in_hook = saved;
 }
-/* Returns a slot token for io_leave (-1: nothing to release). */
-HIDDEN int io_enter(const range_t *r, int n, int kwrite) {
-    if (LIKELY(!g_sampling)) return -1;
-    uintptr_t lo = UINTPTR_MAX, hi = 0;
-    for (int i = 0; i < n; i++) {
-        if (r[i].hi <= r[i].lo) continue;
-        if (r[i].lo < lo) lo = r[i].lo;
-        if (r[i].hi > hi) hi = r[i].hi;
-    }
-    if (hi <= lo) return -1;
+/* A slot for [lo, hi): its index, or -2 when all are taken (io_busy then refuses every
+ * page until the call returns). */
+static int io_take_slot(uintptr_t lo, uintptr_t hi) {
     if (lo < 2) lo = 2;
-    atomic_fetch_add(&g_io_n, 1);
-    int slot = -2;
     int start = (int)((unsigned)my_tid() % IO_SLOTS);
     for (int k = 0; k < IO_SLOTS; k++) {
         int i = (start + k) % IO_SLOTS;
@@ -407,20 +464,53 @@ HIDDEN int io_enter(const range_t *r, int n, int kwrite) {
             atomic_compare_exchange_strong(&g_io[i].lo, &exp, 1)) {
             atomic_store(&g_io[i].hi, hi);
             atomic_store(&g_io[i].lo, lo);
-            slot = i;
-            break;
+            return i;
         }
     }
-    if (slot == -2) atomic_fetch_add(&g_io_overflow, 1);
+    atomic_fetch_add(&g_io_overflow, 1);
+    return -2;
+}
+/* A call's ranges take up to IO_GROUPS slots (the first ranges one each, the rest their
+ * hull), so a blocked call with a heap buffer and a timeout on its stack (futex, ppoll,
+ * epoll_pwait) keeps the sampler off those two places, not off everything in between.
+ * The token for io_leave holds 9 bits per slot (0 none, 1..IO_SLOTS the slot + 1,
+ * IO_SLOTS + 1 an overflow); -1: nothing to release. */
+#define IO_GROUPS 3
+#define IO_TOKEN_OVERFLOW (IO_SLOTS + 1)
+_Static_assert(IO_TOKEN_OVERFLOW < 512 && IO_GROUPS * 9 < 31, "io token");
+HIDDEN int io_enter(const range_t *r, int n, int kwrite) {
+    if (LIKELY(!g_sampling)) return -1;
+    range_t g[IO_GROUPS];
+    int ng = 0;
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    for (int i = 0; i < n; i++) {
+        if (r[i].hi <= r[i].lo) continue;
+        if (r[i].lo < lo) lo = r[i].lo;
+        if (r[i].hi > hi) hi = r[i].hi;
+        if (ng < IO_GROUPS) {
+            g[ng++] = r[i];
+        } else {
+            if (r[i].lo < g[IO_GROUPS - 1].lo) g[IO_GROUPS - 1].lo = r[i].lo;
+            if (r[i].hi > g[IO_GROUPS - 1].hi) g[IO_GROUPS - 1].hi = r[i].hi;
+        }
+    }
+    if (!ng) return -1;
+    int token = 0;
+    for (int k = 0; k < ng; k++) {
+        int slot = io_take_slot(g[k].lo, g[k].hi);
+        token |= (slot == -2 ? IO_TOKEN_OVERFLOW : slot + 1) << (9 * k);
+    }
     uintptr_t plo = atomic_load(&g_plo), phi = atomic_load(&g_phi);
     if (lo < phi && hi > plo) io_unpoison(r, n, kwrite);
-    return slot;
+    return token;
 }
-static void io_leave(int slot) {
-    if (slot == -1) return;
-    if (slot == -2) atomic_fetch_sub(&g_io_overflow, 1);
-    else atomic_store(&g_io[slot].lo, 0);
-    atomic_fetch_sub(&g_io_n, 1);
+static void io_leave(int token) {
+    if (token == -1) return;
+    for (int k = 0; k < IO_GROUPS; k++) {
+        int v = (token >> (9 * k)) & 511;
+        if (v == IO_TOKEN_OVERFLOW) atomic_fetch_sub(&g_io_overflow, 1);
+        else if (v) atomic_store(&g_io[v - 1].lo, 0);
+    }
 }
 HIDDEN void io_leave_cleanup(int *slot) { int e = errno; io_leave(*slot); errno = e; }
 

@@ -26,6 +26,9 @@ static inline size_t boot_size(const void *p) { return ((const size_t *)p)[-1]; 
 /* ------------------------------------------------------------------ allocator wrappers */
 #define HOOK_ENTER() do { t_in_hook = 1; } while (0)
 #define HOOK_LEAVE() do { t_in_hook = 0; } while (0)
+/* Leaving an allocator wrapper the program called: the real allocator has returned and
+ * holds no lock, so a sampler asked for by a hook can be created here (never in a hook). */
+#define HOOK_LEAVE_SAFE() do { t_in_hook = 0; sampler_safe_point(); } while (0)
 
 EXPORT void *malloc(size_t n) {
     if (UNLIKELY(!real_malloc)) {
@@ -36,7 +39,7 @@ EXPORT void *malloc(size_t n) {
     HOOK_ENTER();
     void *p = real_malloc(n);
     if (p && n >= g_threshold) { int e = errno; track(p, n, K_MALLOC, 0, 1); errno = e; }
-    HOOK_LEAVE();
+    HOOK_LEAVE_SAFE();
     return p;
 }
 
@@ -58,7 +61,7 @@ EXPORT void *calloc(size_t a, size_t b) {
         track(p, n, K_CALLOC, 0, 1);
         errno = e;
     }
-    HOOK_LEAVE();
+    HOOK_LEAVE_SAFE();
     return p;
 }
 
@@ -105,8 +108,8 @@ static void *realloc_common(void *p, size_t n, int is_array, size_t na, size_t n
         if (had) log_free(&o, F_REALLOC, &sr, hs);
         if (n >= g_threshold) track(q, n, K_REALLOC, 0, 1);
     }
+    HOOK_LEAVE_SAFE();
     errno = e;
-    HOOK_LEAVE();
     return q;
 }
 
@@ -157,7 +160,7 @@ EXPORT int posix_memalign(void **out, size_t al, size_t n) {
     HOOK_ENTER();
     int r = real_posix_memalign(out, al, n);
     if (r == 0 && *out && n >= g_threshold) { int e = errno; track(*out, n, K_POSIX_MEMALIGN, 0, 1); errno = e; }
-    HOOK_LEAVE();
+    HOOK_LEAVE_SAFE();
     return r;
 }
 
@@ -176,7 +179,7 @@ EXPORT int posix_memalign(void **out, size_t al, size_t n) {
         void *p = realfn(__VA_ARGS__);                                                   \
         size_t sz = (SIZEEXPR);                                                          \
         if (p && sz >= g_threshold) { int e = errno; track(p, sz, KIND, 0, 1); errno = e; } \
-        HOOK_LEAVE();                                                                    \
+        HOOK_LEAVE_SAFE();                                                                 \
         return p;                                                                        \
     }
 
