@@ -222,7 +222,6 @@ class Scanner:
         with self.lock:
             if self.closed:
                 return
-            now = time.monotonic_ns()
             candidates: dict[int, Any] = {}
             if full:
                 tracked = gc.get_objects()
@@ -245,6 +244,11 @@ class Scanner:
                     self._collect(values, candidates, depth=3)
                     f = f.f_back
                 del frame, f
+            # the sighting's time is read after the walk: every buffer found was allocated
+            # before it, and ``candidates`` keeps it alive until after it, so the shim's
+            # ALLOC record is live at ``now`` (read before the walk, a buffer the script
+            # allocated during the walk would be stamped before its own allocation)
+            now = time.monotonic_ns()
             for obj in candidates.values():
                 try:
                     found = self._buffer(obj)
