@@ -1,0 +1,380 @@
+"""Read a shim log in one pass, keeping the objects that matter and summarizing the rest.
+
+A long job allocates millions of buffers through a few sites, with few alive at once; what
+placement decides is per site, and what it prices is the live bytes and the access
+evidence. :func:`reduce_log` streams a log (:class:`LogScan`, one block at a time) with a
+table of the live objects only, and returns a :class:`ShimLog` that
+:func:`placer.collectors.profile.ingest.ingest_profile` stores as before, holding:
+
+- every **significant** object as itself: at least :data:`SIGNIFICANT_BYTES`, or alive for
+  :data:`SIGNIFICANT_LIFETIME_NS`, or alive at exit, or sampled by page poisoning in
+  :data:`SIGNIFICANT_SAMPLED_INTERVALS` intervals (at most :data:`MAX_KEPT` of them);
+- for the others, one **aggregate** object per site and time window (at most
+  :data:`MAX_WINDOWS` windows, which double in length as the run goes on): its size is the
+  most bytes the site's small objects held at once in the window (so the time-aware DRAM
+  budget holds), its lifetime the window's, its SAMPLEs the sum of theirs per interval, and
+  its ``aggregate`` summary the count, bytes, byte-seconds, lifetime histogram (log2 ns)
+  and sampled/touched/written pages of what it stands for;
+- ``folded``: run-wide totals of the summarized objects, so the features of the kept
+  objects (shares of the run's footprint and accesses, allocations per site) are what the
+  full form gives (``placer.placement.features.observations_from_store`` adds them back).
+
+Runs of at most :data:`SUMMARIZE_ABOVE` allocations keep every object (the full form).
+Memory: the live objects, the sites, the kept objects and the aggregates; never one entry
+per allocation seen. More than :data:`MAX_SITES` distinct sites is refused (bad input).
+docs/profiling.md says what is kept and why.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from placer.collectors.shim.log import (
+    REC_ALLOC,
+    REC_FREE,
+    AllocRecord,
+    FreeRecord,
+    LogScan,
+    SampleRecord,
+    ShimLog,
+)
+from placer.errors import InvalidInputError
+
+__all__ = [
+    "AGGREGATE_SEQ",
+    "MAX_KEPT",
+    "MAX_SITES",
+    "MAX_WINDOWS",
+    "SIGNIFICANT_BYTES",
+    "SIGNIFICANT_LIFETIME_NS",
+    "SIGNIFICANT_SAMPLED_INTERVALS",
+    "SUMMARIZE_ABOVE",
+    "reduce_log",
+]
+
+#: Runs with at most this many allocations keep every object (nothing is summarized).
+SUMMARIZE_ABOVE = 20_000
+#: Objects this large are kept: the shim samples pages of objects from 1 MiB on, and a
+#: plan's chunks and the sampled access series are about them.
+SIGNIFICANT_BYTES = 1 << 20
+#: Objects alive this long are kept (a second of residency is a placement decision).
+SIGNIFICANT_LIFETIME_NS = 1_000_000_000
+#: Objects sampled in this many intervals are kept (they have an access-density series).
+SIGNIFICANT_SAMPLED_INTERVALS = 2
+#: At most this many objects are kept one by one; later significant ones are summarized
+#: (and counted in ``signals.shim.summarized.over_cap``).
+MAX_KEPT = 200_000
+#: Distinct allocation sites a run may have: more is refused as bad input, since a plan
+#: per site and the per-site summaries are what keep the store bounded.
+MAX_SITES = 50_000
+#: Time windows per site for the summaries; the first is 100 ms long, and all double
+#: whenever the run outgrows them.
+MAX_WINDOWS = 32
+FIRST_WINDOW_NS = 100_000_000
+#: Aggregate objects' sequence numbers start here (the shim's own count never gets near).
+AGGREGATE_SEQ = 1 << 62
+PAGE = 4096
+
+
+@dataclass(slots=True)
+class _Live:
+    seq: int
+    site: int
+    addr: int
+    size: int
+    time: int
+    tid: int
+    kind: str
+    samples: list[tuple[int, int, int, int, int, int]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Agg:
+    site: int
+    first_ns: int
+    last_ns: int
+    peak_bytes: int = 0
+    count: int = 0
+    bytes: int = 0
+    byte_ns: int = 0
+    lifetime_ns: int = 0
+    hist: dict[int, int] = field(default_factory=dict)
+    #: interval → [start, end, sampled, touched, written]
+    intervals: dict[int, list[int]] = field(default_factory=dict)
+
+    def merge(self, other: _Agg) -> None:
+        self.first_ns = min(self.first_ns, other.first_ns)
+        self.last_ns = max(self.last_ns, other.last_ns)
+        self.peak_bytes = max(self.peak_bytes, other.peak_bytes)
+        self.count += other.count
+        self.bytes += other.bytes
+        self.byte_ns += other.byte_ns
+        self.lifetime_ns += other.lifetime_ns
+        for b, n in other.hist.items():
+            self.hist[b] = self.hist.get(b, 0) + n
+        for i, v in other.intervals.items():
+            cur = self.intervals.get(i)
+            if cur is None:
+                self.intervals[i] = list(v)
+            else:
+                cur[0], cur[1] = min(cur[0], v[0]), max(cur[1], v[1])
+                cur[2] += v[2]
+                cur[3] += v[3]
+                cur[4] += v[4]
+
+
+class _Reducer:
+    def __init__(self, scan: LogScan, summarize: bool) -> None:
+        self.scan = scan
+        self.summarize = summarize
+        self.t0 = scan.header.start_ns
+        self.width = FIRST_WINDOW_NS
+        self.live: dict[int, _Live] = {}
+        self.kept: list[tuple[_Live, int | None]] = []  # (object, free time or None)
+        self.aggs: dict[tuple[int, int], _Agg] = {}
+        self.small_live: dict[int, int] = {}  # site → bytes of its live small objects
+        self.peaks: dict[tuple[int, int], int] = {}  # (site, window) → most small bytes
+        self.sites: set[int] = set()
+        self.allocations = 0
+        self.over_cap = 0
+        self.folded_count: dict[int, int] = {}
+        self.folded_bytes = 0
+        self.folded_access = 0.0
+        self.last_seen = scan.header.start_ns
+
+    def window(self, t: int) -> int:
+        w = max(t - self.t0, 0) // self.width
+        while w >= MAX_WINDOWS:
+            self._widen()
+            w = max(t - self.t0, 0) // self.width
+        return w
+
+    def _widen(self) -> None:
+        """Double the windows: merge each site's pairs (bounded summaries on long runs)."""
+        self.width *= 2
+        merged: dict[tuple[int, int], _Agg] = {}
+        for (site, w), agg in self.aggs.items():
+            cur = merged.get((site, w // 2))
+            if cur is None:
+                merged[(site, w // 2)] = agg
+            else:
+                cur.merge(agg)
+        self.aggs = merged
+        peaks: dict[tuple[int, int], int] = {}
+        for (site, w), b in self.peaks.items():
+            key = (site, w // 2)
+            peaks[key] = max(peaks.get(key, 0), b)
+        self.peaks = peaks
+
+    def alloc(self, obj: _Live) -> None:
+        self.allocations += 1
+        if obj.site not in self.sites:
+            if len(self.sites) >= MAX_SITES:
+                raise InvalidInputError(
+                    f"{self.scan.path}: more than {MAX_SITES} distinct allocation sites "
+                    f"(placer summarizes per site; see docs/profiling.md): profile with a "
+                    f"larger --threshold or a smaller stack depth"
+                )
+            self.sites.add(obj.site)
+        self.live[obj.seq] = obj
+        if self.summarize and obj.size < SIGNIFICANT_BYTES:
+            now = self.small_live.get(obj.site, 0) + obj.size
+            self.small_live[obj.site] = now
+            key = (obj.site, self.window(obj.time))
+            if now > self.peaks.get(key, 0):
+                self.peaks[key] = now
+
+    def free(self, seq: int, t: int) -> None:
+        obj = self.live.pop(seq, None)
+        if obj is None:
+            return  # not this process's allocation (a forked child frees the parent's)
+        if self.summarize and obj.size < SIGNIFICANT_BYTES:
+            self.small_live[obj.site] -= obj.size
+        self.finish(obj, t)
+
+    def finish(self, obj: _Live, free_ns: int | None) -> None:
+        if not self.summarize or self._significant(obj, free_ns):
+            if len(self.kept) < MAX_KEPT or not self.summarize:
+                self.kept.append((obj, free_ns))
+                return
+            self.over_cap += 1
+        self.fold(obj, free_ns if free_ns is not None else self.last_seen)
+
+    def _significant(self, obj: _Live, free_ns: int | None) -> bool:
+        if free_ns is None or obj.size >= SIGNIFICANT_BYTES:
+            return True
+        if free_ns - obj.time >= SIGNIFICANT_LIFETIME_NS:
+            return True
+        sampled = {s[0] for s in obj.samples if s[3] > 0}
+        return len(sampled) >= SIGNIFICANT_SAMPLED_INTERVALS
+
+    def fold(self, obj: _Live, end_ns: int) -> None:
+        key = (obj.site, self.window(obj.time))
+        agg = self.aggs.get(key)
+        if agg is None:
+            agg = self.aggs[key] = _Agg(obj.site, obj.time, end_ns)
+        life = max(end_ns - obj.time, 0)
+        agg.first_ns = min(agg.first_ns, obj.time)
+        agg.last_ns = max(agg.last_ns, end_ns)
+        agg.count += 1
+        agg.bytes += obj.size
+        agg.byte_ns += obj.size * life
+        agg.lifetime_ns += life
+        bucket = life.bit_length()
+        agg.hist[bucket] = agg.hist.get(bucket, 0) + 1
+        pages = max(obj.size / PAGE, 1.0)
+        for interval, start, end, sampled, touched, written in obj.samples:
+            cur = agg.intervals.get(interval)
+            if cur is None:
+                agg.intervals[interval] = [start, end, sampled, touched, written]
+            else:
+                cur[0], cur[1] = min(cur[0], start), max(cur[1], end)
+                cur[2] += sampled
+                cur[3] += touched
+                cur[4] += written
+        # the features' touched-page estimate (placement.features._access_est), per object
+        per_interval: dict[int, list[int]] = {}
+        for interval, _s, _e, sampled, touched, _w in obj.samples:
+            acc = per_interval.setdefault(interval, [0, 0])
+            acc[0] += sampled
+            acc[1] += touched
+        self.folded_access += sum(t / s for s, t in per_interval.values() if s > 0) * pages
+        self.folded_count[obj.site] = self.folded_count.get(obj.site, 0) + 1
+        self.folded_bytes += obj.size
+
+    def run(self) -> None:
+        live = self.live
+        for b in self.scan.blocks():
+            allocs = zip(
+                b.alloc_seq,
+                b.alloc_time,
+                b.alloc_addr,
+                b.alloc_size,
+                b.alloc_site,
+                b.alloc_tid,
+                b.alloc_kind,
+                strict=True,
+            )
+            samples = zip(
+                b.sample_seq,
+                b.sample_start,
+                b.sample_end,
+                b.sample_interval,
+                b.sample_sampled,
+                b.sample_touched,
+                b.sample_written,
+                strict=True,
+            )
+            frees = zip(b.free_seq, b.free_time, strict=True)
+            for rtype in b.order:  # replayed in the log's order: live bytes are exact
+                if rtype == REC_ALLOC:
+                    seq, t, addr, size, site, tid, kind = next(allocs)
+                    self.alloc(_Live(seq, site, addr, size, t, tid, kind))
+                elif rtype == REC_FREE:
+                    seq, t = next(frees)
+                    self.free(seq, t)
+                else:
+                    seq, start, end, interval, sampled, touched, written = next(samples)
+                    obj = live.get(seq)
+                    if obj is not None:
+                        obj.samples.append((interval, start, end, sampled, touched, written))
+                    if end > self.last_seen:
+                        self.last_seen = end
+            for times in (b.alloc_time, b.free_time):
+                if times:
+                    self.last_seen = max(self.last_seen, max(times))
+        end_ns = self.scan.end.time_ns if self.scan.end is not None else None
+        self.last_seen = max(self.last_seen, end_ns or 0)
+        for obj in list(self.live.values()):  # alive at exit: significant
+            self.kept.append((obj, None))
+        self.live.clear()
+
+    def to_log(self) -> ShimLog:
+        allocs: list[AllocRecord] = []
+        frees: list[FreeRecord] = []
+        samples: list[SampleRecord] = []
+        for obj, free_ns in self.kept:
+            allocs.append(
+                AllocRecord(obj.seq, obj.time, obj.addr, obj.size, obj.site, obj.tid, obj.kind)
+            )
+            if free_ns is not None:
+                frees.append(FreeRecord(obj.seq, free_ns, obj.addr, "free"))
+            for interval, start, end, sampled, touched, written in obj.samples:
+                samples.append(
+                    SampleRecord(obj.seq, start, end, interval, sampled, touched, written)
+                )
+        aggregates: dict[int, dict[str, Any]] = {}
+        site_rows: dict[int, int] = {}
+        for k, ((site, w), agg) in enumerate(sorted(self.aggs.items())):
+            seq = AGGREGATE_SEQ + k
+            size = max(self.peaks.get((site, w), 0), max(agg.bytes // max(agg.count, 1), 1))
+            # address 0: no sampled address falls in it, so perf and Python sightings that
+            # hit a summarized object stay unmatched rather than land on the wrong one
+            allocs.append(AllocRecord(seq, agg.first_ns, 0, size, site, 0, "malloc"))
+            frees.append(FreeRecord(seq, agg.last_ns, 0, "free"))
+            for interval, (start, end, sampled, touched, written) in sorted(agg.intervals.items()):
+                samples.append(SampleRecord(seq, start, end, interval, sampled, touched, written))
+            span = max(agg.last_ns - agg.first_ns, 1)
+            aggregates[seq] = {
+                "objects": agg.count,
+                "bytes": agg.bytes,
+                "mean_live_bytes": agg.byte_ns / span,
+                "mean_lifetime_ns": agg.lifetime_ns / max(agg.count, 1),
+                "lifetime_log2_ns": {str(b): n for b, n in sorted(agg.hist.items())},
+                "window_ns": [agg.first_ns, agg.last_ns],
+            }
+            site_rows[site] = site_rows.get(site, 0) + 1
+        scan = self.scan
+        return ShimLog(
+            header=scan.header,
+            modules=scan.modules,
+            sites=scan.sites,
+            allocs=allocs,
+            frees=frees,
+            samples=samples,
+            binds=scan.binds,
+            end=scan.end,
+            truncated=scan.truncated,
+            stats=scan.stats,
+            clocks=sorted(scan.clocks),
+            allocations=self.allocations,
+            aggregates=aggregates,
+            folded={
+                "objects": sum(self.folded_count.values()),
+                "bytes": self.folded_bytes,
+                "access_est": self.folded_access,
+                "site_objects": {
+                    f"{s & 0xFFFFFFFFFFFFFFFF:016x}": n for s, n in self.folded_count.items()
+                },
+                "kept": len(self.kept),
+                "aggregates": len(aggregates),
+                "over_cap": self.over_cap,
+                "window_ns": self.width,
+            }
+            if self.summarize
+            else None,
+        )
+
+
+def count_allocations(path: str | os.PathLike[str]) -> int:
+    """ALLOC records in a log (one streaming pass; used to choose the full or summarized form)."""
+    scan = LogScan(path)
+    return sum(len(b.alloc_seq) for b in scan.blocks())
+
+
+def reduce_log(path: str | os.PathLike[str], *, summarize: bool | None = None) -> ShimLog:
+    """One pass over the log at ``path``: the significant objects and per-site summaries.
+
+    ``summarize``: None chooses (summarize above :data:`SUMMARIZE_ABOVE` allocations), True
+    or False forces the summarized or the full form. The returned log has three more
+    attributes: ``allocations`` (ALLOC records seen), ``aggregates`` (aggregate seq → its
+    summary) and ``folded`` (run-wide totals of the summarized objects; None when nothing
+    was summarized).
+    """
+    if summarize is None:
+        summarize = count_allocations(path) > SUMMARIZE_ABOVE
+    red = _Reducer(LogScan(path), summarize)
+    red.run()
+    return red.to_log()
