@@ -68,6 +68,7 @@ SIGNIFICANT_SAMPLED_INTERVALS = 2
 MAX_KEPT = 200_000
 #: Distinct allocation sites a run may have: more is refused as bad input, since a plan
 #: per site and the per-site summaries are what keep the store bounded.
+#: ``PLACER_MAX_SITES`` overrides it.
 MAX_SITES = 50_000
 #: Time windows per site for the summaries; the first is 100 ms long, and all double
 #: whenever the run outgrows them.
@@ -137,6 +138,7 @@ class _Reducer:
         self.small_live: dict[int, int] = {}  # site → bytes of its live small objects
         self.peaks: dict[tuple[int, int], int] = {}  # (site, window) → most small bytes
         self.sites: set[int] = set()
+        self.max_sites = _max_sites()
         self.allocations = 0
         self.over_cap = 0
         self.folded_count: dict[int, int] = {}
@@ -171,11 +173,11 @@ class _Reducer:
     def alloc(self, obj: _Live) -> None:
         self.allocations += 1
         if obj.site not in self.sites:
-            if len(self.sites) >= MAX_SITES:
+            if len(self.sites) >= self.max_sites:
                 raise InvalidInputError(
-                    f"{self.scan.path}: more than {MAX_SITES} distinct allocation sites "
-                    f"(placer summarizes per site; see docs/profiling.md): profile with a "
-                    f"larger --threshold or a smaller stack depth"
+                    f"the program allocated at more than {self.max_sites} distinct sites "
+                    f"(the cap; PLACER_MAX_SITES raises it, docs/profiling.md): profile "
+                    f"with a larger --threshold"
                 )
             self.sites.add(obj.site)
         self.live[obj.seq] = obj
@@ -356,6 +358,14 @@ class _Reducer:
             if self.summarize
             else None,
         )
+
+
+def _max_sites() -> int:
+    raw = os.environ.get("PLACER_MAX_SITES", "")
+    try:
+        return max(int(raw), 1) if raw else MAX_SITES
+    except ValueError:
+        raise InvalidInputError(f"PLACER_MAX_SITES={raw!r}: not a whole number") from None
 
 
 def count_allocations(path: str | os.PathLike[str]) -> int:

@@ -493,7 +493,7 @@ def find_logs(pattern_path: str | os.PathLike[str]) -> list[Path]:
 
 # ----------------------------------------------------------------- streaming
 #: Bytes :class:`LogScan` reads at a time: its memory does not grow with the log.
-SCAN_BLOCK = 8 << 20
+SCAN_BLOCK = 2 << 20
 
 
 @dataclass(slots=True)
