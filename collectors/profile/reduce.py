@@ -31,11 +31,15 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from placer.collectors.shim.log import (
+    ALLOC_KINDS,
     REC_ALLOC,
     REC_FREE,
     AllocRecord,
     FreeRecord,
+    LogBlock,
     LogScan,
     SampleRecord,
     ShimLog,
@@ -145,6 +149,11 @@ class _Reducer:
         self.folded_bytes = 0
         self.folded_access = 0.0
         self.last_seen = scan.header.start_ns
+        self.pending: dict[str, np.ndarray] = {
+            k: np.zeros(0, dtype=np.uint64 if k == "site" else np.int64)
+            for k in ("seq", "site", "addr", "size", "time", "tid", "kind")
+        }
+        self.samples_of: dict[int, list[tuple[int, int, int, int, int, int]]] = {}
 
     def window(self, t: int) -> int:
         w = max(t - self.t0, 0) // self.width
@@ -247,51 +256,283 @@ class _Reducer:
         self.folded_bytes += obj.size
 
     def run(self) -> None:
-        live = self.live
-        for b in self.scan.blocks():
-            allocs = zip(
-                b.alloc_seq,
-                b.alloc_time,
-                b.alloc_addr,
-                b.alloc_size,
-                b.alloc_site,
-                b.alloc_tid,
-                b.alloc_kind,
-                strict=True,
-            )
-            samples = zip(
-                b.sample_seq,
-                b.sample_start,
-                b.sample_end,
-                b.sample_interval,
-                b.sample_sampled,
-                b.sample_touched,
-                b.sample_written,
-                strict=True,
-            )
-            frees = zip(b.free_seq, b.free_time, strict=True)
-            for rtype in b.order:  # replayed in the log's order: live bytes are exact
-                if rtype == REC_ALLOC:
-                    seq, t, addr, size, site, tid, kind = next(allocs)
-                    self.alloc(_Live(seq, site, addr, size, t, tid, kind))
-                elif rtype == REC_FREE:
-                    seq, t = next(frees)
-                    self.free(seq, t)
-                else:
-                    seq, start, end, interval, sampled, touched, written = next(samples)
-                    obj = live.get(seq)
-                    if obj is not None:
-                        obj.samples.append((interval, start, end, sampled, touched, written))
-                    if end > self.last_seen:
-                        self.last_seen = end
-            for times in (b.alloc_time, b.free_time):
-                if times:
-                    self.last_seen = max(self.last_seen, max(times))
+        if self.summarize:
+            for b in self.scan.blocks():
+                self._block(b)
+        else:
+            for b in self.scan.blocks():
+                self._replay(b)
         end_ns = self.scan.end.time_ns if self.scan.end is not None else None
         self.last_seen = max(self.last_seen, end_ns or 0)
         for obj in list(self.live.values()):  # alive at exit: significant
             self.kept.append((obj, None))
         self.live.clear()
+        p = self.pending
+        for k in range(len(p["seq"])):
+            obj = self._obj(p, k)
+            obj.samples = list(self.samples_of.pop(obj.seq, []))
+            self.kept.append((obj, None))
+
+    def _replay(self, b: LogBlock) -> None:
+        """The full form: every record replayed in the log's order (small runs)."""
+        live = self.live
+        kinds = [ALLOC_KINDS[k] if k < len(ALLOC_KINDS) else "unknown" for k in b.alloc_kind]
+        allocs = zip(
+            b.alloc_seq.tolist(),
+            b.alloc_time.tolist(),
+            b.alloc_addr.tolist(),
+            b.alloc_size.tolist(),
+            b.alloc_site.tolist(),
+            b.alloc_tid.tolist(),
+            kinds,
+            strict=True,
+        )
+        samples = zip(
+            b.sample_seq.tolist(),
+            b.sample_start.tolist(),
+            b.sample_end.tolist(),
+            b.sample_interval.tolist(),
+            b.sample_sampled.tolist(),
+            b.sample_touched.tolist(),
+            b.sample_written.tolist(),
+            strict=True,
+        )
+        frees = zip(b.free_seq.tolist(), b.free_time.tolist(), strict=True)
+        for rtype in b.order.tolist():
+            if rtype == REC_ALLOC:
+                seq, t, addr, size, site, tid, kind = next(allocs)
+                self.alloc(_Live(seq, site, addr, size, t, tid, kind))
+            elif rtype == REC_FREE:
+                seq, t = next(frees)
+                self.free(seq, t)
+            else:
+                seq, start, end, interval, sampled, touched, written = next(samples)
+                obj = live.get(seq)
+                if obj is not None:
+                    obj.samples.append((interval, start, end, sampled, touched, written))
+        self._seen(b)
+
+    def _seen(self, b: LogBlock) -> None:
+        for times in (b.alloc_time, b.free_time, b.sample_end):
+            if len(times):
+                self.last_seen = max(self.last_seen, int(times.max()))
+
+    def _windows(self, times: np.ndarray) -> np.ndarray:
+        if not len(times):
+            return np.zeros(0, dtype=np.int64)
+        while (int(times.max()) - self.t0) // self.width >= MAX_WINDOWS:
+            self._widen()
+        return np.maximum(times - self.t0, 0) // self.width
+
+    @staticmethod
+    def _obj(t: dict[str, np.ndarray], k: int) -> _Live:
+        code = int(t["kind"][k])
+        return _Live(
+            int(t["seq"][k]),
+            int(t["site"][k]),
+            int(t["addr"][k]),
+            int(t["size"][k]),
+            int(t["time"][k]),
+            int(t["tid"][k]),
+            ALLOC_KINDS[code] if code < len(ALLOC_KINDS) else "unknown",
+        )
+
+    def _block(self, b: LogBlock) -> None:
+        """The summarized form, one block at a time in numpy: the live objects are a table
+        carried between blocks; the freed ones are kept or folded per (site, window)."""
+        self.allocations += len(b.alloc_seq)
+        for h in np.unique(b.alloc_site).tolist():
+            if h not in self.sites:
+                if len(self.sites) >= self.max_sites:
+                    raise InvalidInputError(
+                        f"the program allocated at more than {self.max_sites} distinct sites "
+                        f"(the cap; PLACER_MAX_SITES raises it, docs/profiling.md): profile "
+                        f"with a larger --threshold"
+                    )
+                self.sites.add(h)
+        self._seen(b)
+        order = b.order
+        new = {
+            "seq": b.alloc_seq,
+            "site": b.alloc_site,
+            "addr": b.alloc_addr,
+            "size": b.alloc_size,
+            "time": b.alloc_time,
+            "tid": b.alloc_tid,
+            "kind": b.alloc_kind,
+        }
+        p = self.pending
+        t = {k: np.concatenate([p[k], new[k]]) for k in new}
+        npend = len(p["seq"])
+        tpos = np.concatenate(
+            [np.full(npend, -1, dtype=np.int64), np.nonzero(order == REC_ALLOC)[0]]
+        )
+        # SAMPLEs: attached to their live objects (few: the shim samples objects >= 1 MiB)
+        if len(b.sample_seq):
+            known = set(t["seq"].tolist())
+            for rec in zip(
+                b.sample_seq.tolist(),
+                b.sample_interval.tolist(),
+                b.sample_start.tolist(),
+                b.sample_end.tolist(),
+                b.sample_sampled.tolist(),
+                b.sample_touched.tolist(),
+                b.sample_written.tolist(),
+                strict=True,
+            ):
+                if rec[0] in known:
+                    self.samples_of.setdefault(rec[0], []).append(rec[1:])  # type: ignore[arg-type]
+        # FREEs matched to the table by seq (a forked child frees its parent's: ignored)
+        by_seq = np.argsort(t["seq"], kind="stable")
+        sseq = t["seq"][by_seq]
+        j = np.searchsorted(sseq, b.free_seq)
+        ok = j < len(sseq)
+        ok[ok] = sseq[j[ok]] == b.free_seq[ok]
+        fi = by_seq[j[ok]]
+        fpos = np.nonzero(order == REC_FREE)[0][ok]
+        ftime = b.free_time[ok]
+        after = tpos[fi] < fpos
+        fi, fpos, ftime = fi[after], fpos[after], ftime[after]
+        fi, first = np.unique(fi, return_index=True)
+        fpos, ftime = fpos[first], ftime[first]
+        self._peaks(t, tpos, fi, fpos)
+        # kept or folded
+        size, atime = t["size"][fi], t["time"][fi]
+        life = np.maximum(ftime - atime, 0)
+        sig = (size >= SIGNIFICANT_BYTES) | (life >= SIGNIFICANT_LIFETIME_NS)
+        fseq = t["seq"][fi]
+        if self.samples_of:
+            for k in np.nonzero(~sig)[0].tolist():
+                got = self.samples_of.get(int(fseq[k]))
+                if got and len({r[0] for r in got if r[3] > 0}) >= SIGNIFICANT_SAMPLED_INTERVALS:
+                    sig[k] = True
+        for k in np.nonzero(sig)[0].tolist():
+            if len(self.kept) >= MAX_KEPT:
+                self.over_cap += 1
+                sig[k] = False
+                continue
+            obj = self._obj(t, int(fi[k]))
+            obj.samples = [
+                (iv, st, en, sa, to, wr)
+                for iv, st, en, sa, to, wr in self.samples_of.pop(obj.seq, [])
+            ]
+            self.kept.append((obj, int(ftime[k])))
+        fold = ~sig
+        self._fold(t["site"][fi][fold], atime[fold], ftime[fold], size[fold], life[fold])
+        if self.samples_of:
+            for k in np.nonzero(fold)[0].tolist():
+                got = self.samples_of.pop(int(fseq[k]), None)
+                if got:
+                    self._fold_samples(int(t["site"][fi[k]]), int(atime[k]), int(size[k]), got)
+        keep = np.ones(len(t["seq"]), dtype=bool)
+        keep[fi] = False
+        self.pending = {k: v[keep] for k, v in t.items()}
+
+    def _peaks(
+        self, t: dict[str, np.ndarray], tpos: np.ndarray, fi: np.ndarray, fpos: np.ndarray
+    ) -> None:
+        """Most bytes of each site's small objects alive at once, per window: the live
+        bytes replayed in the log's order (+size at ALLOC, -size at FREE)."""
+        small = t["size"] < SIGNIFICANT_BYTES
+        ea = np.nonzero(small & (tpos >= 0))[0]
+        ef = fi[small[fi]]
+        if not len(ea) and not len(ef):
+            return
+        pos = np.concatenate([tpos[ea], fpos[small[fi]]])
+        site = np.concatenate([t["site"][ea], t["site"][ef]])
+        delta = np.concatenate([t["size"][ea], -t["size"][ef]])
+        when = np.concatenate([t["time"][ea], t["time"][ef]])
+        is_alloc = np.concatenate([np.ones(len(ea), bool), np.zeros(len(ef), bool)])
+        o = np.lexsort((pos, site))
+        pos, site, delta, when, is_alloc = pos[o], site[o], delta[o], when[o], is_alloc[o]
+        starts = np.r_[True, site[1:] != site[:-1]]
+        grp = np.cumsum(starts) - 1
+        cs = np.cumsum(delta)
+        before = (cs - delta)[starts]
+        carry = np.array([self.small_live.get(h, 0) for h in site[starts].tolist()], np.int64)
+        running = cs - before[grp] + carry[grp]
+        ends = np.r_[np.nonzero(starts)[0][1:] - 1, len(site) - 1]
+        for h, v in zip(site[starts].tolist(), running[ends].tolist(), strict=True):
+            self.small_live[h] = v
+        site, running, when = site[is_alloc], running[is_alloc], when[is_alloc]
+        if not len(site):
+            return
+        w = self._windows(when)
+        o = np.lexsort((w, site))
+        site, w, running = site[o], w[o], running[o]
+        st = np.nonzero(np.r_[True, (site[1:] != site[:-1]) | (w[1:] != w[:-1])])[0]
+        top = np.maximum.reduceat(running, st)
+        for h, win, v in zip(site[st].tolist(), w[st].tolist(), top.tolist(), strict=True):
+            if v > self.peaks.get((h, win), 0):
+                self.peaks[(h, win)] = v
+
+    def _fold(
+        self,
+        site: np.ndarray,
+        atime: np.ndarray,
+        ftime: np.ndarray,
+        size: np.ndarray,
+        life: np.ndarray,
+    ) -> None:
+        """Add freed small short-lived objects to their (site, window) aggregates."""
+        if not len(site):
+            return
+        w = self._windows(atime)
+        bucket = np.frexp(life.astype(np.float64))[1].astype(np.int64)  # = life.bit_length()
+        o = np.lexsort((bucket, w, site))
+        site, w, bucket = site[o], w[o], bucket[o]
+        atime, ftime, size, life = atime[o], ftime[o], size[o], life[o]
+        n = len(site)
+        st = np.nonzero(np.r_[True, (site[1:] != site[:-1]) | (w[1:] != w[:-1])])[0]
+        bt = np.nonzero(
+            np.r_[True, (site[1:] != site[:-1]) | (w[1:] != w[:-1]) | (bucket[1:] != bucket[:-1])]
+        )[0]
+        bcount = np.diff(np.r_[bt, n])
+        hists: dict[tuple[int, int], dict[int, int]] = {}
+        for h, win, b, c in zip(
+            site[bt].tolist(), w[bt].tolist(), bucket[bt].tolist(), bcount.tolist(), strict=True
+        ):
+            hists.setdefault((h, win), {})[b] = c
+        cols = zip(
+            site[st].tolist(),
+            w[st].tolist(),
+            np.diff(np.r_[st, n]).tolist(),
+            np.add.reduceat(size, st).tolist(),
+            np.add.reduceat(size.astype(np.float64) * life, st).tolist(),
+            np.add.reduceat(life, st).tolist(),
+            np.minimum.reduceat(atime, st).tolist(),
+            np.maximum.reduceat(ftime, st).tolist(),
+            strict=True,
+        )
+        for h, win, count, nbytes, byte_ns, life_ns, first, last in cols:
+            agg = self.aggs.get((h, win))
+            if agg is None:
+                agg = self.aggs[(h, win)] = _Agg(h, first, last)
+            agg.merge(
+                _Agg(h, first, last, 0, count, nbytes, int(byte_ns), life_ns, hists[(h, win)])
+            )
+            self.folded_count[h] = self.folded_count.get(h, 0) + count
+            self.folded_bytes += nbytes
+
+    def _fold_samples(
+        self, site: int, atime: int, size: int, samples: list[tuple[int, ...]]
+    ) -> None:
+        agg = self.aggs[(site, int(self._windows(np.array([atime], np.int64))[0]))]
+        per_interval: dict[int, list[int]] = {}
+        for interval, start, end, sampled, touched, written in samples:
+            cur = agg.intervals.get(interval)
+            if cur is None:
+                agg.intervals[interval] = [start, end, sampled, touched, written]
+            else:
+                cur[0], cur[1] = min(cur[0], start), max(cur[1], end)
+                cur[2] += sampled
+                cur[3] += touched
+                cur[4] += written
+            acc = per_interval.setdefault(interval, [0, 0])
+            acc[0] += sampled
+            acc[1] += touched
+        pages = max(size / PAGE, 1.0)
+        self.folded_access += sum(t / s for s, t in per_interval.values() if s > 0) * pages
 
     def to_log(self) -> ShimLog:
         allocs: list[AllocRecord] = []
@@ -383,8 +624,9 @@ def reduce_log(path: str | os.PathLike[str], *, summarize: bool | None = None) -
     summary) and ``folded`` (run-wide totals of the summarized objects; None when nothing
     was summarized).
     """
-    if summarize is None:
-        summarize = count_allocations(path) > SUMMARIZE_ABOVE
-    red = _Reducer(LogScan(path), summarize)
+    red = _Reducer(LogScan(path), summarize is not False)
     red.run()
+    if summarize is None and red.allocations <= SUMMARIZE_ABOVE:
+        red = _Reducer(LogScan(path), False)  # a small log: a second, cheap pass, keeping all
+        red.run()
     return red.to_log()

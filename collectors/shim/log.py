@@ -498,26 +498,27 @@ SCAN_BLOCK = 2 << 20
 
 @dataclass(slots=True)
 class LogBlock:
-    """The ALLOC, FREE and SAMPLE records of one block of a log, as columns (file order
-    within each type); ``order`` gives their types in file order, to replay them as logged."""
+    """The ALLOC, FREE and SAMPLE records of one block of a log, as numpy columns (file
+    order within each type; int64, site hashes uint64, ``alloc_kind`` an index into
+    :data:`ALLOC_KINDS`); ``order`` gives their types in file order, to replay them."""
 
-    order: list[int]
-    alloc_seq: list[int]
-    alloc_time: list[int]
-    alloc_addr: list[int]
-    alloc_size: list[int]
-    alloc_site: list[int]
-    alloc_tid: list[int]
-    alloc_kind: list[str]
-    free_seq: list[int]
-    free_time: list[int]
-    sample_seq: list[int]
-    sample_start: list[int]
-    sample_end: list[int]
-    sample_interval: list[int]
-    sample_sampled: list[int]
-    sample_touched: list[int]
-    sample_written: list[int]
+    order: np.ndarray
+    alloc_seq: np.ndarray
+    alloc_time: np.ndarray
+    alloc_addr: np.ndarray
+    alloc_size: np.ndarray
+    alloc_site: np.ndarray
+    alloc_tid: np.ndarray
+    alloc_kind: np.ndarray
+    free_seq: np.ndarray
+    free_time: np.ndarray
+    sample_seq: np.ndarray
+    sample_start: np.ndarray
+    sample_end: np.ndarray
+    sample_interval: np.ndarray
+    sample_sampled: np.ndarray
+    sample_touched: np.ndarray
+    sample_written: np.ndarray
 
 
 class LogScan:
@@ -660,23 +661,23 @@ class LogScan:
         c4, c5 = col(s, 4), col(s, 5)
         per_object = np.isin(types, (REC_ALLOC, REC_FREE, REC_SAMPLE))
         block = LogBlock(
-            order=types[per_object].tolist(),
-            alloc_seq=col(a, 1).tolist(),
-            alloc_time=col(a, 2).tolist(),
-            alloc_addr=col(a, 3).tolist(),
-            alloc_size=col(a, 4).tolist(),
-            alloc_site=col(a, 5).tolist(),
-            alloc_tid=(tk & 0xFFFFFFFF).tolist(),
-            alloc_kind=_kind_names((tk >> 32) & 0xFF, ALLOC_KINDS),
-            free_seq=col(f, 1).tolist(),
-            free_time=col(f, 2).tolist(),
-            sample_seq=col(s, 1).tolist(),
-            sample_start=col(s, 2).tolist(),
-            sample_end=col(s, 3).tolist(),
-            sample_interval=(c4 & 0xFFFFFFFF).tolist(),
-            sample_sampled=(c4 >> 32).tolist(),
-            sample_touched=(c5 & 0xFFFFFFFF).tolist(),
-            sample_written=(c5 >> 32).tolist(),
+            order=types[per_object].astype(np.int64),
+            alloc_seq=col(a, 1).astype(np.int64),
+            alloc_time=col(a, 2).astype(np.int64),
+            alloc_addr=col(a, 3).astype(np.int64),
+            alloc_size=col(a, 4).astype(np.int64),
+            alloc_site=col(a, 5),
+            alloc_tid=(tk & 0xFFFFFFFF).astype(np.int64),
+            alloc_kind=np.minimum((tk >> 32) & 0xFF, len(ALLOC_KINDS)).astype(np.int64),
+            free_seq=col(f, 1).astype(np.int64),
+            free_time=col(f, 2).astype(np.int64),
+            sample_seq=col(s, 1).astype(np.int64),
+            sample_start=col(s, 2).astype(np.int64),
+            sample_end=col(s, 3).astype(np.int64),
+            sample_interval=(c4 & 0xFFFFFFFF).astype(np.int64),
+            sample_sampled=(c4 >> 32).astype(np.int64),
+            sample_touched=(c5 & 0xFFFFFFFF).astype(np.int64),
+            sample_written=(c5 >> 32).astype(np.int64),
         )
         # the few records that are not per allocation
         rare = np.nonzero(~per_object)[0].tolist()
