@@ -10,7 +10,8 @@ table of the live objects only, and returns a :class:`ShimLog` that
   :data:`SIGNIFICANT_LIFETIME_NS`, or alive at exit, or sampled by page poisoning in
   :data:`SIGNIFICANT_SAMPLED_INTERVALS` intervals (at most :data:`MAX_KEPT` of them);
 - for the others, one **aggregate** object per site and time window (at most
-  :data:`MAX_WINDOWS` windows, which double in length as the run goes on): its size is the
+  :data:`MAX_WINDOWS` windows, which double in length as the run goes on, and at most
+  :data:`MAX_AGGREGATES` aggregates in all, down to one per site): its size is the
   most bytes the site's small objects held at once in the window (so the time-aware DRAM
   budget holds), its lifetime the window's, its SAMPLEs the sum of theirs per interval, and
   its ``aggregate`` summary the count, bytes, byte-seconds, lifetime histogram (log2 ns)
@@ -48,6 +49,7 @@ from placer.errors import InvalidInputError
 
 __all__ = [
     "AGGREGATE_SEQ",
+    "MAX_AGGREGATES",
     "MAX_KEPT",
     "MAX_SITES",
     "MAX_WINDOWS",
@@ -78,6 +80,9 @@ MAX_SITES = 50_000
 #: whenever the run outgrows them.
 MAX_WINDOWS = 32
 FIRST_WINDOW_NS = 100_000_000
+#: Aggregate objects a run may hold in all: with many sites the windows widen until the
+#: aggregates fit (down to one per site), so what comes downstream stays bounded.
+MAX_AGGREGATES = 16_384
 #: Aggregate objects' sequence numbers start here (the shim's own count never gets near).
 AGGREGATE_SEQ = 1 << 62
 PAGE = 4096
@@ -419,6 +424,8 @@ class _Reducer:
             self.kept.append((obj, int(ftime[k])))
         fold = ~sig
         self._fold(t["site"][fi][fold], atime[fold], ftime[fold], size[fold], life[fold])
+        while len(self.aggs) > MAX_AGGREGATES and self.width <= self.last_seen - self.t0:
+            self._widen()
         if self.samples_of:
             for k in np.nonzero(fold)[0].tolist():
                 got = self.samples_of.pop(int(fseq[k]), None)
