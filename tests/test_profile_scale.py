@@ -7,6 +7,7 @@ bad input.
 
 from __future__ import annotations
 
+import json
 import math
 import tracemalloc
 from pathlib import Path
@@ -14,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from examples.build import examples_bin
 from placer.collectors.profile import ingest, reduce
 from placer.collectors.profile.reduce import count_allocations, reduce_log
 from placer.collectors.shim.log import LogScan
 from placer.errors import InvalidInputError
 from placer.placement.features import FEATURES, run_features
 from placer.store import Store
+from placer.store.models import AllocObject
 from placer.store.repository.runs import objects_of_run
 from tests.test_shim_log import alloc, end, free, header, module, sample, site
 
@@ -134,11 +137,9 @@ def test_summarized_form_gives_the_full_forms_features(store: Store, tmp_path: P
     # objects' pages) and the most bytes alive at once is what the time-aware DRAM budget
     # holds. (An aggregate row's touched-page estimate is pooled density x its pages, not
     # the sum over its objects: docs/profiling.md.)
-    def pages(objs: list) -> tuple[int, int, int]:  # type: ignore[type-arg]
+    def pages(objs: list[AllocObject]) -> list[int]:
         sm = [o.summary for o in objs if o.site_id == objs[0].site_id]
-        return tuple(
-            sum(x[k] for x in sm) for k in ("sampled_pages", "touched_pages", "written_pages")
-        )  # type: ignore[return-value]
+        return [sum(x[k] for x in sm) for k in ("sampled_pages", "touched_pages", "written_pages")]
 
     small_full = [o for o in full_objs if o.size_bytes == 64 * KiB]
     assert pages(small_full) == pages(aggs)
@@ -210,3 +211,46 @@ def test_scan_reads_across_block_boundaries(tmp_path: Path) -> None:
     got = LogScan(path, block_bytes=1)  # rounded up to one record's maximum
     seqs = [s for b in got.blocks() for s in b.alloc_seq]
     assert seqs == list(range(30_000)) and not got.truncated and got.end is not None
+
+
+@pytest.fixture(scope="module")
+def churn() -> Path:
+    try:
+        return examples_bin("churn")
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"cannot build examples/bin/churn: {exc}")
+
+
+def test_profile_stores_sites_not_allocations(run_placer, churn: Path) -> None:  # type: ignore[no-untyped-def]
+    """50,000 allocations through 8 sites, 64 alive: a few rows per site, every allocation
+    counted, and objects/recommend work on them."""
+    r = run_placer("profile", "--no-perf", "--", str(churn), "-n", "50000", "-S", "8")
+    assert r.returncode == 0, r.stderr
+    assert "from 50000 allocations" in r.stderr
+    run_id = int(r.stderr.split("placer: run ")[1].split()[0])
+    doc = json.loads(
+        run_placer("objects", str(run_id), "--format", "json", "--limit", "0", check=True).stdout
+    )
+    objs = doc["objects"]
+    assert 8 <= len(objs) <= 8 * reduce.MAX_WINDOWS
+    assert len({o["site"]["hash"] for o in objs}) == 8
+    assert max(o["size_bytes"] for o in objs) <= 64 * 64 * KiB  # never more than was alive
+    rec = run_placer("recommend", str(run_id), "--dram-budget", "50%")
+    assert rec.returncode == 0, rec.stderr
+
+
+def test_too_many_sites_one_line_exit_2(run_placer, churn: Path) -> None:  # type: ignore[no-untyped-def]
+    r = run_placer(
+        "profile",
+        "--no-perf",
+        "--",
+        str(churn),
+        "-n",
+        "100",
+        "-S",
+        "20",
+        env={"PLACER_MAX_SITES": "10"},
+    )
+    assert r.returncode == 2
+    last = r.stderr.strip().splitlines()[-1]
+    assert "more than 10 distinct sites" in last and "Traceback" not in r.stderr

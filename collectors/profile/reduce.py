@@ -29,6 +29,7 @@ docs/profiling.md says what is kept and why.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -386,7 +387,7 @@ class _Reducer:
                 strict=True,
             ):
                 if rec[0] in known:
-                    self.samples_of.setdefault(rec[0], []).append(rec[1:])  # type: ignore[arg-type]
+                    self.samples_of.setdefault(rec[0], []).append(rec[1:])
         # FREEs matched to the table by seq (a forked child frees its parent's: ignored)
         by_seq = np.argsort(t["seq"], kind="stable")
         sseq = t["seq"][by_seq]
@@ -522,7 +523,7 @@ class _Reducer:
             self.folded_bytes += nbytes
 
     def _fold_samples(
-        self, site: int, atime: int, size: int, samples: list[tuple[int, ...]]
+        self, site: int, atime: int, size: int, samples: Sequence[tuple[int, ...]]
     ) -> None:
         agg = self.aggs[(site, int(self._windows(np.array([atime], np.int64))[0]))]
         per_interval: dict[int, list[int]] = {}

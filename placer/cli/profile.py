@@ -285,6 +285,9 @@ def objects_document(
                         "poison_scope", "chunk" if o.chunk_count > 1 else "object"
                     ),
                     "series": series.get(o.id, []),
+                    # a summarized run's stand-in for a site's small, short-lived objects
+                    # in one time window (docs/profiling.md); None for an object itself
+                    "aggregate": summ.get("aggregate"),
                 }
             )
     items.sort(key=_sort_key(sort))
