@@ -5,7 +5,9 @@ Runs ``examples/bin/churn`` (N allocations of 64 KiB through S sites, 64 alive) 
 50%`` and ``placer report`` on the stored run, each step in a fresh child process, and
 records each step's wall time and peak RSS (``os.wait4``'s rusage of that child: its
 largest resident set, the program's own included for ``profile``). One SQLite store per
-size, so store sizes are per run. Prints a table and writes
+size, so store sizes are per run. To split ``profile``'s time between the program and
+placer, the program is also run under the shim alone ("under shim") and its log read by
+``reduce_log`` in a fresh child ("read": placer's ingest, with its allocations/s). Prints a table and writes
 ``benchmarks/results/scale-<stamp>.json``; ``docs/benchmarks.md`` records the table.
 
     python benchmarks/scale.py                          # 10k, 100k, 1M, 4M; 8 sites
@@ -34,6 +36,14 @@ sys.path.insert(0, str(REPO))  # run from a checkout: examples/ imports
 from examples.build import examples_bin  # noqa: E402
 
 STEPS = ("profile", "objects", "recommend", "report")
+#: Reading one shim log alone (reduce_log in a fresh child): placer's own ingest cost, apart
+#: from the program's run under the shim.
+READ = """
+import sys
+from placer.collectors.profile.reduce import reduce_log
+log = reduce_log(sys.argv[1])
+print(log.allocations, len(log.allocs))
+"""
 WIDE_SITES = 10_000
 
 
@@ -54,6 +64,9 @@ class Row:
     size: int
     store_mb: float = 0.0
     native_seconds: float = 0.0
+    #: the program under the shim alone (no placer), and reduce_log on its log
+    shim_seconds: float = 0.0
+    read: Step | None = None
     steps: list[Step] = field(default_factory=list)
 
 
@@ -88,6 +101,21 @@ def run_size(n: int, sites: int, alive: int, size: int, work: Path) -> Row:
     t0 = time.perf_counter()
     subprocess.run([churn, *args], check=True, stdout=subprocess.DEVNULL)
     row.native_seconds = time.perf_counter() - t0
+    logdir = work / f"logs-{n}-{sites}"
+    logdir.mkdir()
+    shim_env = dict(
+        os.environ,
+        LD_PRELOAD=str(REPO / "collectors" / "shim" / "libplacer_shim.so"),
+        PLACER_SHIM_LOG=str(logdir / "shim.%p.log"),
+    )
+    t0 = time.perf_counter()
+    subprocess.run([churn, *args], check=True, stdout=subprocess.DEVNULL, env=shim_env)
+    row.shim_seconds = time.perf_counter() - t0
+    logs = sorted(logdir.glob("shim.*.log"))
+    if logs:
+        row.read = timed([sys.executable, "-c", READ, str(logs[0])], dict(os.environ))
+        row.read.name = "read"
+    shutil.rmtree(logdir, ignore_errors=True)
     prof = timed([placer, "profile", "--no-perf", "--format", "json", "--", churn, *args], env)
     row.steps.append(prof)
     if prof.rc != 0:
@@ -113,15 +141,21 @@ def run_size(n: int, sites: int, alive: int, size: int, work: Path) -> Row:
 
 
 def table(rows: list[Row]) -> str:
-    head = "| allocations | sites | native s | store MB | " + " | ".join(
-        f"{s} s | {s} MB" for s in STEPS
+    head = (
+        "| allocations | sites | native s | under shim s | read s | read MB | read allocs/s "
+        "| store MB | " + " | ".join(f"{s} s | {s} MB" for s in STEPS)
     )
-    lines = [head + " |", "|" + "---:|" * (4 + 2 * len(STEPS))]
+    lines = [head + " |", "|" + "---:|" * (8 + 2 * len(STEPS))]
     for r in rows:
+        rd = r.read
         cells = [
             f"{r.allocations:,}",
             f"{r.sites:,}",
             f"{r.native_seconds:.2f}",
+            f"{r.shim_seconds:.2f}",
+            f"{rd.seconds:.2f}" if rd and not rd.rc else "—",
+            f"{rd.max_rss_mb:.0f}" if rd and not rd.rc else "—",
+            f"{r.allocations / rd.seconds:,.0f}" if rd and not rd.rc and rd.seconds else "—",
             f"{r.store_mb:.1f}",
         ]
         by = {s.name: s for s in r.steps}
