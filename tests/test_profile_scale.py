@@ -19,11 +19,14 @@ from examples.build import examples_bin
 from placer.collectors.profile import ingest, reduce
 from placer.collectors.profile.reduce import count_allocations, reduce_log
 from placer.collectors.shim.log import LogScan
+from placer.emulator.load import load_profile
+from placer.emulator.model import HostDram, estimate
 from placer.errors import InvalidInputError
 from placer.placement.features import FEATURES, run_features
 from placer.store import Store
 from placer.store.models import AllocObject
-from placer.store.repository.runs import objects_of_run
+from placer.store.repository.runs import add_deep_site_stats, objects_of_run
+from placer.tiers.specs import load_spec
 from tests.test_shim_log import alloc, end, free, header, module, sample, site
 
 T0 = 5_000  # the header's start (tests.test_shim_log.header)
@@ -32,7 +35,7 @@ SMALL_SITE, BIG_SITE, EXIT_SITE = 0x51, 0xB1, 0xE1
 OK = ingest.RunOutcome(status="succeeded", exit_code=0, signal=None, wall_seconds=1.0)
 
 
-def churn_log(path: Path, n_small: int = 25_000, ring: int = 16) -> Path:
+def churn_log(path: Path, n_small: int = 25_000, ring: int = 16, sample_every: int = 50) -> Path:
     """Small buffers cycling through a ring at one site (every 50th sampled once), large
     long-lived sampled buffers at a second, and buffers alive at exit at a third."""
     out = [header(), module(1, "/opt/app", b"\x01" * 20)]
@@ -49,7 +52,7 @@ def churn_log(path: Path, n_small: int = 25_000, ring: int = 16) -> Path:
             out.append(free(slot[0], t - 1, slot[1]))
         addr = 0x10000000 + (i % ring) * 0x20000
         out.append(alloc(seq, t, addr, 64 * KiB, SMALL_SITE))
-        if i % 50 == 0:
+        if sample_every and i % sample_every == 0:
             iv = (t - T0) // period
             out.append(sample(seq, t, t + 5, iv, 4, 1 + i % 3, i % 2))
         slots[i % ring] = (seq, addr)
@@ -254,3 +257,44 @@ def test_too_many_sites_one_line_exit_2(run_placer, churn: Path) -> None:  # typ
     assert r.returncode == 2
     last = r.stderr.strip().splitlines()[-1]
     assert "more than 10 distinct sites" in last and "Traceback" not in r.stderr
+
+
+def test_emulator_prices_the_summarized_form_as_the_full_form(store: Store, tmp_path: Path) -> None:
+    """All objects in the slow tier, with DHAT traffic per site: the same runtime and the
+    same penalty per site (within 1%). The small objects carry no page-poison samples, as
+    the shim writes them (it samples objects from 1 MiB on)."""
+    log = churn_log(tmp_path / "shim.100.log", sample_every=0)
+    runs = (_ingest(store, log, summarize=False), _ingest(store, log, summarize=True))
+    stat = {
+        "blocks": 100,
+        "total_bytes": 10 * MiB,
+        "bytes_read": 400 * MiB,
+        "bytes_written": 100 * MiB,
+        "total_lifetime_ns": 10**9,
+        "details": {},
+    }
+    with store.session() as s:
+        for run in runs:
+            add_deep_site_stats(s, run, {o.site_id: stat for o in objects_of_run(s, run)})
+    host = HostDram(latency_ns=100.0, read_gbps=10.0, write_gbps=10.0, llc_bytes=32 * MiB)
+    got = []
+    with store.session() as s:
+        for run in runs:
+            prof = load_profile(s, run)
+            est = estimate(
+                prof,
+                [o.object_id for o in prof.objects],
+                load_spec("optane"),
+                load_spec("dram"),
+                host,
+            )
+            per_site: dict[int, float] = {}
+            for o in prof.objects:
+                per_site[o.site_id] = per_site.get(o.site_id, 0.0) + est.penalties[o.object_id]
+            got.append((est.runtime_seconds, per_site))
+    (full_rt, full_sites), (summ_rt, summ_sites) = got
+    assert full_rt > 1.5 * 0.25  # the slow tier costs something here
+    assert _close(full_rt, summ_rt)
+    assert sorted(full_sites) == sorted(summ_sites)
+    for site_id, pen in full_sites.items():
+        assert abs(pen - summ_sites[site_id]) <= 0.01 * full_rt
