@@ -224,7 +224,7 @@ def churn() -> Path:
         pytest.skip(f"cannot build examples/bin/churn: {exc}")
 
 
-def test_profile_stores_sites_not_allocations(run_placer, churn: Path) -> None:  # type: ignore[no-untyped-def]
+def test_profile_stores_sites_not_allocations(run_placer, churn: Path) -> None:
     """50,000 allocations through 8 sites, 64 alive: a few rows per site, every allocation
     counted, and objects/recommend work on them."""
     r = run_placer("profile", "--no-perf", "--", str(churn), "-n", "50000", "-S", "8")
@@ -242,7 +242,7 @@ def test_profile_stores_sites_not_allocations(run_placer, churn: Path) -> None: 
     assert rec.returncode == 0, rec.stderr
 
 
-def test_too_many_sites_one_line_exit_2(run_placer, churn: Path) -> None:  # type: ignore[no-untyped-def]
+def test_too_many_sites_one_line_exit_2(run_placer, churn: Path) -> None:
     r = run_placer(
         "profile",
         "--no-perf",

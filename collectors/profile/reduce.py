@@ -328,7 +328,8 @@ class _Reducer:
             return np.zeros(0, dtype=np.int64)
         while (int(times.max()) - self.t0) // self.width >= MAX_WINDOWS:
             self._widen()
-        return np.maximum(times - self.t0, 0) // self.width
+        out: np.ndarray = np.maximum(times - self.t0, 0) // self.width
+        return out
 
     @staticmethod
     def _obj(t: dict[str, np.ndarray], k: int) -> _Live:
