@@ -374,12 +374,14 @@ def _objects(args: argparse.Namespace, ctx: Context) -> int:
         rows = []
         for o in d["objects"]:
             chunk = f" [{o['chunk_index']}/{o['chunk_count']}]" if o["chunk_count"] > 1 else ""
+            agg = o.get("aggregate") or {}
             dens = [
                 (m["touched_pages"] / m["sampled_pages"]) if m["sampled_pages"] else None
                 for m in o["series"]
             ]
             row = [
-                o["id"],
+                # an aggregate: how many small short-lived objects of its site it stands for
+                f"{o['id']} ×{agg.get('objects', 0)}" if agg else o["id"],
                 o["site"]["label"] + chunk,
                 _human(o["size_bytes"]),
                 f"{o['lifetime_s']:.2f}",
