@@ -21,7 +21,9 @@ BIN_DIR = EXAMPLES_DIR / "bin"
 GRAPH_KERNELS = ("bfs", "pr", "cc", "sssp", "bc", "tc")
 GRAPH_TOOLS = ("gen",)
 MICROBENCHMARKS = ("chase", "seqread", "seqwrite", "randupdate")
-ALL_BINARIES = GRAPH_KERNELS + GRAPH_TOOLS + MICROBENCHMARKS
+#: allocation churn (issue 17: cost that grows with the allocation count)
+SCALE_TOOLS = ("churn",)
+ALL_BINARIES = GRAPH_KERNELS + GRAPH_TOOLS + MICROBENCHMARKS + SCALE_TOOLS
 EMBEDDING_SCRIPT = EXAMPLES_DIR / "python" / "embedding.py"
 
 _built = False

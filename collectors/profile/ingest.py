@@ -2,9 +2,10 @@
 
 Phase 1 (:func:`begin_run`) stores the Run as ``running`` before the program starts, so its
 id can be printed and a crash of placer itself leaves a visible trace. Phase 2
-(:func:`ingest_profile`) stores sites, objects (one per allocation, or per chunk),
-per-interval metrics and the run's final status in one transaction: a corrupt log stores
-nothing of it. Phase 3 (:func:`ingest_dhat`) stores deep-mode statistics, again all or
+(:func:`ingest_profile`) stores sites, objects (one per allocation, or per chunk; a log
+of many allocations arrives already reduced to its significant objects and one aggregate
+per site and window, collectors/profile/reduce.py), per-interval metrics and the run's
+final status in one transaction: a corrupt log stores nothing of it. Phase 3 (:func:`ingest_dhat`) stores deep-mode statistics, again all or
 nothing.
 """
 
@@ -161,11 +162,17 @@ def choose_log(logs: Sequence[Any]) -> tuple[Any, list[Any]]:
         if cur is None or log.header.start_ns > cur.header.start_ns:
             latest[log.header.pid] = log
     main = min(latest.values(), key=lambda log: (log.header.start_ns, log.header.pid))
-    if not main.allocs:  # a wrapper (``sh script``): the process that allocated is the program
-        busiest = max(logs, key=lambda log: (len(log.allocs), -log.header.start_ns))
-        if busiest.allocs:
+    if not _allocations(main):  # a wrapper (``sh script``): the process that allocated is it
+        busiest = max(logs, key=lambda log: (_allocations(log), -log.header.start_ns))
+        if _allocations(busiest):
             main = busiest
     return main, [log for log in logs if log is not main]
+
+
+def _allocations(log: Any) -> int:
+    """ALLOC records a log held (a summarized log keeps fewer objects than it saw)."""
+    seen = getattr(log, "allocations", None)
+    return int(seen) if seen is not None else len(log.allocs)
 
 
 def site_hash_hex(value: int) -> str:
@@ -248,6 +255,7 @@ def ingest_profile(
         return {"objects": 0, "sites": 0, "allocations": 0}
     log, others = choose_log(inputs.logs)
     header = log.header
+    aggregates: dict[int, dict[str, Any]] = getattr(log, "aggregates", None) or {}
     frees = {f.seq: f for f in log.frees}
     allocs = sorted(log.allocs, key=lambda a: a.seq)
     end_ns = log.end.time_ns if log.end is not None else None
@@ -421,7 +429,8 @@ def ingest_profile(
             else:
                 continue  # the log lost the SITE record: nothing can name this object
             free = frees.get(a.seq)
-            n = chunk_index.chunk_count(a.size)
+            aggregate = aggregates.get(a.seq)
+            n = 1 if aggregate is not None else chunk_index.chunk_count(a.size)
             for c in range(n):
                 off = c * inputs.chunk_size if n > 1 else 0
                 size = min(inputs.chunk_size, a.size - off) if n > 1 else a.size
@@ -433,6 +442,8 @@ def ingest_profile(
                     summary["native_site"] = native_hash
                 if n > 1 and poison:
                     summary["poison_scope"] = "object"
+                if aggregate is not None:
+                    summary["aggregate"] = aggregate
                 object_rows.append(
                     {
                         "run_id": run_id,
@@ -480,9 +491,12 @@ def ingest_profile(
             "program_cpu_seconds": (
                 (clocks[-1][1] - clocks[0][1]) / 1e9 if len(clocks) >= 2 else None
             ),
-            "allocations": len(allocs),
+            "allocations": _allocations(log),
             "samples": poison,
             "other_processes": [o.header.pid for o in others],
+            # what was summarized (collectors/profile/reduce.py): None when every object is
+            # stored; the features add these totals back (placement.features)
+            "summarized": getattr(log, "folded", None),
             # what page poisoning cost the program (the shim's own accounting)
             "sampling_cost": {
                 k: stats[k]
@@ -520,7 +534,7 @@ def ingest_profile(
     return {
         "objects": len(object_rows),
         "sites": len(site_rows),
-        "allocations": len(allocs),
+        "allocations": _allocations(log),
         "truncated": bool(log.truncated),
     }
 

@@ -19,10 +19,10 @@ from typing import Any
 
 from placer.collectors.profile import ingest, perf, pyrunner
 from placer.collectors.profile.elf import read_elf, resolve_command, script_interpreter
+from placer.collectors.profile.reduce import reduce_log
 from placer.collectors.profile.runner import preload_exec, run_program
 from placer.collectors.profile.symbolize import Symbolizer
 from placer.collectors.shim.library import shim_path
-from placer.collectors.shim.log import read_log
 from placer.config import data_dir
 from placer.contracts.units import parse_size as parse_size  # public here too (CLI, tests)
 from placer.errors import ExternalToolError, InvalidInputError, PlacerError
@@ -223,7 +223,9 @@ def run_profile(store: Any, req: ProfileRequest) -> tuple[int, int, dict[str, An
         signals: dict[str, Any] = {}
         failed = dataclasses.replace(outcome, status="failed")
         try:
-            logs = _read_logs(workdir)
+            # a Python run names objects by joining tracemalloc's sightings to each
+            # allocation: every object is kept
+            logs = _read_logs(workdir, summarize=False) if py_out else _read_logs(workdir)
         except PlacerError as exc:
             # nothing of an unreadable log is stored: the run is failed, with the reason
             ingest.finish_run(store, run_id, failed, {"error": str(exc)})
@@ -303,5 +305,6 @@ def _signame(sig: int) -> str:
         return str(sig)
 
 
-def _read_logs(workdir: Path) -> list[Any]:
-    return [read_log(p) for p in sorted(workdir.glob("shim.*.log"))]
+def _read_logs(workdir: Path, *, summarize: bool | None = None) -> list[Any]:
+    """Every process's log, each read in one pass with bounded memory (reduce.py)."""
+    return [reduce_log(p, summarize=summarize) for p in sorted(workdir.glob("shim.*.log"))]

@@ -11,8 +11,10 @@ import gc
 import os
 import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,11 +24,14 @@ __all__ = [
     "ALLOC_KINDS",
     "END_EXEC",
     "FREE_KINDS",
+    "SCAN_BLOCK",
     "STATS_NAMES",
     "AllocRecord",
     "BindRecord",
     "EndRecord",
     "FreeRecord",
+    "LogBlock",
+    "LogScan",
     "LogHeader",
     "SampleRecord",
     "ShimLog",
@@ -169,6 +174,12 @@ class ShimLog:
     stats: dict[str, int] = field(default_factory=dict)  # the STATS record's counters
     #: (CLOCK_MONOTONIC ns, process CPU ns) points, sorted by time: the CPU-time timeline
     clocks: list[tuple[int, int]] = field(default_factory=list)
+    #: set by ``placer.collectors.profile.reduce``: ALLOC records seen (``allocs`` then
+    #: holds the kept objects and one aggregate per site and window), the aggregates'
+    #: summaries by seq, and run-wide totals of the summarized objects (None: none)
+    allocations: int | None = None
+    aggregates: dict[int, dict[str, Any]] = field(default_factory=dict)
+    folded: dict[str, Any] | None = None
 
 
 def _kind_names(codes: np.ndarray, names: tuple[str, ...]) -> list[str]:
@@ -479,3 +490,233 @@ def find_logs(pattern_path: str | os.PathLike[str]) -> list[Path]:
         return (1, 0, path.name)
 
     return sorted((folder / nm for nm in names), key=key)
+
+
+# ----------------------------------------------------------------- streaming
+#: Bytes :class:`LogScan` reads at a time: its memory does not grow with the log.
+SCAN_BLOCK = 2 << 20
+
+
+@dataclass(slots=True)
+class LogBlock:
+    """The ALLOC, FREE and SAMPLE records of one block of a log, as numpy columns (file
+    order within each type; int64, site hashes uint64, ``alloc_kind`` an index into
+    :data:`ALLOC_KINDS`); ``order`` gives their types in file order, to replay them."""
+
+    order: np.ndarray
+    alloc_seq: np.ndarray
+    alloc_time: np.ndarray
+    alloc_addr: np.ndarray
+    alloc_size: np.ndarray
+    alloc_site: np.ndarray
+    alloc_tid: np.ndarray
+    alloc_kind: np.ndarray
+    free_seq: np.ndarray
+    free_time: np.ndarray
+    sample_seq: np.ndarray
+    sample_start: np.ndarray
+    sample_end: np.ndarray
+    sample_interval: np.ndarray
+    sample_sampled: np.ndarray
+    sample_touched: np.ndarray
+    sample_written: np.ndarray
+
+
+class LogScan:
+    """One pass over a shim log in blocks of :data:`SCAN_BLOCK` bytes.
+
+    :func:`read_log` holds the whole file and a Python object per record (about 1 KB per
+    allocation); a scan holds one block. Iterate :meth:`blocks` once; afterwards
+    ``modules``, ``sites``, ``binds``, ``end``, ``stats``, ``clocks`` and ``truncated`` hold
+    the few records that are not per allocation, as in :class:`ShimLog`. The checks are
+    :func:`read_log`'s: :class:`InvalidInputError` for a file that is not a shim log, a
+    record of impossible length or an out-of-range value.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], block_bytes: int = SCAN_BLOCK) -> None:
+        self.path = Path(path)
+        self.block_bytes = max(block_bytes, MAX_RECORD + 8)
+        try:
+            with open(self.path, "rb") as fh:
+                head = fh.read(HEADER_SIZE)
+                self.size = os.fstat(fh.fileno()).st_size
+        except OSError as exc:
+            raise InvalidInputError(
+                f"{self.path}: cannot read shim log: {exc.strerror or exc}"
+            ) from None
+        p = self.path
+        if len(head) < HEADER_SIZE or head[:8] != MAGIC:
+            raise InvalidInputError(f"{p}: not a placer shim log")
+        version, hsize = struct.unpack_from("<II", head, 8)
+        if version != VERSION:
+            raise InvalidInputError(
+                f"{p}: shim log format version {version}; this placer reads version {VERSION}"
+            )
+        if hsize < HEADER_SIZE or hsize % 8 or hsize > self.size:
+            raise InvalidInputError(f"{p}: not a placer shim log (header size {hsize})")
+        (start_ns, pid, page_size, depth, flags, threshold, period, ppid) = struct.unpack_from(
+            "<QIIIIQII", head, 16
+        )
+        self.hsize = hsize
+        self.header = LogHeader(
+            version=version,
+            start_ns=start_ns,
+            pid=pid,
+            ppid=ppid,
+            page_size=page_size,
+            stack_depth=depth,
+            flags=flags,
+            threshold=threshold,
+            sample_period_ms=period,
+        )
+        self.modules: dict[int, tuple[str, bytes]] = {}
+        self._site_frames: dict[int, list[tuple[int, int]]] = {}
+        self.binds: list[BindRecord] = []
+        self.end: EndRecord | None = None
+        self.stats: dict[str, int] = {}
+        self.clocks: list[tuple[int, int]] = []
+        self.truncated = False
+        self.records = 0
+
+    @property
+    def sites(self) -> dict[int, list[tuple[str, int]]]:
+        """site hash → [(module path, offset), ...] (as :attr:`ShimLog.sites`)."""
+        out: dict[int, list[tuple[str, int]]] = {}
+        for h, frames in self._site_frames.items():
+            out[h] = [
+                (self.modules[m][0] if m in self.modules else f"[module {m}]", off)
+                for m, off in frames
+            ]
+        return out
+
+    def blocks(self) -> Iterator[LogBlock]:
+        """The log's per-allocation records, one block at a time."""
+        p, hsize = self.path, self.hsize
+        last_type = 0
+        with open(p, "rb") as fh:
+            fh.seek(hsize)
+            base = hsize  # file offset of buf[0]
+            buf = b""
+            while True:
+                more = fh.read(self.block_bytes)
+                data = buf + more
+                if not data:
+                    break
+                n = len(data)
+                u32 = np.frombuffer(data, dtype="<u4", count=n // 4)
+                lens = u32[1::2].tolist()
+                starts: list[int] = []
+                append = starts.append
+                pos = 0
+                while pos + 8 <= n:
+                    length = lens[pos >> 3]
+                    if length < 8 or length & 7 or length > MAX_RECORD:
+                        raise InvalidInputError(
+                            f"{p}: record at byte {base + pos} has an impossible length ({length})"
+                        )
+                    if pos + length > n:
+                        break
+                    append(pos)
+                    pos += length
+                if starts:
+                    block, last_type = self._decode_block(data, starts, base)
+                    self.records += len(starts)
+                    yield block
+                buf = data[pos:]
+                base += pos
+                if not more:
+                    break
+        self.truncated = bool(buf) or last_type != REC_END
+
+    def _decode_block(self, data: bytes, starts: list[int], base: int) -> tuple[LogBlock, int]:
+        p = self.path
+        n = len(data)
+        offs = np.asarray(starts, dtype=np.int64)
+        u32 = np.frombuffer(data, dtype="<u4", count=n // 4)
+        types = u32[offs // 4]
+        rlens = u32[offs // 4 + 1]
+        for rtype, minimum in _MIN_LEN.items():
+            bad = np.nonzero((types == rtype) & (rlens < minimum))[0]
+            if len(bad):
+                raise InvalidInputError(
+                    f"{p}: record at byte {base + int(offs[bad[0]])} has an impossible length "
+                    f"({int(rlens[bad[0]])}) for its type {rtype}"
+                )
+        u64 = np.frombuffer(data, dtype="<u8", count=n // 8)
+        w = offs // 8
+
+        def col(sel: np.ndarray, k: int) -> np.ndarray:
+            return np.asarray(u64[sel + k])
+
+        for rtype, fields in _SIGNED_FIELDS.items():
+            sel = w[types == rtype]
+            for k in fields:
+                big = np.nonzero(col(sel, k) >> 63)[0]
+                if len(big):
+                    at = base + int(sel[big[0]]) * 8
+                    raise InvalidInputError(f"{p}: record at byte {at} holds an impossible value")
+        a = w[types == REC_ALLOC]
+        tk = col(a, 6)
+        f = w[types == REC_FREE]
+        s = w[types == REC_SAMPLE]
+        c4, c5 = col(s, 4), col(s, 5)
+        per_object = np.isin(types, (REC_ALLOC, REC_FREE, REC_SAMPLE))
+        block = LogBlock(
+            order=types[per_object].astype(np.int64),
+            alloc_seq=col(a, 1).astype(np.int64),
+            alloc_time=col(a, 2).astype(np.int64),
+            alloc_addr=col(a, 3).astype(np.int64),
+            alloc_size=col(a, 4).astype(np.int64),
+            alloc_site=col(a, 5),
+            alloc_tid=(tk & 0xFFFFFFFF).astype(np.int64),
+            alloc_kind=np.minimum((tk >> 32) & 0xFF, len(ALLOC_KINDS)).astype(np.int64),
+            free_seq=col(f, 1).astype(np.int64),
+            free_time=col(f, 2).astype(np.int64),
+            sample_seq=col(s, 1).astype(np.int64),
+            sample_start=col(s, 2).astype(np.int64),
+            sample_end=col(s, 3).astype(np.int64),
+            sample_interval=(c4 & 0xFFFFFFFF).astype(np.int64),
+            sample_sampled=(c4 >> 32).astype(np.int64),
+            sample_touched=(c5 & 0xFFFFFFFF).astype(np.int64),
+            sample_written=(c5 >> 32).astype(np.int64),
+        )
+        # the few records that are not per allocation
+        rare = np.nonzero(~per_object)[0].tolist()
+        for i in rare:
+            o, length, rtype = int(offs[i]), int(rlens[i]), int(types[i])
+            at = base + o
+            if rtype == REC_MODULE:
+                mid, plen, blen = struct.unpack_from("<IIB", data, o + 8)
+                if 20 + plen + blen > length:
+                    raise InvalidInputError(f"{p}: MODULE record at byte {at} overruns its length")
+                mpath = data[o + 20 : o + 20 + plen].decode("utf-8", "surrogateescape")
+                self.modules[mid] = (mpath, bytes(data[o + 20 + plen : o + 20 + plen + blen]))
+            elif rtype == REC_SITE:
+                h, d = struct.unpack_from("<QI", data, o + 8)
+                if 24 + 16 * d > length:
+                    raise InvalidInputError(f"{p}: SITE record at byte {at} overruns its length")
+                self._site_frames[h] = [
+                    (mid, off)
+                    for mid, _pad, off in struct.iter_unpack("<IIQ", data[o + 24 : o + 24 + 16 * d])
+                ]
+            elif rtype == REC_END:
+                t, dropped, reason = struct.unpack_from("<QQI", data, o + 8)
+                self.end = EndRecord(t, dropped, reason)
+            elif rtype == REC_STATS:
+                count = struct.unpack_from("<I", data, o + 8)[0]
+                count = min(count, (length - 16) // 8)
+                values = struct.unpack_from(f"<{count}Q", data, o + 16)
+                self.stats = {
+                    STATS_NAMES[k] if k < len(STATS_NAMES) else f"stat{k}": v
+                    for k, v in enumerate(values)
+                }
+            elif rtype == REC_CLOCK:
+                self.clocks.append(struct.unpack_from("<QQ", data, o + 8))
+            elif rtype == REC_BIND:
+                seq, node, err = struct.unpack_from("<QIi", data, o + 8)
+                if length >= BIND_CHUNK_LEN:
+                    chunk, _pad, start, blen = struct.unpack_from("<IIQQ", data, o + 24)
+                    self.binds.append(BindRecord(seq, node, err, chunk, start, blen))
+                else:
+                    self.binds.append(BindRecord(seq, node, err))
+        return block, int(types[-1])

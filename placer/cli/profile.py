@@ -285,6 +285,9 @@ def objects_document(
                         "poison_scope", "chunk" if o.chunk_count > 1 else "object"
                     ),
                     "series": series.get(o.id, []),
+                    # a summarized run's stand-in for a site's small, short-lived objects
+                    # in one time window (docs/profiling.md); None for an object itself
+                    "aggregate": summ.get("aggregate"),
                 }
             )
     items.sort(key=_sort_key(sort))
@@ -371,12 +374,14 @@ def _objects(args: argparse.Namespace, ctx: Context) -> int:
         rows = []
         for o in d["objects"]:
             chunk = f" [{o['chunk_index']}/{o['chunk_count']}]" if o["chunk_count"] > 1 else ""
+            agg = o.get("aggregate") or {}
             dens = [
                 (m["touched_pages"] / m["sampled_pages"]) if m["sampled_pages"] else None
                 for m in o["series"]
             ]
             row = [
-                o["id"],
+                # an aggregate: how many small short-lived objects of its site it stands for
+                f"{o['id']} ×{agg.get('objects', 0)}" if agg else o["id"],
                 o["site"]["label"] + chunk,
                 _human(o["size_bytes"]),
                 f"{o['lifetime_s']:.2f}",

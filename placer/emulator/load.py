@@ -34,6 +34,12 @@ if TYPE_CHECKING:
     from placer.store.models import Run
 
 
+def _aggregate(obj: Any) -> dict[str, Any]:
+    """A summarized run's aggregate row: its counts (docs/profiling.md); {} for an object."""
+    agg = (obj.summary or {}).get("aggregate")
+    return agg if isinstance(agg, dict) else {}
+
+
 def _is_deep(run: Any) -> bool:
     return bool((run.inputs or {}).get("deep"))
 
@@ -149,7 +155,8 @@ def load_profile(
     per_site: dict[int, float] = defaultdict(float)
     for o in objs:
         density = (o.summary or {}).get("density")
-        w = o.size_bytes * (density if isinstance(density, int | float) and density > 0 else 1.0)
+        nbytes = _aggregate(o).get("bytes") or o.size_bytes  # an aggregate: all its objects
+        w = nbytes * (density if isinstance(density, int | float) and density > 0 else 1.0)
         weight[o.id] = w
         per_site[o.site_id] += w
 
@@ -190,6 +197,12 @@ def load_profile(
         if site is not None:
             chain, functions = site_chain(site)
             name = object_name(chain, site.site_hash, functions, wrappers)
+        agg = _aggregate(o)
+        count = int(agg.get("objects") or 1)
+        if count > 1 and lifetime:  # each of its objects lives the mean lifetime
+            mean = float(agg.get("mean_lifetime_ns") or 0.0)
+            window = max(int(o.free_ns or o.alloc_ns) - o.alloc_ns, 1)
+            lifetime = lifetime * min(mean / window, 1.0)
         objects.append(
             ObjectTraffic(
                 object_id=o.id,
@@ -208,6 +221,8 @@ def load_profile(
                 alloc_bytes=alloc_size[o.alloc_seq] if o.chunk_count > 1 else 0,
                 alloc_id=o.alloc_seq if o.chunk_count > 1 else None,
                 samples_of_allocation=summary.get("poison_scope") == "object",
+                multiplicity=count,
+                instance_bytes=round(int(agg.get("bytes") or 0) / count) if count > 1 else 0,
             )
         )
     if unmatched:

@@ -90,11 +90,16 @@ class ObjectTraffic:
     # The page-poison samples are the whole allocation's, copied to each chunk (the shim
     # samples allocations; the ingest marks such chunks ``poison_scope: object``).
     samples_of_allocation: bool = False
+    # A summarized run's aggregate row (docs/profiling.md) stands for ``multiplicity``
+    # objects of ``instance_bytes`` each (0: ``size_bytes``) living ``lifetime_s`` each:
+    # priced as that many objects sharing its traffic, as the full form prices them.
+    multiplicity: int = 1
+    instance_bytes: int = 0
 
     @property
     def cache_size(self) -> int:
         """The size that decides whether the object's accesses hit the cache."""
-        return max(self.alloc_bytes, self.size_bytes, 1)
+        return max(self.alloc_bytes, self.instance_bytes or self.size_bytes, 1)
 
 
 @dataclass
@@ -214,13 +219,15 @@ class PatternEvidence:
 def evidence(obj: ObjectTraffic) -> PatternEvidence:
     """One object's own evidence (the unchunked path: exactly what it always used)."""
     active = [d for d in obj.density_series if d is not None and d > 0]
-    volume = obj.bytes_read + obj.bytes_written
+    # an aggregate: the evidence of one of its objects (its share of the traffic)
+    volume = (obj.bytes_read + obj.bytes_written) / max(obj.multiplicity, 1)
+    size = obj.instance_bytes or obj.size_bytes
     return PatternEvidence(
         volume=volume,
-        size=obj.size_bytes,
+        size=size,
         active=active,
         weights=None,
-        passes=volume / obj.size_bytes / len(active) if active and obj.size_bytes > 0 else 0.0,
+        passes=volume / size / len(active) if active and size > 0 else 0.0,
         sampled_pages=obj.sampled_pages,
         sampled=obj.sample_period_s > 0,
         lifetime_s=obj.lifetime_s,
@@ -459,19 +466,21 @@ def object_cost(
     """
     p, why = pattern if pattern is not None else random_share(obj, host, threads)
     c_eff = host.llc_bytes * LLC_SHARE
-    size = max(obj.size_bytes, 1)
+    size = max(obj.instance_bytes or obj.size_bytes, 1)
+    m = max(obj.multiplicity, 1)  # one of an aggregate's objects: its share of the traffic
+    bytes_read, bytes_written = obj.bytes_read / m, obj.bytes_written / m
     hit_rand = min(1.0, c_eff / obj.cache_size)
     hit_seq = 1.0 if obj.cache_size <= c_eff else 0.0
     # The first write of each byte is taken as a streaming initialization (fill loops,
     # memset, calloc); only the writes beyond one pass take the object's random share.
-    w_init = min(obj.bytes_written, float(size))
-    w_rest = obj.bytes_written - w_init
+    w_init = min(bytes_written, float(size))
+    w_rest = bytes_written - w_init
     parts = {}
     for kind, share, gran, hit in (("rand", p, WORD, hit_rand), ("seq", 1 - p, LINE, hit_seq)):
         comp = share * size / LINE
         writes = share * w_rest + (w_init if kind == "seq" else 0.0)
         parts[kind] = (
-            _misses(share * obj.bytes_read, gran, comp, hit),
+            _misses(share * bytes_read, gran, comp, hit),
             _misses(writes, gran, size / LINE if kind == "seq" else comp, hit),
         )
     lat = host.latency_ns * 1e-9
@@ -541,6 +550,9 @@ def costs(
     for members in allocs.values():
         if len(members) > 1:
             _cap_lifetime([out[o.object_id] for o in members], max(o.lifetime_s for o in members))
+    for o in profile.objects:  # an aggregate: its objects' costs, each capped by its life
+        if o.multiplicity > 1:
+            _scale(out[o.object_id], float(o.multiplicity))
     total = sum(c.dram_time for c in out.values())
     if profile.wall_seconds > 0 and total > profile.wall_seconds:  # cap 2: all fit the run
         for c in out.values():

@@ -336,6 +336,7 @@ def observations_from_store(session: Session, run_id: int) -> RunObservation:
         )
     metrics = metrics_by_object(session, run_id)
     out = []
+    aggregates: list[ObjectObservation] = []
     for o, site_hash in objs:
         ms = metrics.get(o.id, [])
         summary = o.summary or {}
@@ -378,7 +379,38 @@ def observations_from_store(session: Session, run_id: int) -> RunObservation:
                 native_site=str(native) if native else None,
             )
         )
-    return RunObservation(out, wall_ns=(run.program_seconds or 0.0) * 1e9, run_id=run_id)
+        if "aggregate" in summary:
+            aggregates.append(out[-1])
+    folded = ((run.signals or {}).get("shim") or {}).get("summarized")
+    return RunObservation(
+        out,
+        wall_ns=(run.program_seconds or 0.0) * 1e9,
+        run_id=run_id,
+        history=_summarized_history(folded, aggregates),
+    )
+
+
+def _summarized_history(
+    folded: object, aggregates: Sequence[ObjectObservation]
+) -> RunHistory | None:
+    """What a summarized run's folded objects add run-wide, beyond its aggregate rows.
+
+    The ingest (collectors/profile/reduce.py) stores one aggregate object per site and
+    window for many small short-lived objects and keeps their exact totals; the run-wide
+    shares and per-site counts of the kept objects are then those of the full form.
+    """
+    if not isinstance(folded, dict):
+        return None
+    hist = RunHistory()
+    hist.footprint = int(folded.get("bytes", 0)) - sum(a.size for a in aggregates)
+    hist.access_est = float(folded.get("access_est", 0.0)) - sum(_access_est(a) for a in aggregates)
+    rows: dict[str, int] = {}
+    for a in aggregates:
+        rows[a.site] = rows.get(a.site, 0) + 1
+    site_objects = folded.get("site_objects") or {}
+    for site, n in site_objects.items():
+        hist.site_allocs[str(site)] = int(n) - rows.get(str(site), 0)
+    return hist
 
 
 def run_features(session: Session, run_id: int) -> pd.DataFrame:

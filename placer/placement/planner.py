@@ -45,6 +45,7 @@ labeling experiments and reports alike.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -92,29 +93,50 @@ def lifetime(alloc_ns: int, end_ns: int, size: int) -> Lifetime:
 
 def groups(table: pd.DataFrame) -> pd.DataFrame:
     """One row per (site, chunk) of a run: weight (peak live bytes), object ids, their
-    lifetimes (for the per-moment budget), signals the baselines use."""
+    lifetimes (for the per-moment budget), signals the baselines use.
+
+    Grouped over plain columns (a pandas group per site cost ~1 ms: seconds for a program
+    of 10,000 sites), in order of first appearance.
+    """
     import pandas as pd  # lazy: heavy
 
+    cols = {
+        c: table[c].tolist()
+        for c in (
+            "site_hash",
+            "chunk_index",
+            "site_id",
+            "object_id",
+            "alloc_ns",
+            "end_ns",
+            "size_bytes",
+            "access_est",
+            "miss_est",
+        )
+    }
+    members: dict[tuple[Any, Any], list[int]] = {}
+    for i, key in enumerate(zip(cols["site_hash"], cols["chunk_index"], strict=True)):
+        members.setdefault(key, []).append(i)
     rows = []
-    for (site_hash, chunk), g in table.groupby(["site_hash", "chunk_index"], sort=False):
-        miss = g["miss_est"].sum(min_count=1)
+    for (site_hash, chunk), idx in members.items():
+        misses = [float(cols["miss_est"][i]) for i in idx]
+        misses = [m for m in misses if not math.isnan(m)]
         lives = [
-            lifetime(a, e, z)
-            for a, e, z in zip(g["alloc_ns"], g["end_ns"], g["size_bytes"], strict=True)
+            lifetime(cols["alloc_ns"][i], cols["end_ns"][i], cols["size_bytes"][i]) for i in idx
         ]
         rows.append(
             {
                 "site_hash": site_hash,
                 "chunk_index": int(chunk),
-                "site_id": int(g["site_id"].iat[0]),
-                "objects": list(map(int, g["object_id"])),
-                "count": len(g),
-                "bytes": int(g["size_bytes"].sum()),
+                "site_id": int(cols["site_id"][idx[0]]),
+                "objects": [int(cols["object_id"][i]) for i in idx],
+                "count": len(idx),
+                "bytes": int(sum(int(cols["size_bytes"][i]) for i in idx)),
                 "weight": live_peak(lives),
                 "lifetimes": lives,
-                "first_alloc_ns": int(g["alloc_ns"].min()),
-                "access_est": float(g["access_est"].sum()),
-                "miss_est": float(miss) if pd.notna(miss) else float("nan"),
+                "first_alloc_ns": int(min(cols["alloc_ns"][i] for i in idx)),
+                "access_est": float(sum(float(cols["access_est"][i]) for i in idx)),
+                "miss_est": float(sum(misses)) if misses else float("nan"),
             }
         )
     return pd.DataFrame(rows)
