@@ -5,8 +5,8 @@ id can be printed and a crash of placer itself leaves a visible trace. Phase 2
 (:func:`ingest_profile`) stores sites, objects (one per allocation, or per chunk; a log
 of many allocations arrives already reduced to its significant objects and one aggregate
 per site and window, collectors/profile/reduce.py), per-interval metrics and the run's
-final status in one transaction: a corrupt log stores nothing of it. Phase 3 (:func:`ingest_dhat`) stores deep-mode statistics, again all or
-nothing.
+final status in one transaction: a corrupt log stores nothing of it. Phase 3
+(:func:`ingest_dhat`) stores deep-mode statistics, again all or nothing.
 """
 
 from __future__ import annotations
