@@ -7,8 +7,6 @@ exception, a hang, or a half-stored run. Bounded: a few hundred examples, no dea
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +20,7 @@ from placer.collectors.shim.log import ShimLog, read_log
 from placer.errors import PlacerError
 from placer.placement.planfile import parse_plan
 from placer.store import Store
-
-PROG = r"""
-#include <stdlib.h>
-#include <string.h>
-int main(void) {
-    char *a = malloc(300000), *b = calloc(1, 200000);
-    memset(a, 1, 300000);
-    char *c = realloc(a, 600000);
-    free(b);
-    free(c);
-    return 0;
-}
-"""
+from tests.shim_logs import small_shim_log
 
 FUZZ = settings(
     max_examples=150,
@@ -46,19 +32,7 @@ FUZZ = settings(
 
 @pytest.fixture(scope="module")
 def real_log(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    try:
-        from placer.collectors.shim.library import shim_path
-
-        shim = str(shim_path())
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"the allocation shim is not available: {exc}")
-    d = tmp_path_factory.mktemp("fuzzlog")
-    (d / "p.c").write_text(PROG)
-    subprocess.run(["cc", "-O0", "-o", str(d / "p"), str(d / "p.c")], check=True)
-    env = dict(os.environ, LD_PRELOAD=shim, PLACER_SHIM_LOG=str(d / "shim.%p.log"))
-    subprocess.run([str(d / "p")], env=env, check=True)
-    (log,) = d.glob("shim.*.log")
-    return log.read_bytes()
+    return small_shim_log(tmp_path_factory.mktemp("fuzzlog")).read_bytes()
 
 
 @pytest.fixture(scope="module")

@@ -30,19 +30,7 @@ from placer.daemon.config import load_config
 from placer.errors import ConfigError, InvalidInputError
 from placer.placement.planfile import parse_plan, read_plan
 from placer.store import Store
-
-SHIM_TEST_PROG = r"""
-#include <stdlib.h>
-#include <string.h>
-int main(void) {
-    char *a = malloc(300000), *b = calloc(1, 200000);
-    memset(a, 1, 300000);
-    char *c = realloc(a, 600000);
-    free(b);
-    free(c);
-    return 0;
-}
-"""
+from tests.shim_logs import small_shim_log
 
 
 def _plan(**nodes: int) -> dict[str, object]:
@@ -83,19 +71,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="module")
 def shim_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real shim log of three allocations (malloc, calloc, realloc)."""
-    try:
-        from placer.collectors.shim.library import shim_path
-
-        shim = str(shim_path())
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"the allocation shim is not available: {exc}")
-    d = tmp_path_factory.mktemp("log")
-    (d / "p.c").write_text(SHIM_TEST_PROG)
-    subprocess.run(["cc", "-g", "-O0", "-o", str(d / "p"), str(d / "p.c")], check=True)
-    env = dict(os.environ, LD_PRELOAD=shim, PLACER_SHIM_LOG=str(d / "shim.%p.log"))
-    subprocess.run([str(d / "p")], env=env, check=True)
-    (log,) = d.glob("shim.*.log")
-    return log
+    return small_shim_log(tmp_path_factory.mktemp("log"))
 
 
 # ------------------------------------------------------------------ 1: program "x=y"

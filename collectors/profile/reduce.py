@@ -241,23 +241,7 @@ class _Reducer:
         agg.lifetime_ns += life
         bucket = life.bit_length()
         agg.hist[bucket] = agg.hist.get(bucket, 0) + 1
-        pages = max(obj.size / PAGE, 1.0)
-        for interval, start, end, sampled, touched, written in obj.samples:
-            cur = agg.intervals.get(interval)
-            if cur is None:
-                agg.intervals[interval] = [start, end, sampled, touched, written]
-            else:
-                cur[0], cur[1] = min(cur[0], start), max(cur[1], end)
-                cur[2] += sampled
-                cur[3] += touched
-                cur[4] += written
-        # the features' touched-page estimate (placement.features._access_est), per object
-        per_interval: dict[int, list[int]] = {}
-        for interval, _s, _e, sampled, touched, _w in obj.samples:
-            acc = per_interval.setdefault(interval, [0, 0])
-            acc[0] += sampled
-            acc[1] += touched
-        self.folded_access += sum(t / s for s, t in per_interval.values() if s > 0) * pages
+        self._add_samples(agg, obj.size, obj.samples)
         self.folded_count[obj.site] = self.folded_count.get(obj.site, 0) + 1
         self.folded_bytes += obj.size
 
@@ -527,6 +511,11 @@ class _Reducer:
         self, site: int, atime: int, size: int, samples: Sequence[tuple[int, ...]]
     ) -> None:
         agg = self.aggs[(site, int(self._windows(np.array([atime], np.int64))[0]))]
+        self._add_samples(agg, size, samples)
+
+    def _add_samples(self, agg: _Agg, size: int, samples: Sequence[tuple[int, ...]]) -> None:
+        """Merge one folded object's page samples into its aggregate, per interval, and add
+        its touched-page estimate (placement.features._access_est) to the folded total."""
         per_interval: dict[int, list[int]] = {}
         for interval, start, end, sampled, touched, written in samples:
             cur = agg.intervals.get(interval)

@@ -200,6 +200,31 @@ _SIGNED_FIELDS = {
 }
 
 
+def _check_lengths(
+    p: Path, types: np.ndarray, rlens: np.ndarray, offs: np.ndarray, base: int
+) -> None:
+    """A record shorter than its type's fixed part cannot be read: one line, no run."""
+    for rtype, minimum in _MIN_LEN.items():
+        bad = np.nonzero((types == rtype) & (rlens < minimum))[0]
+        if len(bad):
+            raise InvalidInputError(
+                f"{p}: record at byte {base + int(offs[bad[0]])} has an impossible length "
+                f"({int(rlens[bad[0]])}) for its type {rtype}"
+            )
+
+
+def _check_signed(p: Path, types: np.ndarray, u64: np.ndarray, w: np.ndarray, base: int) -> None:
+    """Times, addresses, sizes and sequence numbers are 64-bit signed in the store: a log the
+    program overwrote can hold anything, and must fail here, before a run is stored."""
+    for rtype, fields in _SIGNED_FIELDS.items():
+        sel = w[types == rtype]
+        for k in fields:
+            big = np.nonzero(u64[sel + k] >> 63)[0]
+            if len(big):
+                at = base + int(sel[big[0]]) * 8
+                raise InvalidInputError(f"{p}: record at byte {at} holds an impossible value")
+
+
 def read_log(path: str | os.PathLike[str]) -> ShimLog:
     """Parse one shim log.
 
@@ -262,14 +287,7 @@ def read_log(path: str | os.PathLike[str]) -> ShimLog:
     offs = np.asarray(starts, dtype=np.int64) + hsize
     types = u32[offs // 4] if len(offs) else np.zeros(0, dtype=np.uint32)
     rlens = u32[offs // 4 + 1] if len(offs) else np.zeros(0, dtype=np.uint32)
-    for rtype, minimum in _MIN_LEN.items():
-        bad = np.nonzero((types == rtype) & (rlens < minimum))[0]
-        if len(bad):
-            at = int(offs[bad[0]])
-            raise InvalidInputError(
-                f"{p}: record at byte {at} has an impossible length ({int(rlens[bad[0]])}) "
-                f"for its type {rtype}"
-            )
+    _check_lengths(p, types, rlens, offs, 0)
     u64 = np.frombuffer(data, dtype="<u8", count=n // 8)
     w = offs // 8  # records start on 8-byte boundaries
     gc_was_on = gc.isenabled()
@@ -296,15 +314,7 @@ def _decode(
     def col(sel: np.ndarray, k: int) -> np.ndarray:
         return np.asarray(u64[sel + k])
 
-    # times, addresses, sizes and sequence numbers are 64-bit signed in the store: a log
-    # the program overwrote can hold anything, and must fail here, before a run is stored
-    for rtype, fields in _SIGNED_FIELDS.items():
-        sel = w[types == rtype]
-        for k in fields:
-            big = np.nonzero(col(sel, k) >> 63)[0]
-            if len(big):
-                at = int(sel[big[0]]) * 8
-                raise InvalidInputError(f"{p}: record at byte {at} holds an impossible value")
+    _check_signed(p, types, u64, w, 0)
 
     # ALLOC
     a = w[types == REC_ALLOC]
@@ -635,26 +645,14 @@ class LogScan:
         u32 = np.frombuffer(data, dtype="<u4", count=n // 4)
         types = u32[offs // 4]
         rlens = u32[offs // 4 + 1]
-        for rtype, minimum in _MIN_LEN.items():
-            bad = np.nonzero((types == rtype) & (rlens < minimum))[0]
-            if len(bad):
-                raise InvalidInputError(
-                    f"{p}: record at byte {base + int(offs[bad[0]])} has an impossible length "
-                    f"({int(rlens[bad[0]])}) for its type {rtype}"
-                )
+        _check_lengths(p, types, rlens, offs, base)
         u64 = np.frombuffer(data, dtype="<u8", count=n // 8)
         w = offs // 8
 
         def col(sel: np.ndarray, k: int) -> np.ndarray:
             return np.asarray(u64[sel + k])
 
-        for rtype, fields in _SIGNED_FIELDS.items():
-            sel = w[types == rtype]
-            for k in fields:
-                big = np.nonzero(col(sel, k) >> 63)[0]
-                if len(big):
-                    at = base + int(sel[big[0]]) * 8
-                    raise InvalidInputError(f"{p}: record at byte {at} holds an impossible value")
+        _check_signed(p, types, u64, w, base)
         a = w[types == REC_ALLOC]
         tk = col(a, 6)
         f = w[types == REC_FREE]
