@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from placer.act.bind import plan_bindings
+from placer.cli.profile import objects_document
 from placer.collectors.profile import ingest
 from placer.collectors.shim.log import ShimLog, read_log
 from placer.errors import PlacerError
@@ -77,8 +78,6 @@ def _ingest_or_refuse(store: Store, path: Path) -> None:
             ingest.RunOutcome("succeeded", 0, None, 0.1),
         )
     except PlacerError:
-        from placer.cli.profile import objects_document
-
         assert objects_document(store, run_id)["objects"] == []
 
 

@@ -23,7 +23,8 @@ import pytest
 
 from placer import cli
 from placer.act.bind import check_plan_nodes
-from placer.collectors.profile import ingest
+from placer.cli.profile import objects_document
+from placer.collectors.profile import ingest, session
 from placer.collectors.profile.runner import preload_exec
 from placer.collectors.shim.log import read_log
 from placer.daemon.config import load_config
@@ -207,8 +208,6 @@ def test_log_with_values_beyond_64_bits_is_one_clear_error(shim_log: Path, tmp_p
 def test_unreadable_log_fails_the_run_and_cleans_up(
     shim_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from placer.cli.profile import objects_document
-    from placer.collectors.profile import session
 
     def corrupt(workdir: Path) -> list[object]:
         for p in workdir.glob("shim.*.log"):
@@ -294,7 +293,6 @@ def test_plan_from_a_device_is_refused_unread() -> None:
 
 # --------------------------------------------------------------- 13: chunks
 def test_chunk_smaller_than_a_page_is_refused() -> None:
-    from placer.collectors.profile import session
 
     with pytest.raises(InvalidInputError, match="smaller than a page"):
         session.run_profile(None, session.ProfileRequest(["true"], chunk=1, perf=False))
