@@ -472,13 +472,17 @@ def object_cost(
     hit_rand = min(1.0, c_eff / obj.cache_size)
     hit_seq = 1.0 if obj.cache_size <= c_eff else 0.0
     # The first write of each byte is taken as a streaming initialization (fill loops,
-    # memset, calloc); only the writes beyond one pass take the object's random share.
+    # memset, calloc); only the writes beyond one pass can be random. Those follow the
+    # random reads: a program rarely stores a random word it did not load first (hash
+    # inserts, scatter updates, counters), so each randomly read word may be written back
+    # at random, up to the writes there are (docs/emulator.md, "Random writes").
     w_init = min(bytes_written, float(size))
     w_rest = bytes_written - w_init
+    w_rand = min(w_rest, p * max(w_rest, bytes_read))
     parts = {}
     for kind, share, gran, hit in (("rand", p, WORD, hit_rand), ("seq", 1 - p, LINE, hit_seq)):
         comp = share * size / LINE
-        writes = share * w_rest + (w_init if kind == "seq" else 0.0)
+        writes = w_rand if kind == "rand" else w_rest - w_rand + w_init
         parts[kind] = (
             _misses(share * bytes_read, gran, comp, hit),
             _misses(writes, gran, size / LINE if kind == "seq" else comp, hit),
