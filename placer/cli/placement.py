@@ -370,7 +370,7 @@ def recommend(args: argparse.Namespace, ctx: Any) -> int:
         doc = recommend_plan(s, args.run, args.dram_budget, loaded, nodes, top=args.top)
         if args.output:
             try:
-                write_plan(args.output, doc["plan"])
+                write_plan(args.output, doc["plan"], validated=True)
             except OSError as exc:
                 raise InvalidInputError(f"cannot write {args.output}: {exc.strerror}") from None
             doc["plan_file"] = str(args.output)

@@ -331,14 +331,13 @@ def _dp(
     w = np.ceil(weights / unit * cap / units).astype(np.int64)
     best = np.zeros(cap + 1)
     keep = np.zeros((n, cap + 1), dtype=bool)
-    for k, (wi, vi) in enumerate(zip(w, values, strict=True)):
+    for k, (wi, vi) in enumerate(zip(w.tolist(), values.tolist(), strict=True)):
         if wi > cap:
             continue
-        shifted = np.full(cap + 1, -np.inf)
-        shifted[wi:] = best[: cap + 1 - wi] + vi
-        better = shifted > best
-        keep[k] = better
-        best = np.where(better, shifted, best)
+        # in place over the buckets the item can reach (10,000 sites x 10 budgets in a report)
+        shifted = best[: cap + 1 - wi] + vi  # a copy: read before best changes
+        np.greater(shifted, best[wi:], out=keep[k, wi:])
+        np.maximum(best[wi:], shifted, out=best[wi:])
     c = int(np.argmax(best))
     for k in range(n - 1, -1, -1):
         if keep[k, c]:
@@ -419,6 +418,8 @@ def greedy(
     import numpy as np  # lazy: heavy
 
     rows = np.asarray(weights, dtype=np.int64)[None, :] if live is None else live
+    if len(rows) == 1:  # one moment binds: plain integers, no array per item (10,000 sites)
+        return _greedy_one(order, rows[0].tolist(), capacity, stop_at_first)
     take = np.zeros(rows.shape[1], dtype=bool)
     used = np.zeros(len(rows), dtype=np.int64)
     for i in order:
@@ -426,6 +427,21 @@ def greedy(
             take[i] = True
             used += rows[:, i]
         elif stop_at_first:
+            break
+    return take
+
+
+def _greedy_one(order: list[int], weights: list[int], capacity: int, stop: bool) -> np.ndarray:
+    """:func:`greedy` with a single moment (row): the same choices, in Python integers."""
+    import numpy as np  # lazy: heavy
+
+    take = np.zeros(len(weights), dtype=bool)
+    used = 0
+    for i in order:
+        if used + weights[i] <= capacity:
+            take[i] = True
+            used += weights[i]
+        elif stop:
             break
     return take
 
@@ -447,6 +463,16 @@ def price(
     for objs, in_dram in zip(members, dram, strict=True):
         if not in_dram:
             total += sum(shares.get(o, 0.0) for o in objs)
+    return 1.0 + total
+
+
+def slowdown(values: Sequence[float], dram: Iterable[bool]) -> float:
+    """:func:`price` from each candidate's value summed once (:func:`group_values`): the
+    same sum in the same order, for callers that price many plans of one run."""
+    total = 0.0
+    for v, in_dram in zip(values, dram, strict=True):
+        if not in_dram:
+            total += v
     return 1.0 + total
 
 

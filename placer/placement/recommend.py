@@ -101,12 +101,13 @@ def recommend(
     pred = loaded.model.penalties(table)
     scores = loaded.model.rank_scores(table)
     model_strategy = baselines.ValueKnapsack("model", pred)
-    mask = model_strategy.choose(grouped, nbytes)
+    cands = baselines.group_candidates(grouped)  # once: a run may have 10,000 sites
+    mask = model_strategy.pick(cands, nbytes)
     solver = model_strategy.solver  # how the per-moment budget was solved (docs/placement.md)
     predicted = planner.plan_value(grouped, mask, pred)
     compare = {"model": predicted}
     for strat in baselines.heuristics():
-        compare[strat.name] = planner.plan_value(grouped, strat.choose(grouped, nbytes), pred)
+        compare[strat.name] = planner.plan_value(grouped, strat.pick(cands, nbytes), pred)
 
     site_ids = {int(sid) for sid in set(grouped["site_id"])}
     sites = sites_by_id(session, site_ids)
@@ -165,12 +166,12 @@ def recommend(
     chunk = (run.inputs or {}).get("chunk_bytes")
     if chunk:  # the profile's --chunk: the shim binds a split site's chunks one by one
         doc["chunk_bytes"] = int(chunk)
-    validate(doc)
     emulated = emulated_price(session, run_id, doc)
     doc["emulated"] = emulated
     doc["host"] = host_stamp(
         this_host(), emulated.get("host_model"), emulated.get("host_model_fingerprint", "")
     )
+    validate(doc)  # once, the whole document: what is stored and what `--output` writes
     order = sorted(range(len(table)), key=lambda i: -scores[i])[:top]
     ranked = [
         {

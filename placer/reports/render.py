@@ -16,6 +16,10 @@ from typing import Any
 from placer.reports import figures
 
 FORMATS = ("html", "json", "md")
+#: Rows of a run's object and decision tables the HTML report lists (in rank order); the
+#: rest are one summary line. A run of 10,000 sites was a 12 MB page nobody reads; the
+#: JSON twin lists every row (issue 17).
+HTML_TABLE_ROWS = 500
 
 
 def human_bytes(n: Any) -> str:
@@ -70,6 +74,7 @@ def _env() -> Any:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.globals["HTML_TABLE_ROWS"] = HTML_TABLE_ROWS
     env.filters.update(
         {
             "bytes": human_bytes,

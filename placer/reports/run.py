@@ -582,14 +582,14 @@ class RunReport(ReportBuilder):
         series = []
         masks: dict[str, list[Any]] = {}
         cands = baselines.group_candidates(grouped)  # once: a run may have 10,000 sites
+        # each group's value summed once per pricing, not once per strategy and budget
+        priced = planner.group_values(grouped, pricing).tolist()
         for strat in strategies:
             pts = []
             for b in BUDGETS:
                 mask = strat.pick(cands, int(b * footprint))
                 masks.setdefault(strat.name, []).append(mask)
-                pts.append(
-                    {"budget_fraction": b, "slowdown": planner.plan_value(grouped, mask, pricing)}
-                )
+                pts.append({"budget_fraction": b, "slowdown": planner.slowdown(priced, mask)})
             series.append(
                 {
                     "strategy": strat.name,
@@ -600,13 +600,14 @@ class RunReport(ReportBuilder):
             )
         if model is not None and truth:
             # What the model itself predicts for its plan, next to what the labels say.
+            predicted = planner.group_values(grouped, pred).tolist()
             series.append(
                 {
                     "strategy": "model-predicted",
                     "label": "model plan: model's own prediction",
                     "priced_by": "model",
                     "points": [
-                        {"budget_fraction": b, "slowdown": planner.plan_value(grouped, m, pred)}
+                        {"budget_fraction": b, "slowdown": planner.slowdown(predicted, m)}
                         for b, m in zip(BUDGETS, masks["model"], strict=True)
                     ],
                 }
