@@ -588,6 +588,7 @@ def test_profiled_program_registers_and_closes(
     st = row["state"]
     assert st["wrapper_pid"] != st["pid"]  # the daemon found the program under the wrapper
     assert st["samples_ingested"] > 0 and st["decisions_total"] >= 3
+    assert st["rankings"] >= 1 and 0 <= st["rank_seconds"] < 60  # what one re-ranking took
     decided = {x["object"]: x["tier"] for x in d.events(1, "decision")}
     assert decided.get("s1") == "dram"  # the hot array
     # the job is linked to the run placer profile stored for the program

@@ -176,3 +176,37 @@ def test_limit_lock_waits_sets_the_busy_timeout(sqlite_url: str) -> None:
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 250
     store.dispose()
+
+
+def test_daemon_keeps_the_newest_events_of_each_kind(sqlite_url: str) -> None:
+    """Issue 17: a job watched for hours must not grow the store without bound."""
+    store = _store(sqlite_url)
+    now = dt.datetime.now(dt.UTC)
+    with store.session() as s:
+        jid = jobs.add_daemon_job(
+            s,
+            host_id=None,
+            pid=1,
+            pid_start_time=2,
+            kind="objects",
+            command=["x"],
+            run_id=None,
+            state={},
+            last_seen_at=now,
+        ).id
+
+    def ev(kind: str, n: int) -> dict:
+        return {"job_id": jid, "kind": kind, "seq": n, "at": now, "document": {"n": n}}
+
+    for start in range(1, 40, 7):  # batches, as the daemon's writer sends them
+        with store.session() as s:
+            jobs.add_events(s, [ev("window", n) for n in range(start, start + 7)], keep=5)
+    with store.session() as s:
+        jobs.add_events(s, [ev("decision", n) for n in (1, 2, 3)], keep=5)
+    with store.session() as s:
+        windows = jobs.job_events(s, jid, "window", 100)
+        assert [doc["n"] for _at, doc in windows] == [42, 41, 40, 39, 38]
+        # another kind (and a kind under the bound) keeps its own
+        assert len(jobs.job_events(s, jid, "decision", 100)) == 3
+    assert jobs.EVENTS_KEPT >= 1000  # `placer job --history` still shows a long history
+    store.dispose()

@@ -12,7 +12,9 @@
  * of 6), so S may be 1..10000. Each case bumps its own counter after its call, which
  * keeps the compiler from merging the calls (and from turning them into tail calls).
  *
- *   churn -n N -b SIZE -S SITES -k ALIVE
+ *   churn -n N -b SIZE -S SITES -k ALIVE [-t SECONDS]
+ * -t paces the allocations evenly over SECONDS of wall time (a long job's steady rate, for
+ * the daemon's growth benchmark); without it they run as fast as they can.
  * prints one line: churn: allocations=N size=SIZE sites=S alive=K time_s=T checksum=C
  */
 #include <inttypes.h>
@@ -87,7 +89,8 @@ static double now_seconds(void) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: churn [-n ALLOCATIONS] [-b SIZE] [-S SITES (1..%d)] [-k ALIVE]\n",
+  fprintf(stderr,
+          "usage: churn [-n ALLOCATIONS] [-b SIZE] [-S SITES (1..%d)] [-k ALIVE] [-t SECONDS]\n",
           MAX_SITES);
   exit(2);
 }
@@ -95,6 +98,7 @@ static void usage(void) {
 int main(int argc, char **argv) {
   uint64_t n = 100000, k = 64;
   int sites = 8;
+  double pace_s = 0.0;
   g_size = 64 << 10;
   for (int i = 1; i < argc; i++) {
     if (i + 1 >= argc) usage();
@@ -103,14 +107,22 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i - 1], "-b")) g_size = (size_t)parse_size(v);
     else if (!strcmp(argv[i - 1], "-S")) sites = atoi(v);
     else if (!strcmp(argv[i - 1], "-k")) k = parse_size(v);
+    else if (!strcmp(argv[i - 1], "-t")) pace_s = atof(v);
     else usage();
   }
-  if (sites < 1 || sites > MAX_SITES || k < 1 || g_size < 1) usage();
+  if (sites < 1 || sites > MAX_SITES || k < 1 || g_size < 1 || pace_s < 0) usage();
   char **ring = calloc(k, sizeof *ring);
   if (!ring) return 1;
   uint64_t sum = 0;
   double t0 = now_seconds();
   for (uint64_t i = 0; i < n; i++) {
+    if (pace_s > 0 && i % 1024 == 0) { /* sleep until allocation i is due */
+      double due = t0 + pace_s * (double)i / (double)n, wait = due - now_seconds();
+      if (wait > 0) {
+        struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+        nanosleep(&ts, NULL);
+      }
+    }
     uint64_t slot = i % k;
     free(ring[slot]);
     char *p = alloc_at((int)(i % (uint64_t)sites));

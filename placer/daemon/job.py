@@ -123,6 +123,8 @@ class JobState:
     # objects jobs: the last ranking
     model: str | None = None
     ranked_at: str | None = None
+    rank_seconds: float | None = None  # how long the last ranking took (wall)
+    rankings: int | None = None
     tiers: dict[str, str] | None = None
     # the end
     exit: ExitDoc | None = None

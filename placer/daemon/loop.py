@@ -234,7 +234,11 @@ class Loop:
         ready = d.model is not None and t.changed and t.objects
         if ready and d.model is not None and now - job.last_rank >= d.cfg.rank_every:
             job.last_rank = now
+            t0 = time.perf_counter()
             decisions = t.rank(d.model, d.cfg.dram_budget, d.model_version, time.monotonic_ns())
+            # what one re-ranking costs, for `placer job` and the growth benchmark (issue 17)
+            st.rank_seconds = round(time.perf_counter() - t0, 6)
+            st.rankings = (st.rankings or 0) + 1
             st.model = d.model_version
             st.ranked_at = iso()
             for dec in decisions:

@@ -11,13 +11,17 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from placer.store.models import DaemonEvent, DaemonJob, Run
 from placer.store.repository.common import insert_ignore
 
 EVENT_KEY = ("job_id", "kind", "seq")
+#: Events kept per job and kind: the newest. A job watched for hours makes a window event
+#: per tick and a decision per object it places; without a bound the store grows with
+#: the job's age (issue 17). Totals live in the job's state (``decisions_total``, ...).
+EVENTS_KEPT = 10_000
 
 # --------------------------------------------------------------------------------- jobs
 
@@ -89,9 +93,28 @@ def update_job(session: Session, job_id: int, values: Mapping[str, Any]) -> None
 # ------------------------------------------------------------------------------- events
 
 
-def add_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert events in one statement; one already stored (same job, kind, seq) is skipped."""
+def add_events(
+    session: Session, rows: Sequence[Mapping[str, Any]], keep: int = EVENTS_KEPT
+) -> None:
+    """Insert events in one statement; one already stored (same job, kind, seq) is skipped.
+
+    Then each (job, kind) written keeps its newest ``keep`` events (by ``seq``): older ones
+    are deleted, so the store levels off however long a job runs.
+    """
     insert_ignore(session, DaemonEvent, rows, EVENT_KEY)
+    newest: dict[tuple[int, str], int] = {}
+    for r in rows:
+        key = (int(r["job_id"]), str(r["kind"]))
+        newest[key] = max(newest.get(key, -1), int(r["seq"]))
+    for (job_id, kind), seq in newest.items():
+        if seq >= keep:
+            session.execute(
+                delete(DaemonEvent).where(
+                    DaemonEvent.job_id == job_id,
+                    DaemonEvent.kind == kind,
+                    DaemonEvent.seq <= seq - keep,
+                )
+            )
 
 
 def job_events(
