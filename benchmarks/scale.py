@@ -7,12 +7,20 @@ records each step's wall time and peak RSS (``os.wait4``'s rusage of that child:
 largest resident set, the program's own included for ``profile``). One SQLite store per
 size, so store sizes are per run. To split ``profile``'s time between the program and
 placer, the program is also run under the shim alone ("under shim") and its log read by
-``reduce_log`` in a fresh child ("read": placer's ingest, with its allocations/s). Prints a table and writes
-``benchmarks/results/scale-<stamp>.json``; ``docs/benchmarks.md`` records the table.
+``reduce_log`` in a fresh child ("read": placer's ingest, with its allocations/s). Prints a
+table and writes ``benchmarks/results/scale-<stamp>.json``; ``docs/benchmarks.md`` records
+the table.
 
     python benchmarks/scale.py                          # 10k, 100k, 1M, 4M; 8 sites
     python benchmarks/scale.py --sizes 10k,100k         # a quick look
     python benchmarks/scale.py --sizes 100k --wide      # the wide variant: 10,000 sites
+
+With ``--deep`` the program is profiled again with ``--deep`` (the DHAT pass the emulator
+needs) and ``placer emulate --all-slow`` and ``placer experiment --run --emulate`` run on
+that run; the host model they price with is measured once (``placer calibrate``) into a
+template store that every size's store starts from. Each step's CPU seconds (user +
+system, from the same rusage) are kept beside its wall time: on a shared host the wall
+time includes waiting for a core, the CPU time does not.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import json
 import os
 import platform
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -36,6 +45,8 @@ sys.path.insert(0, str(REPO))  # run from a checkout: examples/ imports
 from examples.build import examples_bin  # noqa: E402
 
 STEPS = ("profile", "objects", "recommend", "report")
+#: With --deep: a second profile with the DHAT pass, then the emulator's steps on it.
+DEEP_STEPS = ("profile-deep", "emulate", "experiment")
 #: Reading one shim log alone (reduce_log in a fresh child): placer's own ingest cost, apart
 #: from the program's run under the shim.
 READ = """
@@ -54,6 +65,7 @@ class Step:
     max_rss_mb: float
     rc: int
     note: str = ""
+    cpu_seconds: float = 0.0  # user + system of the child
 
 
 @dataclass
@@ -88,13 +100,44 @@ def timed(cmd: list[str], env: dict[str, str], out: Path | None = None) -> Step:
         proc.returncode = os.waitstatus_to_exitcode(status)
     secs = time.perf_counter() - t0
     note = err.decode(errors="replace").strip().splitlines()[-1:] if proc.returncode else []
-    return Step(cmd[1], secs, usage.ru_maxrss / 1024, proc.returncode, " ".join(note))
+    cpu = usage.ru_utime + usage.ru_stime
+    return Step(cmd[1], secs, usage.ru_maxrss / 1024, proc.returncode, " ".join(note), cpu)
 
 
-def run_size(n: int, sites: int, alive: int, size: int, work: Path) -> Row:
+def latest_run(placer: str, env: dict[str, str]) -> str:
+    """The newest run id in the store (``latest`` if it cannot be read)."""
+    got = subprocess.run(
+        [placer, "runs", "--format", "json"], env=env, capture_output=True, check=False
+    )
+    try:
+        docs = json.loads(got.stdout)
+        runs = docs.get("runs", docs) if isinstance(docs, dict) else docs
+        return str(max(int(r["id"]) for r in runs))
+    except (ValueError, KeyError, TypeError):
+        return "latest"
+
+
+def template_store(work: Path) -> Path:
+    """A store with this host's model in it (``placer calibrate``, once for every size)."""
+    placer = str(Path(sys.executable).with_name("placer"))
+    db = work / "template.db"
+    env = dict(os.environ, PLACER_STORE=f"sqlite:///{db}")
+    subprocess.run([placer, "db", "upgrade"], env=env, check=True, capture_output=True)
+    print("measuring the host model once (placer calibrate)...", flush=True)
+    subprocess.run([placer, "calibrate"], env=env, check=True, capture_output=True)
+    with sqlite3.connect(db) as c:  # fold the WAL in: the copies start from one file
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return db
+
+
+def run_size(
+    n: int, sites: int, alive: int, size: int, work: Path, template: Path | None = None
+) -> Row:
     churn = str(examples_bin("churn"))
     placer = str(Path(sys.executable).with_name("placer"))
     db = work / f"store-{n}-{sites}.db"
+    if template is not None:
+        shutil.copyfile(template, db)
     env = dict(os.environ, PLACER_STORE=f"sqlite:///{db}")
     args = ["-n", str(n), "-b", str(size), "-S", str(sites), "-k", str(alive)]
     row = Row(n, sites, alive, size)
@@ -120,20 +163,21 @@ def run_size(n: int, sites: int, alive: int, size: int, work: Path) -> Row:
     row.steps.append(prof)
     if prof.rc != 0:
         return row
-    run_id = "latest"
-    with open(os.devnull, "wb"):
-        got = subprocess.run(
-            [placer, "runs", "--format", "json"], env=env, capture_output=True, check=False
-        )
-        try:
-            docs = json.loads(got.stdout)
-            runs = docs.get("runs", docs) if isinstance(docs, dict) else docs
-            run_id = str(max(int(r["id"]) for r in runs))
-        except (ValueError, KeyError, TypeError):
-            pass
+    run_id = latest_run(placer, env)
     row.steps.append(timed([placer, "objects", run_id], env))
     row.steps.append(timed([placer, "recommend", run_id, "--dram-budget", "50%"], env))
     row.steps.append(timed([placer, "report", run_id, "-o", str(work / f"r-{n}.html")], env))
+    if template is not None:
+        deep = timed(
+            [placer, "profile", "--no-perf", "--deep", "--format", "json", "--", churn, *args],
+            env,
+        )
+        deep.name = "profile-deep"
+        row.steps.append(deep)
+        if deep.rc == 0:
+            deep_id = latest_run(placer, env)
+            row.steps.append(timed([placer, "emulate", deep_id, "--all-slow"], env))
+            row.steps.append(timed([placer, "experiment", "--run", deep_id, "--emulate"], env))
     row.store_mb = sum(
         p.stat().st_size for p in work.glob(f"store-{n}-{sites}.db*") if p.is_file()
     ) / (1 << 20)
@@ -141,11 +185,12 @@ def run_size(n: int, sites: int, alive: int, size: int, work: Path) -> Row:
 
 
 def table(rows: list[Row]) -> str:
+    steps = [*STEPS, *(DEEP_STEPS if any(len(r.steps) > len(STEPS) for r in rows) else ())]
     head = (
         "| allocations | sites | native s | under shim s | read s | read MB | read allocs/s "
-        "| store MB | " + " | ".join(f"{s} s | {s} MB" for s in STEPS)
+        "| store MB | " + " | ".join(f"{s} s | {s} MB" for s in steps)
     )
-    lines = [head + " |", "|" + "---:|" * (8 + 2 * len(STEPS))]
+    lines = [head + " |", "|" + "---:|" * (8 + 2 * len(steps))]
     for r in rows:
         rd = r.read
         cells = [
@@ -159,7 +204,7 @@ def table(rows: list[Row]) -> str:
             f"{r.store_mb:.1f}",
         ]
         by = {s.name: s for s in r.steps}
-        for name in STEPS:
+        for name in steps:
             s = by.get(name)
             if s is None:
                 cells += ["—", "—"]
@@ -168,6 +213,22 @@ def table(rows: list[Row]) -> str:
             else:
                 cells += [f"{s.seconds:.2f}", f"{s.max_rss_mb:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cpu_table(rows: list[Row]) -> str:
+    """Each step's CPU seconds (user + system) beside its wall seconds."""
+    names = [s.name for s in max(rows, key=lambda r: len(r.steps)).steps] if rows else []
+    lines = [
+        "| allocations | sites | " + " | ".join(f"{n} wall / CPU s" for n in names) + " |",
+        "|" + "---:|" * (2 + len(names)),
+    ]
+    for r in rows:
+        by = {s.name: s for s in r.steps}
+        cells = [
+            f"{by[n].seconds:.2f} / {by[n].cpu_seconds:.2f}" if n in by else "—" for n in names
+        ]
+        lines.append(f"| {r.allocations:,} | {r.sites:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -180,13 +241,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=64 << 10, help="bytes per allocation")
     ap.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results")
     ap.add_argument("--keep", action="store_true", help="keep the stores (printed)")
+    ap.add_argument(
+        "--deep", action="store_true", help="also profile --deep, emulate and experiment"
+    )
     a = ap.parse_args(argv)
     sites = WIDE_SITES if a.wide else a.sites
     work = Path(tempfile.mkdtemp(prefix="placer-scale-"))
     rows: list[Row] = []
+    load_before = os.getloadavg()
     try:
+        template = template_store(work) if a.deep else None
         for n in (parse_count(x) for x in a.sizes.split(",")):
-            row = run_size(n, sites, a.alive, a.size, work)
+            row = run_size(n, sites, a.alive, a.size, work, template)
             rows.append(row)
             print(table([row]).splitlines()[-1], flush=True)
     finally:
@@ -195,12 +261,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
     print(table(rows))
+    print(cpu_table(rows))
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M")
     a.out_dir.mkdir(parents=True, exist_ok=True)
-    out = a.out_dir / f"scale-{stamp}{'-wide' if a.wide else ''}.json"
+    out = a.out_dir / f"scale-{stamp}{'-wide' if a.wide else ''}{'-deep' if a.deep else ''}.json"
     doc = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": {"host": platform.node(), "cpus": os.cpu_count(), "uname": platform.platform()},
+        "load_before": load_before,
         "load": os.getloadavg(),
         "rows": [asdict(r) for r in rows],
     }
