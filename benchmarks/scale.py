@@ -14,6 +14,7 @@ the table.
     python benchmarks/scale.py                          # 10k, 100k, 1M, 4M; 8 sites
     python benchmarks/scale.py --sizes 10k,100k         # a quick look
     python benchmarks/scale.py --sizes 100k --wide      # the wide variant: 10,000 sites
+    python benchmarks/scale.py --huge-log 50M           # read a log of 50M tiny records
 
 With ``--deep`` the program is profiled again with ``--deep`` (the DHAT pass the emulator
 needs) and ``placer emulate --all-slow`` and ``placer experiment --run --emulate`` run on
@@ -38,11 +39,13 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout: examples/ imports
 
 from examples.build import examples_bin  # noqa: E402
+from tests.test_shim_log import write_tiny_log  # noqa: E402 - the tests' log layout, one copy
 
 STEPS = ("profile", "objects", "recommend", "report")
 #: With --deep: a second profile with the DHAT pass, then the emulator's steps on it.
@@ -115,6 +118,28 @@ def latest_run(placer: str, env: dict[str, str]) -> str:
         return str(max(int(r["id"]) for r in runs))
     except (ValueError, KeyError, TypeError):
         return "latest"
+
+
+def huge_log(records: int, work: Path) -> dict[str, Any]:
+    """Write a synthetic log of ``records`` tiny records (ALLOC+FREE pairs of 64 bytes at
+    one site) and read it with ``reduce_log`` in a fresh child: its time and peak RSS."""
+    path = work / "shim.huge.log"
+    t0 = time.perf_counter()
+    write_tiny_log(path, records // 2)
+    written = time.perf_counter() - t0
+    size = path.stat().st_size
+    step = timed([sys.executable, "-c", READ, str(path)], dict(os.environ))
+    path.unlink()
+    return {
+        "records": records,
+        "log_bytes": size,
+        "write_seconds": written,
+        "read_seconds": step.seconds,
+        "read_cpu_seconds": step.cpu_seconds,
+        "read_max_rss_mb": step.max_rss_mb,
+        "rc": step.rc,
+        "note": step.note,
+    }
 
 
 def template_store(work: Path) -> Path:
@@ -244,9 +269,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--deep", action="store_true", help="also profile --deep, emulate and experiment"
     )
+    ap.add_argument(
+        "--huge-log", metavar="RECORDS", help="only read a synthetic log of RECORDS tiny records"
+    )
     a = ap.parse_args(argv)
     sites = WIDE_SITES if a.wide else a.sites
     work = Path(tempfile.mkdtemp(prefix="placer-scale-"))
+    if a.huge_log:
+        load0 = os.getloadavg()
+        try:
+            got = huge_log(parse_count(a.huge_log), work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        got.update(
+            load_before=load0,
+            load_after=os.getloadavg(),
+            date=dt.datetime.now().isoformat(timespec="seconds"),
+        )
+        print(
+            f"read {got['records']:,} records ({got['log_bytes'] / 2**20:,.0f} MiB): "
+            f"{got['read_seconds']:.1f} s wall, {got['read_cpu_seconds']:.1f} s CPU, "
+            f"peak RSS {got['read_max_rss_mb']:.0f} MB, rc {got['rc']} {got['note']}"
+        )
+        a.out_dir.mkdir(parents=True, exist_ok=True)
+        out = a.out_dir / f"scale-{dt.datetime.now().strftime('%Y%m%d-%H%M')}-huge-log.json"
+        out.write_text(json.dumps(got, indent=1) + "\n")
+        print(f"wrote {out}")
+        return 0 if got["rc"] == 0 else 1
     rows: list[Row] = []
     load_before = os.getloadavg()
     try:

@@ -12,7 +12,6 @@ import math
 import tracemalloc
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from examples.build import examples_bin
@@ -27,7 +26,16 @@ from placer.store import Store
 from placer.store.models import AllocObject
 from placer.store.repository.runs import add_deep_site_stats, objects_of_run
 from placer.tiers.specs import load_spec
-from tests.test_shim_log import alloc, end, free, header, module, sample, site
+from tests.test_shim_log import (
+    alloc,
+    end,
+    free,
+    header,
+    module,
+    sample,
+    site,
+    write_tiny_log,
+)
 
 T0 = 5_000  # the header's start (tests.test_shim_log.header)
 KiB, MiB = 1 << 10, 1 << 20
@@ -158,23 +166,7 @@ def test_small_runs_keep_every_object(tmp_path: Path) -> None:
 
 def _tiny_log(path: Path, n: int) -> Path:
     """n ALLOC+FREE pairs of 64-byte objects at one site, written with numpy."""
-    rec = np.zeros((n, 24), dtype="<u4")  # ALLOC (56 B) + FREE (40 B) = 96 B
-    seq = np.arange(n, dtype=np.uint64)
-    a = rec[:, :14].view("<u8")  # 7 words
-    rec[:, 0], rec[:, 1] = 3, 56
-    a[:, 1], a[:, 2], a[:, 3], a[:, 4], a[:, 5] = (
-        seq,
-        T0 + seq * 10,
-        0x1000 + (seq % 64) * 64,
-        64,
-        7,
-    )
-    f = rec[:, 14:].view("<u8")  # 5 words
-    rec[:, 14], rec[:, 15] = 4, 40
-    f[:, 1], f[:, 2], f[:, 3] = seq, T0 + seq * 10 + 5, 0x1000 + (seq % 64) * 64
-    head = header() + site(7, [(1, 7)])
-    path.write_bytes(head + rec.tobytes() + end(T0 + n * 10 + 100))
-    return path
+    return write_tiny_log(path, n, T0, block=max(n // 3, 1))  # several blocks
 
 
 def test_reading_a_huge_log_holds_the_live_objects_not_the_log(tmp_path: Path) -> None:

@@ -62,6 +62,27 @@ def end(t: int, dropped: int = 0, reason: int = 0) -> bytes:
     return rec(6, struct.pack("<QQI4x", t, dropped, reason))
 
 
+def write_tiny_log(path: Path, n: int, t0: int = 5_000, block: int = 1 << 20) -> Path:
+    """A log of ``n`` ALLOC+FREE pairs of 64-byte objects at one site (``2n`` records, 96 B
+    a pair), written ``block`` pairs at a time: logs of tens of millions of records for the
+    reader's memory bound (tests, benchmarks/scale.py --huge-log)."""
+    with open(path, "wb") as fh:
+        fh.write(header() + site(7, [(1, 7)]))
+        for first in range(0, n, block):
+            seq = np.arange(first, min(n, first + block), dtype=np.uint64)
+            rec = np.zeros((len(seq), 24), dtype="<u4")  # ALLOC (56 B) + FREE (40 B)
+            a = rec[:, :14].view("<u8")  # 7 words
+            rec[:, 0], rec[:, 1] = 3, 56
+            addr = 0x1000 + (seq % 64) * 64
+            a[:, 1], a[:, 2], a[:, 3], a[:, 4], a[:, 5] = seq, t0 + seq * 10, addr, 64, 7
+            f = rec[:, 14:].view("<u8")  # 5 words
+            rec[:, 14], rec[:, 15] = 4, 40
+            f[:, 1], f[:, 2], f[:, 3] = seq, t0 + seq * 10 + 5, addr
+            fh.write(rec.tobytes())
+        fh.write(end(t0 + n * 10 + 100))
+    return path
+
+
 def bind(seq: int, node: int, err: int) -> bytes:
     return rec(7, struct.pack("<QIi", seq, node, err))
 
