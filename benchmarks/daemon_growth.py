@@ -17,10 +17,8 @@ records it.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import shutil
 import signal
 import sqlite3
@@ -34,7 +32,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout: examples/ and benchmarks/ imports
 
-from benchmarks.scale import parse_count  # noqa: E402
+from benchmarks.scale import parse_count, save  # noqa: E402
 from examples.build import examples_bin  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -213,12 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         daemon_log.close()
     print(table(rows))
     out_text = (work / "job.out").read_text(errors="replace").strip().splitlines()
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M")
-    a.out_dir.mkdir(parents=True, exist_ok=True)
-    out = a.out_dir / f"daemon-growth-{stamp}.json"
     doc = {
-        "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"host": platform.node(), "cpus": os.cpu_count(), "uname": platform.platform()},
         "load_before": load_before,
         "load_after": os.getloadavg(),
         "allocations": n,
@@ -232,11 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         "interval": a.interval,
         "rows": rows,
     }
-    out.write_text(json.dumps(doc, indent=1) + "\n")
     print(
         f"job: rc {doc['job_rc']}, {job_seconds:.0f} s; load {load_before} -> {doc['load_after']}"
     )
-    print(f"wrote {out}")
+    save(a.out_dir, "daemon-growth", doc)
     shutil.rmtree(work, ignore_errors=True)
     return 0 if doc["job_rc"] == 0 else 1
 

@@ -85,6 +85,20 @@ class Row:
     steps: list[Step] = field(default_factory=list)
 
 
+def save(out_dir: Path, name: str, fields: dict[str, Any]) -> Path:
+    """Write ``benchmarks/results/<name>-<stamp>.json``: date, machine and ``fields``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{name}-{dt.datetime.now().strftime('%Y%m%d-%H%M')}.json"
+    doc = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": {"host": platform.node(), "cpus": os.cpu_count(), "uname": platform.platform()},
+        **fields,
+    }
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {out}")
+    return out
+
+
 def parse_count(text: str) -> int:
     """``10k`` / ``1M`` / ``4000000`` as an allocation count (decimal multipliers)."""
     t = text.strip().lower()
@@ -281,20 +295,13 @@ def main(argv: list[str] | None = None) -> int:
             got = huge_log(parse_count(a.huge_log), work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        got.update(
-            load_before=load0,
-            load_after=os.getloadavg(),
-            date=dt.datetime.now().isoformat(timespec="seconds"),
-        )
+        got.update(load_before=load0, load_after=os.getloadavg())
         print(
             f"read {got['records']:,} records ({got['log_bytes'] / 2**20:,.0f} MiB): "
             f"{got['read_seconds']:.1f} s wall, {got['read_cpu_seconds']:.1f} s CPU, "
             f"peak RSS {got['read_max_rss_mb']:.0f} MB, rc {got['rc']} {got['note']}"
         )
-        a.out_dir.mkdir(parents=True, exist_ok=True)
-        out = a.out_dir / f"scale-{dt.datetime.now().strftime('%Y%m%d-%H%M')}-huge-log.json"
-        out.write_text(json.dumps(got, indent=1) + "\n")
-        print(f"wrote {out}")
+        save(a.out_dir, "scale-huge-log", got)
         return 0 if got["rc"] == 0 else 1
     rows: list[Row] = []
     load_before = os.getloadavg()
@@ -311,18 +318,9 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     print(table(rows))
     print(cpu_table(rows))
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M")
-    a.out_dir.mkdir(parents=True, exist_ok=True)
-    out = a.out_dir / f"scale-{stamp}{'-wide' if a.wide else ''}{'-deep' if a.deep else ''}.json"
-    doc = {
-        "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"host": platform.node(), "cpus": os.cpu_count(), "uname": platform.platform()},
-        "load_before": load_before,
-        "load": os.getloadavg(),
-        "rows": [asdict(r) for r in rows],
-    }
-    out.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {out}")
+    name = f"scale{'-wide' if a.wide else ''}{'-deep' if a.deep else ''}"
+    rest = {"load_before": load_before, "load": os.getloadavg()}
+    save(a.out_dir, name, {**rest, "rows": [asdict(r) for r in rows]})
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event
 
@@ -114,23 +115,27 @@ def test_pipelines_studies_and_counts(store_url: str) -> None:
     store.dispose()
 
 
+def _job(s: Any, host_id: int | None, now: dt.datetime) -> int:
+    """A daemon job row (an objects job of pid 1); its id."""
+    return jobs.add_daemon_job(
+        s,
+        host_id=host_id,
+        pid=1,
+        pid_start_time=2,
+        kind="objects",
+        command=["x"],
+        run_id=None,
+        state={},
+        last_seen_at=now,
+    ).id
+
+
 def test_daemon_events_are_inserted_once(store_url: str) -> None:
     store = _store(store_url)
     now = dt.datetime.now(dt.UTC)
     with store.session() as s:
         host = host_row(s, "fleet-host")
-        job = jobs.add_daemon_job(
-            s,
-            host_id=host.id,
-            pid=1,
-            pid_start_time=2,
-            kind="objects",
-            command=["x"],
-            run_id=None,
-            state={},
-            last_seen_at=now,
-        )
-        jid = job.id
+        jid = _job(s, host.id, now)
     rows = [
         {"job_id": jid, "kind": "migration", "seq": n, "at": now, "document": {"n": n}}
         for n in (1, 2, 3)
@@ -183,17 +188,7 @@ def test_daemon_keeps_the_newest_events_of_each_kind(sqlite_url: str) -> None:
     store = _store(sqlite_url)
     now = dt.datetime.now(dt.UTC)
     with store.session() as s:
-        jid = jobs.add_daemon_job(
-            s,
-            host_id=None,
-            pid=1,
-            pid_start_time=2,
-            kind="objects",
-            command=["x"],
-            run_id=None,
-            state={},
-            last_seen_at=now,
-        ).id
+        jid = _job(s, None, now)
 
     def ev(kind: str, n: int) -> dict:
         return {"job_id": jid, "kind": kind, "seq": n, "at": now, "document": {"n": n}}

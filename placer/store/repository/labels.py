@@ -210,7 +210,7 @@ def plan_by_id(session: Session, plan_id: int) -> Plan | None:
 # ------------------------------------------------------------------------------- plans
 @dataclass(frozen=True)
 class NewDecision:
-    """One site's (or chunk's) tier in a plan to store."""
+    """One site's (or chunk's) tier in a plan to store (its fields are the row's columns)."""
 
     site_id: int
     chunk_index: int
@@ -252,19 +252,7 @@ def add_plan(
         # one executemany, not one ORM object each: a plan of 10,000 sites (issue 17)
         session.execute(
             insert(PlanDecision),
-            [
-                {
-                    "plan_id": plan.id,
-                    "site_id": d.site_id,
-                    "chunk_index": d.chunk_index,
-                    "tier": d.tier,
-                    "numa_node": d.numa_node,
-                    "size_bytes": d.size_bytes,
-                    "score": d.score,
-                    "reason": d.reason,
-                }
-                for d in decisions
-            ],
+            [{"plan_id": plan.id, **vars(d)} for d in decisions],  # fields = columns
         )
         session.expire(plan, ["decisions"])
     return plan
