@@ -107,7 +107,6 @@ class RunReport(ReportBuilder):
             experiment = (measured or experiments)[-1] if experiments else None
             labels = labels_of_experiment(s, experiment.id) if experiment is not None else []
             plans = plans_of_run(s, run.id)
-            plan_rows = [(p, list(p.decisions)) for p in plans]
             # `placer run --plan` stores the applied plan on a run of its own (kind "plan")
             # whose inputs name the profiled run the plan was made from.
             applied = applied_plans(s, run.id, run.build_id)
@@ -145,8 +144,8 @@ class RunReport(ReportBuilder):
             cands = self._candidates(objects)
             table = self._table(run_doc, objects, cands, label_info, view, hostname)
             heat = self._heatmap(objects, hostname)
-            curve = self._curve(run_doc, objects, cands, label_info, plan_rows, view, hostname)
-            plan = self._plan(plan_rows, applied, objects, label_info, view, hostname)
+            curve = self._curve(run_doc, objects, cands, label_info, plans, view, hostname)
+            plan = self._plan(plans, applied, objects, label_info, view, hostname)
         place_plans(curve, plan)
         return {
             "run": run_doc,
@@ -452,7 +451,7 @@ class RunReport(ReportBuilder):
         objects: list[dict[str, Any]],
         cands: list[Candidate],
         label_info: dict[str, Any],
-        plan_rows: list[tuple[Any, list[Any]]],
+        plans: list[Any],
         view: dict[str, Any] | None,
         hostname: str | None,
     ) -> dict[str, Any]:
@@ -521,7 +520,7 @@ class RunReport(ReportBuilder):
                 "budget_bytes": p.budget_bytes,
                 "predicted_slowdown": p.predicted_slowdown,
             }
-            for p, _ in plan_rows
+            for p in plans
             if p.predicted_slowdown is not None
         ]
         if labeled:
@@ -621,18 +620,20 @@ class RunReport(ReportBuilder):
     # ------------------------------------------------------------------------ plan
     def _plan(
         self,
-        plan_rows: list[tuple[Any, list[Any]]],
+        plans: list[Any],
         applied: list[tuple[Any, Any]],
         objects: list[dict[str, Any]],
         label_info: dict[str, Any],
         view: dict[str, Any] | None,
         hostname: str | None,
     ) -> dict[str, Any]:
-        if not plan_rows and not applied:
+        if not plans and not applied:
             return absent("no plan is stored for this run (run `placer recommend`)")
-        if plan_rows:
-            models = [pr for pr in plan_rows if self._is_model(pr[0])]
-            plan, decisions = (models or plan_rows)[-1]
+        if plans:
+            # only the chosen plan's decisions are read: a plan of 10,000 sites is 10,000 rows
+            models = [p for p in plans if self._is_model(p)]
+            plan = (models or plans)[-1]
+            decisions = list(plan.decisions)
         else:
             plan, decisions = applied[-1][0], list(applied[-1][0].decisions)
         footprint = (
@@ -714,7 +715,7 @@ class RunReport(ReportBuilder):
                     "budget_bytes": p.budget_bytes,
                     "predicted_slowdown": p.predicted_slowdown,
                 }
-                for p, _ in plan_rows
+                for p in plans
                 if p.id != plan.id
             ],
         }
