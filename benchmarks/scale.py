@@ -45,7 +45,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout: examples/ imports
 
 from examples.build import examples_bin  # noqa: E402
-from tests.test_shim_log import write_tiny_log  # noqa: E402 - the tests' log layout, one copy
 
 STEPS = ("profile", "objects", "recommend", "report")
 #: With --deep: a second profile with the DHAT pass, then the emulator's steps on it.
@@ -59,6 +58,14 @@ log = reduce_log(sys.argv[1])
 print(log.allocations, len(log.allocs))
 """
 WIDE_SITES = 10_000
+#: A synthetic log of tiny records (tests.test_shim_log's layout, one copy of it).
+WRITE = f"""
+import sys
+sys.path.insert(0, {str(REPO)!r})
+from pathlib import Path
+from tests.test_shim_log import write_tiny_log
+write_tiny_log(Path(sys.argv[1]), int(sys.argv[2]))
+"""
 
 
 @dataclass
@@ -139,7 +146,8 @@ def huge_log(records: int, work: Path) -> dict[str, Any]:
     one site) and read it with ``reduce_log`` in a fresh child: its time and peak RSS."""
     path = work / "shim.huge.log"
     t0 = time.perf_counter()
-    write_tiny_log(path, records // 2)
+    # in a child: the reader's child must not start from (and report) the writer's memory
+    subprocess.run([sys.executable, "-c", WRITE, str(path), str(records // 2)], check=True)
     written = time.perf_counter() - t0
     size = path.stat().st_size
     step = timed([sys.executable, "-c", READ, str(path)], dict(os.environ))
