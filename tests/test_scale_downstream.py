@@ -13,10 +13,15 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+import placer.placement.recommend as rec
+from placer.cli import main
+from placer.collectors.profile.dhat import match_points, site_key
 from placer.placement import planfile, planner
 from placer.reports import build, render
+from tests.placement_store import make_corpus
 from tests.report_fixtures import open_store, seed_run
 
 
@@ -75,8 +80,6 @@ def test_greedy_with_one_moment_matches_the_per_moment_path(stop: bool) -> None:
 
 
 def test_slowdown_from_group_values_is_price_to_the_bit() -> None:
-    import pandas as pd
-
     rng = random.Random(5)
     for _ in range(30):
         groups = [[rng.randint(0, 50) for _ in range(rng.randint(0, 4))] for _ in range(40)]
@@ -123,10 +126,6 @@ def test_recommend_validates_its_plan_once(
 ) -> None:
     """The plan is validated once, after its last key (host) is set; ``--output`` writes
     that very document without validating it again (0.5 s for 10,000 sites)."""
-    import placer.placement.recommend as rec
-    from placer.cli import main
-    from tests.placement_store import make_corpus
-
     url = f"sqlite:///{tmp_path / 'v.db'}"
     run_id = make_corpus(url, apps=1, runs_per_app=1, n=10, seed=5)[0]
     calls: list[str] = []
@@ -150,3 +149,60 @@ def test_recommend_validates_its_plan_once(
     with pytest.raises(Exception, match="not a valid placer plan"):
         planfile.write_plan(tmp_path / "bad.json", bad)
     assert not (tmp_path / "bad.json").exists()
+
+
+def _match_reference(points, sites):  # type: ignore[no-untyped-def]
+    """DHAT point → site matching as it was: a scan of the sites sharing the first frame."""
+    by_first: dict = {}
+    for sid, chain in sites.items():
+        key = site_key(chain)
+        if key:
+            by_first.setdefault(key[0], []).append((sid, key))
+    out: dict = {}
+    for pp in points:
+        pkey = pp.key()
+        if not pkey or pkey[0] not in by_first:
+            continue
+        best, best_len = None, 0
+        for sid, key in by_first[pkey[0]]:
+            n = 0
+            for a, b in zip(pkey, key, strict=False):
+                if a != b:
+                    break
+                n += 1
+            if n > best_len or (n == best_len and best is not None and sid < best):
+                best, best_len = sid, n
+        if best is not None:
+            out.setdefault(best, []).append(pp)
+    return out
+
+
+class _Point:
+    def __init__(self, key: tuple) -> None:
+        self._key = key
+
+    def key(self) -> tuple:
+        return self._key
+
+
+def test_dhat_points_match_the_sites_the_scan_matched() -> None:
+    """10,000 sites sharing their malloc line made the scan quadratic (minutes)."""
+    rng = random.Random(11)
+    files = ["a.c", "b.c", "c.cc"]
+    for _ in range(40):
+
+        def chain(n: int) -> list[str]:
+            return [f"/src/{rng.choice(files)}:{rng.randint(1, 4)}" for _ in range(n)]
+
+        sites = {}
+        for _k in range(rng.randint(0, 30)):
+            sites[rng.randint(1, 500)] = chain(rng.randint(0, 5)) + ["libc.so+0x10"]
+        points = [
+            _Point(tuple((rng.choice(files), rng.randint(1, 4)) for _ in range(rng.randint(0, 6))))
+            for _ in range(60)
+        ]
+        got = match_points(points, sites)  # type: ignore[arg-type]
+        want = _match_reference(points, sites)
+        assert {k: [id(p) for p in v] for k, v in got.items()} == {
+            k: [id(p) for p in v] for k, v in want.items()
+        }
