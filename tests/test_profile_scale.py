@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import tracemalloc
 from pathlib import Path
 
@@ -290,3 +291,20 @@ def test_emulator_prices_the_summarized_form_as_the_full_form(store: Store, tmp_
     assert sorted(full_sites) == sorted(summ_sites)
     for site_id, pen in full_sites.items():
         assert abs(pen - summ_sites[site_id]) <= 0.01 * full_rt
+
+
+def test_churn_paces_its_allocations_and_refuses_a_negative_pace(churn: Path) -> None:
+    """``-t`` (the daemon growth benchmark's steady job) spreads the allocations over the
+    given seconds; the count and checksum are those of the unpaced run."""
+    plain = subprocess.run([str(churn), "-n", "3000"], capture_output=True, text=True, check=True)
+    paced = subprocess.run(
+        [str(churn), "-n", "3000", "-t", "0.3"], capture_output=True, text=True, check=True
+    )
+    fields = {kv.split("=")[0]: kv.split("=")[1] for kv in paced.stdout.split()[1:]}
+    plain_fields = {kv.split("=")[0]: kv.split("=")[1] for kv in plain.stdout.split()[1:]}
+    assert fields["allocations"] == "3000" and fields["checksum"] == plain_fields["checksum"]
+    # it sleeps until each block of 1024 is due: the last (allocation 2048) at 0.3 * 2048/3000
+    # s; a lower bound only, which a slow host cannot break
+    assert float(fields["time_s"]) >= 0.3 * 2048 / 3000
+    bad = subprocess.run([str(churn), "-t", "-1"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "usage: churn" in bad.stderr
