@@ -25,6 +25,7 @@ from typing import Any
 
 from placer.collectors.pipeline.adapters import spec_engine
 from placer.collectors.pipeline.adapters.dataloader import (
+    DATASET_STAGE,
     ProbedDataset,
     make_dataloader,
     torch_dataset,
@@ -38,7 +39,6 @@ from placer.contracts.pipeline import Config
 from placer.errors import InvalidInputError
 
 DATALOADER_KEYS = ("num_workers", "prefetch_factor", "persistent_workers", "pin_memory", "cache")
-DATASET_STAGE = "dataset"  # the stage name of a user's own dataset's __getitem__
 
 log = logging.getLogger(__name__)
 

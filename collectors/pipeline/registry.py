@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from placer.collectors.pipeline.adapters.user import user_pipeline_def
 from placer.contracts.pipeline import PipelineDef
 from placer.errors import InvalidInputError, NotFoundError, PlacerError, first_line
 
@@ -47,7 +48,9 @@ def load_pipeline(name: str) -> PipelineDef:
     """The ``PipelineDef`` named by ``name``; a one-line :class:`PlacerError` otherwise.
 
     ``name`` is an example name (see :func:`example_names`) or ``package.module:function``
-    where the function takes no arguments and returns a ``PipelineDef``.
+    where the function takes no arguments and returns a ``PipelineDef`` or a loader of its
+    own (a DataLoader, ``(dataset, kwargs)``, a tf.data.Dataset, a torchdata.nodes node:
+    :mod:`placer.collectors.pipeline.adapters.user` tunes it as it is).
     """
     if ":" not in name:
         found = examples()
@@ -83,8 +86,4 @@ def load_pipeline(name: str) -> PipelineDef:
         raise
     except Exception as exc:  # noqa: BLE001
         raise InvalidInputError(f"pipeline builder {name} raised {_said(exc)}") from None
-    if not isinstance(defn, PipelineDef):
-        raise InvalidInputError(
-            f"pipeline builder {name} returned {type(defn).__name__}, not a PipelineDef"
-        )
-    return defn
+    return user_pipeline_def(name, defn)
