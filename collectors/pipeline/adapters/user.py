@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import pickle
 import sys
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -137,6 +138,10 @@ def user_pipeline_def(name: str, obj: Any) -> PipelineDef:
         return dataloader_def(name, obj)
     if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[1], Mapping):
         return dataloader_def(name, obj)
+    if _is_node(obj) or _isinstance(obj, "torchdata.nodes", "Loader"):
+        return nodes_def(name, obj)
+    if _tf_dataset(obj):
+        return tf_def(name, obj)
     raise InvalidInputError(
         f"pipeline builder {name} returned {type(obj).__name__}, not {ACCEPTED}"
     )
@@ -392,3 +397,304 @@ def probed_iterable(dataset: Any, probes: Probes | None) -> Any:
             return probes.iterate(DATASET_STAGE, iter(dataset))
 
     return ProbedIterable()
+
+
+# --------------------------------------------------------------------------- names
+
+
+def _stage_name(fn: Any, taken: set[str], default: str) -> str:
+    """A stage name from a map function's name (``decode``), unique, else ``default``."""
+    inner = getattr(fn, "map_fn", None) or getattr(fn, "func", None) or fn
+    raw = str(getattr(inner, "__name__", "") or "")
+    name = "".join(c if c.isalnum() or c == "_" else "_" for c in raw).strip("_") or default
+    if name in taken or name in (BATCH_STAGE, DATASET_STAGE, COLLATE_STAGE, "prefetch"):
+        name = default
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
+
+
+# --------------------------------------------------------------------------- torchdata.nodes
+
+
+def _is_node(obj: Any) -> bool:
+    return _isinstance(obj, "torchdata.nodes", "BaseNode")
+
+
+def _node_chain(root: Any) -> list[tuple[Any, Any]]:
+    """``(parent, node)`` from the output down each ``source`` link (parent None at root);
+    a node with several sources (a weighted sampler) ends the chain."""
+    chain: list[tuple[Any, Any]] = []
+    parent, node = None, root
+    while _is_node(node) and len(chain) < 10_000:
+        chain.append((parent, node))
+        parent, node = node, getattr(node, "source", None)
+    return chain
+
+
+def _length_of_source(node: Any) -> int:
+    for attr in ("sampler", "iterable"):
+        n = _length(getattr(node, attr, None))
+        if n:
+            return n
+    return 0
+
+
+def nodes_def(name: str, obj: Any) -> PipelineDef:
+    """A ``PipelineDef`` over a user's torchdata.nodes graph: each ``ParallelMapper`` (and
+    ``Mapper``, its inline form) a probed stage with its own ``parallelism.<stage>``
+    (``num_workers``; 0 runs it inline), ``prefetch`` the output ``Prefetcher``'s depth."""
+    root = getattr(obj, "root", obj)  # a Loader wraps the graph's root
+    chain = _node_chain(root)
+    mapper = _loaded_type("torchdata.nodes", "ParallelMapper")
+    prefetcher = _loaded_type("torchdata.nodes", "Prefetcher")
+    batcher = _loaded_type("torchdata.nodes", "Batcher")
+    taken: set[str] = set()
+    maps: list[tuple[int, str]] = []  # (position in chain, stage name), output first
+    for pos, (_parent, node) in enumerate(chain):
+        if mapper is not None and isinstance(node, mapper):
+            maps.append((pos, _stage_name(node.map_fn, taken, f"map{len(maps)}")))
+    if not maps:
+        raise InvalidInputError(
+            f"pipeline {name}: its torchdata.nodes graph has no ParallelMapper or Mapper "
+            "stage to tune or time"
+        )
+    maps.reverse()  # source first
+    top = max(default_max_parallelism(), *(int(chain[p][1].num_workers) for p, _ in maps))
+    knobs: dict[str, Knob] = {f"parallelism.{s}": IntKnob(0, top) for _, s in maps}
+    naive: Config = {f"parallelism.{s}": int(chain[p][1].num_workers) for p, s in maps}
+    root_prefetch = prefetcher is not None and isinstance(root, prefetcher)
+    knobs["prefetch"] = IntKnob(1 if root_prefetch else 0, 16)
+    naive["prefetch"] = int(root.prefetch_factor) if root_prefetch else 0
+    batch_size = next(
+        (int(n.batch_size) for _, n in chain if batcher is not None and isinstance(n, batcher)), 1
+    )
+    samples = _length_of_source(chain[-1][1])
+    notes = [
+        "no cache offered: placer cannot tell whether the graph's samplers or maps are random",
+        "stages are the graph's mappers; the source node's own time is not probed",
+    ]
+    if not samples:
+        notes.append("the source has no length: an epoch is taken as 1,000 batches")
+    stages = [
+        StageInfo(s, kind="map" if i else "source", parallelism_knob=f"parallelism.{s}")
+        for i, (_, s) in enumerate(maps)
+    ]
+
+    def build(config: Config, probes: Probes | None) -> Iterable[Any]:
+        import torchdata.nodes as tn  # lazy: heavy (the user's module imported it already)
+
+        cfg = _check_config(name, knobs, naive, config)
+        # Runs in the measuring child: rebuilding the user's graph in place leaks nowhere.
+        for pos, stage in maps:
+            parent, node = chain[pos]
+            workers = int(cfg[f"parallelism.{stage}"])
+            fn = probes.wrap(stage, node.map_fn) if probes is not None else node.map_fn
+            cap = node.max_concurrent
+            new = tn.ParallelMapper(
+                node.source,
+                fn,
+                num_workers=workers,
+                in_order=node.in_order,
+                method=node.method,
+                multiprocessing_context=node.multiprocessing_context,
+                max_concurrent=min(cap, workers) if cap is not None and workers > 0 else None,
+                snapshot_frequency=node.snapshot_frequency,
+            )
+            if parent is None:
+                chain[pos] = (None, new)
+            else:
+                parent.source = new
+        out = chain[0][1]
+        depth = int(cfg["prefetch"])
+        if root_prefetch:
+            out.prefetch_factor = max(depth, 1)
+        elif depth > 0:
+            out = tn.Prefetcher(out, prefetch_factor=depth)
+        return tn.Loader(out)
+
+    return PipelineDef(
+        name=name,
+        engine="torchdata",
+        stages=stages,
+        knobs=knobs,
+        build=build,
+        batch_size=batch_size,
+        naive_config=naive,
+        dataset_samples=samples or 1000 * batch_size,
+        description=f"the torchdata.nodes graph that {name} returns",
+        notes=notes,
+    )
+
+
+# --------------------------------------------------------------------------- tf.data
+
+
+def _tf_dataset(obj: Any) -> bool:
+    tf = sys.modules.get("tensorflow")
+    data = getattr(tf, "data", None)
+    typ = getattr(data, "Dataset", None)
+    return isinstance(typ, type) and isinstance(obj, typ)
+
+
+#: ops whose output changes from one run to the next (stateless random ops do not)
+_RANDOM_OPS = ("Shuffle", "Random")
+
+
+def _graph_of(ds: Any) -> Any:
+    """The dataset's GraphDef (tf.data serializes every dataset it can rebuild)."""
+    import tensorflow as tf  # lazy: heavy (the user's module imported it already)
+    from tensorflow.core.framework import graph_pb2  # lazy: heavy
+
+    graph = graph_pb2.GraphDef()
+    graph.ParseFromString(tf.raw_ops.DatasetToGraphV2(input_dataset=ds._variant_tensor).numpy())
+    return graph
+
+
+def _random_ops(graph: Any) -> list[str]:
+    ops = [n.op for n in graph.node]
+    ops += [n.op for f in graph.library.function for n in f.node_def]
+    return sorted(
+        {op for op in ops if any(r in op for r in _RANDOM_OPS) and not op.startswith("Stateless")}
+    )
+
+
+def _const_of(graph: Any, node: Any) -> Any:
+    """The Const node that feeds ``node``'s last input (``num_parallel_calls``)."""
+    wanted = [i for i in node.input if not i.startswith("^")][-1].split(":")[0]
+    return next(n for n in graph.node if n.name == wanted)
+
+
+def tf_def(name: str, ds: Any) -> PipelineDef:
+    """A ``PipelineDef`` over a user's ``tf.data.Dataset``: its parallel maps'
+    ``num_parallel_calls`` (rewritten in the dataset's serialized graph), ``prefetch``
+    and ``cache`` at the output (when no op in it is random)."""
+    try:
+        graph = _graph_of(ds)
+    except Exception as exc:  # noqa: BLE001 - a dataset tf.data cannot serialize
+        raise InvalidInputError(
+            f"pipeline {name}: tf.data cannot serialize its dataset's graph ({_said(exc)}); "
+            "placer rewrites that graph to tune it"
+        ) from None
+    cardinality = int(ds.cardinality())
+    if cardinality == 0:
+        raise InvalidInputError(f"pipeline {name} yields nothing: its tf.data.Dataset is empty")
+    taken: set[str] = set()
+    maps: list[tuple[str, str]] = []  # (node name in the graph, stage name), source first
+    sequential = 0
+    for node in graph.node:
+        if node.op.startswith("ParallelMapDataset"):
+            maps.append((node.name, _stage_name(None, taken, f"map{len(maps)}")))
+        elif node.op == "MapDataset":
+            sequential += 1
+    top = 2 * max(default_max_parallelism() // 2, 1)
+    choices = (-1, *sorted({1, 2, 4, top // 2, top} - {0}))
+    knobs: dict[str, Knob] = {}
+    naive: Config = {}
+    for node_name, stage in maps:
+        node = next(n for n in graph.node if n.name == node_name)
+        value = int(_const_of(graph, node).attr["value"].tensor.int64_val[0])
+        knobs[f"parallelism.{stage}"] = ChoiceKnob(tuple(sorted({*choices, value})))
+        naive[f"parallelism.{stage}"] = value
+    knobs["prefetch"] = IntKnob(0, 16)
+    naive["prefetch"] = 0
+    naive["cache"] = None
+    random = _random_ops(graph)
+    notes = [
+        "tf.data runs the dataset's graph natively: the analysis sees it as one stage "
+        "(its process CPU per batch), not per map, so its first config is coarse and "
+        "Optuna searches the maps' num_parallel_calls (-1: AUTOTUNE)"
+    ]
+    if random:
+        notes.append(f"no cache offered: the graph has random ops ({', '.join(random[:4])})")
+    else:
+        knobs["cache"] = ChoiceKnob((None, DATASET_STAGE))
+    if sequential:
+        notes.append(
+            f"{sequential} map(s) without num_parallel_calls stay sequential (parallelizing "
+            "a map placer did not write could change its results)"
+        )
+    spec = ds.element_spec
+    first = maps[0][1] if maps else None
+
+    def build(config: Config, probes: Probes | None) -> Iterable[Any]:
+        import tensorflow as tf  # lazy: heavy
+
+        cfg = _check_config(name, knobs, naive, config)
+        rewritten = _graph_of(ds)
+        for node_name, stage in maps:
+            node = next(n for n in rewritten.node if n.name == node_name)
+            calls = int(cfg[f"parallelism.{stage}"])
+            _const_of(rewritten, node).attr["value"].tensor.int64_val[:] = [calls]
+        variant = tf.raw_ops.DatasetFromGraph(graph_def=rewritten.SerializeToString())
+        out = tf.data.experimental.from_variant(variant, spec)
+        if cfg.get("cache") is not None:
+            out = out.cache()
+        if int(cfg["prefetch"]) > 0:
+            out = out.prefetch(int(cfg["prefetch"]))
+        return TfGraphPipeline(out, probes)
+
+    batch_size = 1
+    for node in graph.node:
+        if node.op.startswith("BatchDataset"):
+            const = next(n for n in graph.node if n.name == node.input[1].split(":")[0])
+            batch_size = int(const.attr["value"].tensor.int64_val[0])
+            break
+    return PipelineDef(
+        name=name,
+        engine="tfdata",
+        stages=[
+            StageInfo(
+                DATASET_STAGE,
+                kind="source",
+                random=bool(random),
+                parallelism_knob=f"parallelism.{first}" if first else None,
+            )
+        ],
+        knobs=knobs,
+        build=build,
+        batch_size=batch_size,
+        naive_config=naive,
+        dataset_samples=cardinality * batch_size if cardinality > 0 else 1000 * batch_size,
+        description=f"the tf.data.Dataset that {name} returns",
+        notes=notes,
+    )
+
+
+class TfGraphPipeline:
+    """Re-iterable over a rebuilt dataset; each ``next()`` is the ``dataset`` stage's work,
+    timed in wall time and in process CPU (tf.data's threads are not this thread)."""
+
+    def __init__(self, dataset: Any, probes: Probes | None) -> None:
+        self.dataset = dataset
+        self.probe = probes.stage(DATASET_STAGE) if probes is not None else None
+
+    def __iter__(self) -> Iterator[Any]:
+        probe = self.probe
+        if probe is None:
+            yield from self.dataset
+            return
+        it = iter(self.dataset)
+        while True:
+            w0, c0 = time.perf_counter_ns(), time.process_time_ns()
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            w1, c1 = time.perf_counter_ns(), time.process_time_ns()
+            probe.record(
+                n_in=1, n_out=1, wall_ns=w1 - w0, cpu_ns=c1 - c0, bytes_out=_tf_bytes(batch)
+            )
+            yield batch
+
+
+def _tf_bytes(batch: Any) -> int:
+    """Bytes of a tf.data element (every tensor in its structure)."""
+    import tensorflow as tf  # lazy: heavy
+
+    return sum(
+        int(t.shape.num_elements() or 0) * int(t.dtype.size)
+        for t in tf.nest.flatten(batch)
+        if hasattr(t, "shape") and hasattr(t, "dtype")
+    )
