@@ -31,3 +31,8 @@ def make_nodes() -> Any:
 
 def without_maps() -> Any:
     return tn.Batcher(tn.IterableWrapper(range(64)), batch_size=8)
+
+
+def empty_nodes() -> Any:
+    node: Any = tn.SamplerWrapper(SequentialSampler(range(0)))
+    return tn.Loader(tn.Batcher(tn.ParallelMapper(node, decode, num_workers=1), batch_size=8))
