@@ -272,7 +272,7 @@ def dataloader_def(name: str, obj: Any) -> PipelineDef:
     )
     worker_init = loader.worker_init_fn
 
-    def build(config: Config, probes: Probes | None) -> Iterable[Any]:
+    def build(config: Config, probes: Any) -> Iterable[Any]:
         cfg = _check_config(name, knobs, naive, config)
         cache = cfg.get("cache")
         pipe = DataLoaderPipeline(
@@ -345,7 +345,7 @@ def _iterable_loader_def(name: str, loader: Any) -> PipelineDef:
     collate = loader.collate_fn
     worker_init = loader.worker_init_fn
 
-    def build(config: Config, probes: Probes | None) -> Iterable[Any]:
+    def build(config: Config, probes: Any) -> Iterable[Any]:
         cfg = _check_config(name, knobs, naive, config)
         source = probed_iterable(dataset, probes)
         return make_dataloader(
@@ -454,7 +454,8 @@ def nodes_def(name: str, obj: Any) -> PipelineDef:
     maps: list[tuple[int, str]] = []  # (position in chain, stage name), output first
     for pos, (_parent, node) in enumerate(chain):
         if mapper is not None and isinstance(node, mapper):
-            maps.append((pos, _stage_name(node.map_fn, taken, f"map{len(maps)}")))
+            fn = getattr(node, "map_fn", None)
+            maps.append((pos, _stage_name(fn, taken, f"map{len(maps)}")))
     if not maps:
         raise InvalidInputError(
             f"pipeline {name}: its torchdata.nodes graph has no ParallelMapper or Mapper "
@@ -468,7 +469,12 @@ def nodes_def(name: str, obj: Any) -> PipelineDef:
     knobs["prefetch"] = IntKnob(1 if root_prefetch else 0, 16)
     naive["prefetch"] = int(root.prefetch_factor) if root_prefetch else 0
     batch_size = next(
-        (int(n.batch_size) for _, n in chain if batcher is not None and isinstance(n, batcher)), 1
+        (
+            int(getattr(n, "batch_size", 1))
+            for _, n in chain
+            if batcher is not None and isinstance(n, batcher)
+        ),
+        1,
     )
     samples = _length_of_source(chain[-1][1])
     notes = [
@@ -482,7 +488,7 @@ def nodes_def(name: str, obj: Any) -> PipelineDef:
         for i, (_, s) in enumerate(maps)
     ]
 
-    def build(config: Config, probes: Probes | None) -> Iterable[Any]:
+    def build(config: Config, probes: Any) -> Iterable[Any]:
         import torchdata.nodes as tn  # lazy: heavy (the user's module imported it already)
 
         cfg = _check_config(name, knobs, naive, config)
@@ -618,7 +624,7 @@ def tf_def(name: str, ds: Any) -> PipelineDef:
     spec = ds.element_spec
     first = maps[0][1] if maps else None
 
-    def build(config: Config, probes: Probes | None) -> Iterable[Any]:
+    def build(config: Config, probes: Any) -> Iterable[Any]:
         import tensorflow as tf  # lazy: heavy
 
         cfg = _check_config(name, knobs, naive, config)
