@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 import placer
 from placer.collectors.pipeline.adapters.user import (
@@ -208,3 +208,24 @@ def test_tuned_loader_applies_a_written_config(tmp_path: Path) -> None:
     assert isinstance(loader, DataLoader)
     assert (loader.num_workers, loader.prefetch_factor) == (1, 4)
     assert sum(b.shape[0] for b in loader) == 16
+
+
+class Stream(IterableDataset):  # type: ignore[type-arg]
+    """An iterable dataset that splits its stream across workers, as one must."""
+
+    def __iter__(self) -> Any:
+        info = get_worker_info()
+        start, step = (0, 1) if info is None else (info.id, info.num_workers)
+        return (torch.full((2,), float(i)) for i in range(start, 32, step))
+
+
+def test_iterable_dataset_keeps_its_workers_and_tunes_the_rest() -> None:
+    with pytest.raises(InvalidInputError, match="nothing to tune"):
+        user_pipeline_def("t", DataLoader(Stream(), batch_size=4))
+    defn = user_pipeline_def("t", DataLoader(Stream(), batch_size=4, num_workers=1))
+    assert set(defn.knobs) == {"prefetch_factor", "persistent_workers"}
+    assert defn.naive_config["num_workers"] == 1
+    assert any("num_workers stays 1" in n for n in defn.notes)
+    m = measure(defn, {"prefetch_factor": 3}, max_batches=4, max_seconds=5.0, warmup_batches=1)
+    assert m.status == "ok" and m.batches == 4, m.error
+    assert {s.name for s in m.stages} == {"dataset", "batch", "collate"}
