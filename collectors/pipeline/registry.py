@@ -9,15 +9,9 @@ from pathlib import Path
 
 from placer.collectors.pipeline.adapters.user import user_pipeline_def
 from placer.contracts.pipeline import PipelineDef
-from placer.errors import InvalidInputError, NotFoundError, PlacerError, first_line
+from placer.errors import InvalidInputError, NotFoundError, PlacerError, said
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _said(exc: BaseException) -> str:
-    """``Type: first line`` of an exception from the user's code (just ``Type`` if empty)."""
-    line = first_line(exc)
-    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
 def examples() -> dict[str, Callable[[], PipelineDef]]:
@@ -66,7 +60,7 @@ def load_pipeline(name: str) -> PipelineDef:
             raise
         except Exception as exc:  # noqa: BLE001 - data generation failed: say so in one line
             raise InvalidInputError(
-                f"example pipeline {name} could not be built: {_said(exc)}"
+                f"example pipeline {name} could not be built: {said(exc)}"
             ) from None
     module_name, _, func_name = name.partition(":")
     if not module_name or not func_name:
@@ -75,7 +69,7 @@ def load_pipeline(name: str) -> PipelineDef:
         module = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - any import failure is the user's module
         raise InvalidInputError(
-            f"pipeline module {module_name!r} does not import: {_said(exc)}"
+            f"pipeline module {module_name!r} does not import: {said(exc)}"
         ) from None
     func = getattr(module, func_name, None)
     if not callable(func):
@@ -85,5 +79,5 @@ def load_pipeline(name: str) -> PipelineDef:
     except PlacerError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise InvalidInputError(f"pipeline builder {name} raised {_said(exc)}") from None
+        raise InvalidInputError(f"pipeline builder {name} raised {said(exc)}") from None
     return user_pipeline_def(name, defn)

@@ -44,7 +44,7 @@ from placer.collectors.pipeline.engine import default_max_parallelism
 from placer.collectors.pipeline.probe import Probes
 from placer.collectors.pipeline.spec import BATCH_STAGE, PipelineSpec, StageSpec
 from placer.contracts.pipeline import ChoiceKnob, Config, IntKnob, Knob, PipelineDef, StageInfo
-from placer.errors import InvalidInputError, first_line
+from placer.errors import InvalidInputError, said
 
 COLLATE_STAGE = "collate"
 #: What ``module:function`` may return (the one-line error names them).
@@ -52,11 +52,6 @@ ACCEPTED = (
     "a PipelineDef, a torch DataLoader, (dataset, DataLoader kwargs), a tf.data.Dataset "
     "or a torchdata.nodes node"
 )
-
-
-def _said(exc: BaseException) -> str:
-    line = first_line(exc)
-    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
 def _loaded_type(module: str, name: str) -> type | None:
@@ -178,8 +173,27 @@ def _loader_of(name: str, obj: Any) -> Any:
         return DataLoader(dataset, **kwargs)
     except Exception as exc:  # noqa: BLE001 - the user's kwargs: say which in one line
         raise InvalidInputError(
-            f"pipeline {name}: DataLoader(dataset, **kwargs) refused them: {_said(exc)}"
+            f"pipeline {name}: DataLoader(dataset, **kwargs) refused them: {said(exc)}"
         ) from None
+
+
+def _settings(loader: Any) -> tuple[Config, dict[str, Any]]:
+    """The loader's own values of the knobs (the naive config), and the DataLoader
+    arguments no knob touches that a rebuilt loader keeps (those not at their default)."""
+    naive: Config = {
+        "num_workers": int(loader.num_workers),
+        "prefetch_factor": int(loader.prefetch_factor or 2),
+        "persistent_workers": bool(loader.persistent_workers),
+        "pin_memory": bool(loader.pin_memory),
+    }
+    kept: dict[str, Any] = {}
+    for key in ("generator", "timeout", "multiprocessing_context", "pin_memory_device"):
+        value = getattr(loader, key, None)
+        if value not in (None, "", 0):
+            kept[key] = value
+    if getattr(loader, "in_order", True) is False:
+        kept["in_order"] = False
+    return naive, kept
 
 
 def dataloader_def(name: str, obj: Any) -> PipelineDef:
@@ -195,7 +209,7 @@ def dataloader_def(name: str, obj: Any) -> PipelineDef:
         batches = len(loader)
     except TypeError as exc:
         raise InvalidInputError(
-            f"pipeline {name}: its map-style dataset has no length ({_said(exc)})"
+            f"pipeline {name}: its map-style dataset has no length ({said(exc)})"
         ) from None
     if n == 0 or batches == 0:
         raise InvalidInputError(
@@ -204,7 +218,7 @@ def dataloader_def(name: str, obj: Any) -> PipelineDef:
     try:
         fixed = same_output(dataset[0], dataset[0])
     except Exception as exc:  # noqa: BLE001 - the user's __getitem__: one line
-        raise InvalidInputError(f"pipeline {name}: dataset[0] raised {_said(exc)}") from None
+        raise InvalidInputError(f"pipeline {name}: dataset[0] raised {said(exc)}") from None
     notes: list[str] = []
     extra: dict[str, Any] = {}
     if loader.batch_size is not None:  # automatic batching: sampler + batch size
@@ -219,20 +233,10 @@ def dataloader_def(name: str, obj: Any) -> PipelineDef:
         batch_size = 1
         extra.update(sampler=loader.sampler, batch_size=None)
         ordered = _sequential(loader.sampler)
-    for key in ("generator", "timeout", "multiprocessing_context", "pin_memory_device"):
-        value = getattr(loader, key, None)
-        if value not in (None, "", 0):
-            extra[key] = value
-    if getattr(loader, "in_order", True) is False:
-        extra["in_order"] = False
-    workers = int(loader.num_workers)
-    naive: Config = {
-        "num_workers": workers,
-        "prefetch_factor": int(loader.prefetch_factor or 2),
-        "persistent_workers": bool(loader.persistent_workers),
-        "pin_memory": bool(loader.pin_memory),
-        "cache": None,
-    }
+    naive, kept = _settings(loader)
+    extra.update(kept)
+    naive["cache"] = None
+    workers = int(naive["num_workers"])
     caches: list[str] = []
     if fixed:
         caches.append(DATASET_STAGE)
@@ -310,13 +314,9 @@ def _iterable_loader_def(name: str, loader: Any) -> PipelineDef:
     ``get_worker_info()``, which placer cannot see: changing ``num_workers`` could change
     the data, so it stays the user's. No cache (the stream's order is the dataset's).
     """
-    workers = int(loader.num_workers)
-    naive: Config = {
-        "num_workers": workers,
-        "prefetch_factor": int(loader.prefetch_factor or 2),
-        "persistent_workers": bool(loader.persistent_workers),
-        "pin_memory": bool(loader.pin_memory),
-    }
+    naive, extra = _settings(loader)
+    extra["drop_last"] = loader.drop_last
+    workers = int(naive["num_workers"])
     knobs: dict[str, Knob] = {}
     if workers > 0:
         knobs["prefetch_factor"] = IntKnob(1, max(8, naive["prefetch_factor"]))
@@ -335,11 +335,6 @@ def _iterable_loader_def(name: str, loader: Any) -> PipelineDef:
         "worker unless it splits it itself (get_worker_info), which placer cannot see",
         "the analysis sees the whole iteration as one stage (dataset)",
     ]
-    extra: dict[str, Any] = {"drop_last": loader.drop_last}
-    for key in ("generator", "timeout", "multiprocessing_context", "pin_memory_device"):
-        value = getattr(loader, key, None)
-        if value not in (None, "", 0):
-            extra[key] = value
     batch_size = loader.batch_size
     dataset = loader.dataset
     collate = loader.collate_fn
@@ -580,7 +575,7 @@ def tf_def(name: str, ds: Any) -> PipelineDef:
         graph = _graph_of(ds)
     except Exception as exc:  # noqa: BLE001 - a dataset tf.data cannot serialize
         raise InvalidInputError(
-            f"pipeline {name}: tf.data cannot serialize its dataset's graph ({_said(exc)}); "
+            f"pipeline {name}: tf.data cannot serialize its dataset's graph ({said(exc)}); "
             "placer rewrites that graph to tune it"
         ) from None
     cardinality = int(ds.cardinality())
