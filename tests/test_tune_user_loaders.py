@@ -229,3 +229,24 @@ def test_iterable_dataset_keeps_its_workers_and_tunes_the_rest() -> None:
     m = measure(defn, {"prefetch_factor": 3}, max_batches=4, max_seconds=5.0, warmup_batches=1)
     assert m.status == "ok" and m.batches == 4, m.error
     assert {s.name for s in m.stages} == {"dataset", "batch", "collate"}
+
+
+def test_a_users_batch_sampler_is_kept() -> None:
+    defn = load_pipeline("tests.user_loaders.my_loader:batch_sampler_loader")
+    assert defn.batch_size == 16 and defn.dataset_samples == 256
+    assert defn.knobs["cache"].choices == (None, "dataset", "collate")  # type: ignore[union-attr]
+    built = defn.build({"num_workers": 1}, None)
+    sizes = [len(y) for _x, y in built]
+    assert sizes == [16] * 16
+
+
+def test_tuned_loader_rebuilds_a_torchdata_graph_with_its_knobs() -> None:
+    from tests.user_loaders.my_nodes import make_nodes
+
+    config = {"parallelism.decode": 2, "parallelism.stack": 0, "prefetch": 3}
+    loader = placer.tuned_loader(make_nodes(), config)
+    root = loader.root
+    assert type(root).__name__ == "Prefetcher" and root.prefetch_factor == 3
+    decode = root.source.source.source  # Prefetcher <- stack <- Batcher <- decode
+    assert (type(decode).__name__, decode.num_workers) == ("ParallelMapper", 2)
+    assert sum(len(b) for b in loader) == 1024

@@ -73,3 +73,17 @@ class Broken(Spectra):
 
 def broken_items() -> DataLoader:  # type: ignore[type-arg]
     return DataLoader(Broken(), batch_size=8)
+
+
+def spawned_loader() -> DataLoader:  # type: ignore[type-arg]
+    """Workers started with spawn (the dataset and collate travel pickled)."""
+    return DataLoader(Spectra(n=256), batch_size=32, num_workers=1, multiprocessing_context="spawn")
+
+
+def batch_sampler_loader() -> DataLoader:  # type: ignore[type-arg]
+    """The user's own batch sampler (batch_size is then None on the loader)."""
+    from torch.utils.data import BatchSampler, SequentialSampler
+
+    return DataLoader(
+        Spectra(n=256), batch_sampler=BatchSampler(SequentialSampler(range(256)), 16, False)
+    )
