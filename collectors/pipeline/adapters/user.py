@@ -343,7 +343,7 @@ def _iterable_loader_def(name: str, loader: Any) -> PipelineDef:
     def build(config: Config, probes: Any) -> Iterable[Any]:
         cfg = _check_config(name, knobs, naive, config)
         source = probed_iterable(dataset, probes)
-        return make_dataloader(
+        rebuilt: Iterable[Any] = make_dataloader(
             source,
             batch_size=batch_size,
             collate_fn=collate,
@@ -354,6 +354,7 @@ def _iterable_loader_def(name: str, loader: Any) -> PipelineDef:
             tensors=False,
             **extra,
         )
+        return rebuilt
 
     return PipelineDef(
         name=name,
@@ -386,7 +387,7 @@ def probed_iterable(dataset: Any, probes: Probes | None) -> Any:
         return dataset
     from torch.utils.data import IterableDataset  # lazy: heavy
 
-    class ProbedIterable(IterableDataset):  # type: ignore[misc,unused-ignore]
+    class ProbedIterable(IterableDataset):  # type: ignore[misc,type-arg,unused-ignore]
         def __iter__(self) -> Iterator[Any]:
             assert probes is not None
             return probes.iterate(DATASET_STAGE, iter(dataset))
@@ -513,7 +514,8 @@ def nodes_def(name: str, obj: Any) -> PipelineDef:
             out.prefetch_factor = max(depth, 1)
         elif depth > 0:
             out = tn.Prefetcher(out, prefetch_factor=depth)
-        return tn.Loader(out)
+        loader: Iterable[Any] = tn.Loader(out)
+        return loader
 
     return PipelineDef(
         name=name,
