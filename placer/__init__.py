@@ -5,6 +5,7 @@ The Python API, for a training script::
     import placer
 
     loader = placer.build_dataloader(MyDataset(), "tuned.json", batch_size=64, shuffle=True)
+    loader = placer.tuned_loader(make_loader(), "tuned.json")  # your own loader, tuned
 
 ``tuned.json`` is what ``placer tune PIPELINE -o tuned.json`` (or :func:`placer.tune`)
 writes. Names are imported on first use, so ``import placer`` (and the CLI) stay fast;
@@ -34,6 +35,7 @@ _LAZY = {
     "build_tf_dataset": "placer.collectors.pipeline.apply",
     "staged_dataset": "placer.collectors.pipeline.apply",
     "load_config": "placer.collectors.pipeline.apply",
+    "tuned_loader": "placer.collectors.pipeline.apply",
     "tune": "placer.api",
     "profile": "placer.api",
     "read_plan": "placer.api",
@@ -61,6 +63,7 @@ __all__ = [
     "read_plan",
     "staged_dataset",
     "tune",
+    "tuned_loader",
 ]
 
 if TYPE_CHECKING:
@@ -71,6 +74,7 @@ if TYPE_CHECKING:
         build_tf_dataset,
         load_config,
         staged_dataset,
+        tuned_loader,
     )
     from placer.contracts.pipeline import PipelineDef
     from placer.tuners.tuning import TuneResult

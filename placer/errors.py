@@ -66,3 +66,10 @@ def first_line(text_or_exc: str | BaseException) -> str:
         if line.strip():
             return line.strip()
     return ""
+
+
+def said(exc: BaseException) -> str:
+    """``Type: first line`` of an exception from a user's code (just ``Type`` if empty),
+    so a one-line error says what the user's code raised."""
+    line = first_line(exc)
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__

@@ -535,6 +535,7 @@ def analyze(
         upper_bound_without_gil=without_gil,
         lp_bottleneck_no_cache=bind_nc,
     )
+    analysis.notes.extend(defn.notes)
     if source_note:
         analysis.notes.append(source_note)
     if cpu_scale < 1.0:

@@ -689,9 +689,12 @@ def _start_study(
         raise InvalidInputError(
             f"profiling pipeline {defn.name!r} failed: {type(exc).__name__}: {exc}"
         ) from None
-    if profile.error or profile.batches <= 0:
+    if profile.error:
+        raise InvalidInputError(f"profiling pipeline {defn.name!r} failed: {profile.error}")
+    if profile.batches <= 0:
         raise InvalidInputError(
-            f"profiling pipeline {defn.name!r} failed: {profile.error or 'no batches produced'}"
+            f"pipeline {defn.name!r} yields nothing: its naive config delivered no batch "
+            "while profiling"
         )
     cores = float(budget_cores) if budget_cores is not None else float(profile.host.cores)
     baseline = int(profile.peak_rss_bytes or 0)

@@ -12,6 +12,8 @@ study, are ignored here). Keys are those of ``placer.contracts.pipeline``.
                                batch_size=64, collate_fn=collate)
     ds = placer.build_tf_dataset(paths, [("read", read), ("decode", decode)], "tuned.json",
                                  batch_size=64)
+    # your own loader, as `placer tune my_job:make_loader -o tuned.json` tuned it:
+    loader = placer.tuned_loader(my_job.make_loader(), "tuned.json")
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from typing import Any
 
 from placer.collectors.pipeline.adapters import spec_engine
 from placer.collectors.pipeline.adapters.dataloader import (
+    DATASET_STAGE,
+    DataLoaderPipeline,
     ProbedDataset,
     make_dataloader,
     torch_dataset,
 )
 from placer.collectors.pipeline.adapters.tfdata import TfPipeline, TfSpec, TfStage, tf_pipeline_def
 from placer.collectors.pipeline.adapters.torchdata_nodes import TorchdataPipeline
+from placer.collectors.pipeline.adapters.user import TfGraphPipeline, user_pipeline_def
 from placer.collectors.pipeline.engine import usable_cores
 from placer.collectors.pipeline.probe import Probes
 from placer.collectors.pipeline.spec import PipelineSpec, StageSpec
@@ -38,7 +43,6 @@ from placer.contracts.pipeline import Config
 from placer.errors import InvalidInputError
 
 DATALOADER_KEYS = ("num_workers", "prefetch_factor", "persistent_workers", "pin_memory", "cache")
-DATASET_STAGE = "dataset"  # the stage name of a user's own dataset's __getitem__
 
 log = logging.getLogger(__name__)
 
@@ -210,3 +214,20 @@ def build_tf_dataset(
     pipeline = tf_pipeline_def(spec).build(load_config(config), None)
     assert isinstance(pipeline, TfPipeline)  # what the tfdata engine builds
     return pipeline.dataset
+
+
+def tuned_loader(loader: Any, config: str | os.PathLike[str] | dict[str, Any]) -> Any:
+    """``loader`` (what a ``module:function`` given to ``placer tune`` returns: a
+    DataLoader, ``(dataset, kwargs)``, a torchdata.nodes graph, a tf.data.Dataset) rebuilt
+    with the config ``placer tune -o`` wrote for it, the way the trials rebuilt it.
+
+    Returns a DataLoader, or a re-iterable that replays the first epoch's batches (config
+    ``cache: "collate"``), a ``torchdata.nodes.Loader`` (the graph is rebuilt in place) or
+    a ``tf.data.Dataset``.
+    """
+    built = user_pipeline_def("loader", loader).build(load_config(config), None)
+    if isinstance(built, DataLoaderPipeline):
+        return built.loader
+    if isinstance(built, TfGraphPipeline):
+        return built.dataset
+    return built

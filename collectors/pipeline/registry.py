@@ -7,16 +7,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from placer.collectors.pipeline.adapters.user import user_pipeline_def
 from placer.contracts.pipeline import PipelineDef
-from placer.errors import InvalidInputError, NotFoundError, PlacerError, first_line
+from placer.errors import InvalidInputError, NotFoundError, PlacerError, said
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _said(exc: BaseException) -> str:
-    """``Type: first line`` of an exception from the user's code (just ``Type`` if empty)."""
-    line = first_line(exc)
-    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
 def examples() -> dict[str, Callable[[], PipelineDef]]:
@@ -47,7 +42,9 @@ def load_pipeline(name: str) -> PipelineDef:
     """The ``PipelineDef`` named by ``name``; a one-line :class:`PlacerError` otherwise.
 
     ``name`` is an example name (see :func:`example_names`) or ``package.module:function``
-    where the function takes no arguments and returns a ``PipelineDef``.
+    where the function takes no arguments and returns a ``PipelineDef`` or a loader of its
+    own (a DataLoader, ``(dataset, kwargs)``, a tf.data.Dataset, a torchdata.nodes node:
+    :mod:`placer.collectors.pipeline.adapters.user` tunes it as it is).
     """
     if ":" not in name:
         found = examples()
@@ -63,7 +60,7 @@ def load_pipeline(name: str) -> PipelineDef:
             raise
         except Exception as exc:  # noqa: BLE001 - data generation failed: say so in one line
             raise InvalidInputError(
-                f"example pipeline {name} could not be built: {_said(exc)}"
+                f"example pipeline {name} could not be built: {said(exc)}"
             ) from None
     module_name, _, func_name = name.partition(":")
     if not module_name or not func_name:
@@ -72,7 +69,7 @@ def load_pipeline(name: str) -> PipelineDef:
         module = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - any import failure is the user's module
         raise InvalidInputError(
-            f"pipeline module {module_name!r} does not import: {_said(exc)}"
+            f"pipeline module {module_name!r} does not import: {said(exc)}"
         ) from None
     func = getattr(module, func_name, None)
     if not callable(func):
@@ -82,9 +79,5 @@ def load_pipeline(name: str) -> PipelineDef:
     except PlacerError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise InvalidInputError(f"pipeline builder {name} raised {_said(exc)}") from None
-    if not isinstance(defn, PipelineDef):
-        raise InvalidInputError(
-            f"pipeline builder {name} returned {type(defn).__name__}, not a PipelineDef"
-        )
-    return defn
+        raise InvalidInputError(f"pipeline builder {name} raised {said(exc)}") from None
+    return user_pipeline_def(name, defn)

@@ -97,7 +97,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "pipeline",
         metavar="PIPELINE",
         help="an example pipeline (listed below) or your own package.module:function "
-        "returning a PipelineDef",
+        "returning a PipelineDef or your loader as it is: a torch DataLoader, (dataset, "
+        "DataLoader kwargs), a tf.data.Dataset or a torchdata.nodes node",
     )
     tune.add_argument(
         "--budget-cores",

@@ -212,3 +212,6 @@ class PipelineDef:
     description: str = ""
     # extension: a path or http(s) URL that host_facts() reads to measure source bandwidth
     source: str | None = None
+    # extension: what the analysis cannot see in this pipeline (a user's own loader tuned
+    # as it is), said with its explanation
+    notes: list[str] = field(default_factory=list)

@@ -22,6 +22,8 @@ from placer.contracts.pipeline import ChoiceKnob, Config, IntKnob, Knob
 
 _clock = time.perf_counter_ns
 
+DATASET_STAGE = "dataset"  # the stage name of a user's own dataset's __getitem__
+
 
 def _dataset_base() -> type:
     from torch.utils.data import Dataset  # lazy: heavy
@@ -147,7 +149,7 @@ class _WorkerInit:
 def make_dataloader(
     dataset: Any,
     *,
-    batch_size: int,
+    batch_size: int | None,
     collate_fn: Callable[[list[Any]], Any],
     config: Config,
     probes: Probes | None = None,
@@ -187,9 +189,21 @@ def make_dataloader(
 
 
 class DataLoaderPipeline:
-    """Re-iterable DataLoader over a spec; samples the parent's view of the output queue."""
+    """Re-iterable DataLoader over a spec; samples the parent's view of the output queue.
 
-    def __init__(self, spec: PipelineSpec, config: Config, probes: Probes | None) -> None:
+    ``tensors`` and ``loader_kwargs`` go to :func:`make_dataloader` (a user's own loader
+    keeps its sampler, ``drop_last``, ``worker_init_fn``, ... and its collate's output).
+    """
+
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        config: Config,
+        probes: Probes | None,
+        *,
+        tensors: bool = True,
+        **loader_kwargs: Any,
+    ) -> None:
         self.spec = spec
         self.probes = probes
         if probes is not None:
@@ -201,13 +215,16 @@ class DataLoaderPipeline:
             "ignore", message="This DataLoader will create", category=UserWarning
         )
         self.dataset = torch_dataset(spec.items(), spec.element_stages, probes, config.get("cache"))
+        batch_size = loader_kwargs.pop("batch_size", spec.batch_size)
         self.loader = make_dataloader(
             self.dataset,
-            batch_size=spec.batch_size,
+            batch_size=batch_size,
             collate_fn=spec.collate.fn,
             config=config,
             probes=probes,
             collate_name=spec.collate.name,
+            tensors=tensors,
+            **loader_kwargs,
         )
         self.workers = int(config.get("num_workers", 0))
 
