@@ -320,7 +320,8 @@ def test_a_cache_is_chosen_when_the_consumer_binds_both_bounds() -> None:
     assert one.cache is None
     assert (
         one.cache_reason
-        == "no cache: caching after batch does not raise the delivered rate over a run of 1 epoch(s)"
+        == "no cache: caching after batch does not raise the delivered rate over a run of "
+        "1 epoch(s)"
     )
     assert one.cache_reason in one.explanation
 
