@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -344,3 +345,16 @@ def test_the_default_memory_budget_scales_with_the_host() -> None:
     assert default_memory_budget(4 * GIB, 1 * GIB) == 3 * GIB
     assert default_memory_budget(0, 1 * GIB) == 1 * GIB
     assert default_memory_budget(10 * GIB, 0, share=0.25) == int(2.5 * GIB)
+
+
+def test_prefetch_only_covers_latency_that_can_overlap_the_consumer() -> None:
+    """Little's law over the latency a prefetch thread can overlap: where the stages and
+    the consumer hold the GIL there is none, and the analysis asks for no prefetch."""
+    base = analyze(_defn(), _measurement(), budget_cores=2, budget_memory_bytes=0)
+    assert base.prefetch >= 1  # no GIL measured: everything overlaps
+    held = [dataclasses.replace(s, gil_share=1.0) for s in STATS]
+    m = Measurement(**{**_measurement().__dict__, "stages": held, "consumer_gil_share": 1.0})
+    assert analyze(_defn(), m, budget_cores=2, budget_memory_bytes=0).prefetch == 0
+    # a consumer that releases the GIL overlaps with them again
+    m = Measurement(**{**_measurement().__dict__, "stages": held, "consumer_gil_share": 0.0})
+    assert analyze(_defn(), m, budget_cores=2, budget_memory_bytes=0).prefetch >= 1

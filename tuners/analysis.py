@@ -177,6 +177,20 @@ def effective_rate(m: Measurement, epochs: int, *, cached: bool) -> float:
     return m.samples_per_second
 
 
+def _overlap_seconds(stages: list[StageAnalysis], consumer_gil_share: float | None) -> float:
+    """Per-batch wall time of ``stages`` that a prefetch thread can overlap with the
+    consumer: ``Σ wall_i × (1 − g_i × g_c)``; a share not measured (worker processes,
+    native threads) counts as no GIL. On 2 cores the torchdata grids' best configs had
+    prefetch 0 where the stages and the consumer hold the GIL (issue 13)."""
+    g_c = consumer_gil_share or 0.0
+    return sum(s.wall_per_batch * (1.0 - (s.gil_share or 0.0) * g_c) for s in stages)
+
+
+def _depth(in_flight: float) -> int:
+    """Prefetch depth for ``in_flight`` batches (Little's law): none under half a batch."""
+    return 0 if in_flight < 0.5 else math.ceil(in_flight - 1e-9)
+
+
 def _per_batch_rates(info: StageInfo, stats: StageStats, batches: int) -> dict[str, Any]:
     visit = stats.elements_out / batches
     cpu = max(stats.cpu_seconds, 0.0) / batches
@@ -513,9 +527,12 @@ def analyze(
     t_for_little = (
         t_opt if math.isfinite(t_opt) else measurement.batches / max(measurement.wall_seconds, 1e-9)
     )
-    # Little's law: batches in flight = rate x latency. With every stage cached nothing is
-    # left to overlap, and a prefetch thread's hand-off would only cost.
-    prefetch = math.ceil(t_for_little * latency - 1e-9) if latency > 0 else 0
+    # Little's law: batches in flight = rate x latency, over the latency a prefetch
+    # thread can overlap with the consumer (GIL-held work of both cannot overlap). With
+    # every stage cached, or less than half a batch to overlap, nothing is gained and a
+    # prefetch thread's hand-off would only cost.
+    gil_c = measurement.consumer_gil_share
+    prefetch = _depth(t_for_little * _overlap_seconds(live, gil_c))
     workers = max(
         1, math.ceil(t_for_little * sum(s.wall_per_batch for s in live if not s.sequential))
     )
@@ -526,7 +543,7 @@ def analyze(
         # after another in the consumer's thread, far below the LP's split of the cores.
         later = (epochs - 1) / t_opt if 0 < t_opt < math.inf else 0.0
         if 1.0 / t_nc >= later:
-            prefetch = max(prefetch, math.ceil(t_nc * sum(s.wall_per_batch for s in stages) - 1e-9))
+            prefetch = max(prefetch, _depth(t_nc * _overlap_seconds(stages, gil_c)))
             workers = max(
                 workers,
                 math.ceil(t_nc * sum(s.wall_per_batch for s in stages if not s.sequential)),
