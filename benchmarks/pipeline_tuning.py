@@ -7,11 +7,14 @@ For every pipeline, in one run on this host:
   the knobs' defaults otherwise, no cache);
 - **analysis**: the operational analysis's config alone (placer's first trial);
 - **placer**: analysis + Optuna (``placer.tuners.tuning.tune`` on a SQLite store), with at most
-  a tenth of the grid's trials;
-- **optuna alone**: TPE with the same trial budget, no analysis seed;
-- **random**: random search with the same trial budget;
+  a tenth of the grid's trials, once per seed (``--seeds``, default 3: the table shows the
+  median of the seeds' final numbers, and placer/Optuna alone per seed);
+- **optuna alone**: TPE with the same trial budget, no analysis seed, same seeds;
+- **random**: random search with the same trial budget, same seeds;
 - **grid**: every config of a grid over the same knobs (see :func:`grid_values` for the
-  values: the full power-of-two grid would take days here) that fits the budget;
+  values: the full power-of-two grid would take days here) that fits the budget; with
+  ``--max-grid N`` a larger grid is replaced by a seeded random sample of N configs (the
+  table says "random N of M"), and the trial budget is a tenth of the sample;
 - **tf.data AUTOTUNE** where a ``<name>-tfdata-autotune`` twin exists.
 
 Every search (placer, optuna alone, random, grid) names its best the same way: its three
@@ -29,8 +32,16 @@ a config with a cache, the mean over a run of ``--epochs`` epochs from the measu
 epoch (which fills the cache) and the measured cached epochs. The grid, the searches and
 the final runs all use it, so a cache is credited only with what it delivers over a run.
 
+``--time-budget S`` schedules no new work after S seconds (what runs finishes): a row
+that stopped early lists what it misses ("grid 12 of 48", "optuna alone seed 2", "final
+runs 1 of 3"), pipelines never started are listed under the table. ``--list-grids``
+profiles and prints each grid's size and the row's estimated time
+(:func:`estimate_seconds`, from the per-measurement costs) without measuring.
+
     python benchmarks/pipeline_tuning.py                       # the example pipelines
     python benchmarks/pipeline_tuning.py synthetic-cpu synthetic-remote --trial-seconds 1
+    python benchmarks/pipeline_tuning.py images-dataloader mypkg.loaders:pipeline \
+        --max-grid 100 --time-budget 450 --seeds 3
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """Optuna tuning of a pipeline, seeded by the operational analysis.
 
-The study lives in the store's database (:mod:`placer.tuners.study`). Its first trial is the
-analysis's configuration (``enqueue_trial``), followed by a few neighbours of it, then TPE searches
-the pipeline's knobs. Each trial is a short :func:`measure` run in two steps: a quick
+The study lives in the store's database (:mod:`placer.tuners.study`). Its first trials are
+seeds (:func:`seed_configs`, ``enqueue_trial``): the analysis's configuration, the same
+without prefetch and inline, the naive one with its cache, a few neighbours; they take at
+most half the budget, and TPE searches the whole space with the rest, starting with
+random trials. The best is the best *measured* config: the top trials and the analysis's
+are re-measured (:func:`confirm_best`). Each trial is a short :func:`measure` run in two steps: a quick
 one whose throughput is reported to the pruner, then the full one. CPU and memory
 budgets are constraints (``trial.set_constraint``, which Optuna 5's samplers read in
 place of the deprecated ``constraints_func``): configs the analysis says cannot fit are
