@@ -5,11 +5,13 @@ seeds (:func:`seed_configs`, ``enqueue_trial``): the analysis's configuration, t
 without prefetch and inline, the naive one with its cache, a few neighbours; they take at
 most half the budget, and TPE searches the whole space with the rest, starting with
 random trials. The best is the best *measured* config: the top trials and the analysis's
-are re-measured (:func:`confirm_best`). Each trial is a short :func:`measure` run in two steps: a quick
-one whose throughput is reported to the pruner, then the full one. CPU and memory
-budgets are constraints (``trial.set_constraint``, which Optuna 5's samplers read in
-place of the deprecated ``constraints_func``): configs the analysis says cannot fit are
-skipped before they run, and measured usage over budget makes a finished trial infeasible.
+are re-measured (:func:`confirm_best`).
+
+Each trial is a short :func:`measure` run in two steps: a quick one whose throughput is
+reported to the pruner, then the full one. CPU and memory budgets are constraints
+(``trial.set_constraint``, which Optuna 5's samplers read in place of the deprecated
+``constraints_func``): configs the analysis says cannot fit are skipped before they run,
+and measured usage over budget makes a finished trial infeasible.
 
 Several processes (``workers``) or hosts share one study: each runs its own share of
 trials against the same storage; trials are numbered by the storage, so none is lost or
