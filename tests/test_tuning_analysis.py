@@ -358,3 +358,29 @@ def test_prefetch_only_covers_latency_that_can_overlap_the_consumer() -> None:
     # a consumer that releases the GIL overlaps with them again
     m = Measurement(**{**_measurement().__dict__, "stages": held, "consumer_gil_share": 0.0})
     assert analyze(_defn(), m, budget_cores=2, budget_memory_bytes=0).prefetch >= 1
+
+
+def test_a_probed_hand_off_bounds_worker_configs_and_in_process_ones_run_alone() -> None:
+    """DataLoader's consumer thread receives each batch (probed: 50 ms here); with no
+    workers it runs every stage and a warm copy (1 ms) itself: the bound is the better."""
+    m = Measurement(
+        **{
+            **_measurement().__dict__,
+            "consumer_seconds": 0.1,
+            "delivery_seconds_per_batch": 0.05,
+            "worker_startup_seconds": 0.3,
+        }
+    )
+    a = analyze(_defn(), m, budget_cores=2, budget_memory_bytes=0)
+    # workers: at most 20 batches/s through the hand-off; alone: 1 / (0.0421 + 0.001)
+    assert a.upper_bound_no_cache == pytest.approx(32 / 0.0431, rel=1e-6)
+    assert a.consumer_seconds_per_batch == pytest.approx(0.05)
+    assert a.delivery_seconds_per_batch == 0.05 and a.worker_startup_seconds == 0.3
+    assert any("receives each batch from a worker in 50.00 ms" in n for n in a.notes)
+    # a cheap hand-off leaves the worker bound as it was without the probe
+    cheap = Measurement(**{**m.__dict__, "delivery_seconds_per_batch": 0.0005})
+    plain = Measurement(**{**m.__dict__, "delivery_seconds_per_batch": None})
+    b = analyze(_defn(), cheap, budget_cores=2, budget_memory_bytes=0)
+    c = analyze(_defn(), plain, budget_cores=2, budget_memory_bytes=0)
+    assert b.upper_bound_no_cache == pytest.approx(c.upper_bound_no_cache)
+    assert c.upper_bound_no_cache > a.upper_bound_no_cache

@@ -283,3 +283,18 @@ def test_a_time_budget_spent_mid_row_marks_what_is_missing(tmp_path: Path) -> No
     assert row["incomplete"][:2] == ["placer seed 1", f"grid 0 of {row['grid_fitting_budget']}"]
     assert "optuna alone seed 0" in row["incomplete"] and "final runs 0 of 3" in row["incomplete"]
     assert row["samples_per_second"]["grid"] is None
+
+
+def test_dataloader_hand_off_is_probed_with_a_real_worker() -> None:
+    """probe_delivery runs a real one-worker DataLoader over copies of a batch."""
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("torch")
+    from placer.collectors.pipeline.adapters.dataloader import probe_delivery
+
+    seen: list[Any] = []
+    batch = {"x": np.ones((16, 64), dtype=np.float32), "y": np.arange(16)}
+    costs = probe_delivery(batch, seen.append, batches=8, seconds=5.0)
+    assert set(costs) == {"delivery_seconds_per_batch", "worker_startup_seconds"}
+    assert costs["delivery_seconds_per_batch"] > 0 and costs["worker_startup_seconds"] > 0
+    assert len(seen) == 9  # the first batch (start-up) and the 8 after it
+    assert seen[1]["x"].shape == (16, 64) and int(seen[1]["y"][3]) == 3

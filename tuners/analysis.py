@@ -99,6 +99,8 @@ class Analysis:
     workers: int  # for one-pool engines (DataLoader): workers to keep the bound
     cache_considered: bool = False  # the pipeline has a cache knob
     cache_reason: str | None = None  # why no cache was chosen (None: one was, or no knob)
+    delivery_seconds_per_batch: float | None = None  # engine hand-off, probed (DataLoader)
+    worker_startup_seconds: float | None = None  # a worker pool's start-up, probed
     host_cores: int = 0  # cores of the host that measured
     epochs: int = DEFAULT_EPOCHS  # training run the cached bound is amortized over
     upper_bound_steady: float = math.inf  # with the cache, after its first epoch
@@ -184,6 +186,13 @@ def _overlap_seconds(stages: list[StageAnalysis], consumer_gil_share: float | No
     prefetch 0 where the stages and the consumer hold the GIL (issue 13)."""
     g_c = consumer_gil_share or 0.0
     return sum(s.wall_per_batch * (1.0 - (s.gil_share or 0.0) * g_c) for s in stages)
+
+
+def _one_thread_rate(stages: list[StageAnalysis], copy_seconds: float) -> float:
+    """Batches/s of one thread running ``stages`` and the consumer's copy, nothing handed
+    off (DataLoader with ``num_workers=0``): one over their CPU per batch."""
+    cpu = sum(s.cpu_per_batch for s in stages) + copy_seconds
+    return 1.0 / cpu if cpu > EPS_CPU else math.inf
 
 
 def _depth(in_flight: float) -> int:
@@ -443,6 +452,13 @@ def analyze(
     consumer_per_batch = max(measurement.consumer_seconds, 0.0) / batches
     if measurement.consumer_best_seconds_per_batch is not None:
         consumer_per_batch = min(consumer_per_batch, measurement.consumer_best_seconds_per_batch)
+    # An engine with worker processes hands each batch to the consumer's thread, which
+    # pays for receiving it (probed: Measurement.delivery_seconds_per_batch, the copy of
+    # the received batch included); in-process configs (num_workers=0) do not.
+    copy_per_batch = consumer_per_batch
+    delivered = measurement.delivery_seconds_per_batch
+    if delivered is not None and delivered > consumer_per_batch:
+        consumer_per_batch = delivered
     # The consumer runs in the stages' interpreter when their GIL shares were measured.
     consumer = _consumer_stage(consumer_per_batch, measurement.consumer_gil_share)
     tail = [consumer] if consumer is not None else []
@@ -551,6 +567,9 @@ def analyze(
 
     upper_steady = t_opt * samples_per_batch
     upper_nc = t_nc * samples_per_batch
+    if delivered is not None:  # in-process: no hand-off, every stage in the consumer's thread
+        upper_nc = max(upper_nc, samples_per_batch * _one_thread_rate(stages, copy_per_batch))
+        upper_steady = max(upper_steady, samples_per_batch * _one_thread_rate(live, copy_per_batch))
     # No start-up term: what a run pays before its first batch varies per config and per
     # process (imports, worker spawn), and the bound must stay an upper bound.
     upper = run_rate(upper_nc, upper_steady, epochs) if cache is not None else upper_nc
@@ -583,6 +602,8 @@ def analyze(
         workers=workers,
         cache_considered=cache_choices is not None,
         cache_reason=cache_reason,
+        delivery_seconds_per_batch=delivered,
+        worker_startup_seconds=measurement.worker_startup_seconds,
         host_cores=int(measurement.host.cores),
         epochs=int(epochs),
         upper_bound_steady=upper_steady,
@@ -597,6 +618,14 @@ def analyze(
     )
     if source_note:
         analysis.notes.append(source_note)
+    if delivered is not None:
+        startup = measurement.worker_startup_seconds
+        analysis.notes.append(
+            f"the consumer's thread receives each batch from a worker in "
+            f"{1000 * delivered:.2f} ms, its copy included (probed; a warm copy takes "
+            f"{1000 * copy_per_batch:.2f} ms); with no workers it runs every stage itself"
+            + (f"; a worker pool starts in {startup:.2f} s" if startup is not None else "")
+        )
     if cpu_scale < 1.0:
         analysis.notes.append(
             f"the stages' CPU ({stage_cpu:.2f} s) was more than the process used less the "
