@@ -396,6 +396,7 @@ def bench_one(
         trial_seconds=args.trial_seconds,
         final_seconds=args.final_seconds,
         final_runs=args.final_runs,
+        searches=2 if args.no_random else 3,
     )
     sampled = f", a random sample of {len(configs)}" if len(configs) < len(full_grid) else ""
     print(
@@ -469,7 +470,9 @@ def bench_one(
     grid_config, _grid_value, _again = pick_confirmed(grid_values_seen, remeasure)
     grid_seconds = time.perf_counter() - t0
 
-    searched: dict[str, dict[int, Config | None]] = {"optuna alone": {}, "random": {}}
+    searched: dict[str, dict[int, Config | None]] = {"optuna alone": {}}
+    if not args.no_random:
+        searched["random"] = {}
     search_seconds: list[float] = []
     for seed in seeds:
         for method in searched:
@@ -794,6 +797,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         metavar="S",
         help="schedule no new work after S seconds; unfinished rows say what is missing",
+    )
+    parser.add_argument(
+        "--no-random", action="store_true", help="skip the random search (saves a third)"
     )
     parser.add_argument(
         "--epochs", type=_positive_int, default=10, help="training run a cache is amortized over"

@@ -189,6 +189,7 @@ def test_benchmark_flags_parse_and_bad_input_exits_2(capsys: pytest.CaptureFixtu
     )
     assert args.pipelines == ["a", "pkg.mod:fn"]
     assert args.max_grid == 50 and args.time_budget == 420.0 and args.seeds == 3
+    assert not args.no_random and bench.parse_args(["--no-random"]).no_random
     assert bench.parse_args([]).max_grid is None and bench.parse_args([]).seeds == 3
     for bad in (["--max-grid", "0"], ["--time-budget", "-1"], ["--seeds", "0"]):
         with pytest.raises(SystemExit) as exc:
@@ -232,6 +233,7 @@ def test_a_tiny_benchmark_run_caps_the_grid_and_honours_the_time_budget(tmp_path
             "0.2",
             "--final-runs",
             "1",
+            "--no-random",
             "--out",
             str(out),
         ]
@@ -243,6 +245,8 @@ def test_a_tiny_benchmark_run_caps_the_grid_and_honours_the_time_budget(tmp_path
     assert row["grid_configs"] == 12 and row["grid_sampled"] == 3
     assert row["grid_fitting_budget"] <= 3 and row["seeds"] == [0, 1]
     assert set(row["per_seed"]["placer"]) == {"0", "1"}
+    assert {"placer#0", "placer#1", "optuna alone#0", "optuna alone#1"} <= set(row["configs"])
+    assert not any(k.startswith("random") for k in row["configs"])  # --no-random
     assert row["incomplete"] == []
     assert set(row["cache_decision"]) == {"analysis", "grid", "agree", "reason"}
     table = next(out.glob("*.md")).read_text()
