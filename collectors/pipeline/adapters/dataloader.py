@@ -259,9 +259,8 @@ def probe_delivery(
     """
     from torch.utils.data import DataLoader  # lazy: heavy
 
-    loader = DataLoader(
-        _Replay(to_torch(batch), batches + 1), batch_size=None, num_workers=1, prefetch_factor=4
-    )
+    replay: Any = _Replay(to_torch(batch), batches + 1)  # map-style: DataLoader takes it
+    loader: Any = DataLoader(replay, batch_size=None, num_workers=1, prefetch_factor=4)
     t0 = time.perf_counter()
     it = iter(loader)
     consume(next(it))
