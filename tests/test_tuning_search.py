@@ -302,3 +302,29 @@ def test_dataloader_hand_off_is_probed_with_a_real_worker() -> None:
     assert costs["delivery_seconds_per_batch"] > 0 and costs["worker_startup_seconds"] > 0
     assert len(seen) == 9  # the first batch (start-up) and the 8 after it
     assert seen[1]["x"].shape == (16, 64) and int(seen[1]["y"][3]) == 3
+
+
+def test_seeds_that_differ_only_in_unused_dataloader_knobs_are_one() -> None:
+    defn = dataclasses.replace(
+        _defn(),
+        knobs={
+            "num_workers": IntKnob(0, 4),
+            "prefetch_factor": IntKnob(1, 8),
+            "persistent_workers": ChoiceKnob((False, True)),
+            "cache": ChoiceKnob((None, "read", "decode")),
+        },
+        naive_config={
+            "num_workers": 0,
+            "prefetch_factor": 2,
+            "persistent_workers": False,
+            "cache": None,
+        },
+    )
+    a = analyze(defn, _profile(defn.naive_config), budget_cores=2, budget_memory_bytes=0)
+    config = {"num_workers": 3, "prefetch_factor": 2, "persistent_workers": True, "cache": "decode"}
+    seeds = seed_configs(defn, a, config, 10)
+    inline = {"num_workers": 0, "prefetch_factor": 1, "persistent_workers": True, "cache": "decode"}
+    assert [o for _c, o in seeds][:3] == ["analysis", "no-prefetch", "inline"]
+    assert seeds[2][0] == inline
+    # the naive config with the cache runs as the inline one (no workers): not enqueued
+    assert "naive" not in [o for _c, o in seeds]

@@ -157,7 +157,7 @@ def seed_configs(
     out: list[tuple[Config, str]] = []
 
     def add(c: Config, origin: str) -> None:
-        if len(out) < room and all(c != seen for seen, _ in out):
+        if len(out) < room and all(_effective(c) != _effective(seen) for seen, _ in out):
             out.append((c, origin))
 
     add(config, "analysis")
@@ -171,6 +171,16 @@ def seed_configs(
     for extra in neighbours(defn, analysis, config, neighbours_limit):
         add(extra, "neighbour")
     return out
+
+
+def _effective(config: Config) -> Config:
+    """``config`` less the knobs it leaves unused: without workers DataLoader has no
+    prefetch_factor or persistent_workers, so two such configs run the same."""
+    if config.get("num_workers") == 0:
+        return {
+            k: v for k, v in config.items() if k not in ("prefetch_factor", "persistent_workers")
+        }
+    return config
 
 
 def startup_trials(n_trials: int, n_seeds: int) -> int:
