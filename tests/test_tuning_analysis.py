@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -302,3 +303,84 @@ def test_calibrated_stage_cpu_is_held_to_what_the_process_used() -> None:
     # traced engines' thread CPU is taken as measured
     assert traced.stage("decode").cpu_per_batch == pytest.approx(0.032)
     assert not any("scaled" in n for n in traced.notes)
+
+
+def test_a_cache_is_chosen_when_the_consumer_binds_both_bounds() -> None:
+    """issue 13: the consumer's copy bounds the run with and without the cache, yet the
+    cache takes decode's work off the cores; it is chosen (it was not: "no cache")."""
+    # 50 ms per batch of copying: 20 batches/s with or without the cache
+    m = Measurement(**{**_measurement().__dict__, "consumer_seconds": 5.0})
+    a = analyze(_cache_everything_defn(), m, budget_cores=2, budget_memory_bytes=8 * GIB)
+    assert a.upper_bound_no_cache == pytest.approx(20 * 32, rel=1e-6)
+    assert a.upper_bound_steady == pytest.approx(20 * 32, rel=1e-6)
+    assert a.cache == "batch" and a.cache_reason is None
+    # one epoch: nothing to amortize over, so no cache, and it says why
+    one = analyze(
+        _cache_everything_defn(), m, budget_cores=2, budget_memory_bytes=8 * GIB, epochs=1
+    )
+    assert one.cache is None
+    assert (
+        one.cache_reason
+        == "no cache: caching after batch does not raise the delivered rate over a run of "
+        "1 epoch(s)"
+    )
+    assert one.cache_reason in one.explanation
+
+
+def test_no_cache_for_lack_of_memory_says_how_much_is_missing() -> None:
+    a = analyze(_defn(), _measurement(), budget_cores=2, budget_memory_bytes=512 * 1024**2)
+    assert a.cache is None
+    assert a.cache_reason == (
+        "no cache: no cacheable stage's output fits the memory budget (512.0 MiB above the "
+        "pipeline's own use; the smallest, read, needs 1.0 GiB)"
+    )
+    assert a.cache_reason in a.explanation
+
+
+def test_the_default_memory_budget_scales_with_the_host() -> None:
+    from placer.tuners.analysis import DEFAULT_MEMORY_SHARE, default_memory_budget
+
+    assert DEFAULT_MEMORY_SHARE == 0.5
+    assert default_memory_budget(126 * GIB, 2 * GIB) == 65 * GIB
+    assert default_memory_budget(4 * GIB, 1 * GIB) == 3 * GIB
+    assert default_memory_budget(0, 1 * GIB) == 1 * GIB
+    assert default_memory_budget(10 * GIB, 0, share=0.25) == int(2.5 * GIB)
+
+
+def test_prefetch_only_covers_latency_that_can_overlap_the_consumer() -> None:
+    """Little's law over the latency a prefetch thread can overlap: where the stages and
+    the consumer hold the GIL there is none, and the analysis asks for no prefetch."""
+    base = analyze(_defn(), _measurement(), budget_cores=2, budget_memory_bytes=0)
+    assert base.prefetch >= 1  # no GIL measured: everything overlaps
+    held = [dataclasses.replace(s, gil_share=1.0) for s in STATS]
+    m = Measurement(**{**_measurement().__dict__, "stages": held, "consumer_gil_share": 1.0})
+    assert analyze(_defn(), m, budget_cores=2, budget_memory_bytes=0).prefetch == 0
+    # a consumer that releases the GIL overlaps with them again
+    m = Measurement(**{**_measurement().__dict__, "stages": held, "consumer_gil_share": 0.0})
+    assert analyze(_defn(), m, budget_cores=2, budget_memory_bytes=0).prefetch >= 1
+
+
+def test_a_probed_hand_off_bounds_worker_configs_and_in_process_ones_run_alone() -> None:
+    """DataLoader's consumer thread receives each batch (probed: 50 ms here); with no
+    workers it runs every stage and a warm copy (1 ms) itself: the bound is the better."""
+    m = Measurement(
+        **{
+            **_measurement().__dict__,
+            "consumer_seconds": 0.1,
+            "delivery_seconds_per_batch": 0.05,
+            "worker_startup_seconds": 0.3,
+        }
+    )
+    a = analyze(_defn(), m, budget_cores=2, budget_memory_bytes=0)
+    # workers: at most 20 batches/s through the hand-off; alone: 1 / (0.0421 + 0.001)
+    assert a.upper_bound_no_cache == pytest.approx(32 / 0.0431, rel=1e-6)
+    assert a.consumer_seconds_per_batch == pytest.approx(0.05)
+    assert a.delivery_seconds_per_batch == 0.05 and a.worker_startup_seconds == 0.3
+    assert any("receives each batch from a worker in 50.00 ms" in n for n in a.notes)
+    # a cheap hand-off leaves the worker bound as it was without the probe
+    cheap = Measurement(**{**m.__dict__, "delivery_seconds_per_batch": 0.0005})
+    plain = Measurement(**{**m.__dict__, "delivery_seconds_per_batch": None})
+    b = analyze(_defn(), cheap, budget_cores=2, budget_memory_bytes=0)
+    c = analyze(_defn(), plain, budget_cores=2, budget_memory_bytes=0)
+    assert b.upper_bound_no_cache == pytest.approx(c.upper_bound_no_cache)
+    assert c.upper_bound_no_cache > a.upper_bound_no_cache

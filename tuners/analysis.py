@@ -42,6 +42,10 @@ EPS_CPU = 1e-9
 #: Default training-run length (epochs) over which a cache's first epoch is amortized.
 DEFAULT_EPOCHS = 10
 
+#: Share of the host's available memory (``MemAvailable`` when profiled) that a cache may
+#: take by default, on top of what the pipeline already uses (``--budget-mem`` overrides).
+DEFAULT_MEMORY_SHARE = 0.5
+
 #: Engines whose per-stage CPU is calibrated apart from the run, not traced per call
 #: (collectors/pipeline/adapters/tfdata.py); their sum is checked against the process.
 CALIBRATED_ENGINES = frozenset({"tfdata"})
@@ -94,6 +98,9 @@ class Analysis:
     latency_seconds: float  # one batch through all uncached stages, one worker each
     workers: int  # for one-pool engines (DataLoader): workers to keep the bound
     cache_considered: bool = False  # the pipeline has a cache knob
+    cache_reason: str | None = None  # why no cache was chosen (None: one was, or no knob)
+    delivery_seconds_per_batch: float | None = None  # engine hand-off, probed (DataLoader)
+    worker_startup_seconds: float | None = None  # a worker pool's start-up, probed
     host_cores: int = 0  # cores of the host that measured
     epochs: int = DEFAULT_EPOCHS  # training run the cached bound is amortized over
     upper_bound_steady: float = math.inf  # with the cache, after its first epoch
@@ -121,6 +128,15 @@ class Analysis:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def default_memory_budget(
+    available_bytes: int, baseline_bytes: int = 0, share: float = DEFAULT_MEMORY_SHARE
+) -> int:
+    """The memory budget when none is given: what the pipeline already uses plus ``share``
+    of what the host has available, so a cache's room scales with the host (half of
+    126 GiB on a big host, half of a few GiB on a small one)."""
+    return max(int(baseline_bytes), 0) + max(int(available_bytes * share), 0)
 
 
 def _finite(value: Any) -> Any:
@@ -161,6 +177,27 @@ def effective_rate(m: Measurement, epochs: int, *, cached: bool) -> float:
     if cached and first:
         return first
     return m.samples_per_second
+
+
+def _overlap_seconds(stages: list[StageAnalysis], consumer_gil_share: float | None) -> float:
+    """Per-batch wall time of ``stages`` that a prefetch thread can overlap with the
+    consumer: ``Σ wall_i × (1 − g_i × g_c)``; a share not measured (worker processes,
+    native threads) counts as no GIL. On 2 cores the torchdata grids' best configs had
+    prefetch 0 where the stages and the consumer hold the GIL (issue 13)."""
+    g_c = consumer_gil_share or 0.0
+    return sum(s.wall_per_batch * (1.0 - (s.gil_share or 0.0) * g_c) for s in stages)
+
+
+def _one_thread_rate(stages: list[StageAnalysis], copy_seconds: float) -> float:
+    """Batches/s of one thread running ``stages`` and the consumer's copy, nothing handed
+    off (DataLoader with ``num_workers=0``): one over their CPU per batch."""
+    cpu = sum(s.cpu_per_batch for s in stages) + copy_seconds
+    return 1.0 / cpu if cpu > EPS_CPU else math.inf
+
+
+def _depth(in_flight: float) -> int:
+    """Prefetch depth for ``in_flight`` batches (Little's law): none under half a batch."""
+    return 0 if in_flight < 0.5 else math.ceil(in_flight - 1e-9)
 
 
 def _per_batch_rates(info: StageInfo, stats: StageStats, batches: int) -> dict[str, Any]:
@@ -415,6 +452,13 @@ def analyze(
     consumer_per_batch = max(measurement.consumer_seconds, 0.0) / batches
     if measurement.consumer_best_seconds_per_batch is not None:
         consumer_per_batch = min(consumer_per_batch, measurement.consumer_best_seconds_per_batch)
+    # An engine with worker processes hands each batch to the consumer's thread, which
+    # pays for receiving it (probed: Measurement.delivery_seconds_per_batch, the copy of
+    # the received batch included); in-process configs (num_workers=0) do not.
+    copy_per_batch = consumer_per_batch
+    delivered = measurement.delivery_seconds_per_batch
+    if delivered is not None and delivered > consumer_per_batch:
+        consumer_per_batch = delivered
     # The consumer runs in the stages' interpreter when their GIL shares were measured.
     consumer = _consumer_stage(consumer_per_batch, measurement.consumer_gil_share)
     tail = [consumer] if consumer is not None else []
@@ -432,14 +476,28 @@ def analyze(
         cache_choices = knob.choices
     cache: str | None = None
     cache_bytes = 0
-    if cache_choices is not None:
-        for pos in range(len(stages) - 1, -1, -1):
-            st = stages[pos]
-            if not st.cacheable or st.name not in cache_choices:
-                continue
-            if st.materialized_bytes is not None and st.materialized_bytes <= room:
-                cache, cache_bytes = st.name, int(st.materialized_bytes)
-                break
+    cache_reason: str | None = None
+    candidates = [
+        s for s in stages if s.cacheable and cache_choices is not None and s.name in cache_choices
+    ]
+    if cache_choices is not None and not candidates:
+        cache_reason = (
+            "no cache: the first stage is already random"
+            if not any(s.cacheable for s in stages)
+            else "no cache: the cache knob names no stage before the first random one"
+        )
+    elif candidates:
+        fitting = [s for s in candidates if (s.materialized_bytes or 0) <= room]
+        if not fitting:
+            smallest = min(candidates, key=lambda s: s.materialized_bytes or 0)
+            cache_reason = (
+                f"no cache: no cacheable stage's output fits the memory budget "
+                f"({_fmt_bytes(max(room, 0))} above the pipeline's own use; the smallest, "
+                f"{smallest.name}, needs {_fmt_bytes(int(smallest.materialized_bytes or 0))})"
+            )
+        else:
+            # nearest the output: it removes the most work after the first epoch
+            cache, cache_bytes = fitting[-1].name, int(fitting[-1].materialized_bytes or 0)
 
     t_opt, cores, binding = t_nc, cores_nc, bind_nc
     if cache is not None:
@@ -447,9 +505,23 @@ def analyze(
         after = stages[cut + 1 :]
         # After the first epoch the cached prefix (source included) costs nothing.
         t_c, cores_c, bind_c = _lp(after + tail, budget_cores, None, max_workers)
-        if t_c > t_nc and run_rate(t_nc, t_c, epochs) > t_nc * 1.01:
+        raises = t_c > t_nc and run_rate(t_nc, t_c, epochs) > t_nc * 1.01
+        if not raises and epochs > 1 and t_c >= t_nc * (1 - 1e-9):
+            # The consumer (or the GIL) binds both bounds, yet the cache still takes the
+            # prefix's work off the cores: the engine's own per-batch costs, which the
+            # bound does not hold, then get them (issue 13: on 16 cores the decode cache
+            # delivered 2,827-3,026 samples/s, below the consumer's bound, where the
+            # no-cache configs did 2,598). Chosen when the stages' own rate rises.
+            work_nc = _lp(stages, budget_cores, source_cap, max_workers)[0]
+            work_c = _lp(after, budget_cores, None, max_workers)[0]
+            raises = work_c > work_nc and run_rate(work_nc, work_c, epochs) > work_nc * 1.01
+        if raises:
             t_opt, cores, binding = t_c, cores_c, bind_c
         else:
+            cache_reason = (
+                f"no cache: caching after {cache} does not raise the delivered rate over "
+                f"a run of {epochs} epoch(s)"
+            )
             cache, cache_bytes = None, 0
     live = stages if cache is None else stages[[s.name for s in stages].index(cache) + 1 :]
 
@@ -471,9 +543,12 @@ def analyze(
     t_for_little = (
         t_opt if math.isfinite(t_opt) else measurement.batches / max(measurement.wall_seconds, 1e-9)
     )
-    # Little's law: batches in flight = rate x latency. With every stage cached nothing is
-    # left to overlap, and a prefetch thread's hand-off would only cost.
-    prefetch = math.ceil(t_for_little * latency - 1e-9) if latency > 0 else 0
+    # Little's law: batches in flight = rate x latency, over the latency a prefetch
+    # thread can overlap with the consumer (GIL-held work of both cannot overlap). With
+    # every stage cached, or less than half a batch to overlap, nothing is gained and a
+    # prefetch thread's hand-off would only cost.
+    gil_c = measurement.consumer_gil_share
+    prefetch = _depth(t_for_little * _overlap_seconds(live, gil_c))
     workers = max(
         1, math.ceil(t_for_little * sum(s.wall_per_batch for s in live if not s.sequential))
     )
@@ -484,7 +559,7 @@ def analyze(
         # after another in the consumer's thread, far below the LP's split of the cores.
         later = (epochs - 1) / t_opt if 0 < t_opt < math.inf else 0.0
         if 1.0 / t_nc >= later:
-            prefetch = max(prefetch, math.ceil(t_nc * sum(s.wall_per_batch for s in stages) - 1e-9))
+            prefetch = max(prefetch, _depth(t_nc * _overlap_seconds(stages, gil_c)))
             workers = max(
                 workers,
                 math.ceil(t_nc * sum(s.wall_per_batch for s in stages if not s.sequential)),
@@ -492,6 +567,9 @@ def analyze(
 
     upper_steady = t_opt * samples_per_batch
     upper_nc = t_nc * samples_per_batch
+    if delivered is not None:  # in-process: no hand-off, every stage in the consumer's thread
+        upper_nc = max(upper_nc, samples_per_batch * _one_thread_rate(stages, copy_per_batch))
+        upper_steady = max(upper_steady, samples_per_batch * _one_thread_rate(live, copy_per_batch))
     # No start-up term: what a run pays before its first batch varies per config and per
     # process (imports, worker spawn), and the bound must stay an upper bound.
     upper = run_rate(upper_nc, upper_steady, epochs) if cache is not None else upper_nc
@@ -523,6 +601,9 @@ def analyze(
         latency_seconds=latency,
         workers=workers,
         cache_considered=cache_choices is not None,
+        cache_reason=cache_reason,
+        delivery_seconds_per_batch=delivered,
+        worker_startup_seconds=measurement.worker_startup_seconds,
         host_cores=int(measurement.host.cores),
         epochs=int(epochs),
         upper_bound_steady=upper_steady,
@@ -538,6 +619,14 @@ def analyze(
     analysis.notes.extend(defn.notes)
     if source_note:
         analysis.notes.append(source_note)
+    if delivered is not None:
+        startup = measurement.worker_startup_seconds
+        analysis.notes.append(
+            f"the consumer's thread receives each batch from a worker in "
+            f"{1000 * delivered:.2f} ms, its copy included (probed; a warm copy takes "
+            f"{1000 * copy_per_batch:.2f} ms); with no workers it runs every stage itself"
+            + (f"; a worker pool starts in {startup:.2f} s" if startup is not None else "")
+        )
     if cpu_scale < 1.0:
         analysis.notes.append(
             f"the stages' CPU ({stage_cpu:.2f} s) was more than the process used less the "
@@ -634,7 +723,9 @@ def explain(a: Analysis) -> list[str]:
         )
     if a.cache is None and a.cache_considered:
         fits = [s for s in a.stages if s.cacheable]
-        if not fits:
+        if a.cache_reason:
+            lines.append(a.cache_reason)
+        elif not fits:  # analyses stored before cache_reason
             lines.append("no cache: the first stage is already random")
         else:
             lines.append(

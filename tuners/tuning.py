@@ -1,12 +1,17 @@
 """Optuna tuning of a pipeline, seeded by the operational analysis.
 
-The study lives in the store's database (:mod:`placer.tuners.study`). Its first trial is the
-analysis's configuration (``enqueue_trial``), followed by a few neighbours of it, then TPE searches
-the pipeline's knobs. Each trial is a short :func:`measure` run in two steps: a quick
-one whose throughput is reported to the pruner, then the full one. CPU and memory
-budgets are constraints (``trial.set_constraint``, which Optuna 5's samplers read in
-place of the deprecated ``constraints_func``): configs the analysis says cannot fit are
-skipped before they run, and measured usage over budget makes a finished trial infeasible.
+The study lives in the store's database (:mod:`placer.tuners.study`). Its first trials are
+seeds (:func:`seed_configs`, ``enqueue_trial``): the analysis's configuration, the same
+without prefetch and inline, the naive one with its cache, a few neighbours; they take at
+most half the budget, and TPE searches the whole space with the rest, starting with
+random trials. The best is the best *measured* config: the top trials and the analysis's
+are re-measured (:func:`confirm_best`).
+
+Each trial is a short :func:`measure` run in two steps: a quick one whose throughput is
+reported to the pruner, then the full one. CPU and memory budgets are constraints
+(``trial.set_constraint``, which Optuna 5's samplers read in place of the deprecated
+``constraints_func``): configs the analysis says cannot fit are skipped before they run,
+and measured usage over budget makes a finished trial infeasible.
 
 Several processes (``workers``) or hosts share one study: each runs its own share of
 trials against the same storage; trials are numbered by the storage, so none is lost or
@@ -32,7 +37,13 @@ from placer.contracts.pipeline import Config, IntKnob, Measurement, PipelineDef
 from placer.errors import InvalidInputError, PlacerError
 from placer.store import Store
 from placer.store.repository import pipelines as repo
-from placer.tuners.analysis import DEFAULT_EPOCHS, Analysis, analyze, effective_rate
+from placer.tuners.analysis import (
+    DEFAULT_EPOCHS,
+    Analysis,
+    analyze,
+    default_memory_budget,
+    effective_rate,
+)
 from placer.tuners.configs import cache_bytes, config_from_analysis, core_demand
 from placer.tuners.resolve import load_pipeline, resolve_measure
 from placer.tuners.space import suggest
@@ -106,6 +117,88 @@ def neighbours(defn: PipelineDef, analysis: Analysis, config: Config, limit: int
     return out
 
 
+def _lean(defn: PipelineDef, config: Config, *, inline: bool) -> Config:
+    """``config`` with its prefetch depths at their knobs' low end and, with ``inline``,
+    every parallelism knob at its low end too (torchdata.nodes runs a one-worker stage
+    inline in its reader's thread; DataLoader's ``num_workers=0`` loads in the main
+    process), the cache kept."""
+    out = dict(config)
+    pools = {s.parallelism_knob or f"parallelism.{s.name}" for s in defn.stages}
+    for key, knob in defn.knobs.items():
+        if not isinstance(knob, IntKnob):
+            continue
+        if key in ("prefetch", "prefetch_factor"):
+            out[key] = knob.low
+        elif inline and key == "num_workers":
+            out[key] = knob.low
+        elif inline and key in pools:
+            out[key] = max(knob.low, 1)
+    return out
+
+
+def seed_configs(
+    defn: PipelineDef,
+    analysis: Analysis,
+    config: Config,
+    n_trials: int,
+    neighbours_limit: int = 2,
+) -> list[tuple[Config, str]]:
+    """The configs enqueued before the sampler, each with its origin, best bet first.
+
+    The analysis's config; the same with no prefetch (the 2-core grids' best torchdata
+    configs had prefetch 0: where the stages hold the GIL a prefetch thread only adds
+    hand-offs); the same inline (no pools: the analysis's threads can cost more than they
+    give); the naive config with the analysis's cache; then the analysis's neighbours
+    (up to ``neighbours_limit``, :func:`neighbours`). They take at most half of
+    ``n_trials`` (rounded up; two of a budget of two or three), so the sampler explores
+    the whole space with the rest; duplicates are dropped.
+    """
+    room = max(min(n_trials, 2), math.ceil(n_trials / 2))
+    out: list[tuple[Config, str]] = []
+
+    def add(c: Config, origin: str) -> None:
+        if len(out) < room and all(_effective(c) != _effective(seen) for seen, _ in out):
+            out.append((c, origin))
+
+    add(config, "analysis")
+    add(_lean(defn, config, inline=False), "no-prefetch")
+    add(_lean(defn, config, inline=True), "inline")
+    naive = dict(defn.naive_config)
+    if config.get("cache") is not None:
+        naive["cache"] = config["cache"]
+    if all(_in_knob(defn.knobs.get(k), v) for k, v in naive.items() if k in defn.knobs):
+        add(naive, "naive")
+    for extra in neighbours(defn, analysis, config, neighbours_limit):
+        add(extra, "neighbour")
+    return out
+
+
+def _effective(config: Config) -> Config:
+    """``config`` less the knobs it leaves unused: without workers DataLoader has no
+    prefetch_factor or persistent_workers, so two such configs run the same."""
+    if config.get("num_workers") == 0:
+        return {
+            k: v for k, v in config.items() if k not in ("prefetch_factor", "persistent_workers")
+        }
+    return config
+
+
+def startup_trials(n_trials: int, n_seeds: int) -> int:
+    """TPE's random start-up trials, counted with the enqueued seeds (Optuna counts every
+    finished trial): a third of what the seeds leave, at least one, so the sampler sees
+    the whole space before it models around the seeds."""
+    return n_seeds + max(1, (n_trials - n_seeds) // 3)
+
+
+def _in_knob(knob: Any, value: Any) -> bool:
+    """Whether ``value`` is in the knob's range (a naive config may sit outside it)."""
+    if isinstance(knob, IntKnob):
+        return isinstance(value, int) and knob.low <= value <= knob.high
+    if knob is None:
+        return True
+    return value in getattr(knob, "choices", (value,))
+
+
 def confirm_best(
     study: Any,
     defn: PipelineDef,
@@ -121,7 +214,11 @@ def confirm_best(
     :func:`best_trial` then ranks confirmed trials by their mean. Trial values stay as
     measured (Optuna's history is not rewritten); a failed re-measure counts as 0."""
     confirmed = dict(study.user_attrs.get(CONFIRM_ATTR, {}))
-    ranked = sorted(finished_feasible(study), key=lambda t: -float(t.value))[:top]
+    done = finished_feasible(study)
+    ranked = sorted(done, key=lambda t: -float(t.value))[:top]
+    # The analysis's trial is always a candidate: one lucky run of another config must
+    # not push placer's own first trial out of the final pick (issue 13).
+    ranked += [t for t in done if t.user_attrs.get("origin") == "analysis" and t not in ranked]
     for t in ranked:
         if str(t.number) in confirmed:
             continue
@@ -558,7 +655,7 @@ def tune(
                     f"an Optuna study named {name!r} already exists in this store; "
                     f"choose another --study"
                 )
-            naive_sps, analysis, config0, pipeline_id = _start_study(
+            naive_sps, analysis, config0, pipeline_id, n_seeds = _start_study(
                 store,
                 storage,
                 defn,
@@ -579,6 +676,7 @@ def tune(
             analysis = analysis_from_dict(study.user_attrs["analysis"])
             config0 = dict(study.user_attrs["analysis_config"])
             naive_sps = float(study.user_attrs["naive_samples_per_second"])
+            n_seeds = 0  # a joined study's seeds are its first trials, run or queued
             with store.session() as s:
                 pipeline_id = int(repo.find_study(s, name).pipeline_id)  # type: ignore[union-attr]
         if on_analysis is not None:
@@ -591,7 +689,7 @@ def tune(
             n_trials=n_trials,
             trial_seconds=trial_seconds,
             seed=seed,
-            n_startup_trials=max(2, min(5, n_trials // 3)),
+            n_startup_trials=startup_trials(n_trials, n_seeds),
             extra_sys_path=[p for p in sys.path if p],
             trial_timeout=trial_timeout,
         )
@@ -666,8 +764,9 @@ def _start_study(
     neighbours_limit: int,
     epochs: int = DEFAULT_EPOCHS,
     trial_timeout: float | None = None,
-) -> tuple[float, Analysis, Config, int]:
-    """Profile the naive config, analyze, then create the study rows and enqueue trials.
+) -> tuple[float, Analysis, Config, int, int]:
+    """Profile the naive config, analyze, then create the study rows and enqueue trials
+    (:func:`seed_configs`; their count is returned last).
 
     Nothing is stored unless profiling and analysis succeed; the placer rows and the
     Optuna study are created together (the study is deleted if the rows fail).
@@ -701,7 +800,7 @@ def _start_study(
     memory = (
         int(budget_memory_bytes)
         if budget_memory_bytes is not None
-        else max(int(profile.host.free_memory_bytes) // 2, baseline)
+        else default_memory_budget(int(profile.host.free_memory_bytes), baseline)
     )
     if memory < baseline:
         raise InvalidInputError(
@@ -730,9 +829,10 @@ def _start_study(
         study.set_user_attr("epochs", epochs)
         study.set_user_attr("naive_samples_per_second", naive_rate)
         study.set_user_attr("pipeline", spec)
-        study.enqueue_trial(_params(defn, config0), user_attrs={"origin": "analysis"})
-        for extra in neighbours(defn, analysis, config0, min(neighbours_limit, n_trials - 1)):
-            study.enqueue_trial(_params(defn, extra), user_attrs={"origin": "neighbour"})
+        seeds = seed_configs(defn, analysis, config0, n_trials, neighbours_limit)
+        for seed_config, origin in seeds:
+            study.enqueue_trial(_params(defn, seed_config), user_attrs={"origin": origin})
+        study.set_user_attr("n_seeds", len(seeds))
         with store.session() as s:
             pipeline = repo.upsert_pipeline(s, defn, spec)
             pipeline.analysis = analysis.to_dict()
@@ -752,7 +852,7 @@ def _start_study(
     except BaseException:
         optuna.delete_study(study_name=name, storage=storage)
         raise
-    return naive_rate, analysis, config0, pipeline_id
+    return naive_rate, analysis, config0, pipeline_id, len(seeds)
 
 
 def _params(defn: PipelineDef, config: Config) -> dict[str, Any]:

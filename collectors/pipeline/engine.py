@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from placer.collectors.pipeline.probe import Probes
@@ -57,6 +57,13 @@ class Engine:
     def __init__(self, name: str | None = None) -> None:
         if name is not None:
             self.name = name
+
+    def delivery_costs(self, batch: Any, consume: Callable[[Any], Any]) -> dict[str, float]:
+        """The engine's own costs between its workers and the consumer, probed with one of
+        the pipeline's batches, each received batch passed to ``consume`` (the measuring
+        consumer's copy) (``Measurement.delivery_seconds_per_batch``,
+        ``worker_startup_seconds``); {} for engines without a worker hand-off to probe."""
+        return {}
 
     def preload(self) -> None:
         """Import the engine's library now, so each forked trial does not pay for it.

@@ -309,6 +309,7 @@ def _run(
     materialize: bool = True,
     epoch_wait_seconds: float | None = None,
     gil_check: bool = False,
+    engine_probe: bool = False,
     send: Any = None,
     state: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -349,7 +350,7 @@ def _run(
         on_phase=on_phase,
         on_batch=on_batch,
         epoch_wait_seconds=epoch_wait_seconds,
-        keep_last=last if gil_check else None,
+        keep_last=last if gil_check or engine_probe else None,
     )
     cpu = tree_cpu_seconds() - marks["cpu0"]
     stats: list[StageStats] = []
@@ -366,6 +367,9 @@ def _run(
         if last:
             extra["consumer_gil_share"] = gil_share(Consumer(), [((last[0],), {})] * 4)
         extra["gil_check_seconds"] = time.perf_counter() - t0
+    if engine_probe and last:
+        state["phase"] = "engine-probe"
+        extra.update(engine_named(defn.engine).delivery_costs(last[0], Consumer()))
     return {
         **data,
         **extra,
@@ -465,6 +469,8 @@ def _result(
         else None,
         consumer_gil_share=d.get("consumer_gil_share") if status == "ok" else None,
         gil_check_seconds=float(d.get("gil_check_seconds", 0.0)),
+        delivery_seconds_per_batch=d.get("delivery_seconds_per_batch") if status == "ok" else None,
+        worker_startup_seconds=d.get("worker_startup_seconds") if status == "ok" else None,
     )
 
 
@@ -482,6 +488,7 @@ def measure(
     min_epochs: int = 0,
     materialize: bool = True,
     gil_check: bool | None = None,
+    engine_probe: bool | None = None,
 ) -> Measurement:
     """Run ``defn`` under ``config`` for at most ``max_batches`` / ``max_seconds``.
 
@@ -494,6 +501,9 @@ def measure(
     (``StageStats.gil_share``; about 0.15-0.2 s per stage, not inside any rate). Default
     (None): on for a profile, i.e. probes on, the naive config, and an engine whose stages
     share one interpreter (``Engine.shares_gil``); trials skip it.
+    ``engine_probe``: after the window, probe the engine's own hand-off with the last
+    batch (``Engine.delivery_costs``: DataLoader's worker → main transfer and worker
+    start-up, about 0.5 s). Default (None): on for a profile (probes on, naive config).
     ``timeout`` (default ``3 * max_seconds + 10``) bounds everything, build and warmup
     included; past it the child's whole process group is killed and the result has
     ``status="timeout"``. ``isolation="inline"`` runs in this process instead (no hard
@@ -508,12 +518,11 @@ def measure(
         raise InvalidInputError(f"isolation must be 'fork' or 'inline', not {isolation!r}")
     host = host or host_facts(defn.source)
     limit = timeout if timeout is not None else 3 * max_seconds + 10
+    naive = {**defn.naive_config, **config} == dict(defn.naive_config)
     if gil_check is None:
-        gil_check = (
-            probes
-            and engine_named(defn.engine).shares_gil
-            and {**defn.naive_config, **config} == dict(defn.naive_config)
-        )
+        gil_check = probes and engine_named(defn.engine).shares_gil and naive
+    if engine_probe is None:
+        engine_probe = probes and naive
     args = (
         defn,
         dict(config),
@@ -525,6 +534,7 @@ def measure(
         materialize,
         0.75 * limit if min_epochs else None,  # a stream never ends an epoch: stop waiting
         bool(gil_check),
+        bool(engine_probe),
     )
     if isolation == "inline":
         try:

@@ -109,7 +109,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     tune.add_argument(
         "--budget-mem",
         metavar="SIZE",
-        help="memory the pipeline may use, e.g. 4GiB (default: half the free memory)",
+        help="memory the pipeline may use, e.g. 4GiB (default: its own use plus half the "
+        "host's available memory)",
     )
     tune.add_argument("--trials", type=int, default=12, metavar="N", help="trials (12)")
     tune.add_argument(

@@ -181,6 +181,12 @@ class Measurement:
     # window: not in any rate)
     consumer_gil_share: float | None = None
     gil_check_seconds: float = 0.0
+    # The engine's own hand-off, probed in profiles (``Engine.delivery_costs``): the
+    # consumer thread's CPU per batch to receive a batch from a worker process and copy
+    # it (DataLoader: unpickling, shared-memory pages touched for the first time), and a
+    # worker pool's start-up (iter() to the first batch); None where not probed.
+    delivery_seconds_per_batch: float | None = None
+    worker_startup_seconds: float | None = None
 
 
 class ProbeSink(Protocol):

@@ -10,6 +10,7 @@ process and in persistent workers, as a real job's in-dataset cache would).
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -245,6 +246,56 @@ class DataLoaderPipeline:
             yield batch
 
 
+class _Replay:
+    """A map-style dataset of ``n`` fresh copies of one batch: what a worker sends when
+    the stages cost nothing (each copy new memory, as each real batch is)."""
+
+    def __init__(self, batch: Any, n: int) -> None:
+        self.batch = batch
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> Any:
+        return copy.deepcopy(self.batch)
+
+
+def probe_delivery(
+    batch: Any, consume: Callable[[Any], Any], *, batches: int = 48, seconds: float = 0.4
+) -> dict[str, float]:
+    """What DataLoader itself costs the consumer's thread per batch, and a worker's start-up.
+
+    One worker replays fresh copies of ``batch`` (:class:`_Replay`, no auto-batching);
+    the main thread's CPU (``time.thread_time``: waiting excluded, page faults included)
+    per received batch, the batch's copy by ``consume`` included, is the consumer
+    thread's cost when the stages run in workers: unpickling, rebuilding tensors from
+    shared memory, touching their pages for the first time. The analysis uses it in
+    place of the consumer's warm copy for worker configs. Start-up: iter() to the first
+    batch (a fresh worker process each epoch unless ``persistent_workers``).
+    """
+    from torch.utils.data import DataLoader  # lazy: heavy
+
+    replay: Any = _Replay(to_torch(batch), batches + 1)  # map-style: DataLoader takes it
+    loader: Any = DataLoader(replay, batch_size=None, num_workers=1, prefetch_factor=4)
+    t0 = time.perf_counter()
+    it = iter(loader)
+    consume(next(it))
+    startup = time.perf_counter() - t0
+    cpu0, n = time.thread_time(), 0
+    deadline = time.perf_counter() + seconds
+    for b in it:
+        consume(b)
+        n += 1
+        if time.perf_counter() >= deadline:
+            break
+    cpu = time.thread_time() - cpu0
+    del it  # shuts the worker down
+    if n == 0:
+        return {"worker_startup_seconds": startup}
+    return {"delivery_seconds_per_batch": cpu / n, "worker_startup_seconds": startup}
+
+
 class DataLoaderEngine(SpecEngine):
     """PyTorch DataLoader: one pool of worker processes (a GIL each) runs every stage."""
 
@@ -256,6 +307,9 @@ class DataLoaderEngine(SpecEngine):
 
     def pool_size(self, config: Config) -> int:
         return max(1, int(config.get("num_workers") or 0))
+
+    def delivery_costs(self, batch: Any, consume: Callable[[Any], Any]) -> dict[str, float]:
+        return probe_delivery(batch, consume)
 
     def knobs(self, spec: PipelineSpec) -> dict[str, Knob]:
         return {
