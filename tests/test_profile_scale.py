@@ -114,8 +114,15 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= 0.01 * max(abs(a), abs(b)) + 1e-12
 
 
-def test_summarized_form_gives_the_full_forms_features(store: Store, tmp_path: Path) -> None:
-    log = churn_log(tmp_path / "shim.100.log")
+#: The issue's run is 100,000 allocations; the quick case keeps the suite fast.
+SIZES = [25_000, pytest.param(100_000, marks=pytest.mark.slow, id="100k")]
+
+
+@pytest.mark.parametrize("n_small", SIZES)
+def test_summarized_form_gives_the_full_forms_features(
+    store: Store, tmp_path: Path, n_small: int
+) -> None:
+    log = churn_log(tmp_path / "shim.100.log", n_small=n_small)
     full = _ingest(store, log, summarize=False)
     summ = _ingest(store, log, summarize=True)
     with store.session() as s:
@@ -123,13 +130,13 @@ def test_summarized_form_gives_the_full_forms_features(store: Store, tmp_path: P
         summ_objs = objects_of_run(s, summ)
         f_full = run_features(s, full)
         f_summ = run_features(s, summ)
-    assert len(full_objs) == 25_000 + 6 + 3
+    assert len(full_objs) == n_small + 6 + 3
     # the large and the alive-at-exit buffers one by one, the small ones per window
     kept = [o for o in summ_objs if "aggregate" not in (o.summary or {})]
     aggs = [o for o in summ_objs if "aggregate" in (o.summary or {})]
     assert len(kept) == 9 and 0 < len(aggs) <= reduce.MAX_WINDOWS
-    assert sum(o.summary["aggregate"]["objects"] for o in aggs) == 25_000
-    assert sum(o.summary["aggregate"]["bytes"] for o in aggs) == 25_000 * 64 * KiB
+    assert sum(o.summary["aggregate"]["objects"] for o in aggs) == n_small
+    assert sum(o.summary["aggregate"]["bytes"] for o in aggs) == n_small * 64 * KiB
     # features of the kept objects: the full form's, within 1%
     by_seq = f_full.set_index("object_id")
     seq_of = {o.id: o.alloc_seq for o in full_objs}
@@ -252,11 +259,14 @@ def test_too_many_sites_one_line_exit_2(run_placer, churn: Path) -> None:
     assert "more than 10 distinct sites" in last and "Traceback" not in r.stderr
 
 
-def test_emulator_prices_the_summarized_form_as_the_full_form(store: Store, tmp_path: Path) -> None:
+@pytest.mark.parametrize("n_small", SIZES)
+def test_emulator_prices_the_summarized_form_as_the_full_form(
+    store: Store, tmp_path: Path, n_small: int
+) -> None:
     """All objects in the slow tier, with DHAT traffic per site: the same runtime and the
     same penalty per site (within 1%). The small objects carry no page-poison samples, as
     the shim writes them (it samples objects from 1 MiB on)."""
-    log = churn_log(tmp_path / "shim.100.log", sample_every=0)
+    log = churn_log(tmp_path / "shim.100.log", n_small=n_small, sample_every=0)
     runs = (_ingest(store, log, summarize=False), _ingest(store, log, summarize=True))
     stat = {
         "blocks": 100,
