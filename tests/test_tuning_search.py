@@ -23,9 +23,10 @@ from placer.contracts.pipeline import (
 )
 from placer.tuners.analysis import analyze
 from placer.tuners.configs import config_from_analysis
+from placer.tuners.seeds import seed_configs, startup_trials
 from placer.tuners.study import CONFIRM_ATTR, optuna_storage
 from placer.tuners.synthetic import synthetic_cpu
-from placer.tuners.tuning import seed_configs, startup_trials, tune
+from placer.tuners.tuning import tune
 
 GIB = 1 << 30
 TESTS = Path(__file__).resolve().parent
