@@ -66,7 +66,7 @@ sys.path.insert(0, str(ROOT))
 
 from placer.contracts.pipeline import ChoiceKnob, Config, IntKnob, PipelineDef  # noqa: E402
 from placer.errors import PlacerError, first_line  # noqa: E402
-from placer.tuners.analysis import Analysis  # noqa: E402
+from placer.tuners.analysis import Analysis, analyze, default_memory_budget  # noqa: E402
 from placer.tuners.configs import core_demand  # noqa: E402
 from placer.tuners.resolve import load_pipeline, resolve_measure  # noqa: E402
 from placer.tuners.study import best_trial, pick_confirmed, trial_score  # noqa: E402
@@ -362,8 +362,6 @@ def bench_one(
     budget_cores = float(args.budget_cores or cores)
     # The grid depends on the profile: profile once (the tuner profiles again, as a user's
     # `placer tune` would), size the grid, then give the tuner a tenth of its trials.
-    from placer.tuners.analysis import analyze, default_memory_budget
-
     profile = measure(
         defn,
         dict(defn.naive_config),

@@ -17,7 +17,7 @@ from placer.contracts.pipeline import (
     StageStats,
 )
 from placer.errors import InvalidInputError
-from placer.tuners.analysis import analyze
+from placer.tuners.analysis import DEFAULT_MEMORY_SHARE, analyze, default_memory_budget
 from placer.tuners.configs import config_from_analysis, core_demand
 
 GIB = 1024**3
@@ -338,8 +338,6 @@ def test_no_cache_for_lack_of_memory_says_how_much_is_missing() -> None:
 
 
 def test_the_default_memory_budget_scales_with_the_host() -> None:
-    from placer.tuners.analysis import DEFAULT_MEMORY_SHARE, default_memory_budget
-
     assert DEFAULT_MEMORY_SHARE == 0.5
     assert default_memory_budget(126 * GIB, 2 * GIB) == 65 * GIB
     assert default_memory_budget(4 * GIB, 1 * GIB) == 3 * GIB
